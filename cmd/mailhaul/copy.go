@@ -1,0 +1,295 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mailhaul/mailhaul/checkpoint"
+	"github.com/mailhaul/mailhaul/migrate"
+)
+
+type copyFlags struct {
+	dryRun         bool
+	include        []string
+	exclude        []string
+	maps           []string
+	since, before  string
+	maxSize        string
+	stateDir       string
+	transfers      int
+	includeDeleted bool
+	maildirLayout  string
+	tempDir        string
+}
+
+func copyCommand(g *globalFlags) *cobra.Command {
+	f := &copyFlags{}
+	cmd := &cobra.Command{
+		Use:   "copy SRC DST",
+		Short: "Copy every message of SRC not yet copied into DST (resumable, idempotent)",
+		Long: `Copy every message of SRC that an earlier run has not copied into DST.
+
+Folders keep their names (and hierarchy) unless --map renames them. Flags
+(read, answered, flagged, draft, forwarded, keywords) and the internal date
+are kept. Message bytes are never changed.
+
+The run can be interrupted at any moment (Ctrl-C, kill -9, power loss);
+running the same command again resumes without losing or duplicating a
+message. The source is never modified.`,
+		Example: `  mailhaul copy maildir:~/Maildir maildir:/backup/Maildir
+  mailhaul copy --dry-run --include 'Archive/*' maildir:~/Maildir maildir:/tmp/out`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runCopy(g, f, args[0], args[1])
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVarP(&f.dryRun, "dry-run", "n", false, "print what would be copied per folder; write nothing")
+	fl.StringArrayVar(&f.include, "include", nil, "copy only folders matching this glob (repeatable; 'A/*', a folder also selects its subfolders)")
+	fl.StringArrayVar(&f.exclude, "exclude", nil, "skip folders matching this glob (repeatable)")
+	fl.StringArrayVar(&f.maps, "map", nil, "rename a folder (and its subfolders): SRC=DST (repeatable)")
+	fl.StringVar(&f.since, "since", "", "only messages with an internal date on or after this date (YYYY-MM-DD or RFC 3339)")
+	fl.StringVar(&f.before, "before", "", "only messages with an internal date before this date (YYYY-MM-DD or RFC 3339)")
+	fl.StringVar(&f.maxSize, "max-size", "", "skip messages larger than this (e.g. 25M, 1G)")
+	fl.StringVar(&f.stateDir, "state-dir", defaultStateDir(), "where checkpoints are kept")
+	fl.IntVar(&f.transfers, "transfers", 4, "messages fetched and appended in parallel")
+	fl.BoolVar(&f.includeDeleted, "include-deleted", false, `also copy messages flagged \Deleted (Maildir "T")`)
+	fl.StringVar(&f.maildirLayout, "maildir-layout", "maildir++", "layout of a Maildir destination: maildir++ (Dovecot, Courier) or fs (nested directories)")
+	fl.StringVar(&f.tempDir, "temp-dir", "", "where bodies larger than 4 MiB are spooled (default: the system temp dir)")
+	return cmd
+}
+
+func usageErr(format string, a ...any) error {
+	return &exitError{exitUsage, fmt.Errorf(format, a...)}
+}
+
+func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
+	o := migrate.Options{
+		Include: f.include, Exclude: f.exclude, Transfers: f.transfers,
+		DryRun: f.dryRun, IncludeDeleted: f.includeDeleted, TempDir: f.tempDir,
+	}
+	if err := migrate.CheckGlobs(append(append([]string{}, f.include...), f.exclude...)); err != nil {
+		return usageErr("%v", err)
+	}
+	var err error
+	if o.Map, err = migrate.ParseMap(f.maps); err != nil {
+		return usageErr("%v", err)
+	}
+	if o.Since, err = parseDate("--since", f.since); err != nil {
+		return usageErr("%v", err)
+	}
+	if o.Before, err = parseDate("--before", f.before); err != nil {
+		return usageErr("%v", err)
+	}
+	if o.MaxSize, err = parseSize(f.maxSize); err != nil {
+		return usageErr("invalid --max-size: %v", err)
+	}
+	if f.transfers < 1 || f.transfers > 64 {
+		return usageErr("--transfers must be between 1 and 64")
+	}
+	srcEP, err := parseEndpoint(srcArg)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	dstEP, err := parseEndpoint(dstArg)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+
+	ctx, stop := signalContext(g.log)
+	defer stop()
+	rend := newRenderer(g, os.Stderr)
+	env := endpointEnv{g: g, c: f, warn: func(err error) { rend.Event(migrate.Event{Kind: migrate.Warning, Err: err}) }}
+
+	src, err := openSource(ctx, srcEP, env)
+	if err != nil {
+		return &exitError{exitFatal, err}
+	}
+	defer src.Close()
+	o.Source = src
+	if !f.dryRun {
+		sink, err := openSink(ctx, dstEP, env)
+		if err != nil {
+			return &exitError{exitFatal, err}
+		}
+		defer sink.Close()
+		o.Sink = sink
+	} else {
+		if _, ok := sinkSchemes[dstEP.Scheme]; !ok {
+			return usageErr("destination %q: scheme %q cannot be written to (destinations: %s)", dstEP.Raw, dstEP.Scheme, keys(sinkSchemes))
+		}
+		o.Sink = dryRunSink{}
+	}
+
+	cpPath := checkpoint.PathFor(f.stateDir, srcEP.describe(), dstEP.describe())
+	var store *checkpoint.Store
+	if f.dryRun {
+		store, err = checkpoint.OpenReadOnly(cpPath)
+	} else {
+		store, err = checkpoint.Open(cpPath, srcEP.describe(), dstEP.describe())
+	}
+	if err != nil {
+		if errors.Is(err, checkpoint.ErrLocked) {
+			err = fmt.Errorf("%w: another mailhaul copy from %s to %s is running (checkpoint %s)", err, srcEP.describe(), dstEP.describe(), cpPath)
+		}
+		return &exitError{exitFatal, err}
+	}
+	if store != nil {
+		defer store.Close()
+		o.Checkpoint = store
+	}
+	g.log.Debug("checkpoint", "path", cpPath)
+
+	o.Reporter = rend
+	o.StepHook = testKillHook()
+	rend.start()
+	report, runErr := migrate.Run(ctx, o)
+	rend.finish()
+
+	if g.json {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(jsonReport(report, srcEP, dstEP, cpPath)); err != nil {
+			return &exitError{exitFatal, fmt.Errorf("write report: %w", err)}
+		}
+	}
+	printSummary(os.Stderr, report)
+	code := exitCodeFor(report, runErr)
+	if code == exitOK {
+		return nil
+	}
+	if code == exitInterrupted {
+		return &exitError{code, errors.New("interrupted; run the same command again to resume")}
+	}
+	if runErr != nil {
+		return &exitError{code, runErr}
+	}
+	return &exitError{code, nil}
+}
+
+type reportJSON struct {
+	Source      string `json:"source"`
+	Destination string `json:"destination"`
+	Checkpoint  string `json:"checkpoint"`
+	migrate.Report
+	ElapsedSec float64 `json:"elapsed_seconds"`
+}
+
+func jsonReport(r migrate.Report, src, dst endpoint, cp string) reportJSON {
+	return reportJSON{Source: src.describe(), Destination: dst.describe(), Checkpoint: cp, Report: r, ElapsedSec: r.Elapsed.Seconds()}
+}
+
+// printSummary writes the human summary of a run.
+func printSummary(w io.Writer, r migrate.Report) {
+	verb := "copied"
+	if r.DryRun {
+		verb = "would copy"
+		fmt.Fprintf(w, "%-40s %-40s %10s %12s %8s\n", "FOLDER", "DESTINATION", "MESSAGES", "BYTES", "ALREADY")
+		for _, f := range r.Folders {
+			fmt.Fprintf(w, "%-40s %-40s %10d %12d %8d\n", f.Name, f.Dest, f.Messages, f.Bytes, f.Already)
+		}
+	}
+	secs := r.Elapsed.Seconds()
+	rate := ""
+	if secs > 0 && !r.DryRun && r.Copied > 0 {
+		rate = fmt.Sprintf(", %.0f msg/s, %s/s", float64(r.Copied)/secs, humanBytes(int64(float64(r.Bytes)/secs)))
+	}
+	fmt.Fprintf(w, "%s %d messages (%s), %d already there, %d skipped, %d filtered, %d folders; %.1fs%s\n",
+		verb, r.Copied, humanBytes(r.Bytes), r.Already, len(r.Skipped), r.Filtered, len(r.Folders), secs, rate)
+	if r.Recovered > 0 {
+		fmt.Fprintf(w, "recovered %d copies written by an interrupted run\n", r.Recovered)
+	}
+	if len(r.Skipped) > 0 {
+		fmt.Fprintf(w, "skipped messages (not copied; the next run tries them again):\n")
+		for _, s := range r.Skipped {
+			id := s.ID
+			if id == "" {
+				id = "(whole folder)"
+			}
+			fmt.Fprintf(w, "  %s %s: %s\n", s.Folder, id, s.Reason)
+		}
+	}
+	for _, wn := range r.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", wn)
+	}
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func parseDate(flag, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	for _, layout := range []string{"2006-01-02", time.RFC3339} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("invalid %s %q: want YYYY-MM-DD or RFC 3339 (2006-01-02T15:04:05Z)", flag, s)
+}
+
+// parseSize parses "123", "10K", "25M", "1G" (binary units, optional "B"/"iB").
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(strings.ToUpper(s))
+	if s == "" {
+		return 0, nil
+	}
+	s = strings.TrimSuffix(strings.TrimSuffix(s, "B"), "I")
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "K"):
+		mult, s = 1<<10, s[:len(s)-1]
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1<<20, s[:len(s)-1]
+	case strings.HasSuffix(s, "G"):
+		mult, s = 1<<30, s[:len(s)-1]
+	}
+	n, err := strconv.ParseFloat(s, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a size", s)
+	}
+	return int64(n * float64(mult)), nil
+}
+
+// testKillHook lets the crash tests kill this process with SIGKILL at an
+// exact step: MAILHAUL_TEST_KILL_AT=append:17 kills it right after the 17th
+// append, before the copy is recorded. It does nothing when unset.
+func testKillHook() func(string) {
+	spec := os.Getenv("MAILHAUL_TEST_KILL_AT")
+	if spec == "" {
+		return nil
+	}
+	step, ns, _ := strings.Cut(spec, ":")
+	n, err := strconv.ParseInt(ns, 10, 64)
+	if err != nil || n < 1 {
+		return nil
+	}
+	var count atomic.Int64
+	return func(s string) {
+		if s == step && count.Add(1) == n {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	}
+}

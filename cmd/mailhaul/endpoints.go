@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/mailhaul/mailhaul/internal/maildir"
+	"github.com/mailhaul/mailhaul/migrate"
+	"github.com/mailhaul/mailhaul/sinks"
+	"github.com/mailhaul/mailhaul/sources"
+)
+
+// endpoint is a parsed SRC or DST argument: "scheme:rest".
+type endpoint struct {
+	Raw    string
+	Scheme string
+	Rest   string
+}
+
+// parseEndpoint splits "maildir:PATH", "maildir://PATH" or a URL.
+func parseEndpoint(s string) (endpoint, error) {
+	scheme, rest, ok := strings.Cut(s, ":")
+	if !ok || scheme == "" || strings.ContainsAny(scheme, "/\\.") {
+		return endpoint{}, fmt.Errorf("endpoint %q: want SCHEME:..., e.g. maildir:~/Maildir (schemes: %s)", s, strings.Join(schemes(), ", "))
+	}
+	return endpoint{Raw: s, Scheme: strings.ToLower(scheme), Rest: rest}, nil
+}
+
+// localPath returns the path of a local endpoint ("maildir:~/x", "maildir:///x").
+func (e endpoint) localPath() (string, error) {
+	p := e.Rest
+	if strings.HasPrefix(p, "//") {
+		p = p[2:]
+	}
+	if p == "" {
+		return "", fmt.Errorf("endpoint %q: no path", e.Raw)
+	}
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", fmt.Errorf("endpoint %q: %w", e.Raw, err)
+		}
+		p = filepath.Join(home, p[1:])
+	}
+	return filepath.Abs(p)
+}
+
+// describe is the endpoint as recorded in the checkpoint and shown in
+// logs: never a secret.
+func (e endpoint) describe() string {
+	if p, err := e.localPath(); err == nil && isLocal(e.Scheme) {
+		return e.Scheme + ":" + p
+	}
+	return e.Scheme + ":" + e.Rest
+}
+
+func isLocal(scheme string) bool { return scheme == "maildir" || scheme == "mbox" }
+
+// endpointEnv is what backends may need from the command line.
+type endpointEnv struct {
+	g    *globalFlags
+	c    *copyFlags // nil for commands that only read
+	warn func(error)
+}
+
+type sourceOpener func(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Source, error)
+type sinkOpener func(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Sink, error)
+
+// The registry: one line per scheme. Backends plug in here.
+var (
+	sourceSchemes = map[string]sourceOpener{
+		"maildir": openMaildirSource,
+	}
+	sinkSchemes = map[string]sinkOpener{
+		"maildir": openMaildirSink,
+	}
+)
+
+func schemes() []string {
+	set := map[string]bool{}
+	for s := range sourceSchemes {
+		set[s] = true
+	}
+	for s := range sinkSchemes {
+		set[s] = true
+	}
+	var out []string
+	for s := range set {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func openSource(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Source, error) {
+	open, ok := sourceSchemes[ep.Scheme]
+	if !ok {
+		return nil, fmt.Errorf("source %q: scheme %q cannot be read from (sources: %s)", ep.Raw, ep.Scheme, keys(sourceSchemes))
+	}
+	return open(ctx, ep, env)
+}
+
+func openSink(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Sink, error) {
+	open, ok := sinkSchemes[ep.Scheme]
+	if !ok {
+		return nil, fmt.Errorf("destination %q: scheme %q cannot be written to (destinations: %s)", ep.Raw, ep.Scheme, keys(sinkSchemes))
+	}
+	return open(ctx, ep, env)
+}
+
+func keys[V any](m map[string]V) string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
+}
+
+func openMaildirSource(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Source, error) {
+	p, err := ep.localPath()
+	if err != nil {
+		return nil, err
+	}
+	return sources.OpenMaildir(p)
+}
+
+func openMaildirSink(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Sink, error) {
+	p, err := ep.localPath()
+	if err != nil {
+		return nil, err
+	}
+	layout := maildir.PlusPlus
+	if env.c != nil {
+		if layout, err = maildir.ParseLayout(env.c.maildirLayout); err != nil {
+			return nil, err
+		}
+	}
+	return sinks.OpenMaildir(p, layout, env.warn)
+}

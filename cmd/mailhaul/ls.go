@@ -1,0 +1,94 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mailhaul/mailhaul/migrate"
+)
+
+type lsFolder struct {
+	Name       string `json:"name"`
+	SpecialUse string `json:"special_use,omitempty"`
+	NoSelect   bool   `json:"noselect,omitempty"`
+	Messages   int    `json:"messages"`
+	Bytes      int64  `json:"bytes"`
+	Error      string `json:"error,omitempty"`
+}
+
+func lsCommand(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:     "ls SRC",
+		Short:   "List the folders of SRC with message counts and total sizes",
+		Example: "  mailhaul ls maildir:~/Maildir",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ep, err := parseEndpoint(args[0])
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			ctx, stop := signalContext(g.log)
+			defer stop()
+			src, err := openSource(ctx, ep, endpointEnv{g: g, warn: func(err error) { g.log.Warn(err.Error()) }})
+			if err != nil {
+				return &exitError{exitFatal, err}
+			}
+			defer src.Close()
+			mbs, err := src.Mailboxes(ctx)
+			if err != nil {
+				return &exitError{exitFatal, err}
+			}
+			var out []lsFolder
+			failed := false
+			for _, mb := range mbs {
+				f := lsFolder{Name: mb.Name, SpecialUse: mb.SpecialUse, NoSelect: mb.NoSelect}
+				if !mb.NoSelect {
+					err := src.List(ctx, mb, func(m migrate.Message) error {
+						f.Messages++
+						if m.Size > 0 {
+							f.Bytes += m.Size
+						}
+						return nil
+					})
+					if err != nil {
+						if migrate.Classify(err) != migrate.Skip {
+							return &exitError{exitFatal, err}
+						}
+						f.Error = err.Error()
+						failed = true
+					}
+				}
+				out = append(out, f)
+			}
+			if g.json {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				enc.Encode(out)
+			} else {
+				fmt.Printf("%-50s %-10s %10s %12s\n", "FOLDER", "USE", "MESSAGES", "SIZE")
+				var n int
+				var b int64
+				for _, f := range out {
+					use := f.SpecialUse
+					if f.NoSelect {
+						use = `\Noselect`
+					}
+					fmt.Printf("%-50s %-10s %10d %12s\n", f.Name, use, f.Messages, humanBytes(f.Bytes))
+					if f.Error != "" {
+						fmt.Printf("  error: %s\n", f.Error)
+					}
+					n += f.Messages
+					b += f.Bytes
+				}
+				fmt.Printf("%-50s %-10s %10d %12s\n", "TOTAL", "", n, humanBytes(b))
+			}
+			if failed {
+				return &exitError{exitSkipped, nil}
+			}
+			return nil
+		},
+	}
+}

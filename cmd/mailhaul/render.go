@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/mailhaul/mailhaul/migrate"
+)
+
+// renderer turns engine events into a progress bar (stderr is a terminal)
+// or periodic log lines (it is not), and logs skips and warnings as they
+// happen. Event is called from the engine's goroutines.
+type renderer struct {
+	g   *globalFlags
+	out io.Writer
+	tty bool
+
+	mu       sync.Mutex
+	bar      *progressbar.ProgressBar
+	queued   int64
+	queuedB  int64
+	copied   int64
+	copiedB  int64
+	already  int64
+	skipped  int64
+	folder   string
+	started  time.Time
+	stopTick chan struct{}
+	wg       sync.WaitGroup
+}
+
+func newRenderer(g *globalFlags, out *os.File) *renderer {
+	return &renderer{g: g, out: out, tty: term.IsTerminal(int(out.Fd()))}
+}
+
+func (r *renderer) start() {
+	r.started = time.Now()
+	r.stopTick = make(chan struct{})
+	if r.tty {
+		r.bar = progressbar.NewOptions64(-1,
+			progressbar.OptionSetWriter(r.out),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionShowCount(),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionThrottle(150*time.Millisecond),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionClearOnFinish(),
+			progressbar.OptionSetDescription("listing"),
+		)
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				r.logProgress()
+			case <-r.stopTick:
+				return
+			}
+		}
+	}()
+}
+
+func (r *renderer) logProgress() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	el := time.Since(r.started).Seconds()
+	r.g.log.Info("progress", "folder", r.folder, "copied", r.copied, "queued", r.queued,
+		"bytes", humanBytes(r.copiedB), "already", r.already, "skipped", r.skipped,
+		"rate", fmt.Sprintf("%.0f msg/s", float64(r.copied)/el))
+}
+
+func (r *renderer) finish() {
+	if r.bar != nil {
+		r.bar.Finish()
+		fmt.Fprintln(r.out)
+	}
+	if r.stopTick != nil {
+		close(r.stopTick)
+		r.wg.Wait()
+	}
+}
+
+// Event implements migrate.Reporter.
+func (r *renderer) Event(e migrate.Event) {
+	r.mu.Lock()
+	switch e.Kind {
+	case migrate.FolderStart:
+		r.folder = e.Folder
+		if r.bar != nil {
+			r.bar.Describe(e.Folder)
+		}
+	case migrate.Queued:
+		r.queued++
+		r.queuedB += e.Bytes
+		if r.bar != nil {
+			r.bar.ChangeMax64(r.queuedB)
+		}
+	case migrate.Copied:
+		r.copied++
+		r.copiedB += e.Bytes
+		if r.bar != nil {
+			r.bar.Add64(e.Bytes)
+		}
+	case migrate.Already:
+		r.already++
+	case migrate.Skipped:
+		r.skipped++
+	}
+	r.mu.Unlock()
+
+	log := r.g.log
+	switch e.Kind {
+	case migrate.FolderStart:
+		log.Debug("folder", "source", e.Folder, "destination", e.Dest)
+	case migrate.Skipped:
+		log.Warn("message skipped", "folder", e.Folder, "id", e.ID, "reason", errString(e.Err))
+	case migrate.Retrying:
+		log.Warn("retrying", "folder", e.Folder, "id", e.ID, "error", errString(e.Err))
+	case migrate.Warning:
+		log.Warn(errString(e.Err))
+	case migrate.Recovered:
+		log.Debug("resolved interrupted copy", "folder", e.Folder, "id", e.ID, "found", e.Found)
+	case migrate.Copied:
+		log.Debug("copied", "folder", e.Folder, "id", e.ID, "bytes", e.Bytes)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// dryRunSink stands in for the destination of a dry run; the engine never
+// calls it (DryRun neither prepares nor appends).
+type dryRunSink struct{}
+
+func (dryRunSink) Prepare(context.Context, migrate.Mailbox, string) (string, error) {
+	return "", fmt.Errorf("dry run: nothing is written")
+}
+func (dryRunSink) Append(context.Context, string, migrate.Message, *migrate.Body) (string, error) {
+	return "", fmt.Errorf("dry run: nothing is written")
+}
+func (dryRunSink) Limits() migrate.Limits { return migrate.Limits{} }
+func (dryRunSink) Close() error           { return nil }

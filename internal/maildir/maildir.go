@@ -1,0 +1,422 @@
+// Package maildir holds what mailhaul's Maildir source and sink share:
+// folder layout (Maildir++ and nested), folder-name encoding, the ":2,"
+// info suffix and Dovecot's keyword file.
+//
+// Why not github.com/emersion/go-maildir: its Walk/Messages read only cur/,
+// its Unseen() moves messages from new/ to cur/ (a Source must never change
+// the store it reads), its Create never fsyncs, and it picks random unique
+// names, while crash recovery needs names derived from the copy's identity
+// so a copy written by a killed run can be found again. It also knows
+// nothing of Maildir++ folder names or dovecot-keywords. The pieces needed
+// here are small; they are written for these contracts.
+package maildir
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/emersion/go-imap/utf7"
+)
+
+// Layout is how folders are laid out under a Maildir root.
+type Layout int
+
+const (
+	// PlusPlus is Maildir++ (Dovecot, Courier): the root is INBOX,
+	// folders are root/.A.B with names in modified UTF-7.
+	PlusPlus Layout = iota
+	// Nested is a plain tree: root/A/B, each a maildir, names in UTF-8
+	// (mutt, Dovecot LAYOUT=fs).
+	Nested
+)
+
+func (l Layout) String() string {
+	if l == Nested {
+		return "fs"
+	}
+	return "maildir++"
+}
+
+// ParseLayout parses "maildir++" or "fs".
+func ParseLayout(s string) (Layout, error) {
+	switch strings.ToLower(s) {
+	case "", "maildir++", "maildirplusplus", "plusplus":
+		return PlusPlus, nil
+	case "fs", "nested":
+		return Nested, nil
+	}
+	return 0, fmt.Errorf("unknown maildir layout %q (want maildir++ or fs)", s)
+}
+
+// KeywordsFile is the name of Dovecot's keyword table in each folder.
+const KeywordsFile = "dovecot-keywords"
+
+// Folder is one maildir folder on disk.
+type Folder struct {
+	Name string // "/"-separated UTF-8; "INBOX" for the root
+	Dir  string
+}
+
+// IsMaildir reports whether dir has cur/ and new/.
+func IsMaildir(dir string) bool {
+	for _, sub := range []string{"cur", "new"} {
+		fi, err := os.Stat(filepath.Join(dir, sub))
+		if err != nil || !fi.IsDir() {
+			return false
+		}
+	}
+	return true
+}
+
+// Detect guesses the layout of root: Maildir++ if any ".X" subdirectory is
+// a maildir, Nested if any other subdirectory is, Maildir++ otherwise.
+func Detect(root string) (Layout, error) {
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return PlusPlus, err
+	}
+	nested := false
+	for _, e := range ents {
+		n := e.Name()
+		if !isDirEntry(root, e) || n == "cur" || n == "new" || n == "tmp" {
+			continue
+		}
+		if strings.HasPrefix(n, ".") && n != "." && n != ".." && IsMaildir(filepath.Join(root, n)) {
+			return PlusPlus, nil
+		}
+		if !strings.HasPrefix(n, ".") && containsMaildir(filepath.Join(root, n), 4) {
+			nested = true
+		}
+	}
+	if nested {
+		return Nested, nil
+	}
+	return PlusPlus, nil
+}
+
+func isDirEntry(parent string, e fs.DirEntry) bool {
+	if e.IsDir() {
+		return true
+	}
+	if e.Type()&fs.ModeSymlink != 0 {
+		fi, err := os.Stat(filepath.Join(parent, e.Name()))
+		return err == nil && fi.IsDir()
+	}
+	return false
+}
+
+func containsMaildir(dir string, depth int) bool {
+	if IsMaildir(dir) {
+		return true
+	}
+	if depth == 0 {
+		return false
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if isDirEntry(dir, e) && !strings.HasPrefix(e.Name(), ".") && containsMaildir(filepath.Join(dir, e.Name()), depth-1) {
+			return true
+		}
+	}
+	return false
+}
+
+// Folders lists the folders under root, INBOX first and parents before
+// children. In the nested layout, directories that are not maildirs but
+// hold maildirs below them are returned in noSelect (structure only).
+func Folders(root string, layout Layout) (folders []Folder, noSelect []string, err error) {
+	if IsMaildir(root) {
+		folders = append(folders, Folder{Name: "INBOX", Dir: root})
+	}
+	switch layout {
+	case PlusPlus:
+		ents, err := os.ReadDir(root)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read maildir %s: %w", root, err)
+		}
+		for _, e := range ents {
+			n := e.Name()
+			if !strings.HasPrefix(n, ".") || n == "." || n == ".." || !isDirEntry(root, e) {
+				continue
+			}
+			dir := filepath.Join(root, n)
+			if !IsMaildir(dir) {
+				continue
+			}
+			name, err := DecodePlusPlus(n)
+			if err != nil {
+				return nil, nil, fmt.Errorf("folder %s: %w", dir, err)
+			}
+			folders = append(folders, Folder{Name: name, Dir: dir})
+		}
+	case Nested:
+		err := walkNested(root, "", &folders, &noSelect)
+		if err != nil {
+			return nil, nil, err
+		}
+	}
+	sort.Slice(folders, func(i, j int) bool { return folderLess(folders[i].Name, folders[j].Name) })
+	return folders, noSelect, nil
+}
+
+// folderLess orders INBOX first, then parents before children.
+func folderLess(a, b string) bool {
+	if a == "INBOX" || b == "INBOX" {
+		return a == "INBOX" && b != "INBOX"
+	}
+	return strings.ReplaceAll(a, "/", "\x00") < strings.ReplaceAll(b, "/", "\x00")
+}
+
+func walkNested(dir, prefix string, out *[]Folder, noSelect *[]string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("read maildir folder %s: %w", dir, err)
+	}
+	for _, e := range ents {
+		n := e.Name()
+		if strings.HasPrefix(n, ".") || !isDirEntry(dir, e) {
+			continue
+		}
+		if prefix == "" && (n == "cur" || n == "new" || n == "tmp") {
+			continue
+		}
+		if prefix != "" && (n == "cur" || n == "new" || n == "tmp") && IsMaildir(dir) {
+			continue
+		}
+		sub := filepath.Join(dir, n)
+		name := n
+		if prefix != "" {
+			name = prefix + "/" + n
+		}
+		if prefix == "" && strings.EqualFold(n, "INBOX") && IsMaildir(sub) {
+			name = "INBOX"
+		}
+		if IsMaildir(sub) {
+			*out = append(*out, Folder{Name: name, Dir: sub})
+		} else if containsMaildir(sub, 8) {
+			*noSelect = append(*noSelect, name)
+		} else {
+			continue
+		}
+		if err := walkNested(sub, name, out, noSelect); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DecodePlusPlus turns a Maildir++ directory name (".A.B", modified UTF-7)
+// into a "/" folder name.
+func DecodePlusPlus(dir string) (string, error) {
+	segs := strings.Split(strings.TrimPrefix(dir, "."), ".")
+	for i, s := range segs {
+		d, err := utf7.Encoding.NewDecoder().String(s)
+		if err != nil {
+			// Not valid modified UTF-7: keep the raw name rather than fail.
+			d = s
+		}
+		segs[i] = d
+	}
+	return strings.Join(segs, "/"), nil
+}
+
+// EncodePlusPlus turns a "/" folder name into a Maildir++ directory name.
+// A "." inside a name segment cannot be represented (it is the separator)
+// and becomes "_"; "/" in a segment cannot occur.
+func EncodePlusPlus(name string) string {
+	segs := strings.Split(name, "/")
+	for i, s := range segs {
+		s = strings.ReplaceAll(s, ".", "_")
+		e, err := utf7.Encoding.NewEncoder().String(s)
+		if err != nil {
+			e = s
+		}
+		segs[i] = e
+	}
+	return "." + strings.Join(segs, ".")
+}
+
+// FolderDir is the directory of folder name under root.
+func FolderDir(root string, layout Layout, name string) string {
+	if strings.EqualFold(name, "INBOX") {
+		return root
+	}
+	if layout == Nested {
+		return filepath.Join(root, filepath.FromSlash(name))
+	}
+	return filepath.Join(root, EncodePlusPlus(name))
+}
+
+// SplitName splits a maildir file name into its unique part and the info
+// letters after ":2,". Files without info (new/) return "".
+func SplitName(file string) (base, info string) {
+	if i := strings.Index(file, ":2,"); i >= 0 {
+		return file[:i], file[i+3:]
+	}
+	if i := strings.Index(file, ":1,"); i >= 0 {
+		return file[:i], ""
+	}
+	return file, ""
+}
+
+var letterFlags = map[byte]string{
+	'P': "$Forwarded", 'R': `\Answered`, 'S': `\Seen`, 'T': `\Deleted`, 'D': `\Draft`, 'F': `\Flagged`,
+}
+
+// FlagsFromInfo converts info letters to IMAP flags; lowercase letters are
+// looked up in kw (Dovecot keywords).
+func FlagsFromInfo(info string, kw *Keywords) []string {
+	var flags []string
+	for i := 0; i < len(info); i++ {
+		c := info[i]
+		if f, ok := letterFlags[c]; ok {
+			flags = append(flags, f)
+		} else if c >= 'a' && c <= 'z' && kw != nil {
+			if name := kw.Name(int(c - 'a')); name != "" {
+				flags = append(flags, name)
+			}
+		}
+	}
+	return flags
+}
+
+// InfoFromFlags converts IMAP flags to sorted info letters, assigning
+// keyword letters through kw (which may grow). Keywords beyond the 26
+// letters are returned in dropped. \Recent is never stored.
+func InfoFromFlags(flags []string, kw *Keywords) (info string, dropped []string) {
+	var letters []byte
+	for _, f := range flags {
+		found := false
+		for c, name := range letterFlags {
+			if strings.EqualFold(f, name) {
+				letters = append(letters, c)
+				found = true
+				break
+			}
+		}
+		if found || strings.HasPrefix(f, `\`) {
+			continue
+		}
+		if kw == nil {
+			dropped = append(dropped, f)
+			continue
+		}
+		idx := kw.Index(f)
+		if idx < 0 {
+			dropped = append(dropped, f)
+			continue
+		}
+		letters = append(letters, byte('a'+idx))
+	}
+	sort.Slice(letters, func(i, j int) bool { return letters[i] < letters[j] })
+	out := letters[:0]
+	for i, c := range letters {
+		if i == 0 || c != letters[i-1] {
+			out = append(out, c)
+		}
+	}
+	return string(out), dropped
+}
+
+// Keywords is a folder's dovecot-keywords table: index (0-25) -> keyword.
+type Keywords struct {
+	names [26]string
+	dirty bool
+}
+
+// ReadKeywords reads dir/dovecot-keywords; a missing file is an empty table.
+func ReadKeywords(dir string) (*Keywords, error) {
+	kw := &Keywords{}
+	f, err := os.Open(filepath.Join(dir, KeywordsFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return kw, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		idxs, name, ok := strings.Cut(strings.TrimSpace(sc.Text()), " ")
+		if !ok {
+			continue
+		}
+		idx, err := strconv.Atoi(idxs)
+		if err != nil || idx < 0 || idx >= len(kw.names) {
+			continue
+		}
+		kw.names[idx] = strings.TrimSpace(name)
+	}
+	return kw, sc.Err()
+}
+
+// Name returns the keyword at idx, or "".
+func (k *Keywords) Name(idx int) string {
+	if idx < 0 || idx >= len(k.names) {
+		return ""
+	}
+	return k.names[idx]
+}
+
+// Index returns the index of keyword name, adding it if there is room;
+// -1 if the table is full.
+func (k *Keywords) Index(name string) int {
+	free := -1
+	for i, n := range k.names {
+		if n == name {
+			return i
+		}
+		if n == "" && free < 0 {
+			free = i
+		}
+	}
+	if free >= 0 {
+		k.names[free] = name
+		k.dirty = true
+	}
+	return free
+}
+
+// Dirty reports whether Index added a keyword since the last Write.
+func (k *Keywords) Dirty() bool { return k.dirty }
+
+// Write stores the table in dir atomically (temp file, fsync, rename).
+func (k *Keywords) Write(dir string) error {
+	var b strings.Builder
+	for i, n := range k.names {
+		if n != "" {
+			fmt.Fprintf(&b, "%d %s\n", i, n)
+		}
+	}
+	tmp := filepath.Join(dir, KeywordsFile+".mailhaul-tmp")
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(b.String()); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, KeywordsFile)); err != nil {
+		return err
+	}
+	k.dirty = false
+	return nil
+}

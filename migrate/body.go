@@ -1,0 +1,218 @@
+package migrate
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/emersion/go-message/textproto"
+)
+
+// DefaultMemLimit is the largest body a Spool keeps in memory; larger
+// bodies go to a temporary file.
+const DefaultMemLimit = 4 << 20
+
+// maxHeaderCapture bounds how much of a message header is kept to find the
+// Message-ID.
+const maxHeaderCapture = 256 << 10
+
+// Body is a spooled message: exact length, re-readable (for retries), with
+// its SHA-256 and Message-ID computed while spooling. Small bodies live in
+// memory, large ones in a temporary file that Close removes.
+//
+// A Body is owned by one goroutine at a time (fetcher, then appender).
+type Body struct {
+	size      int64
+	sum       [32]byte
+	messageID string
+	mem       []byte
+	file      *os.File
+}
+
+// Size is the exact length in bytes.
+func (b *Body) Size() int64 { return b.size }
+
+// SHA256 is the hex SHA-256 of the bytes.
+func (b *Body) SHA256() string { return hex.EncodeToString(b.sum[:]) }
+
+// MessageID is the Message-ID header value (with angle brackets, as
+// written), or "" if the message has none.
+func (b *Body) MessageID() string { return b.messageID }
+
+// Reader returns a new reader over the whole body; each call starts at the
+// beginning. Readers must not be used after Close.
+func (b *Body) Reader() io.ReadSeeker {
+	if b.file != nil {
+		return io.NewSectionReader(b.file, 0, b.size)
+	}
+	return bytes.NewReader(b.mem)
+}
+
+// Close releases the body (removes the temporary file).
+func (b *Body) Close() error {
+	b.mem = nil
+	if b.file != nil {
+		name := b.file.Name()
+		err := b.file.Close()
+		os.Remove(name)
+		b.file = nil
+		return err
+	}
+	return nil
+}
+
+// NewBody spools r into a Body; a convenience for sinks and tests.
+func NewBody(r io.Reader, memLimit int64, tmpDir string) (*Body, error) {
+	s := NewSpool(memLimit, tmpDir)
+	if _, err := io.Copy(s, r); err != nil {
+		s.Abort()
+		return nil, err
+	}
+	return s.Finish()
+}
+
+// Spool is the io.Writer a Source's Fetch writes into. It keeps up to
+// memLimit bytes in memory and moves to a temporary file beyond that.
+type Spool struct {
+	memLimit int64
+	tmpDir   string
+	buf      bytes.Buffer
+	file     *os.File
+	w        *bufio.Writer
+	n        int64
+	h        hash.Hash
+	hdr      []byte
+	hdrDone  bool
+	err      error
+}
+
+// NewSpool returns an empty spool; tmpDir "" means os.TempDir().
+func NewSpool(memLimit int64, tmpDir string) *Spool {
+	if memLimit <= 0 {
+		memLimit = DefaultMemLimit
+	}
+	return &Spool{memLimit: memLimit, tmpDir: tmpDir, h: sha256.New()}
+}
+
+// Write implements io.Writer.
+func (s *Spool) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	s.h.Write(p)
+	s.captureHeader(p)
+	if s.file == nil && s.n+int64(len(p)) > s.memLimit {
+		f, err := os.CreateTemp(s.tmpDir, "mailhaul-spool-*")
+		if err != nil {
+			s.err = fmt.Errorf("spool to temporary file: %w", err)
+			return 0, s.err
+		}
+		s.file = f
+		s.w = bufio.NewWriterSize(f, 256<<10)
+		if _, err := s.w.Write(s.buf.Bytes()); err != nil {
+			s.err = fmt.Errorf("spool to %s: %w", f.Name(), err)
+			return 0, s.err
+		}
+		s.buf = bytes.Buffer{}
+	}
+	if s.file != nil {
+		if _, err := s.w.Write(p); err != nil {
+			s.err = fmt.Errorf("spool to %s: %w", s.file.Name(), err)
+			return 0, s.err
+		}
+	} else {
+		s.buf.Write(p)
+	}
+	s.n += int64(len(p))
+	return len(p), nil
+}
+
+func (s *Spool) captureHeader(p []byte) {
+	if s.hdrDone {
+		return
+	}
+	room := maxHeaderCapture - len(s.hdr)
+	if room > len(p) {
+		room = len(p)
+	}
+	s.hdr = append(s.hdr, p[:room]...)
+	if bytes.Contains(s.hdr, []byte("\n\n")) || bytes.Contains(s.hdr, []byte("\r\n\r\n")) || len(s.hdr) >= maxHeaderCapture {
+		s.hdrDone = true
+	}
+}
+
+// Len is the number of bytes written so far.
+func (s *Spool) Len() int64 { return s.n }
+
+// Reset discards everything written, for a retried Fetch.
+func (s *Spool) Reset() {
+	s.Abort()
+	*s = Spool{memLimit: s.memLimit, tmpDir: s.tmpDir, h: sha256.New()}
+}
+
+// Abort discards the spool and its temporary file.
+func (s *Spool) Abort() {
+	if s.file != nil {
+		name := s.file.Name()
+		s.file.Close()
+		os.Remove(name)
+		s.file = nil
+	}
+	s.buf = bytes.Buffer{}
+}
+
+// Finish turns the spool into a Body. The Spool must not be used after.
+func (s *Spool) Finish() (*Body, error) {
+	if s.err != nil {
+		s.Abort()
+		return nil, s.err
+	}
+	b := &Body{size: s.n, messageID: MessageIDFromHeader(s.hdr)}
+	copy(b.sum[:], s.h.Sum(nil))
+	if s.file != nil {
+		if err := s.w.Flush(); err != nil {
+			s.Abort()
+			return nil, fmt.Errorf("spool to %s: %w", s.file.Name(), err)
+		}
+		b.file = s.file
+		s.file = nil
+	} else {
+		b.mem = s.buf.Bytes()
+	}
+	return b, nil
+}
+
+// MessageIDFromHeader returns the Message-ID of a raw message (or its
+// header prefix), or "" if there is none. It is tolerant: malformed headers
+// fall back to a plain scan, and the value is returned as written (trimmed).
+func MessageIDFromHeader(raw []byte) string {
+	if h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw))); err == nil {
+		return strings.TrimSpace(h.Get("Message-Id"))
+	}
+	// Fallback: scan lines up to the first empty line.
+	lines := bytes.Split(raw, []byte("\n"))
+	for i, l := range lines {
+		l = bytes.TrimRight(l, "\r")
+		if len(l) == 0 {
+			break
+		}
+		if len(l) > 11 && strings.EqualFold(string(l[:11]), "message-id:") {
+			v := string(l[11:])
+			for j := i + 1; j < len(lines); j++ {
+				c := bytes.TrimRight(lines[j], "\r")
+				if len(c) == 0 || (c[0] != ' ' && c[0] != '\t') {
+					break
+				}
+				v += string(c)
+			}
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}

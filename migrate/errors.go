@@ -1,0 +1,83 @@
+package migrate
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Class is what the engine does with an error. Backends classify their
+// errors once, where they know what went wrong; the engine only reads the
+// class.
+type Class int
+
+const (
+	// Fatal stops the run (authentication refused, destination gone, disk
+	// full, over quota). Unclassified errors are fatal.
+	Fatal Class = iota
+	// Skip skips the one message, records it in the report and goes on.
+	Skip
+	// Retry is a transient failure (lost connection, throttling); the
+	// operation is retried with backoff. When retries are exhausted the
+	// error becomes fatal: a server that stays unreachable stops the run
+	// (the next run resumes) rather than skipping every message.
+	Retry
+)
+
+func (c Class) String() string {
+	switch c {
+	case Skip:
+		return "skip"
+	case Retry:
+		return "retry"
+	}
+	return "fatal"
+}
+
+type classified struct {
+	class Class
+	err   error
+}
+
+func (e *classified) Error() string { return e.err.Error() }
+func (e *classified) Unwrap() error { return e.err }
+
+// SkipMessage marks err as affecting one message only.
+func SkipMessage(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &classified{Skip, err}
+}
+
+// Retryable marks err as transient.
+func Retryable(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &classified{Retry, err}
+}
+
+// FatalError marks err as fatal explicitly (useful to override a class
+// further down the chain).
+func FatalError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &classified{Fatal, err}
+}
+
+// Classify returns the class of err: the outermost classification wins;
+// unclassified errors are Fatal.
+func Classify(err error) Class {
+	var c *classified
+	if errors.As(err, &c) {
+		return c.class
+	}
+	return Fatal
+}
+
+// panicError turns a recovered panic in a per-message operation into an
+// error that skips that message: one bad message must not abort the run.
+func panicError(what string, v any) error {
+	return SkipMessage(fmt.Errorf("internal error in %s: panic: %v", what, v))
+}

@@ -1,0 +1,57 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+)
+
+// fetchLoop is one fetcher goroutine: it takes listed messages from in,
+// spools each body (memory up to MemLimit, a temporary file beyond) and
+// passes it on to the appenders. A message that cannot be fetched is
+// reported as skipped; only a fatal error ends the loop.
+func (e *engine) fetchLoop(ctx context.Context, in <-chan *job, out chan<- *job) error {
+	for {
+		var j *job
+		var ok bool
+		select {
+		case j, ok = <-in:
+			if !ok {
+				return nil
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		body, err := e.fetch(ctx, j)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if Classify(err) == Skip {
+				e.rep(Event{Kind: Skipped, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Err: err})
+				continue
+			}
+			return err
+		}
+		j.body = body
+		select {
+		case out <- j:
+		case <-ctx.Done():
+			body.Close()
+			return ctx.Err()
+		}
+	}
+}
+
+// fetch spools one message body, retrying transient errors.
+func (e *engine) fetch(ctx context.Context, j *job) (*Body, error) {
+	sp := NewSpool(e.o.MemLimit, e.o.TempDir)
+	err := e.retry(ctx, j, "fetch", func() error {
+		sp.Reset()
+		return e.o.Source.Fetch(ctx, j.msg, sp)
+	})
+	if err != nil {
+		sp.Abort()
+		return nil, fmt.Errorf("fetch message %s in %q: %w", j.msg.ID, j.mb.Name, err)
+	}
+	return sp.Finish()
+}

@@ -1,0 +1,182 @@
+package migrate
+
+import (
+	"fmt"
+	"path"
+	"strings"
+	"time"
+)
+
+// Options configure Run.
+type Options struct {
+	Source     Source
+	Sink       Sink
+	Checkpoint Checkpoint // nil only with DryRun
+	Reporter   Reporter   // may be nil
+
+	// Include and Exclude are folder globs (path.Match syntax on "/"
+	// names; a pattern also matches every subfolder of what it matches).
+	// A folder is copied if it matches some Include (or Include is empty)
+	// and no Exclude.
+	Include, Exclude []string
+	// Map renames source folders: "Old=New" also renames Old's subfolders.
+	Map map[string]string
+	// Since/Before bound the internal date; zero means unbounded.
+	Since, Before time.Time
+	// MaxSize skips (as filtered) messages larger than this; 0 = no limit.
+	MaxSize int64
+	// IncludeDeleted copies messages flagged \Deleted (default: skipped as
+	// filtered, they are marked for purge on the source).
+	IncludeDeleted bool
+
+	// Transfers bounds concurrent fetches and appends (default 4); each
+	// side is further bounded by its Limits.
+	Transfers int
+	// DryRun lists and counts, writes nothing (not even the checkpoint).
+	DryRun bool
+	// MemLimit is the largest body kept in memory (default DefaultMemLimit).
+	MemLimit int64
+	// TempDir holds spool files for large bodies ("" = os.TempDir()).
+	TempDir string
+	// BatchSize bounds how many messages one appender groups into one
+	// checkpoint commit (default 64).
+	BatchSize int
+	// Retries is how many times a retryable error is retried (default 5);
+	// RetryBase is the first backoff (default 500ms, doubling).
+	Retries   int
+	RetryBase time.Duration
+
+	// StepHook, if set, is called at each crash-relevant step of an
+	// appender ("intent", "append", "sync", "done") with the number of
+	// messages involved. Tests use it to kill the process at exact points.
+	StepHook func(step string)
+}
+
+func (o *Options) defaults() {
+	if o.Transfers <= 0 {
+		o.Transfers = 4
+	}
+	if o.MemLimit <= 0 {
+		o.MemLimit = DefaultMemLimit
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 64
+	}
+	if o.Retries <= 0 {
+		o.Retries = 5
+	}
+	if o.RetryBase <= 0 {
+		o.RetryBase = 500 * time.Millisecond
+	}
+	if o.Reporter == nil {
+		o.Reporter = ReporterFunc(func(Event) {})
+	}
+}
+
+// ParseMap parses "SRC=DST" folder renames.
+func ParseMap(specs []string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, s := range specs {
+		src, dst, ok := strings.Cut(s, "=")
+		src, dst = strings.Trim(src, "/ "), strings.Trim(dst, "/ ")
+		if !ok || src == "" || dst == "" {
+			return nil, fmt.Errorf("invalid --map %q: want SRC=DST with both folder names non-empty", s)
+		}
+		m[src] = dst
+	}
+	return m, nil
+}
+
+// CheckGlobs reports the first malformed pattern.
+func CheckGlobs(patterns []string) error {
+	for _, p := range patterns {
+		if _, err := path.Match(p, ""); err != nil {
+			return fmt.Errorf("invalid folder pattern %q: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// globMatch reports whether name or one of its parents matches pattern.
+func globMatch(pattern, name string) bool {
+	for n := name; n != ""; {
+		if ok, _ := path.Match(pattern, n); ok {
+			return true
+		}
+		i := strings.LastIndex(n, "/")
+		if i < 0 {
+			break
+		}
+		n = n[:i]
+	}
+	return false
+}
+
+// Selected reports whether folder name passes Include/Exclude.
+func (o *Options) Selected(name string) bool {
+	if len(o.Include) > 0 {
+		in := false
+		for _, p := range o.Include {
+			if globMatch(p, name) {
+				in = true
+				break
+			}
+		}
+		if !in {
+			return false
+		}
+	}
+	for _, p := range o.Exclude {
+		if globMatch(p, name) {
+			return false
+		}
+	}
+	return true
+}
+
+// MapName applies Map to a source folder name; the longest matching prefix
+// wins.
+func (o *Options) MapName(name string) string {
+	best := ""
+	for src := range o.Map {
+		if (name == src || strings.HasPrefix(name, src+"/")) && len(src) > len(best) {
+			best = src
+		}
+	}
+	if best == "" {
+		return name
+	}
+	return o.Map[best] + name[len(best):]
+}
+
+// Mapped reports whether the user gave an explicit --map for name (the
+// sink then must not redirect it by special use).
+func (o *Options) Mapped(name string) bool {
+	for src := range o.Map {
+		if name == src || strings.HasPrefix(name, src+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// filter returns a non-empty reason if msg is outside the message filters.
+func (o *Options) filter(m Message) string {
+	if !o.Since.IsZero() && !m.Date.IsZero() && m.Date.Before(o.Since) {
+		return "before --since"
+	}
+	if !o.Before.IsZero() && !m.Date.IsZero() && !m.Date.Before(o.Before) {
+		return "not before --before"
+	}
+	if o.MaxSize > 0 && m.Size > o.MaxSize {
+		return "larger than --max-size"
+	}
+	if !o.IncludeDeleted {
+		for _, f := range m.Flags {
+			if strings.EqualFold(f, `\Deleted`) {
+				return `flagged \Deleted`
+			}
+		}
+	}
+	return ""
+}

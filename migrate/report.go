@@ -1,0 +1,177 @@
+package migrate
+
+import (
+	"sort"
+	"sync"
+	"time"
+)
+
+// EventKind says what an Event reports.
+type EventKind int
+
+const (
+	// FolderStart: the lister starts on a folder (Folder, Dest).
+	FolderStart EventKind = iota
+	// Queued: a message will be copied (Bytes = its listed size).
+	Queued
+	// Copied: a message was appended and recorded (Bytes).
+	Copied
+	// Already: a message was copied by an earlier run.
+	Already
+	// Skipped: a message could not be copied (Err says why).
+	Skipped
+	// Filtered: a message is outside --since/--before/--max-size.
+	Filtered
+	// Recovered: a pending intent of a killed run was resolved (Found).
+	Recovered
+	// Retrying: a transient error, the operation is retried (Err).
+	Retrying
+	// Warning: something the user should know that is not a message error.
+	Warning
+)
+
+// Event is one thing that happened during a run. Reporters receive events
+// from several goroutines at once.
+type Event struct {
+	Kind   EventKind
+	Folder string // source folder
+	Dest   string // destination folder
+	ID     string // source message id
+	Bytes  int64
+	Found  bool
+	Err    error
+}
+
+// Reporter receives events. Implementations must be safe for concurrent
+// use and must not block for long: they run on the pipeline's goroutines.
+type Reporter interface {
+	Event(Event)
+}
+
+// ReporterFunc adapts a function to Reporter.
+type ReporterFunc func(Event)
+
+// Event calls f.
+func (f ReporterFunc) Event(e Event) { f(e) }
+
+// SkippedMessage is one message that was not copied.
+type SkippedMessage struct {
+	Folder string `json:"folder"`
+	ID     string `json:"id"`
+	Reason string `json:"reason"`
+}
+
+// FolderReport counts one folder.
+type FolderReport struct {
+	Name     string `json:"name"`
+	Dest     string `json:"dest"`
+	Messages int    `json:"messages"` // copied, or planned with DryRun
+	Bytes    int64  `json:"bytes"`
+	Already  int    `json:"already"`
+	Skipped  int    `json:"skipped"`
+	Filtered int    `json:"filtered"`
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	DryRun    bool             `json:"dry_run"`
+	Copied    int              `json:"copied"` // or planned with DryRun
+	Bytes     int64            `json:"bytes"`
+	Already   int              `json:"already"`
+	Filtered  int              `json:"filtered"`
+	Recovered int              `json:"recovered"` // intents of a killed run found on the sink
+	Skipped   []SkippedMessage `json:"skipped"`
+	Folders   []FolderReport   `json:"folders"`
+	Warnings  []string         `json:"warnings,omitempty"`
+	Elapsed   time.Duration    `json:"elapsed_ns"`
+	Error     string           `json:"error,omitempty"`
+	// Interrupted is set when the context was cancelled before the end.
+	Interrupted bool `json:"interrupted"`
+}
+
+// tally accumulates a Report from the pipeline goroutines.
+type tally struct {
+	mu      sync.Mutex
+	r       Report
+	folders map[string]*FolderReport
+	order   []string
+}
+
+func newTally(dry bool) *tally {
+	return &tally{r: Report{DryRun: dry, Skipped: []SkippedMessage{}}, folders: map[string]*FolderReport{}}
+}
+
+func (t *tally) folder(name, dest string) *FolderReport {
+	f, ok := t.folders[name]
+	if !ok {
+		f = &FolderReport{Name: name, Dest: dest}
+		t.folders[name] = f
+		t.order = append(t.order, name)
+	}
+	if dest != "" {
+		f.Dest = dest
+	}
+	return f
+}
+
+func (t *tally) add(e Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch e.Kind {
+	case FolderStart:
+		t.folder(e.Folder, e.Dest)
+	case Queued:
+		if t.r.DryRun {
+			f := t.folder(e.Folder, e.Dest)
+			f.Messages++
+			f.Bytes += e.Bytes
+			t.r.Copied++
+			t.r.Bytes += e.Bytes
+		}
+	case Copied:
+		f := t.folder(e.Folder, e.Dest)
+		f.Messages++
+		f.Bytes += e.Bytes
+		t.r.Copied++
+		t.r.Bytes += e.Bytes
+	case Already:
+		t.folder(e.Folder, e.Dest).Already++
+		t.r.Already++
+	case Filtered:
+		t.folder(e.Folder, e.Dest).Filtered++
+		t.r.Filtered++
+	case Skipped:
+		t.folder(e.Folder, e.Dest).Skipped++
+		reason := "unknown"
+		if e.Err != nil {
+			reason = e.Err.Error()
+		}
+		t.r.Skipped = append(t.r.Skipped, SkippedMessage{Folder: e.Folder, ID: e.ID, Reason: reason})
+	case Recovered:
+		if e.Found {
+			t.r.Recovered++
+		}
+	case Warning:
+		if e.Err != nil {
+			t.r.Warnings = append(t.r.Warnings, e.Err.Error())
+		}
+	}
+}
+
+func (t *tally) report() Report {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := t.r
+	r.Folders = make([]FolderReport, 0, len(t.order))
+	for _, n := range t.order {
+		r.Folders = append(r.Folders, *t.folders[n])
+	}
+	r.Skipped = append([]SkippedMessage{}, t.r.Skipped...)
+	sort.SliceStable(r.Skipped, func(i, j int) bool {
+		if r.Skipped[i].Folder != r.Skipped[j].Folder {
+			return r.Skipped[i].Folder < r.Skipped[j].Folder
+		}
+		return r.Skipped[i].ID < r.Skipped[j].ID
+	})
+	return r
+}

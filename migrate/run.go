@@ -1,0 +1,149 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// ErrInterrupted is returned (wrapped) by Run when its context was
+// cancelled; the checkpoint is flushed and the next run resumes.
+var ErrInterrupted = errors.New("interrupted")
+
+// job is one message moving through the pipeline.
+type job struct {
+	mb   Mailbox // source mailbox
+	dest string  // sink folder (as returned by Prepare)
+	mark string  // Finder mark of dest, taken before this run appended
+	msg  Message
+	body *Body // set by the fetcher
+}
+
+type engine struct {
+	o   Options
+	rep func(Event)
+}
+
+// Run copies every selected message of o.Source that the checkpoint does
+// not record as copied into o.Sink, and returns what it did.
+//
+// Run first resolves intents left pending by a run that died, then runs
+// the pipeline: one lister goroutine -> fetchers -> appenders (see
+// list.go, fetch.go, append.go). It returns a non-nil error only for a
+// fatal error or an interruption (wrapping ErrInterrupted); messages that
+// could not be copied are listed in Report.Skipped. Run does not close the
+// Source, Sink or Checkpoint.
+func Run(ctx context.Context, o Options) (Report, error) {
+	o.defaults()
+	start := time.Now()
+	t := newTally(o.DryRun)
+	e := &engine{o: o, rep: func(ev Event) { t.add(ev); o.Reporter.Event(ev) }}
+	if o.Checkpoint == nil && !o.DryRun {
+		return Report{}, errors.New("migrate: no checkpoint")
+	}
+	var err error
+	if !o.DryRun {
+		err = e.recoverPending(ctx)
+	}
+	if err == nil {
+		err = e.pipeline(ctx)
+	}
+	r := t.report()
+	r.Elapsed = time.Since(start)
+	if ctx.Err() != nil {
+		r.Interrupted = true
+		err = fmt.Errorf("%w: %v", ErrInterrupted, context.Cause(ctx))
+	}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	return r, err
+}
+
+// pipeline wires the stages. Channels are bounded so that memory is
+// bounded: at most fetchers+appenders*(1+BatchSize) bodies exist at once.
+func (e *engine) pipeline(ctx context.Context) error {
+	nf := limit(e.o.Transfers, e.o.Source.Limits().Connections)
+	na := limit(e.o.Transfers, e.o.Sink.Limits().Connections)
+	g, gctx := errgroup.WithContext(ctx)
+	fetchCh := make(chan *job, nf)
+	appendCh := make(chan *job, na)
+
+	g.Go(func() error {
+		defer close(fetchCh)
+		return e.list(gctx, fetchCh)
+	})
+	if e.o.DryRun {
+		return g.Wait()
+	}
+	var fetchers sync.WaitGroup
+	for i := 0; i < nf; i++ {
+		fetchers.Add(1)
+		g.Go(func() error {
+			defer fetchers.Done()
+			return e.fetchLoop(gctx, fetchCh, appendCh)
+		})
+	}
+	go func() {
+		fetchers.Wait()
+		close(appendCh)
+	}()
+	for i := 0; i < na; i++ {
+		g.Go(func() error { return e.appendLoop(gctx, appendCh) })
+	}
+	err := g.Wait()
+	// Release bodies stranded in the channel by a fatal error.
+	for j := range appendCh {
+		j.body.Close()
+	}
+	return err
+}
+
+func limit(transfers, backend int) int {
+	if backend > 0 && backend < transfers {
+		return backend
+	}
+	return transfers
+}
+
+// retry runs op, retrying errors classified Retry with exponential
+// backoff. A panic in op is turned into a Skip error.
+func (e *engine) retry(ctx context.Context, j *job, what string, op func() error) error {
+	delay := e.o.RetryBase
+	for attempt := 0; ; attempt++ {
+		err := protect(what, op)
+		if err == nil || Classify(err) != Retry {
+			return err
+		}
+		if attempt >= e.o.Retries {
+			return FatalError(fmt.Errorf("%s: giving up after %d retries: %w", what, attempt, err))
+		}
+		e.rep(Event{Kind: Retrying, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Err: err})
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay *= 2
+	}
+}
+
+func protect(what string, op func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = panicError(what, fmt.Sprintf("%v\n%s", v, debug.Stack()))
+		}
+	}()
+	return op()
+}
+
+func (e *engine) hook(step string) {
+	if e.o.StepHook != nil {
+		e.o.StepHook(step)
+	}
+}

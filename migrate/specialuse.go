@@ -1,0 +1,46 @@
+package migrate
+
+import "strings"
+
+// Special-use attributes (RFC 6154).
+const (
+	UseSent    = `\Sent`
+	UseDrafts  = `\Drafts`
+	UseTrash   = `\Trash`
+	UseJunk    = `\Junk`
+	UseArchive = `\Archive`
+	UseAll     = `\All`
+	UseFlagged = `\Flagged`
+)
+
+// wellKnown maps lower-cased top-level folder names that clients and
+// servers use for special folders to their special use.
+var wellKnown = map[string]string{
+	"sent": UseSent, "sent items": UseSent, "sent messages": UseSent, "sent mail": UseSent,
+	"gesendet": UseSent, "gesendete objekte": UseSent, "gesendete elemente": UseSent,
+	"envoyés": UseSent, "éléments envoyés": UseSent, "enviados": UseSent, "inviata": UseSent,
+	"posta inviata": UseSent, "verzonden": UseSent, "verzonden items": UseSent, "outbox": "",
+	"drafts": UseDrafts, "draft": UseDrafts, "entwürfe": UseDrafts, "brouillons": UseDrafts, "borradores": UseDrafts, "bozze": UseDrafts, "concepten": UseDrafts,
+	"trash": UseTrash, "deleted items": UseTrash, "deleted messages": UseTrash, "deleted": UseTrash, "bin": UseTrash,
+	"papierkorb": UseTrash, "gelöschte elemente": UseTrash, "gelöschte objekte": UseTrash, "corbeille": UseTrash, "papelera": UseTrash, "cestino": UseTrash, "prullenbak": UseTrash,
+	"junk": UseJunk, "spam": UseJunk, "junk e-mail": UseJunk, "junk email": UseJunk, "bulk mail": UseJunk, "junk-e-mail": UseJunk, "indésirables": UseJunk,
+	"archive": UseArchive, "archives": UseArchive, "archiv": UseArchive, "archivo": UseArchive,
+}
+
+// SpecialUseByName guesses the special use of a folder from its name: only
+// top-level folders (and children of INBOX, as in Courier's INBOX.Sent)
+// count. Returns "" when the name is not a well-known one.
+func SpecialUseByName(name string) string {
+	n := name
+	if strings.HasPrefix(strings.ToUpper(n), "INBOX/") {
+		n = n[len("INBOX/"):]
+	}
+	if strings.Contains(n, "/") {
+		return ""
+	}
+	n = strings.ToLower(strings.TrimSpace(n))
+	if strings.HasPrefix(n, "[gmail]/") || strings.HasPrefix(n, "[google mail]/") {
+		return ""
+	}
+	return wellKnown[n]
+}

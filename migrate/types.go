@@ -1,0 +1,158 @@
+// Package migrate holds mailhaul's shared vocabulary (Mailbox, Message,
+// Source, Sink, Body, Reporter) and the engine that copies messages from a
+// Source to a Sink with a crash-safe checkpoint.
+//
+// One pass through this package shows the whole life of a message:
+//
+//   - run.go      Run: recover pending intents, then start the pipeline.
+//   - list.go     the lister: mailboxes are listed, filtered, mapped,
+//     prepared on the sink, and each message not yet copied is queued.
+//   - fetch.go    fetchers: a message body is fetched and spooled (Body).
+//   - append.go   appenders: intent recorded, message appended, done recorded
+//     (group commit per batch).
+//   - recover.go  pending intents of a killed run are resolved on the sink.
+//
+// The engine never touches the terminal: it reports through a Reporter and
+// returns a Report; cmd/mailhaul renders both.
+package migrate
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Mailbox is one folder of a store.
+//
+// Name is UTF-8 with "/" as the hierarchy separator whatever the backend
+// uses; backends translate IMAP delimiters, modified UTF-7 and Maildir++
+// ".a.b" names. The inbox is always called "INBOX".
+type Mailbox struct {
+	Name string
+	// SpecialUse is an RFC 6154 attribute such as `\Sent` or `\Trash`, taken
+	// from the server or guessed from a well-known name; "" if none.
+	SpecialUse string
+	// Epoch is what makes message IDs meaningful: IMAP UIDVALIDITY, ""
+	// for stores whose IDs never reset (Maildir, mbox, POP3).
+	Epoch string
+	// NoSelect is set for folders that exist only as structure; they are
+	// created on the sink but hold no messages.
+	NoSelect bool
+}
+
+// Message is the metadata of one message, never its body.
+type Message struct {
+	// Mailbox is the source mailbox name ("/"-separated).
+	Mailbox string
+	// ID is stable within Mailbox+Epoch: IMAP UID, POP3 UIDL, Maildir
+	// unique name, mbox content hash (+ ordinal).
+	ID string
+	// Size in bytes as the source reports it; -1 when unknown.
+	Size int64
+	// Flags in IMAP spelling: `\Seen`, `\Answered`, `\Flagged`, `\Draft`,
+	// `\Deleted`, `$Forwarded` and keywords.
+	Flags []string
+	// Date is the internal (arrival) date; zero when unknown.
+	Date time.Time
+	// Loc is a source-private locator (a file path, a byte offset); the
+	// engine passes it back to Fetch and never interprets it.
+	Loc string
+}
+
+// Limits tells the engine how many goroutines may use a backend at once.
+type Limits struct {
+	// Connections is the number of concurrent Fetch (source) or Append
+	// (sink) calls the backend supports; 0 means "no limit of its own".
+	Connections int
+}
+
+// Source reads a mail store. A Source never changes the store it reads.
+//
+// Mailboxes and List are called from the engine's single lister goroutine;
+// Fetch is called concurrently from up to Limits().Connections fetcher
+// goroutines. Errors are classified with SkipMessage / Retryable; any other
+// error is fatal and stops the run.
+type Source interface {
+	// Mailboxes returns every folder of the store, parents before children.
+	Mailboxes(ctx context.Context) ([]Mailbox, error)
+	// List calls fn for every message of mb in a stable order. If fn
+	// returns an error, List stops and returns it.
+	List(ctx context.Context, mb Mailbox, fn func(Message) error) error
+	// Fetch writes the exact bytes of msg to w.
+	Fetch(ctx context.Context, msg Message, w io.Writer) error
+	Limits() Limits
+	Close() error
+}
+
+// Sink writes to a mail store.
+//
+// Prepare is called from the lister goroutine before any Append to that
+// folder; Append is called concurrently from up to Limits().Connections
+// appender goroutines.
+type Sink interface {
+	// Prepare creates (if needed) the destination folder called name, for
+	// messages coming from src, and returns the name to pass to Append.
+	// The sink may choose another folder, e.g. the one with the same
+	// special use.
+	Prepare(ctx context.Context, src Mailbox, name string) (string, error)
+	// Append stores msg with the contents of body in folder and returns
+	// the sink's reference for the stored copy (IMAP "uidvalidity:uid",
+	// Maildir file name). The copy need not be durable until Sync.
+	Append(ctx context.Context, folder string, msg Message, body *Body) (ref string, err error)
+	Limits() Limits
+	Close() error
+}
+
+// Syncer is implemented by sinks whose Append is not durable on its own.
+// The engine calls Sync for every folder of a batch before it records the
+// batch as done.
+type Syncer interface {
+	Sync(ctx context.Context, folder string) error
+}
+
+// Finder is implemented by sinks that can recognise a copy written by a run
+// that died before recording it. Without a Finder, a pending intent is
+// copied again (never lost, possibly duplicated) and reported.
+type Finder interface {
+	// Mark returns a position in folder before which every message was
+	// there before this run appended anything (IMAP UIDNEXT); it is stored
+	// with each intent. Called from the lister goroutine after Prepare.
+	Mark(ctx context.Context, folder string) (string, error)
+	// Find looks for the copy described by in. It returns the reference of
+	// the copy and true when found.
+	Find(ctx context.Context, in Intent) (ref string, found bool, err error)
+}
+
+// Intent describes a copy about to be written; it is durable in the
+// checkpoint before Append is called.
+type Intent struct {
+	Folder    string    `json:"folder"` // source mailbox
+	Epoch     string    `json:"epoch,omitempty"`
+	ID        string    `json:"id"`
+	Dest      string    `json:"dest"` // sink folder as returned by Prepare
+	Mark      string    `json:"mark,omitempty"`
+	MessageID string    `json:"mid,omitempty"`
+	Size      int64     `json:"size"`
+	SHA256    string    `json:"sha256"`
+	Date      time.Time `json:"date"`
+	Flags     []string  `json:"flags,omitempty"`
+}
+
+// Checkpoint is the engine's view of the crash-safe record kept by package
+// checkpoint. All methods are safe for concurrent use.
+type Checkpoint interface {
+	// Done reports whether the message is recorded as copied.
+	Done(folder, epoch, id string) (bool, error)
+	// Epoch returns the epoch recorded for folder, if any.
+	Epoch(folder string) (epoch string, ok bool, err error)
+	// SetEpoch records the epoch seen for folder.
+	SetEpoch(folder, epoch string) error
+	// AddIntents durably records intents (one commit).
+	AddIntents(in []Intent) error
+	// Complete durably records copies as done and clears their intents;
+	// refs[i] belongs to in[i]. An empty ref clears the intent without
+	// recording a copy (the message was skipped).
+	Complete(in []Intent, refs []string) error
+	// Pending returns the intents of an earlier run that never completed.
+	Pending() ([]Intent, error)
+}

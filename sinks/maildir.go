@@ -1,0 +1,267 @@
+// Package sinks holds mailhaul's Sink implementations: Maildir (this file)
+// and IMAP. Every Sink follows migrate.Sink: it classifies its errors
+// (migrate.SkipMessage when one message cannot be stored, migrate.Retryable
+// for transient faults; anything else — disk full, read-only, quota — is
+// fatal) and implements migrate.Finder so that a copy written by a killed
+// run is recognised instead of written twice.
+package sinks
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailhaul/mailhaul/internal/maildir"
+	"github.com/mailhaul/mailhaul/migrate"
+)
+
+// Maildir writes into a Maildir tree, Maildir++ by default (what Dovecot
+// and Courier read), folder names encoded as Dovecot expects.
+//
+// Delivery is atomic and durable: the message is written to tmp/, fsynced,
+// given the internal date as mtime (Dovecot's INTERNALDATE) and renamed
+// into cur/ with its flags; Sync fsyncs cur/ so the rename is durable
+// before the engine records the copy as done.
+//
+// File names are derived from the copy's identity (source folder, epoch,
+// id and content hash), not chosen at random, so Find recognises a copy
+// that a killed run wrote but did not record. Message bytes are written
+// exactly as the source gave them (no line-ending conversion).
+type Maildir struct {
+	root   string
+	layout maildir.Layout
+
+	mu       sync.Mutex
+	keywords map[string]*folderKeywords // dir -> table
+	warned   map[string]bool
+	report   func(error)
+}
+
+type folderKeywords struct {
+	mu sync.Mutex
+	kw *maildir.Keywords
+}
+
+// OpenMaildir opens (creating if needed) a Maildir tree at root. warn, if
+// not nil, receives non-fatal problems (keywords that cannot be stored).
+func OpenMaildir(root string, layout maildir.Layout, warn func(error)) (*Maildir, error) {
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("maildir destination %s: %w", root, err)
+	}
+	if warn == nil {
+		warn = func(error) {}
+	}
+	return &Maildir{root: root, layout: layout, keywords: map[string]*folderKeywords{}, warned: map[string]bool{}, report: warn}, nil
+}
+
+func (s *Maildir) dir(folder string) string { return maildir.FolderDir(s.root, s.layout, folder) }
+
+// Prepare implements migrate.Sink: it creates the folder (cur, new, tmp and,
+// for Maildir++, the maildirfolder marker). Names keep the source's name;
+// Maildir has no special-use metadata to map.
+func (s *Maildir) Prepare(ctx context.Context, src migrate.Mailbox, name string) (string, error) {
+	if strings.EqualFold(name, "INBOX") {
+		name = "INBOX"
+	}
+	dir := s.dir(name)
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return "", fmt.Errorf("create maildir folder %s: %w", dir, err)
+		}
+	}
+	if s.layout == maildir.PlusPlus && name != "INBOX" {
+		marker := filepath.Join(dir, "maildirfolder")
+		if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
+			if err := os.WriteFile(marker, nil, 0o600); err != nil {
+				return "", fmt.Errorf("create maildir folder %s: %w", dir, err)
+			}
+		}
+	}
+	if err := syncDir(filepath.Dir(dir)); err != nil && dir != s.root {
+		return "", fmt.Errorf("sync %s: %w", filepath.Dir(dir), err)
+	}
+	return name, nil
+}
+
+// baseName is the deterministic unique part of the file name of a copy:
+// "<internal date>.M<identity hash>.mailhaul,S=<size>". The identity is
+// the source folder, the source id and the content hash, so an id reused
+// after a UIDVALIDITY change names a different file unless the content is
+// the same too (then it is the same message).
+func baseName(folder, id, sum string, date time.Time, size int64) string {
+	h := sha256.Sum256([]byte(folder + "\x00" + id + "\x00" + sum))
+	ts := int64(0)
+	if !date.IsZero() {
+		ts = date.Unix()
+	}
+	return fmt.Sprintf("%d.M%s.mailhaul,S=%d", ts, hex.EncodeToString(h[:12]), size)
+}
+
+func (s *Maildir) keywordTable(dir string) (*folderKeywords, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if fk, ok := s.keywords[dir]; ok {
+		return fk, nil
+	}
+	kw, err := maildir.ReadKeywords(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, maildir.KeywordsFile), err)
+	}
+	fk := &folderKeywords{kw: kw}
+	s.keywords[dir] = fk
+	return fk, nil
+}
+
+// info returns the ":2," letters for flags in dir, persisting new keywords
+// to dovecot-keywords before any message refers to them.
+func (s *Maildir) info(dir string, flags []string) (string, error) {
+	fk, err := s.keywordTable(dir)
+	if err != nil {
+		return "", err
+	}
+	fk.mu.Lock()
+	defer fk.mu.Unlock()
+	info, dropped := maildir.InfoFromFlags(flags, fk.kw)
+	if fk.kw.Dirty() {
+		if err := fk.kw.Write(dir); err != nil {
+			return "", fmt.Errorf("write %s: %w", filepath.Join(dir, maildir.KeywordsFile), err)
+		}
+	}
+	for _, d := range dropped {
+		s.mu.Lock()
+		first := !s.warned[dir+"\x00"+d]
+		s.warned[dir+"\x00"+d] = true
+		s.mu.Unlock()
+		if first {
+			s.report(fmt.Errorf("maildir %s: keyword %q not stored: Dovecot's keyword table holds 26 keywords per folder", dir, d))
+		}
+	}
+	return info, nil
+}
+
+// Append implements migrate.Sink. Retrying an Append whose copy is already
+// in cur/ returns the existing copy.
+func (s *Maildir) Append(ctx context.Context, folder string, msg migrate.Message, body *migrate.Body) (string, error) {
+	dir := s.dir(folder)
+	base := baseName(msg.Mailbox, msg.ID, body.SHA256(), msg.Date, body.Size())
+	if found := findCopy(dir, base); found != "" {
+		return base, nil
+	}
+	info, err := s.info(dir, msg.Flags)
+	if err != nil {
+		return "", err
+	}
+	tmp := filepath.Join(dir, "tmp", base)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("create %s: %w", tmp, err)
+	}
+	_, err = io.Copy(f, body.Reader())
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if !msg.Date.IsZero() {
+		if err := os.Chtimes(tmp, msg.Date, msg.Date); err != nil {
+			os.Remove(tmp)
+			return "", fmt.Errorf("set date of %s: %w", tmp, err)
+		}
+	}
+	final := filepath.Join(dir, "cur", base+":2,"+info)
+	if err := os.Rename(tmp, final); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("deliver %s: %w", final, err)
+	}
+	return base, nil
+}
+
+// findCopy returns the path of the copy with unique part base in cur/ or
+// new/ (a mail client may have moved it or changed its flags), or "".
+func findCopy(dir, base string) string {
+	for _, sub := range []string{"cur", "new"} {
+		d := filepath.Join(dir, sub)
+		if _, err := os.Lstat(filepath.Join(d, base)); err == nil {
+			return filepath.Join(d, base)
+		}
+		matches, _ := filepath.Glob(filepath.Join(d, globEscape(base)+":*"))
+		if len(matches) > 0 {
+			return matches[0]
+		}
+	}
+	return ""
+}
+
+func globEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`).Replace(s)
+}
+
+// Sync implements migrate.Syncer: the renames into cur/ become durable.
+func (s *Maildir) Sync(ctx context.Context, folder string) error {
+	d := filepath.Join(s.dir(folder), "cur")
+	if err := syncDir(d); err != nil {
+		return fmt.Errorf("sync %s: %w", d, err)
+	}
+	return nil
+}
+
+// Mark implements migrate.Finder; names are deterministic, no mark needed.
+func (s *Maildir) Mark(ctx context.Context, folder string) (string, error) { return "", nil }
+
+// Find implements migrate.Finder: the copy of in, if a killed run wrote it,
+// has the deterministic name. A partial file left in tmp/ is removed.
+func (s *Maildir) Find(ctx context.Context, in migrate.Intent) (string, bool, error) {
+	dir := s.dir(in.Dest)
+	base := baseName(in.Folder, in.ID, in.SHA256, in.Date, in.Size)
+	os.Remove(filepath.Join(dir, "tmp", base))
+	if p := findCopy(dir, base); p != "" {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return "", false, err
+		}
+		if fi.Size() != in.Size {
+			// A torn copy cannot be in cur/ (rename happens after fsync),
+			// but never trust a wrong size: replace it.
+			if err := os.Remove(p); err != nil {
+				return "", false, fmt.Errorf("remove incomplete copy %s: %w", p, err)
+			}
+			return "", false, nil
+		}
+		return base, true, nil
+	}
+	return "", false, nil
+}
+
+// Limits implements migrate.Sink.
+func (s *Maildir) Limits() migrate.Limits { return migrate.Limits{} }
+
+// Close implements migrate.Sink.
+func (s *Maildir) Close() error { return nil }
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+var (
+	_ migrate.Sink   = (*Maildir)(nil)
+	_ migrate.Syncer = (*Maildir)(nil)
+	_ migrate.Finder = (*Maildir)(nil)
+)

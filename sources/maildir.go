@@ -1,0 +1,206 @@
+// Package sources holds mailhaul's Source implementations: Maildir (this
+// file), and the other stores in their own files. Every Source follows the
+// contract of migrate.Source: it never changes the store it reads, and it
+// classifies its errors (migrate.SkipMessage for one bad message,
+// migrate.Retryable for transient faults, anything else is fatal).
+package sources
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/mailhaul/mailhaul/internal/maildir"
+	"github.com/mailhaul/mailhaul/migrate"
+)
+
+// Maildir reads a Maildir tree: Maildir++ (Dovecot/Courier ".A.B" folders,
+// modified UTF-7 names) or a plain nested tree, auto-detected. Messages in
+// new/ and cur/ are read in place; nothing is moved, renamed or touched.
+type Maildir struct {
+	root    string
+	layout  maildir.Layout
+	folders map[string]string // name -> dir
+}
+
+// OpenMaildir opens the Maildir tree at root.
+func OpenMaildir(root string) (*Maildir, error) {
+	fi, err := os.Stat(root)
+	if err != nil {
+		return nil, fmt.Errorf("maildir source %s: %w", root, err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("maildir source %s: not a directory", root)
+	}
+	layout, err := maildir.Detect(root)
+	if err != nil {
+		return nil, fmt.Errorf("maildir source %s: %w", root, err)
+	}
+	return &Maildir{root: root, layout: layout, folders: map[string]string{}}, nil
+}
+
+// Layout is the detected layout.
+func (s *Maildir) Layout() maildir.Layout { return s.layout }
+
+// Mailboxes implements migrate.Source.
+func (s *Maildir) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
+	folders, noSelect, err := maildir.Folders(s.root, s.layout)
+	if err != nil {
+		return nil, err
+	}
+	if len(folders) == 0 && len(noSelect) == 0 {
+		return nil, fmt.Errorf("maildir source %s: no maildir here (no cur/ and new/ in it or in its folders)", s.root)
+	}
+	var out []migrate.Mailbox
+	for _, n := range noSelect {
+		out = append(out, migrate.Mailbox{Name: n, NoSelect: true, SpecialUse: migrate.SpecialUseByName(n)})
+	}
+	for _, f := range folders {
+		s.folders[f.Name] = f.Dir
+		out = append(out, migrate.Mailbox{Name: f.Name, SpecialUse: migrate.SpecialUseByName(f.Name)})
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i].Name, out[j].Name
+		if a == "INBOX" || b == "INBOX" {
+			return a == "INBOX" && b != "INBOX"
+		}
+		return strings.ReplaceAll(a, "/", "\x00") < strings.ReplaceAll(b, "/", "\x00")
+	})
+	return out, nil
+}
+
+// List implements migrate.Source. Messages of new/ come first, then cur/,
+// each sorted by name. A file present in both (a client moved it while we
+// listed) is listed once.
+func (s *Maildir) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Message) error) error {
+	dir, ok := s.folders[mb.Name]
+	if !ok {
+		return migrate.SkipMessage(fmt.Errorf("maildir folder %q not found under %s", mb.Name, s.root))
+	}
+	kw, err := maildir.ReadKeywords(dir)
+	if err != nil {
+		// Keywords are lost for this folder, not messages: go on.
+		kw = &maildir.Keywords{}
+	}
+	seen := map[string]bool{}
+	for _, sub := range []string{"new", "cur"} {
+		subdir := filepath.Join(dir, sub)
+		f, err := os.Open(subdir)
+		if err != nil {
+			return migrate.SkipMessage(fmt.Errorf("read maildir folder %s: %w", subdir, err))
+		}
+		names, err := f.Readdirnames(-1)
+		f.Close()
+		if err != nil {
+			return migrate.SkipMessage(fmt.Errorf("read maildir folder %s: %w", subdir, err))
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if strings.HasPrefix(n, ".") {
+				continue
+			}
+			base, info := maildir.SplitName(n)
+			if seen[base] {
+				continue
+			}
+			seen[base] = true
+			p := filepath.Join(subdir, n)
+			m := migrate.Message{Mailbox: mb.Name, ID: base, Loc: p, Size: -1}
+			if fi, err := os.Lstat(p); err == nil {
+				m.Size = fi.Size()
+				m.Date = fi.ModTime()
+			}
+			if sub == "cur" {
+				m.Flags = maildir.FlagsFromInfo(info, kw)
+			}
+			if err := fn(m); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// readError marks an error of the source file (as opposed to the spool the
+// bytes are written into, whose errors are not this message's fault).
+type readError struct{ err error }
+
+func (e readError) Error() string { return e.err.Error() }
+func (e readError) Unwrap() error { return e.err }
+
+type errReader struct{ r io.Reader }
+
+func (r errReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = readError{err}
+	}
+	return n, err
+}
+
+// Fetch implements migrate.Source. If the file was moved or renamed by a
+// mail client since List (flags changed, new -> cur), it is found again by
+// its unique name.
+func (s *Maildir) Fetch(ctx context.Context, msg migrate.Message, w io.Writer) error {
+	p := msg.Loc
+	f, err := os.Open(p)
+	if errors.Is(err, os.ErrNotExist) {
+		if q := s.relocate(msg); q != "" {
+			p = q
+			f, err = os.Open(p)
+		}
+	}
+	if err != nil {
+		return migrate.SkipMessage(fmt.Errorf("open %s: %w", p, err))
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return migrate.SkipMessage(fmt.Errorf("stat %s: %w", p, err))
+	}
+	if !fi.Mode().IsRegular() {
+		return migrate.SkipMessage(fmt.Errorf("%s: not a regular file (%s)", p, fi.Mode().Type()))
+	}
+	if _, err := io.Copy(w, errReader{f}); err != nil {
+		var re readError
+		if errors.As(err, &re) {
+			return migrate.SkipMessage(fmt.Errorf("read %s: %w", p, re.err))
+		}
+		return err
+	}
+	return nil
+}
+
+func (s *Maildir) relocate(msg migrate.Message) string {
+	dir := s.folders[msg.Mailbox]
+	for _, sub := range []string{"cur", "new"} {
+		matches, _ := filepath.Glob(filepath.Join(dir, sub, globEscape(msg.ID)+"*"))
+		for _, m := range matches {
+			if b, _ := maildir.SplitName(filepath.Base(m)); b == msg.ID {
+				return m
+			}
+		}
+	}
+	return ""
+}
+
+func globEscape(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`, `[`, `\[`)
+	return r.Replace(s)
+}
+
+// Limits implements migrate.Source: local files take any parallelism.
+func (s *Maildir) Limits() migrate.Limits { return migrate.Limits{} }
+
+// Close implements migrate.Source.
+func (s *Maildir) Close() error { return nil }
+
+var _ migrate.Source = (*Maildir)(nil)
