@@ -151,24 +151,25 @@ func (r errReader) Read(p []byte) (int, error) {
 // its unique name.
 func (s *Maildir) Fetch(ctx context.Context, msg migrate.Message, w io.Writer) error {
 	p := msg.Loc
-	f, err := os.Open(p)
+	fi, err := os.Stat(p)
 	if errors.Is(err, os.ErrNotExist) {
 		if q := s.relocate(msg); q != "" {
 			p = q
-			f, err = os.Open(p)
+			fi, err = os.Stat(p)
 		}
 	}
 	if err != nil {
-		return migrate.SkipMessage(fmt.Errorf("open %s: %w", p, err))
+		return migrate.SkipMessage(fmt.Errorf("read %s: %w", p, err))
+	}
+	// Checked before opening: opening a FIFO would block forever.
+	if !fi.Mode().IsRegular() {
+		return migrate.SkipMessage(fmt.Errorf("read %s: not a regular file (%s)", p, fi.Mode().Type()))
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return migrate.SkipMessage(fmt.Errorf("read %s: %w", p, err))
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return migrate.SkipMessage(fmt.Errorf("stat %s: %w", p, err))
-	}
-	if !fi.Mode().IsRegular() {
-		return migrate.SkipMessage(fmt.Errorf("%s: not a regular file (%s)", p, fi.Mode().Type()))
-	}
 	if _, err := io.Copy(w, errReader{f}); err != nil {
 		var re readError
 		if errors.As(err, &re) {

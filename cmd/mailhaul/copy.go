@@ -106,6 +106,13 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 		return usageErr("%v", err)
 	}
 
+	if _, ok := sourceSchemes[srcEP.Scheme]; !ok {
+		return usageErr("source %q: scheme %q cannot be read from (sources: %s)", srcEP.Raw, srcEP.Scheme, keys(sourceSchemes))
+	}
+	if _, ok := sinkSchemes[dstEP.Scheme]; !ok {
+		return usageErr("destination %q: scheme %q cannot be written to (destinations: %s)", dstEP.Raw, dstEP.Scheme, keys(sinkSchemes))
+	}
+
 	ctx, stop := signalContext(g.log)
 	defer stop()
 	rend := newRenderer(g, os.Stderr)
@@ -125,9 +132,6 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 		defer sink.Close()
 		o.Sink = sink
 	} else {
-		if _, ok := sinkSchemes[dstEP.Scheme]; !ok {
-			return usageErr("destination %q: scheme %q cannot be written to (destinations: %s)", dstEP.Raw, dstEP.Scheme, keys(sinkSchemes))
-		}
 		o.Sink = dryRunSink{}
 	}
 

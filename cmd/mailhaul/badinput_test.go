@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// snapshot records every path, size, mode and mtime under root, to prove
+// that a run did not change its source.
+func snapshot(t *testing.T, root string) string {
+	t.Helper()
+	var b strings.Builder
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			fmt.Fprintf(&b, "%s error %v\n", p, err)
+			return nil
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return nil
+		}
+		mt := fi.ModTime().UnixNano()
+		if fi.IsDir() {
+			mt = 0 // reading a directory does not change it, but atime-ish noise is not our business
+		}
+		fmt.Fprintf(&b, "%s %d %v %d\n", p, fi.Size(), fi.Mode(), mt)
+		return nil
+	})
+	return b.String()
+}
+
+func writeMsg(t *testing.T, dir, sub, name string, body []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, sub, name), body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBadInputMaildir(t *testing.T) {
+	src, dst, state := t.TempDir(), t.TempDir(), t.TempDir()
+	for _, s := range []string{"cur", "new", "tmp"} {
+		os.MkdirAll(filepath.Join(src, s), 0o755)
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\n"), 100<<20/64)
+	good := map[string][]byte{
+		"1.junk:2,S":            {0x00, 0xff, 0xfe, 'F', 'r', 'o', 'm', 0x00, '\n', 0x1b, 0x80},
+		"2.nul:2,S":             []byte("Subject: nul\n\nbody with \x00 NUL \x00 bytes\n"),
+		"3.cr-only:2,":          []byte("Subject: cr only\rMessage-ID: <cr@x>\r\rline one\rline two\r"),
+		"4.long-line:2,F":       append([]byte("Subject: long\n\n"), bytes.Repeat([]byte("a"), 1<<20)...),
+		"5.big:2,S":             append([]byte("Subject: 100 MB\nMessage-ID: <big@x>\n\n"), big...),
+		"6.odd name [x] *?:2,S": []byte("Subject: odd name\n\nhi\n"),
+		"7.ünïcødé name:2,":     []byte("Subject: unicode name\n\nhi\n"),
+		"8.empty:2,S":           {},
+	}
+	for n, b := range good {
+		writeMsg(t, src, "cur", n, b)
+	}
+	// Entries that cannot be read as messages.
+	os.Mkdir(filepath.Join(src, "cur", "9.a-directory:2,S"), 0o755)
+	os.Symlink(filepath.Join(src, "nowhere"), filepath.Join(src, "cur", "10.dangling:2,S"))
+	if err := syscall.Mkfifo(filepath.Join(src, "new", "11.fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := 3
+	if os.Geteuid() != 0 { // root reads a mode-000 file anyway
+		writeMsg(t, src, "cur", "12.unreadable:2,S", []byte("Subject: secret\n\n"))
+		os.Chmod(filepath.Join(src, "cur", "12.unreadable:2,S"), 0)
+		bad++
+	}
+	before := snapshot(t, src)
+
+	r := runMailhaul(t, nil, "copy", "--json", "--state-dir", state, "--temp-dir", t.TempDir(), "maildir:"+src, "maildir:"+dst)
+	if r.code != exitSkipped {
+		t.Fatalf("exit %d, want %d (finished, some skipped)\n%s", r.code, exitSkipped, r.stderr)
+	}
+	var rep struct {
+		Copied  int `json:"copied"`
+		Skipped []struct {
+			Folder, ID, Reason string
+		} `json:"skipped"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Copied != len(good) || len(rep.Skipped) != bad {
+		t.Errorf("copied %d skipped %d, want %d and %d: %+v", rep.Copied, len(rep.Skipped), len(good), bad, rep.Skipped)
+	}
+	for _, s := range rep.Skipped {
+		if !strings.Contains(s.Reason, src) {
+			t.Errorf("skip reason does not name the file: %q", s.Reason)
+		}
+	}
+	for _, want := range []string{"9.a-directory", "10.dangling", "11.fifo", "skipped messages"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("summary does not mention %q:\n%s", want, r.stderr)
+		}
+	}
+	got := map[string]bool{}
+	for _, m := range readTree(t, dst)["INBOX"] {
+		got[string(m.body)] = true
+	}
+	for n, b := range good {
+		if !got[string(b)] {
+			t.Errorf("%s not copied byte for byte", n)
+		}
+	}
+	if after := snapshot(t, src); after != before {
+		t.Errorf("source changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// mountTmpfs mounts a small tmpfs (root only). Without root the test is
+// skipped, except in CI where it runs as root and must not skip.
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mount tmpfs: %v %s", err, out)
+		}
+		t.Skipf("cannot mount tmpfs (needs root): %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+func TestFullDiskThenResume(t *testing.T) {
+	src, state := t.TempDir(), t.TempDir()
+	for _, s := range []string{"cur", "new", "tmp"} {
+		os.MkdirAll(filepath.Join(src, s), 0o755)
+	}
+	var want []genMsg
+	for i := 0; i < 40; i++ {
+		body := []byte(fmt.Sprintf("Subject: %d\nMessage-ID: <%d@full>\n\n%s", i, i, bytes.Repeat([]byte("y"), 100<<10)))
+		writeMsg(t, src, "cur", fmt.Sprintf("%d.full:2,S", i), body)
+		want = append(want, genMsg{folder: "INBOX", base: fmt.Sprint(i), body: body})
+	}
+	dst := mountTmpfs(t, "1m")
+	args := []string{"copy", "--state-dir", state, "maildir:" + src, "maildir:" + dst}
+	r := runMailhaul(t, nil, args...)
+	if r.code != exitFatal || !strings.Contains(r.stderr, "no space left on device") || !strings.Contains(r.stderr, dst) {
+		t.Fatalf("full disk: exit %d, want 1 with a message naming the file\n%s", r.code, r.stderr)
+	}
+	// Make room and resume.
+	if out, err := exec.Command("mount", "-o", "remount,size=16m", dst).CombinedOutput(); err != nil {
+		t.Fatalf("remount: %v %s", err, out)
+	}
+	r = runMailhaul(t, nil, args...)
+	if r.code != 0 {
+		t.Fatalf("resume: exit %d\n%s", r.code, r.stderr)
+	}
+	assertExactlyOnce(t, want, dst)
+}
+
+func TestReadOnlyDestination(t *testing.T) {
+	src, state := t.TempDir(), t.TempDir()
+	genTree(t, src, 3)
+	dst := mountTmpfs(t, "4m")
+	if out, err := exec.Command("mount", "-o", "remount,ro", dst).CombinedOutput(); err != nil {
+		t.Fatalf("remount ro: %v %s", err, out)
+	}
+	r := runMailhaul(t, nil, "copy", "--state-dir", state, "maildir:"+src, "maildir:"+dst)
+	if r.code != exitFatal || !strings.Contains(r.stderr, "read-only file system") || !strings.Contains(r.stderr, dst) {
+		t.Fatalf("read-only destination: exit %d, want 1 naming the folder\n%s", r.code, r.stderr)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"copy", "nowhere", "maildir:/tmp/x"}, "want SCHEME:"},
+		{[]string{"copy", "ftp:/x", "maildir:/tmp/x"}, `scheme "ftp" cannot be read from`},
+		{[]string{"copy", "--map", "A", "maildir:/a", "maildir:/b"}, "invalid --map"},
+		{[]string{"copy", "--since", "yesterday", "maildir:/a", "maildir:/b"}, "invalid --since"},
+		{[]string{"copy", "--include", "[", "maildir:/a", "maildir:/b"}, "invalid folder pattern"},
+	} {
+		r := runMailhaul(t, nil, tc.args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 and %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+	r := runMailhaul(t, nil, "copy", "--state-dir", t.TempDir(), "maildir:/does/not/exist", "maildir:"+t.TempDir())
+	if r.code != exitFatal || !strings.Contains(r.stderr, "/does/not/exist") {
+		t.Errorf("missing source: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
