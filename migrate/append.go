@@ -74,9 +74,14 @@ func (e *engine) appendBatch(ctx context.Context, batch []*job) error {
 		fatal    error
 	)
 	for i, j := range batch {
-		if err := ctx.Err(); err != nil {
-			fatal = err
-			break
+		if fatal != nil || ctx.Err() != nil {
+			if fatal == nil {
+				fatal = ctx.Err()
+			}
+			// Never attempted: clear the intent (nothing to recover).
+			finished = append(finished, intents[i])
+			refs = append(refs, "")
+			continue
 		}
 		var ref string
 		err := e.retry(ctx, j, "append", func() error {
@@ -92,8 +97,10 @@ func (e *engine) appendBatch(ctx context.Context, batch []*job) error {
 				refs = append(refs, "")
 				continue
 			}
+			// The copy may or may not exist: the intent stays pending
+			// and the next run's recovery decides.
 			fatal = err
-			break
+			continue
 		}
 		e.hook("append")
 		finished = append(finished, intents[i])

@@ -16,7 +16,7 @@ import (
 
 // DefaultMemLimit is the largest body a Spool keeps in memory; larger
 // bodies go to a temporary file.
-const DefaultMemLimit = 4 << 20
+const DefaultMemLimit = 2 << 20
 
 // maxHeaderCapture bounds how much of a message header is kept to find the
 // Message-ID.

@@ -39,7 +39,7 @@ type Options struct {
 	// TempDir holds spool files for large bodies ("" = os.TempDir()).
 	TempDir string
 	// BatchSize bounds how many messages one appender groups into one
-	// checkpoint commit (default 64).
+	// checkpoint commit and sink sync (default 32).
 	BatchSize int
 	// Retries is how many times a retryable error is retried (default 5);
 	// RetryBase is the first backoff (default 500ms, doubling).
@@ -60,7 +60,7 @@ func (o *Options) defaults() {
 		o.MemLimit = DefaultMemLimit
 	}
 	if o.BatchSize <= 0 {
-		o.BatchSize = 64
+		o.BatchSize = 32
 	}
 	if o.Retries <= 0 {
 		o.Retries = 5

@@ -66,13 +66,17 @@ func Run(ctx context.Context, o Options) (Report, error) {
 }
 
 // pipeline wires the stages. Channels are bounded so that memory is
-// bounded: at most fetchers+appenders*(1+BatchSize) bodies exist at once.
+// bounded: at most nf + na*(queuePerAppender+BatchSize) bodies exist at
+// once, each at most MemLimit bytes in memory (larger ones are files). The
+// queue in front of the appenders lets a batch form while the previous
+// one commits: with 1 appender and no queue every message would pay its own
+// checkpoint commits and sync.
 func (e *engine) pipeline(ctx context.Context) error {
 	nf := limit(e.o.Transfers, e.o.Source.Limits().Connections)
 	na := limit(e.o.Transfers, e.o.Sink.Limits().Connections)
 	g, gctx := errgroup.WithContext(ctx)
 	fetchCh := make(chan *job, nf)
-	appendCh := make(chan *job, na)
+	appendCh := make(chan *job, na*queuePerAppender)
 
 	g.Go(func() error {
 		defer close(fetchCh)
@@ -103,6 +107,8 @@ func (e *engine) pipeline(ctx context.Context) error {
 	}
 	return err
 }
+
+const queuePerAppender = 16
 
 func limit(transfers, backend int) int {
 	if backend > 0 && backend < transfers {

@@ -30,6 +30,8 @@ type copyFlags struct {
 	includeDeleted bool
 	maildirLayout  string
 	tempDir        string
+	toFolder       string
+	mboxFormat     string
 }
 
 func copyCommand(g *globalFlags) *cobra.Command {
@@ -65,7 +67,9 @@ message. The source is never modified.`,
 	fl.IntVar(&f.transfers, "transfers", 4, "messages fetched and appended in parallel")
 	fl.BoolVar(&f.includeDeleted, "include-deleted", false, `also copy messages flagged \Deleted (Maildir "T")`)
 	fl.StringVar(&f.maildirLayout, "maildir-layout", "maildir++", "layout of a Maildir destination: maildir++ (Dovecot, Courier) or fs (nested directories)")
-	fl.StringVar(&f.tempDir, "temp-dir", "", "where bodies larger than 4 MiB are spooled (default: the system temp dir)")
+	fl.StringVar(&f.tempDir, "temp-dir", "", "where bodies larger than 2 MiB are spooled (default: the system temp dir)")
+	fl.StringVar(&f.toFolder, "to-folder", "", "folder name for a single-file mbox source (default: the file's name), e.g. INBOX")
+	fl.StringVar(&f.mboxFormat, "mbox-format", "auto", "dialect of an mbox source: auto (detected per file), mboxo, mboxrd or mboxcl2")
 	return cmd
 }
 

@@ -1,0 +1,86 @@
+package migrate
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestSpoolMemoryAndFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, size := range []int{0, 10, 100, 1000, 5000} {
+		data := bytes.Repeat([]byte("a"), size)
+		data = append([]byte("Message-ID: <m@x>\r\n\r\n"), data...)
+		s := NewSpool(1024, dir)
+		for i := 0; i < len(data); i += 333 {
+			end := min(i+333, len(data))
+			s.Write(data[i:end])
+		}
+		b, err := s.Finish()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(b.Reader())
+		again, _ := io.ReadAll(b.Reader())
+		sum := sha256.Sum256(data)
+		if !bytes.Equal(got, data) || !bytes.Equal(again, data) || b.Size() != int64(len(data)) || b.SHA256() != hex.EncodeToString(sum[:]) {
+			t.Fatalf("size %d: body mismatch", size)
+		}
+		if b.MessageID() != "<m@x>" {
+			t.Errorf("message-id %q", b.MessageID())
+		}
+		inFile := b.file != nil
+		if inFile != (len(data) > 1024) {
+			t.Errorf("size %d: in file = %v", len(data), inFile)
+		}
+		b.Close()
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("spool files left: %v", ents)
+	}
+}
+
+func TestMessageIDFromHeader(t *testing.T) {
+	for raw, want := range map[string]string{
+		"Subject: x\r\nMessage-ID: <a@b>\r\n\r\nbody":       "<a@b>",
+		"message-id:\n  <folded@b>\n\n":                     "<folded@b>",
+		"Subject: no id\n\nMessage-ID: <in-body@x>\n":       "",
+		"\x00\xff garbage\nMessage-Id: <after-junk@x>\n\nb": "<after-junk@x>",
+		"": "",
+		"Message-ID: " + strings.Repeat("x", 2000) + "\n\n": strings.Repeat("x", 2000),
+	} {
+		if got := MessageIDFromHeader([]byte(raw)); got != want {
+			t.Errorf("MessageIDFromHeader(%q) = %q, want %q", raw, got, want)
+		}
+	}
+}
+
+func FuzzMessageIDFromHeader(f *testing.F) {
+	f.Add([]byte("Message-ID: <a@b>\r\n\r\n"))
+	f.Add([]byte("From x\nmessage-id:\n <x>\n\n"))
+	f.Add([]byte("\x00\r\r\n:\n\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		id := MessageIDFromHeader(raw)
+		if len(id) > len(raw) {
+			t.Fatalf("id longer than input")
+		}
+	})
+}
+
+func TestClassify(t *testing.T) {
+	base := io.ErrUnexpectedEOF
+	if Classify(base) != Fatal || Classify(SkipMessage(base)) != Skip || Classify(Retryable(base)) != Retry {
+		t.Fatal("classes")
+	}
+	wrapped := FatalError(Retryable(base))
+	if Classify(wrapped) != Fatal {
+		t.Error("outermost class must win")
+	}
+	if SkipMessage(nil) != nil || Retryable(nil) != nil {
+		t.Error("nil must stay nil")
+	}
+}

@@ -1,0 +1,360 @@
+package migrate_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mailhaul/mailhaul/checkpoint"
+	"github.com/mailhaul/mailhaul/migrate"
+)
+
+// fakeSource serves generated messages; errs injects a Fetch error per id.
+type fakeSource struct {
+	boxes   []migrate.Mailbox
+	msgs    map[string][]migrate.Message
+	bodies  map[string]string
+	errs    map[string]error
+	panics  map[string]bool
+	fetches atomic.Int64
+	flaky   map[string]int // id -> number of Retryable failures before success
+	mu      sync.Mutex
+}
+
+func newFakeSource(folders map[string]int) *fakeSource {
+	s := &fakeSource{msgs: map[string][]migrate.Message{}, bodies: map[string]string{}, errs: map[string]error{}, panics: map[string]bool{}, flaky: map[string]int{}}
+	var names []string
+	for f := range folders {
+		names = append(names, f)
+	}
+	sort.Strings(names)
+	for _, f := range names {
+		s.boxes = append(s.boxes, migrate.Mailbox{Name: f})
+		for i := 0; i < folders[f]; i++ {
+			id := fmt.Sprintf("%s-%d", f, i)
+			body := fmt.Sprintf("Message-ID: <%s@x>\r\nSubject: %d\r\n\r\nbody %s\r\n", id, i, strings.Repeat("z", i))
+			s.bodies[id] = body
+			s.msgs[f] = append(s.msgs[f], migrate.Message{Mailbox: f, ID: id, Size: int64(len(body)), Date: time.Unix(int64(1e9+i), 0), Flags: []string{`\Seen`}})
+		}
+	}
+	return s
+}
+
+func (s *fakeSource) Mailboxes(context.Context) ([]migrate.Mailbox, error) { return s.boxes, nil }
+func (s *fakeSource) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Message) error) error {
+	for _, m := range s.msgs[mb.Name] {
+		if err := fn(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+func (s *fakeSource) Fetch(ctx context.Context, m migrate.Message, w io.Writer) error {
+	s.fetches.Add(1)
+	if s.panics[m.ID] {
+		panic("bad parser")
+	}
+	if err := s.errs[m.ID]; err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.flaky[m.ID] > 0 {
+		s.flaky[m.ID]--
+		s.mu.Unlock()
+		io.WriteString(w, "partial")
+		return migrate.Retryable(errors.New("connection reset"))
+	}
+	s.mu.Unlock()
+	_, err := io.WriteString(w, s.bodies[m.ID])
+	return err
+}
+func (s *fakeSource) Limits() migrate.Limits { return migrate.Limits{Connections: 2} }
+func (s *fakeSource) Close() error           { return nil }
+
+// fakeSink stores messages in memory and implements Finder by content.
+type fakeSink struct {
+	mu       sync.Mutex
+	folders  map[string][]string // folder -> bodies
+	prepared []string
+	failOn   map[string]error // body substring -> error
+	appends  int
+	synced   int
+}
+
+func newFakeSink() *fakeSink {
+	return &fakeSink{folders: map[string][]string{}, failOn: map[string]error{}}
+}
+
+func (k *fakeSink) Prepare(ctx context.Context, mb migrate.Mailbox, name string) (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.prepared = append(k.prepared, name)
+	return name, nil
+}
+func (k *fakeSink) Append(ctx context.Context, folder string, m migrate.Message, b *migrate.Body) (string, error) {
+	data, err := io.ReadAll(b.Reader())
+	if err != nil {
+		return "", err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for sub, err := range k.failOn {
+		if strings.Contains(string(data), sub) {
+			return "", err
+		}
+	}
+	k.appends++
+	k.folders[folder] = append(k.folders[folder], string(data))
+	return fmt.Sprintf("%s:%d", folder, len(k.folders[folder])), nil
+}
+func (k *fakeSink) Sync(context.Context, string) error {
+	k.mu.Lock()
+	k.synced++
+	k.mu.Unlock()
+	return nil
+}
+func (k *fakeSink) Mark(context.Context, string) (string, error) { return "0", nil }
+func (k *fakeSink) Find(ctx context.Context, in migrate.Intent) (string, bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for i, b := range k.folders[in.Dest] {
+		if strings.Contains(b, in.MessageID) && int64(len(b)) == in.Size {
+			return fmt.Sprintf("%s:%d", in.Dest, i+1), true, nil
+		}
+	}
+	return "", false, nil
+}
+func (k *fakeSink) Limits() migrate.Limits { return migrate.Limits{} }
+func (k *fakeSink) Close() error           { return nil }
+
+func (k *fakeSink) count() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	n := 0
+	for _, f := range k.folders {
+		n += len(f)
+	}
+	return n
+}
+
+func openCP(t *testing.T) *checkpoint.Store {
+	t.Helper()
+	cp, err := checkpoint.Open(filepath.Join(t.TempDir(), "cp.db"), "src", "dst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cp.Close() })
+	return cp
+}
+
+func TestRunCopiesEverythingOnce(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 100, "Sent": 30, "A/B": 7})
+	sink := newFakeSink()
+	cp := openCP(t)
+	o := migrate.Options{Source: src, Sink: sink, Checkpoint: cp, Transfers: 3, MemLimit: 64}
+	r, err := migrate.Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Copied != 137 || sink.count() != 137 || len(r.Skipped) != 0 {
+		t.Fatalf("copied %d (sink %d), skipped %v", r.Copied, sink.count(), r.Skipped)
+	}
+	for f, ms := range src.msgs {
+		got := map[string]bool{}
+		for _, b := range sink.folders[f] {
+			got[b] = true
+		}
+		for _, m := range ms {
+			if !got[src.bodies[m.ID]] {
+				t.Errorf("%s %s missing", f, m.ID)
+			}
+		}
+	}
+	r, err = migrate.Run(context.Background(), o)
+	if err != nil || r.Copied != 0 || r.Already != 137 || sink.count() != 137 {
+		t.Fatalf("second run: %+v %v", r, err)
+	}
+}
+
+func TestRunSkipsBadMessagesAndGoesOn(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 20})
+	src.errs["INBOX-3"] = migrate.SkipMessage(errors.New("read /x/3: input/output error"))
+	src.panics["INBOX-5"] = true
+	sink := newFakeSink()
+	sink.failOn["body zzzzzzz\r"] = migrate.SkipMessage(errors.New("message too big"))
+	cp := openCP(t)
+	r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Copied != 17 || len(r.Skipped) != 3 {
+		t.Fatalf("copied %d skipped %+v", r.Copied, r.Skipped)
+	}
+	reasons := fmt.Sprint(r.Skipped)
+	for _, want := range []string{"input/output error", "panic: bad parser", "message too big", "INBOX-7"} {
+		if !strings.Contains(reasons, want) {
+			t.Errorf("skipped list lacks %q: %s", want, reasons)
+		}
+	}
+	// Skipped messages are retried by the next run (not recorded as done).
+	delete(src.errs, "INBOX-3")
+	delete(src.panics, "INBOX-5")
+	delete(sink.failOn, "body zzzzzzz\r")
+	r, err = migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp})
+	if err != nil || r.Copied != 3 || sink.count() != 20 {
+		t.Fatalf("retry run: %+v %v", r, err)
+	}
+	if p, _ := cp.Pending(); len(p) != 0 {
+		t.Errorf("pending intents left: %v", p)
+	}
+}
+
+func TestRunRetriesTransientErrors(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 5})
+	src.flaky["INBOX-2"] = 2
+	sink := newFakeSink()
+	var retries atomic.Int64
+	rep := migrate.ReporterFunc(func(e migrate.Event) {
+		if e.Kind == migrate.Retrying {
+			retries.Add(1)
+		}
+	})
+	r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t), Reporter: rep, RetryBase: time.Millisecond})
+	if err != nil || r.Copied != 5 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	if retries.Load() != 2 {
+		t.Errorf("%d retries, want 2", retries.Load())
+	}
+	// The partial bytes of failed attempts must not leak into the copy.
+	for _, b := range sink.folders["INBOX"] {
+		if strings.Contains(b, "partial") {
+			t.Errorf("retry kept bytes of a failed attempt: %q", b)
+		}
+	}
+	// Retries exhausted: fatal.
+	src.flaky["INBOX-4"] = 100
+	_, err = migrate.Run(context.Background(), migrate.Options{Source: src, Sink: newFakeSink(), Checkpoint: openCP(t), RetryBase: time.Millisecond, Retries: 2})
+	if err == nil || !strings.Contains(err.Error(), "giving up after 2 retries") {
+		t.Fatalf("want fatal after retries, got %v", err)
+	}
+}
+
+func TestRunFatalErrorStopsCleanly(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 200})
+	sink := newFakeSink()
+	sink.failOn["INBOX-150@"] = errors.New("write /dst: no space left on device")
+	cp := openCP(t)
+	r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp, BatchSize: 8})
+	if err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("want fatal error, got %v", err)
+	}
+	// Everything appended before the error is recorded: a resumed run
+	// copies only the rest, no duplicates.
+	delete(sink.failOn, "INBOX-150@")
+	r, err = migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sink.count() != 200 {
+		t.Fatalf("sink holds %d after resume, want 200 (report %+v)", sink.count(), r)
+	}
+}
+
+func TestRunCancelled(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 500})
+	sink := newFakeSink()
+	cp := openCP(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var n atomic.Int64
+	rep := migrate.ReporterFunc(func(e migrate.Event) {
+		if e.Kind == migrate.Copied && n.Add(1) == 50 {
+			cancel()
+		}
+	})
+	r, err := migrate.Run(ctx, migrate.Options{Source: src, Sink: sink, Checkpoint: cp, Reporter: rep, BatchSize: 4})
+	if !errors.Is(err, migrate.ErrInterrupted) || !r.Interrupted {
+		t.Fatalf("want interrupted, got %v", err)
+	}
+	if p, _ := cp.Pending(); len(p) != 0 {
+		t.Errorf("a clean stop left %d pending intents", len(p))
+	}
+	if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp}); err != nil {
+		t.Fatal(err)
+	}
+	if sink.count() != 500 {
+		t.Fatalf("sink holds %d, want 500", sink.count())
+	}
+}
+
+func TestRecoverPendingIntents(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 10})
+	sink := newFakeSink()
+	cp := openCP(t)
+	// A killed run: intents for 0..3 recorded, 0 and 1 appended, nothing done.
+	var ins []migrate.Intent
+	for i := 0; i < 4; i++ {
+		id := fmt.Sprintf("INBOX-%d", i)
+		b := src.bodies[id]
+		ins = append(ins, migrate.Intent{Folder: "INBOX", ID: id, Dest: "INBOX", MessageID: fmt.Sprintf("<%s@x>", id), Size: int64(len(b))})
+		if i < 2 {
+			sink.folders["INBOX"] = append(sink.folders["INBOX"], b)
+		}
+	}
+	if err := cp.AddIntents(ins); err != nil {
+		t.Fatal(err)
+	}
+	r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Recovered != 2 || r.Copied != 8 || sink.count() != 10 {
+		t.Fatalf("recovered %d copied %d sink %d; want 2, 8, 10", r.Recovered, r.Copied, sink.count())
+	}
+}
+
+func TestDryRunPlans(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 4, "Old": 3})
+	r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: newFakeSink(), DryRun: true, Exclude: []string{"Old"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.DryRun || r.Copied != 4 || len(r.Folders) != 1 || src.fetches.Load() != 0 {
+		t.Fatalf("plan %+v, fetches %d", r, src.fetches.Load())
+	}
+}
+
+func TestFiltersAndMap(t *testing.T) {
+	o := migrate.Options{Include: []string{"Archive", "Work/*"}, Exclude: []string{"Archive/Spam*"}, Map: map[string]string{"Archive": "Old", "Archive/2019": "Y2019"}}
+	for name, want := range map[string]bool{"Archive": true, "Archive/2019": true, "Archive/Spam": false, "Archive/Spammy/x": false, "Work": false, "Work/a": true, "Work/a/b": true, "INBOX": false} {
+		if got := o.Selected(name); got != want {
+			t.Errorf("Selected(%q) = %v", name, got)
+		}
+	}
+	for name, want := range map[string]string{"Archive": "Old", "Archive/x": "Old/x", "Archive/2019": "Y2019", "Archive/2019/Q1": "Y2019/Q1", "Archived": "Archived"} {
+		if got := o.MapName(name); got != want {
+			t.Errorf("MapName(%q) = %q, want %q", name, got, want)
+		}
+	}
+	if _, err := migrate.ParseMap([]string{"=x"}); err == nil {
+		t.Error("ParseMap accepted an empty source")
+	}
+	src := newFakeSource(map[string]int{"INBOX": 30})
+	big := src.msgs["INBOX"][29].Size
+	r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: newFakeSink(), Checkpoint: openCP(t),
+		Since: time.Unix(1e9+5, 0), Before: time.Unix(1e9+25, 0), MaxSize: big - 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Copied != 20 || r.Filtered != 10 {
+		t.Fatalf("copied %d filtered %d, want 20 and 10", r.Copied, r.Filtered)
+	}
+}
