@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/mailhaul/mailhaul/internal/maildir"
+	"github.com/mailhaul/mailhaul/internal/mbox"
 	"github.com/mailhaul/mailhaul/migrate"
 	"github.com/mailhaul/mailhaul/sinks"
 	"github.com/mailhaul/mailhaul/sources"
@@ -74,6 +76,7 @@ type sinkOpener func(ctx context.Context, ep endpoint, env endpointEnv) (migrate
 var (
 	sourceSchemes = map[string]sourceOpener{
 		"maildir": openMaildirSource,
+		"mbox":    openMboxSource,
 	}
 	sinkSchemes = map[string]sinkOpener{
 		"maildir": openMaildirSink,
@@ -127,6 +130,23 @@ func openMaildirSource(ctx context.Context, ep endpoint, env endpointEnv) (migra
 		return nil, err
 	}
 	return sources.OpenMaildir(p)
+}
+
+// openMboxSource opens "mbox:PATH": one mbox file or a Thunderbird-style
+// tree. From_ dates without a zone are read as local time.
+func openMboxSource(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Source, error) {
+	p, err := ep.localPath()
+	if err != nil {
+		return nil, err
+	}
+	o := sources.MboxOptions{Location: time.Local, Warn: env.warn}
+	if env.c != nil {
+		o.ToFolder = env.c.toFolder
+		if o.Format, err = mbox.ParseFormat(env.c.mboxFormat); err != nil {
+			return nil, usageErr("invalid --mbox-format: %v", err)
+		}
+	}
+	return sources.OpenMbox(p, o)
 }
 
 func openMaildirSink(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Sink, error) {

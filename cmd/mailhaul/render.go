@@ -98,9 +98,6 @@ func (r *renderer) Event(e migrate.Event) {
 	switch e.Kind {
 	case migrate.FolderStart:
 		r.folder = e.Folder
-		if r.bar != nil {
-			r.bar.Describe(e.Folder)
-		}
 	case migrate.Queued:
 		r.queued++
 		r.queuedB += e.Bytes
@@ -111,6 +108,7 @@ func (r *renderer) Event(e migrate.Event) {
 		r.copied++
 		r.copiedB += e.Bytes
 		if r.bar != nil {
+			r.bar.Describe(fmt.Sprintf("%s  %d/%d msgs", r.folder, r.copied, r.queued))
 			r.bar.Add64(e.Bytes)
 		}
 	case migrate.Already:

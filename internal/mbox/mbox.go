@@ -1,0 +1,347 @@
+// Package mbox reads mbox files (mboxo, mboxrd, mboxcl2) in one sequential,
+// bounded-memory pass and hands out each message as a byte range of the
+// file plus the metadata parsed on the way (From_ line date, flags,
+// keywords, size and a content hash).
+//
+// # Why not go-mbox
+//
+// github.com/emersion/go-mbox v1.0.4 reads mboxo only (a `>>From ` line
+// stays quoted, which is wrong for mboxrd), throws the From_ line and its
+// date away, rewrites line endings to CRLF and gives no byte offsets. A
+// migration needs the date (it is the internal date), exact bytes, and
+// offsets (a message is fetched again later by seeking, and a changed file
+// must be detected), so this package is our own. go-mbox is used in the
+// tests as a cross-check for mboxo samples.
+//
+// # Message boundaries
+//
+// A message starts with a From_ line: a line beginning with "From " at the
+// top of the file or right after a blank line ("\n" or "\r\n"). The
+// message bytes are everything after the From_ line up to, not including,
+// the blank line that precedes the next From_ line (or up to EOF; one
+// trailing blank line at EOF is the separator of the last message and is
+// not part of it).
+//
+// A Content-Length header (mboxcl, mboxcl2) is trusted only when it checks
+// out: the body then ends at a line break, and the bytes that follow are
+// EOF, a blank line and EOF, or a blank line and a From_ line. A trusted
+// Content-Length lets a body contain unquoted "From " lines (mboxcl2). A
+// Content-Length that lies is ignored with a recorded Problem, and the
+// message ends at the next From_ line as usual.
+//
+// # The >From policy
+//
+// Line endings are kept exactly as in the file. The only change made to
+// message bytes is the removal of the quoting the writer added:
+//
+//   - mboxrd: one '>' is removed from every line matching `^>+From `
+//     (so `>>From ` becomes `>From `): exact round trip.
+//   - mboxo: one '>' is removed from a line matching `^>From ` only
+//     (exactly one '>'); `>>From ` stays. mboxo is lossy by design: an
+//     original `>From ` line cannot be told from a quoted `From ` line, and
+//     both come out as `From `.
+//   - mboxcl2: nothing is unquoted; `>From ` lines are content.
+//
+// Unquoting applies to header and body lines alike (writers quote every
+// line after the From_ line).
+//
+// # Format detection
+//
+// With Auto, the format is chosen per file from its first DetectWindow
+// bytes: a body line matching `^>>+From ` means mboxrd (mboxo writers only
+// produce it for an original `>>From ` line, which is rare); otherwise a
+// body that contains an unquoted "From " line inside a trusted
+// Content-Length means mboxcl2; otherwise mboxo (what Thunderbird, mutt and
+// Pine write). Detection is a heuristic: Options.Format forces a format.
+//
+// # Line endings
+//
+// LF and CRLF (also mixed) are line breaks. A file whose first line ends
+// in a lone CR (classic Mac OS) is read with CR as the line break; such
+// messages are handed out unchanged with a recorded Problem.
+//
+// # Bad input
+//
+// Nothing aborts a scan except an I/O error of the underlying reader.
+// Every oddity is a Problem naming the file and byte offset; a Problem with
+// Bad set means the message should not be copied:
+//
+//   - bytes before the first From_ line (a file that does not start with
+//     "From "): handed out as a Junk message, Bad;
+//   - a NUL byte in a message (binary junk): Bad;
+//   - a From_ line not followed by a header field: Bad;
+//   - a message that ends inside its header, or whose Content-Length
+//     reaches past EOF (truncated file): Bad;
+//   - a From_ line whose date cannot be parsed: zero Date, not Bad;
+//   - a lying Content-Length, CR-only line breaks, a missing final line
+//     break: not Bad.
+//
+// Memory is bounded by the bufio buffer (64 KiB) whatever the line or
+// message length: a 1 MB line or a 100 MB message is read in fragments.
+package mbox
+
+import (
+	"bytes"
+	"fmt"
+	"net/mail"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Format is an mbox dialect.
+type Format int
+
+const (
+	// Auto detects the format per file (see the package doc).
+	Auto Format = iota
+	// MboxO: `From ` quoted as `>From `; only `>From ` is unquoted.
+	MboxO
+	// MboxRD: `>*From ` quoted with one more '>'; one '>' is removed.
+	MboxRD
+	// MboxCL2: no quoting; Content-Length delimits bodies.
+	MboxCL2
+)
+
+func (f Format) String() string {
+	switch f {
+	case MboxO:
+		return "mboxo"
+	case MboxRD:
+		return "mboxrd"
+	case MboxCL2:
+		return "mboxcl2"
+	}
+	return "auto"
+}
+
+// ParseFormat parses "auto", "mboxo", "mboxrd" or "mboxcl2" (also "o",
+// "rd", "cl2").
+func ParseFormat(s string) (Format, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "auto":
+		return Auto, nil
+	case "mboxo", "o":
+		return MboxO, nil
+	case "mboxrd", "rd":
+		return MboxRD, nil
+	case "mboxcl2", "cl2", "mboxcl":
+		return MboxCL2, nil
+	}
+	return Auto, fmt.Errorf("unknown mbox format %q: want auto, mboxo, mboxrd or mboxcl2", s)
+}
+
+// Layout is what a Reader found out about a file and what Copy needs to
+// extract a message from it again.
+type Layout struct {
+	Format Format // never Auto
+	EOL    byte   // '\n', or '\r' for a CR-only file
+}
+
+// Problem is something wrong in a file, at a byte offset.
+type Problem struct {
+	File   string
+	Offset int64
+	// Bad means the message it belongs to should not be copied.
+	Bad bool
+	Msg string
+}
+
+func (p *Problem) Error() string {
+	return fmt.Sprintf("mbox %s: offset %d: %s", p.File, p.Offset, p.Msg)
+}
+
+// Message is one message found by a Reader. It holds metadata only: the
+// bytes are [Start, Start+Len) of the file, to be extracted with Copy.
+type Message struct {
+	// Offset is where the From_ line starts (for junk: where the junk
+	// starts).
+	Offset int64
+	// FromLine is the From_ line without "From " and the line break
+	// (at most 1 KiB of it).
+	FromLine string
+	// Date is the From_ line's date; zero if it could not be parsed.
+	Date time.Time
+	// HeaderDate is the Date: header's date; zero if absent or invalid.
+	HeaderDate time.Time
+	// Start and Len are the raw (still quoted) message bytes in the file.
+	Start, Len int64
+	// Size is the length after unquoting: what Copy writes.
+	Size int64
+	// Sum is the content hash computed by Copy (see Copy); not set for
+	// Junk.
+	Sum [32]byte
+	// Flags in IMAP spelling from Status, X-Status, X-Mozilla-Status and
+	// X-Mozilla-Keys (keywords).
+	Flags []string
+	// Expunged is Thunderbird's expunged bit (X-Mozilla-Status 0x0008): the
+	// message was deleted but the folder not compacted yet. Flags then
+	// holds \Deleted.
+	Expunged bool
+	// Junk is set for bytes that are not a message (before the first From_
+	// line); Problems then holds a Bad problem.
+	Junk bool
+	// Problems found in this message, in file order.
+	Problems []*Problem
+}
+
+// Err returns the first Bad problem of m, or nil if m can be copied.
+func (m *Message) Err() error {
+	for _, p := range m.Problems {
+		if p.Bad {
+			return p
+		}
+	}
+	return nil
+}
+
+// dateLayouts are the asctime variants seen in From_ lines, after runs of
+// spaces are collapsed to one.
+var dateLayouts = []string{
+	"Mon Jan 2 15:04:05 2006",
+	"Mon Jan 2 15:04:05 2006 -0700",
+	"Mon Jan 2 15:04:05 2006 MST",
+	"Mon Jan 2 15:04:05 MST 2006",
+	"Mon Jan 2 15:04:05 -0700 2006",
+	"Mon Jan 2 15:04:05 MST -0700 2006",
+	"Mon Jan 2 15:04 2006",
+	"Mon Jan 2 15:04 MST 2006",
+	"Mon Jan 2 15:04 2006 -0700",
+	"Mon, 2 Jan 2006 15:04:05 -0700",
+	"Mon Jan 2 15:04:05.000000 2006",
+}
+
+var weekdays = map[string]bool{"mon": true, "tue": true, "wed": true, "thu": true, "fri": true, "sat": true, "sun": true}
+
+// ParseFromLine splits the part of a From_ line after "From " into the
+// envelope sender and the date. Dates without a zone are read in loc
+// (UTC if nil). ok is false if no date could be parsed.
+func ParseFromLine(rest string, loc *time.Location) (sender string, date time.Time, ok bool) {
+	if loc == nil {
+		loc = time.UTC
+	}
+	fields := strings.Fields(rest)
+	// The sender may itself contain spaces (a quoted local part): the date
+	// starts at the last weekday name that can start a valid date.
+	for i := len(fields) - 1; i >= 0; i-- {
+		w := strings.ToLower(strings.TrimSuffix(fields[i], ","))
+		if !weekdays[w] {
+			continue
+		}
+		s := strings.Join(fields[i:], " ")
+		for _, l := range dateLayouts {
+			if t, err := time.ParseInLocation(l, s, loc); err == nil {
+				return strings.Join(fields[:i], " "), t, true
+			}
+		}
+	}
+	if len(fields) > 0 {
+		sender = fields[0]
+	}
+	return sender, time.Time{}, false
+}
+
+// statusFlags maps Status/X-Status letters (mutt, Pine, elm) to flags. 'O'
+// (old, not \Recent) has no flag of its own.
+func statusFlags(v string, add func(string)) {
+	for _, c := range v {
+		switch c {
+		case 'R':
+			add(`\Seen`)
+		case 'A':
+			add(`\Answered`)
+		case 'F':
+			add(`\Flagged`)
+		case 'D':
+			add(`\Deleted`)
+		case 'T':
+			add(`\Draft`)
+		}
+	}
+}
+
+// Thunderbird's X-Mozilla-Status bits (nsMsgMessageFlags).
+const (
+	mozRead      = 0x0001
+	mozReplied   = 0x0002
+	mozMarked    = 0x0004
+	mozExpunged  = 0x0008
+	mozForwarded = 0x1000
+)
+
+// mozillaFlags parses X-Mozilla-Status (4 hex digits).
+func mozillaFlags(v string, add func(string)) (expunged, ok bool) {
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 32)
+	if err != nil {
+		return false, false
+	}
+	if n&mozRead != 0 {
+		add(`\Seen`)
+	}
+	if n&mozReplied != 0 {
+		add(`\Answered`)
+	}
+	if n&mozMarked != 0 {
+		add(`\Flagged`)
+	}
+	if n&mozExpunged != 0 {
+		add(`\Deleted`)
+		expunged = true
+	}
+	if n&mozForwarded != 0 {
+		add(`$Forwarded`)
+	}
+	return expunged, true
+}
+
+// validKeyword reports whether k is an IMAP atom usable as a keyword.
+func validKeyword(k string) bool {
+	if k == "" || k[0] == '\\' {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`(){%*"\]`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func parseHeaderDate(v string) time.Time {
+	t, err := mail.ParseDate(strings.TrimSpace(v))
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// flagHeaders are the header fields that mail clients rewrite in place when
+// flags change; they are left out of the content hash (see Copy).
+var flagHeaders = [][]byte{
+	[]byte("status:"), []byte("x-status:"), []byte("x-mozilla-status:"),
+	[]byte("x-mozilla-status2:"), []byte("x-mozilla-keys:"),
+}
+
+func isFlagHeader(line []byte) bool {
+	for _, h := range flagHeaders {
+		if len(line) >= len(h) && bytes.EqualFold(line[:len(h)], h) {
+			return true
+		}
+	}
+	return false
+}
+
+// isHeaderField reports whether line starts like "Name:" (RFC 5322
+// field-name: printable ASCII except ':').
+func isHeaderField(line []byte) bool {
+	for i, c := range line {
+		if c == ':' {
+			return i > 0
+		}
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return false
+}

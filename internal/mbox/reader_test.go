@@ -1,0 +1,502 @@
+package mbox
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	gombox "github.com/emersion/go-mbox"
+)
+
+// got is one message as a test sees it.
+type got struct {
+	m    *Message
+	body string
+}
+
+// readAll scans data (named name) and extracts every message with Copy,
+// checking Copy against what the scan computed.
+func readAll(t *testing.T, name string, data []byte, opts Options) ([]got, Layout) {
+	t.Helper()
+	ra := bytes.NewReader(data)
+	r := NewReader(ra, int64(len(data)), name, opts)
+	var out []got
+	for {
+		m, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: Next: %v", name, err)
+		}
+		var b bytes.Buffer
+		n, sum, err := Copy(&b, ra, name, m.Start, m.Len, r.Layout())
+		if err != nil {
+			t.Fatalf("%s: Copy at %d: %v", name, m.Start, err)
+		}
+		if n != m.Size || int64(b.Len()) != n {
+			t.Errorf("%s: message at %d: Copy wrote %d bytes, scan said %d", name, m.Offset, n, m.Size)
+		}
+		if !m.Junk && sum != m.Sum {
+			t.Errorf("%s: message at %d: Copy sum differs from scan sum", name, m.Offset)
+		}
+		out = append(out, got{m, b.String()})
+	}
+	return out, r.Layout()
+}
+
+func readFile(t *testing.T, file string, opts Options) ([]got, Layout) {
+	t.Helper()
+	p := filepath.Join("..", "..", "testdata", "mbox", file)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return readAll(t, p, data, opts)
+}
+
+func problems(m *Message) string {
+	var s []string
+	for _, p := range m.Problems {
+		s = append(s, p.Error())
+	}
+	return strings.Join(s, "; ")
+}
+
+func wantBodies(t *testing.T, gs []got, want ...string) {
+	t.Helper()
+	if len(gs) != len(want) {
+		t.Fatalf("got %d messages, want %d", len(gs), len(want))
+	}
+	for i := range want {
+		if gs[i].body != want[i] {
+			t.Errorf("message %d:\n got %q\nwant %q", i, gs[i].body, want[i])
+		}
+	}
+}
+
+func wantFlags(t *testing.T, m *Message, want ...string) {
+	t.Helper()
+	if strings.Join(m.Flags, " ") != strings.Join(want, " ") {
+		t.Errorf("message at %d: flags %v, want %v", m.Offset, m.Flags, want)
+	}
+}
+
+func TestMboxO(t *testing.T) {
+	gs, l := readFile(t, "mboxo.mbox", Options{Format: MboxO})
+	if l.Format != MboxO || l.EOL != '\n' {
+		t.Fatalf("layout %+v", l)
+	}
+	if len(gs) != 3 {
+		t.Fatalf("%d messages", len(gs))
+	}
+	b := gs[0].body
+	if !strings.Contains(b, "\nFrom the start it was quoted.\n") || !strings.Contains(b, "\n>>From here it stays quoted in mboxo.\n") {
+		t.Errorf("mboxo unquoting wrong: %q", b)
+	}
+	if !strings.HasPrefix(b, "Return-Path:") || !strings.HasSuffix(b, "\n\nBye.\n") {
+		t.Errorf("message 0 bounds wrong: %q", b)
+	}
+	wantFlags(t, gs[0].m, `\Seen`, `\Answered`)
+	wantFlags(t, gs[1].m, `\Flagged`)
+	wantFlags(t, gs[2].m)
+	want := []time.Time{
+		time.Date(2019, 6, 4, 12, 0, 0, 0, time.UTC),
+		time.Date(2019, 6, 5, 8, 30, 15, 0, time.UTC),
+		time.Date(2019, 6, 6, 23, 59, 59, 0, time.UTC),
+	}
+	for i, g := range gs {
+		if !g.m.Date.Equal(want[i]) {
+			t.Errorf("message %d: date %v, want %v", i, g.m.Date, want[i])
+		}
+		if len(g.m.Problems) != 0 {
+			t.Errorf("message %d: problems: %s", i, problems(g.m))
+		}
+	}
+	if gs[2].body != "From: Carol <carol@example.org>\nSubject: third, no status\nDate: Thu, 06 Jun 2019 23:59:59 +0000\nMessage-ID: <o3@example.org>\n\nbody line 1\nbody line 2\n" {
+		t.Errorf("last message: %q", gs[2].body)
+	}
+}
+
+// TestGoMboxCrossCheck reads the mboxo samples with go-mbox too: the
+// bodies must agree once go-mbox's CRLF rewriting is undone.
+func TestGoMboxCrossCheck(t *testing.T) {
+	for _, f := range []string{"mboxo.mbox", "lying-content-length.mbox", "dates.mbox"} {
+		t.Run(f, func(t *testing.T) {
+			ours, _ := readFile(t, f, Options{Format: MboxO})
+			data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "mbox", f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			gr := gombox.NewReader(bytes.NewReader(data))
+			var theirs []string
+			for {
+				mr, err := gr.NextMessage()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := io.ReadAll(mr)
+				if err != nil && err != io.EOF {
+					t.Fatal(err)
+				}
+				theirs = append(theirs, strings.ReplaceAll(string(b), "\r\n", "\n"))
+			}
+			if len(theirs) != len(ours) {
+				t.Fatalf("go-mbox found %d messages, we found %d", len(theirs), len(ours))
+			}
+			for i := range ours {
+				if ours[i].body != theirs[i] {
+					t.Errorf("message %d:\n ours   %q\n go-mbox %q", i, ours[i].body, theirs[i])
+				}
+			}
+		})
+	}
+}
+
+func TestMboxRD(t *testing.T) {
+	gs, l := readFile(t, "mboxrd.mbox", Options{})
+	if l.Format != MboxRD {
+		t.Fatalf("detected %v, want mboxrd", l.Format)
+	}
+	wantBodies(t, gs,
+		"From: Alice <alice@example.org>\nSubject: rd one\nMessage-ID: <rd1@example.org>\nStatus: R\n\nFrom the start.\n>From once quoted.\n>>From twice quoted.\n> From with a space stays.\n",
+		"From: Bob <bob@example.org>\nSubject: rd two\nMessage-ID: <rd2@example.org>\n\nplain\n")
+	wantFlags(t, gs[0].m, `\Seen`)
+}
+
+// TestMboxRDRoundTrip writes bodies the mboxrd way and reads them back.
+func TestMboxRDRoundTrip(t *testing.T) {
+	bodies := []string{
+		"Subject: a\n\nFrom x\n>From y\n>>From z\n\n\nend\n",
+		"Subject: b\r\n\r\n>>>>From deep\r\nFrom\r\n",
+		"Subject: c\n\n",
+	}
+	var file bytes.Buffer
+	for _, b := range bodies {
+		file.WriteString("From sender@example.org Sat Jan  1 00:00:00 2000\n")
+		for _, line := range strings.SplitAfter(b, "\n") {
+			if strings.HasPrefix(strings.TrimLeft(line, ">"), "From ") {
+				file.WriteString(">")
+			}
+			file.WriteString(line)
+		}
+		file.WriteString("\n")
+	}
+	gs, _ := readAll(t, "rt.mbox", file.Bytes(), Options{Format: MboxRD})
+	wantBodies(t, gs, bodies...)
+}
+
+func TestMboxCL2(t *testing.T) {
+	gs, l := readFile(t, "mboxcl2.mbox", Options{})
+	if l.Format != MboxCL2 {
+		t.Fatalf("detected %v, want mboxcl2", l.Format)
+	}
+	wantBodies(t, gs,
+		"From: Alice <alice@example.org>\nSubject: cl2 one\nMessage-ID: <cl1@example.org>\nContent-Length: 56\n\nunquoted lines follow\n\nFrom inside the body\n>From stays\n",
+		"From: Bob <bob@example.org>\nSubject: cl2 two\nMessage-ID: <cl2@example.org>\nContent-Length: 6\n\nplain\n")
+	for _, g := range gs {
+		if len(g.m.Problems) > 0 {
+			t.Errorf("problems: %s", problems(g.m))
+		}
+	}
+	// Without Content-Length, the same body would be split in two.
+	data, _ := os.ReadFile(filepath.Join("..", "..", "testdata", "mbox", "mboxcl2.mbox"))
+	stripped := bytes.ReplaceAll(bytes.ReplaceAll(data, []byte("Content-Length: 56\n"), nil), []byte("Content-Length: 6\n"), nil)
+	gs2, _ := readAll(t, "nocl.mbox", stripped, Options{Format: MboxCL2})
+	if len(gs2) != 3 {
+		t.Errorf("without Content-Length: %d messages, want 3", len(gs2))
+	}
+}
+
+func TestLyingContentLength(t *testing.T) {
+	gs, _ := readFile(t, "lying-content-length.mbox", Options{})
+	wantBodies(t, gs,
+		"From: Alice\nSubject: lies\nContent-Length: 9999\n\nshort body\n",
+		"From: Bob\nSubject: liar two\nContent-Length: 3\n\nlonger than three\n",
+		"From: Carol\nSubject: honest\n\nok\n")
+	for i := 0; i < 2; i++ {
+		m := gs[i].m
+		if m.Err() != nil || !strings.Contains(problems(m), "Content-Length") || !strings.Contains(problems(m), "lying-content-length.mbox: offset") {
+			t.Errorf("message %d: problems %q", i, problems(m))
+		}
+	}
+}
+
+func TestNoFromAtTop(t *testing.T) {
+	gs, _ := readFile(t, "bad-no-from-at-top.mbox", Options{})
+	if len(gs) != 2 {
+		t.Fatalf("%d messages", len(gs))
+	}
+	if !gs[0].m.Junk || gs[0].m.Err() == nil || !strings.Contains(gs[0].m.Err().Error(), "offset 0: ") {
+		t.Errorf("junk not reported: %+v %s", gs[0].m, problems(gs[0].m))
+	}
+	if gs[1].body != "From: Alice\nSubject: after junk\n\nstill read\n" || gs[1].m.Err() != nil {
+		t.Errorf("message after junk: %q %s", gs[1].body, problems(gs[1].m))
+	}
+}
+
+func TestBinaryJunkAndNUL(t *testing.T) {
+	gs, _ := readFile(t, "bad-nul-binary.mbox", Options{})
+	if len(gs) != 3 {
+		t.Fatalf("%d messages", len(gs))
+	}
+	err := gs[1].m.Err()
+	if err == nil || !strings.Contains(err.Error(), "bad-nul-binary.mbox: offset 133: NUL byte") {
+		t.Errorf("binary message: %v", err)
+	}
+	for _, i := range []int{0, 2} {
+		if gs[i].m.Err() != nil || !strings.HasPrefix(gs[i].body, "From: ") {
+			t.Errorf("message %d: %q %v", i, gs[i].body, gs[i].m.Err())
+		}
+	}
+	// Random binary data without any From_ line: one junk region, no panic.
+	junk := make([]byte, 1<<16)
+	for i := range junk {
+		junk[i] = byte(i*7 + i>>8)
+	}
+	gs, _ = readAll(t, "junk.bin", junk, Options{})
+	if len(gs) != 1 || !gs[0].m.Junk || gs[0].m.Err() == nil {
+		t.Errorf("binary file: %d messages", len(gs))
+	}
+}
+
+func TestTruncated(t *testing.T) {
+	gs, _ := readFile(t, "bad-truncated.mbox", Options{})
+	if len(gs) != 2 || gs[0].m.Err() != nil {
+		t.Fatalf("%d messages", len(gs))
+	}
+	if err := gs[1].m.Err(); err == nil || !strings.Contains(err.Error(), "truncated") {
+		t.Errorf("truncated message not bad: %s", problems(gs[1].m))
+	}
+	// Cut inside a header.
+	gs, _ = readAll(t, "cut.mbox", []byte("From a Sat Jan  1 00:00:00 2000\nSubject: ok\n\nbody\n\nFrom b Sat Jan  1 00:00:00 2000\nSubject: cu"), Options{})
+	if len(gs) != 2 || gs[0].m.Err() != nil || gs[1].m.Err() == nil || !strings.Contains(gs[1].m.Err().Error(), "cut.mbox: offset 94: file ends inside the message header") {
+		t.Errorf("cut in header: %d messages; %v", len(gs), gs[len(gs)-1].m.Err())
+	}
+	// Cut in a body line: copied, with a warning.
+	gs, _ = readAll(t, "cut2.mbox", []byte("From a Sat Jan  1 00:00:00 2000\nSubject: ok\n\nbody li"), Options{})
+	if len(gs) != 1 || gs[0].m.Err() != nil || !strings.Contains(problems(gs[0].m), "middle of a line") || gs[0].body != "Subject: ok\n\nbody li" {
+		t.Errorf("cut in body: %q %s", gs[0].body, problems(gs[0].m))
+	}
+}
+
+func TestLineEndings(t *testing.T) {
+	gs, l := readFile(t, "crlf-mixed.mbox", Options{})
+	if l.EOL != '\n' {
+		t.Fatalf("eol %q", l.EOL)
+	}
+	wantBodies(t, gs,
+		"From: Alice\r\nSubject: crlf\r\n\r\nline one\r\nFrom quoted\r\n",
+		"From: Bob\nSubject: mixed\r\n\nlf line\r\ncrlf line\n")
+	gs, l = readFile(t, "bad-cr-only.mbox", Options{})
+	if l.EOL != '\r' {
+		t.Fatalf("CR-only file: eol %q", l.EOL)
+	}
+	wantBodies(t, gs, "From: Alice\rSubject: old mac\r\rline one\r", "From: Bob\rSubject: two\r\rok\r")
+	if !strings.Contains(problems(gs[0].m), "lone CR") || gs[0].m.Err() != nil {
+		t.Errorf("CR-only problem: %s", problems(gs[0].m))
+	}
+	if !gs[1].m.Date.Equal(time.Date(2019, 6, 5, 8, 30, 15, 0, time.UTC)) {
+		t.Errorf("date %v", gs[1].m.Date)
+	}
+}
+
+func TestFromLineDates(t *testing.T) {
+	gs, _ := readFile(t, "dates.mbox", Options{})
+	if len(gs) != 4 {
+		t.Fatalf("%d messages", len(gs))
+	}
+	if !gs[0].m.Date.IsZero() || gs[0].m.Err() != nil || !strings.Contains(problems(gs[0].m), "dates.mbox: offset 0: cannot parse the date") {
+		t.Errorf("bad date: %v %s", gs[0].m.Date, problems(gs[0].m))
+	}
+	if !gs[0].m.HeaderDate.Equal(time.Date(2019, 6, 4, 10, 0, 0, 0, time.UTC)) {
+		t.Errorf("header date %v", gs[0].m.HeaderDate)
+	}
+	if !gs[1].m.Date.Equal(time.Date(2019, 6, 5, 6, 30, 15, 0, time.UTC)) {
+		t.Errorf("date with zone: %v", gs[1].m.Date)
+	}
+	if !gs[2].m.Date.Equal(time.Date(2019, 6, 6, 23, 59, 59, 0, time.UTC)) {
+		t.Errorf("Thunderbird date: %v", gs[2].m.Date)
+	}
+	if gs[3].m.Date.Year() != 2019 || gs[3].m.Date.Hour() != 10 {
+		t.Errorf("date with zone name: %v", gs[3].m.Date)
+	}
+	loc := time.FixedZone("X", 3600)
+	for _, c := range []struct {
+		in     string
+		sender string
+		want   time.Time
+	}{
+		{"a@b Tue Jun  4 12:00:00 2019", "a@b", time.Date(2019, 6, 4, 12, 0, 0, 0, loc)},
+		{"a@b Tue Jun 04 12:00 2019", "a@b", time.Date(2019, 6, 4, 12, 0, 0, 0, loc)},
+		{"\"a b\"@c Tue Jun 4 12:00:00 -0700 2019", "\"a b\"@c", time.Date(2019, 6, 4, 19, 0, 0, 0, time.UTC)},
+		{"MAILER-DAEMON Tue Jun  4 12:00:00 2019 +0000", "MAILER-DAEMON", time.Date(2019, 6, 4, 12, 0, 0, 0, time.UTC)},
+	} {
+		s, d, ok := ParseFromLine(c.in, loc)
+		if !ok || s != c.sender || !d.Equal(c.want) {
+			t.Errorf("ParseFromLine(%q) = %q, %v, %v; want %q, %v", c.in, s, d, ok, c.sender, c.want)
+		}
+	}
+	if _, _, ok := ParseFromLine("x Tue Foo 99 12:00:00 2019", nil); ok {
+		t.Error("garbage date parsed")
+	}
+}
+
+func TestFlags(t *testing.T) {
+	data := "From - Mon Jan  7 09:00:00 2019\nX-Mozilla-Status: 1007\nX-Mozilla-Status2: 00000000\nX-Mozilla-Keys: $label1 work (bad                         \nSubject: a\n\nx\n\n" +
+		"From - Mon Jan  7 09:00:00 2019\nX-Mozilla-Status: 0009\nSubject: expunged\n\nx\n\n" +
+		"From a Mon Jan  7 09:00:00 2019\nStatus: RO\nX-Status: AFT\nSubject: mutt\n\nx\n\n" +
+		"From a Mon Jan  7 09:00:00 2019\nStatus: OD\nSubject: deleted\n\nx\n"
+	gs, _ := readAll(t, "flags.mbox", []byte(data), Options{})
+	if len(gs) != 4 {
+		t.Fatalf("%d messages", len(gs))
+	}
+	wantFlags(t, gs[0].m, `\Seen`, `\Answered`, `\Flagged`, `$Forwarded`, `$label1`, `work`)
+	wantFlags(t, gs[1].m, `\Seen`, `\Deleted`)
+	if !gs[1].m.Expunged || gs[0].m.Expunged {
+		t.Error("expunged bit")
+	}
+	wantFlags(t, gs[2].m, `\Seen`, `\Answered`, `\Flagged`, `\Draft`)
+	wantFlags(t, gs[3].m, `\Deleted`)
+	if gs[3].m.Expunged {
+		t.Error("Status D is not Thunderbird's expunged bit")
+	}
+	// Changing flag headers in place does not change the content hash.
+	a := gs[0].m.Sum
+	gs2, _ := readAll(t, "flags2.mbox", []byte(strings.Replace(data, "X-Mozilla-Status: 1007", "X-Mozilla-Status: 0000", 1)), Options{})
+	if gs2[0].m.Sum != a {
+		t.Error("content sum depends on X-Mozilla-Status")
+	}
+	gs3, _ := readAll(t, "flags3.mbox", []byte(strings.Replace(data, "Subject: a", "Subject: b", 1)), Options{})
+	if gs3[0].m.Sum == a {
+		t.Error("content sum ignores the Subject")
+	}
+}
+
+func TestLongLine(t *testing.T) {
+	long := strings.Repeat("x", 1<<20)
+	data := "From a Sat Jan  1 00:00:00 2000\nSubject: long\n\n" + long + "\n>From " + long + "\n\nFrom b Sat Jan  1 00:00:00 2000\nSubject: next\n\nok\n"
+	gs, _ := readAll(t, "long.mbox", []byte(data), Options{Format: MboxO})
+	wantBodies(t, gs, "Subject: long\n\n"+long+"\nFrom "+long+"\n", "Subject: next\n\nok\n")
+	// A 1 MB header line and a 1 MB From_ line.
+	data = "From a Sat Jan  1 00:00:00 2000 " + long + "\nX-Long: " + long + "\nSubject: h\n\nok\n"
+	gs, _ = readAll(t, "longhdr.mbox", []byte(data), Options{})
+	if len(gs) != 1 || gs[0].body != "X-Long: "+long+"\nSubject: h\n\nok\n" || gs[0].m.Err() != nil {
+		t.Errorf("long header: %d messages, %s", len(gs), problems(gs[0].m))
+	}
+}
+
+// TestHugeMessage streams a 100 MB message and checks that memory stays
+// bounded while scanning and copying.
+func TestHugeMessage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("100 MB file")
+	}
+	p := filepath.Join(t.TempDir(), "huge.mbox")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	w.WriteString("From a Sat Jan  1 00:00:00 2000\n")
+	want := sha256.New()
+	head := "Subject: huge\n\n"
+	w.WriteString(head)
+	want.Write([]byte(head))
+	line := []byte(strings.Repeat("0123456789", 7) + "\n")
+	const size = 100 << 20
+	written := int64(len(head))
+	for i := 0; written < size; i++ {
+		if i%1000 == 0 {
+			w.WriteString(">From quoted\n")
+			want.Write([]byte("From quoted\n"))
+			written += 12
+		}
+		w.Write(line)
+		want.Write(line)
+		written += int64(len(line))
+	}
+	w.WriteString("\nFrom b Sat Jan  1 00:00:00 2000\nSubject: small\n\nok\n")
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	fh, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	fi, _ := fh.Stat()
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	r := NewReader(fh, fi.Size(), p, Options{Format: MboxO})
+	m, err := r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := r.Next()
+	if err != nil || m2.Size != int64(len("Subject: small\n\nok\n")) {
+		t.Fatalf("second message: %v", err)
+	}
+	if m.Size != written {
+		t.Fatalf("size %d, want %d", m.Size, written)
+	}
+	h := sha256.New()
+	n, _, err := Copy(h, fh, p, m.Start, m.Len, r.Layout())
+	if err != nil || n != written {
+		t.Fatalf("copy: %d, %v", n, err)
+	}
+	if !bytes.Equal(h.Sum(nil), want.Sum(nil)) {
+		t.Fatal("copied bytes differ")
+	}
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 8<<20 {
+		t.Errorf("scanning and copying 100 MB allocated %d bytes", grew)
+	}
+}
+
+func TestCopyDetectsChange(t *testing.T) {
+	data := []byte("From a Sat Jan  1 00:00:00 2000\nSubject: x\n\nbody\n")
+	gs, l := readAll(t, "c.mbox", data, Options{})
+	_, _, err := Copy(io.Discard, bytes.NewReader(data[:40]), "c.mbox", gs[0].m.Start, gs[0].m.Len, l)
+	if err == nil || !strings.Contains(err.Error(), "c.mbox: offset 40") {
+		t.Errorf("short file: %v", err)
+	}
+}
+
+func TestEmptyAndBlank(t *testing.T) {
+	for _, data := range []string{"", "\n\n\n", "\r\n"} {
+		gs, _ := readAll(t, "empty.mbox", []byte(data), Options{})
+		if len(gs) != 0 {
+			t.Errorf("%q: %d messages", data, len(gs))
+		}
+	}
+	gs, _ := readAll(t, "e.mbox", []byte("From a Sat Jan  1 00:00:00 2000\n\nFrom b Sat Jan  1 00:00:00 2000\nSubject: x\n\ny\n"), Options{})
+	if len(gs) != 2 || gs[0].m.Err() == nil || gs[1].m.Err() != nil {
+		t.Errorf("empty message: %d", len(gs))
+	}
+}
+
+func TestParseFormat(t *testing.T) {
+	for s, want := range map[string]Format{"": Auto, "auto": Auto, "mboxo": MboxO, "MBOXRD": MboxRD, "mboxcl2": MboxCL2} {
+		if f, err := ParseFormat(s); err != nil || f != want {
+			t.Errorf("ParseFormat(%q) = %v, %v", s, f, err)
+		}
+	}
+	if _, err := ParseFormat("babyl"); err == nil {
+		t.Error("babyl accepted")
+	}
+}

@@ -1,0 +1,355 @@
+package sources
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailhaul/mailhaul/internal/mbox"
+	"github.com/mailhaul/mailhaul/migrate"
+)
+
+// MboxOptions configure OpenMbox.
+type MboxOptions struct {
+	// ToFolder names the folder of a single-file mbox (default: the file's
+	// name; "Inbox" becomes "INBOX"). Ignored for a directory tree.
+	ToFolder string
+	// Format forces an mbox dialect; mbox.Auto detects it per file.
+	Format mbox.Format
+	// Location is the zone of From_ line dates without one (nil: UTC).
+	Location *time.Location
+	// Warn, if not nil, receives problems that do not stop a message from
+	// being copied (unparseable From_ date, lying Content-Length, files
+	// skipped in a tree). Called from the lister goroutine.
+	Warn func(error)
+}
+
+// Mbox reads one mbox file or a tree of them in Thunderbird's layout
+// (`Inbox`, `Sent`, `Folder.sbd/Sub`; `.msf` indexes and other files that
+// do not start with "From " are not folders). Files are opened read-only
+// and never changed.
+//
+// Message IDs are content hashes: the first 32 hex digits of the SHA-256
+// of the message bytes without the flag headers that clients rewrite in
+// place (see mbox.Copy), with "-N" appended for the N-th byte-identical
+// duplicate in one folder (the first has no suffix); an expunged
+// Thunderbird message has "-del" before the ordinal and is counted apart.
+// So a file that was compacted or appended to between runs, or whose
+// messages were marked read, keeps the IDs of what was already copied.
+//
+// Msg.Loc is "start:length" of the raw message in the file. Fetch reads
+// that range again, unquotes it, and checks the content hash against the
+// ID: a file changed since List gives a skipped message, never wrong
+// bytes.
+type Mbox struct {
+	root string
+	opts MboxOptions
+	file bool // root is a single file
+
+	mu      sync.Mutex
+	folders map[string]*mboxFolder
+}
+
+type mboxFolder struct {
+	path   string
+	layout mbox.Layout
+	bad    map[string]error // ID -> why it cannot be copied
+}
+
+// OpenMbox opens path: one mbox file (one folder) or a directory tree.
+func OpenMbox(path string, opts MboxOptions) (*Mbox, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("mbox source %s: %w", path, err)
+	}
+	if opts.Warn == nil {
+		opts.Warn = func(error) {}
+	}
+	s := &Mbox{root: path, opts: opts, folders: map[string]*mboxFolder{}}
+	switch {
+	case fi.Mode().IsRegular():
+		s.file = true
+	case fi.IsDir():
+	default:
+		return nil, fmt.Errorf("mbox source %s: not a file or directory (%s)", path, fi.Mode().Type())
+	}
+	return s, nil
+}
+
+// folderName maps a file name to a folder name component: Thunderbird's
+// "Inbox" at the top is "INBOX".
+func folderName(parent, file string) string {
+	if parent == "" {
+		if strings.EqualFold(file, "inbox") {
+			return "INBOX"
+		}
+		return file
+	}
+	return parent + "/" + file
+}
+
+// notMbox lists files found beside mbox files in a Thunderbird profile.
+var notMbox = map[string]bool{
+	"filterlog.html": true, "msgfilterrules.dat": true, "popstate.dat": true,
+	"folders.json": true, "virtualfolders.dat": true, "junklog.html": true,
+}
+
+var notMboxExt = map[string]bool{
+	".msf": true, ".dat": true, ".json": true, ".sqlite": true, ".html": true,
+	".sqlite-wal": true, ".sqlite-shm": true, ".log": true, ".lock": true, ".bak": true,
+}
+
+// looksLikeMbox reports whether the file at p is empty or starts with
+// "From ".
+func looksLikeMbox(p string) (bool, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	var b [5]byte
+	n, err := io.ReadFull(f, b[:])
+	if n == 0 && (err == io.EOF) {
+		return true, nil
+	}
+	return n == 5 && string(b[:]) == "From ", nil
+}
+
+// Mailboxes implements migrate.Source. A directory "X.sbd" without a file
+// "X", and any other directory, is a NoSelect folder holding the folders
+// found in it.
+func (s *Mbox) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
+	var out []migrate.Mailbox
+	add := func(name, path string, noSelect bool) {
+		out = append(out, migrate.Mailbox{Name: name, SpecialUse: migrate.SpecialUseByName(name), NoSelect: noSelect})
+		if !noSelect {
+			s.mu.Lock()
+			if _, ok := s.folders[name]; !ok {
+				s.folders[name] = &mboxFolder{path: path}
+			}
+			s.mu.Unlock()
+		}
+	}
+	if s.file {
+		name := s.opts.ToFolder
+		if name == "" {
+			name = folderName("", filepath.Base(s.root))
+		}
+		name = strings.Trim(name, "/")
+		if strings.EqualFold(name, "inbox") {
+			name = "INBOX"
+		}
+		add(name, s.root, false)
+		return out, nil
+	}
+	if err := s.walk(ctx, s.root, "", add); err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("mbox source %s: no mbox files here (files starting with \"From \")", s.root)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i].Name, out[j].Name
+		if a == "INBOX" || b == "INBOX" {
+			return a == "INBOX" && b != "INBOX"
+		}
+		return strings.ReplaceAll(a, "/", "\x00") < strings.ReplaceAll(b, "/", "\x00")
+	})
+	return out, nil
+}
+
+func (s *Mbox) walk(ctx context.Context, dir, prefix string, add func(name, path string, noSelect bool)) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("mbox source: read directory %s: %w", dir, err)
+	}
+	files := map[string]bool{}
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := e.Name()
+		if strings.HasPrefix(n, ".") || e.IsDir() {
+			continue
+		}
+		p := filepath.Join(dir, n)
+		if notMbox[strings.ToLower(n)] || notMboxExt[strings.ToLower(filepath.Ext(n))] {
+			continue
+		}
+		fi, err := os.Stat(p)
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		ok, err := looksLikeMbox(p)
+		if err != nil {
+			s.opts.Warn(fmt.Errorf("mbox source: %s skipped: %w", p, err))
+			continue
+		}
+		if !ok {
+			s.opts.Warn(fmt.Errorf("mbox source: %s skipped: not an mbox file (does not start with \"From \")", p))
+			continue
+		}
+		files[n] = true
+		add(folderName(prefix, n), p, false)
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if strings.HasPrefix(n, ".") || !e.IsDir() {
+			continue
+		}
+		base := strings.TrimSuffix(n, ".sbd")
+		name := folderName(prefix, base)
+		if !files[base] {
+			add(name, "", true)
+		}
+		if err := s.walk(ctx, filepath.Join(dir, n), name, add); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Mbox) folder(name string) (*mboxFolder, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.folders[name]
+	return f, ok
+}
+
+// List implements migrate.Source: one sequential pass over the file.
+// Messages with a Bad problem (junk, NUL bytes, truncation) are listed
+// with an ID "bad-OFFSET" and Fetch skips them with the problem as reason;
+// other problems go to MboxOptions.Warn.
+func (s *Mbox) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Message) error) error {
+	f, ok := s.folder(mb.Name)
+	if !ok {
+		return migrate.SkipMessage(fmt.Errorf("mbox folder %q not found under %s", mb.Name, s.root))
+	}
+	fh, err := os.Open(f.path)
+	if err != nil {
+		return migrate.SkipMessage(fmt.Errorf("open mbox %s: %w", f.path, err))
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil {
+		return migrate.SkipMessage(fmt.Errorf("stat mbox %s: %w", f.path, err))
+	}
+	r := mbox.NewReader(fh, fi.Size(), f.path, mbox.Options{Format: s.opts.Format, Location: s.opts.Location})
+	seen := map[string]int{}
+	bad := map[string]error{}
+	first := true
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		m, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return migrate.SkipMessage(err)
+		}
+		if first {
+			// The layout is known once the first message is read; Fetch
+			// may run before List returns.
+			first = false
+			s.mu.Lock()
+			f.layout = r.Layout()
+			f.bad = bad
+			s.mu.Unlock()
+		}
+		msg := migrate.Message{
+			Mailbox: mb.Name, Size: m.Size, Flags: m.Flags, Date: m.Date,
+			Loc: strconv.FormatInt(m.Start, 10) + ":" + strconv.FormatInt(m.Len, 10),
+		}
+		if msg.Date.IsZero() {
+			msg.Date = m.HeaderDate
+		}
+		if perr := m.Err(); perr != nil {
+			msg.ID = "bad-" + strconv.FormatInt(m.Offset, 10)
+			s.mu.Lock()
+			bad[msg.ID] = perr
+			s.mu.Unlock()
+		} else {
+			for _, p := range m.Problems {
+				s.opts.Warn(p)
+			}
+			base := hex.EncodeToString(m.Sum[:16])
+			if m.Expunged {
+				base += "-del"
+			}
+			n := seen[base]
+			seen[base] = n + 1
+			msg.ID = base
+			if n > 0 {
+				msg.ID += "-" + strconv.Itoa(n)
+			}
+		}
+		if err := fn(msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Fetch implements migrate.Source. It may be called from several
+// goroutines: each call opens the file itself. Errors of the file (gone,
+// changed since List, unreadable) skip the message; errors of w are
+// returned unchanged.
+func (s *Mbox) Fetch(ctx context.Context, msg migrate.Message, w io.Writer) error {
+	f, ok := s.folder(msg.Mailbox)
+	if !ok {
+		return migrate.SkipMessage(fmt.Errorf("mbox folder %q not listed", msg.Mailbox))
+	}
+	s.mu.Lock()
+	perr := f.bad[msg.ID]
+	layout := f.layout
+	s.mu.Unlock()
+	if perr != nil {
+		return migrate.SkipMessage(perr)
+	}
+	startS, lenS, _ := strings.Cut(msg.Loc, ":")
+	start, err1 := strconv.ParseInt(startS, 10, 64)
+	length, err2 := strconv.ParseInt(lenS, 10, 64)
+	if err1 != nil || err2 != nil || start < 0 || length < 0 {
+		return migrate.SkipMessage(fmt.Errorf("mbox %s: bad locator %q for message %s", f.path, msg.Loc, msg.ID))
+	}
+	if layout.Format == mbox.Auto {
+		return migrate.SkipMessage(fmt.Errorf("mbox %s: folder %q not listed yet", f.path, msg.Mailbox))
+	}
+	fh, err := os.Open(f.path)
+	if err != nil {
+		return migrate.SkipMessage(fmt.Errorf("open mbox %s: %w", f.path, err))
+	}
+	defer fh.Close()
+	_, sum, err := mbox.Copy(w, fh, f.path, start, length, layout)
+	if err != nil {
+		var we *mbox.WriteError
+		if errors.As(err, &we) {
+			return we.Err
+		}
+		return migrate.SkipMessage(fmt.Errorf("read message %s at offset %d: %w", msg.ID, start, err))
+	}
+	want, _, _ := strings.Cut(msg.ID, "-")
+	if got := hex.EncodeToString(sum[:16]); got != want {
+		return migrate.SkipMessage(fmt.Errorf("mbox %s: offset %d: the file changed since it was listed (content hash %s, expected %s); run again to pick up the new contents", f.path, start, got, want))
+	}
+	return nil
+}
+
+// Limits implements migrate.Source: one sequential reader per file.
+func (s *Mbox) Limits() migrate.Limits { return migrate.Limits{Connections: 1} }
+
+// Close implements migrate.Source.
+func (s *Mbox) Close() error { return nil }
+
+var _ migrate.Source = (*Mbox)(nil)
