@@ -311,6 +311,17 @@ func (s *Store) ForEachDone(folder, epoch string, fn func(id string, r Record) e
 	})
 }
 
+// Copies implements migrate.Checkpoint.
+func (s *Store) Copies(folder, epoch string, fn func(migrate.Copy) error) error {
+	return s.ForEachDone(folder, epoch, func(id string, r Record) error {
+		c := migrate.Copy{ID: id, Ref: r.Ref, Dest: r.Dest, MessageID: r.MessageID, Size: r.Size}
+		if r.Date != 0 {
+			c.Date = time.Unix(r.Date, 0)
+		}
+		return fn(c)
+	})
+}
+
 func (s *Store) batch(fn func(*bolt.Tx) error) error {
 	if s.readOnly {
 		return errors.New("checkpoint opened read-only")

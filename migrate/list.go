@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // list is the lister stage (one goroutine): every mailbox of the source is
@@ -41,6 +42,7 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- *job) e
 		prep.SpecialUse = "" // an explicit --map wins over special-use mapping
 	}
 	var mark string
+	var rm *rematcher
 	if !e.o.DryRun {
 		var err error
 		if dest, err = e.o.Sink.Prepare(ctx, prep, dest); err != nil {
@@ -51,11 +53,13 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- *job) e
 			if err != nil {
 				return err
 			}
-			if ok && old != mb.Epoch {
-				return e.epochChanged(ctx, mb, old)
-			}
-			if !ok {
+			switch {
+			case !ok:
 				if err := e.o.Checkpoint.SetEpoch(mb.Name, mb.Epoch); err != nil {
+					return err
+				}
+			case old != mb.Epoch:
+				if rm, err = e.newRematcher(mb, old); err != nil {
 					return err
 				}
 			}
@@ -70,7 +74,7 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- *job) e
 	if mb.NoSelect {
 		return nil
 	}
-	return e.o.Source.List(ctx, mb, func(m Message) error {
+	err := e.o.Source.List(ctx, mb, func(m Message) error {
 		if why := e.o.filter(m); why != "" {
 			e.rep(Event{Kind: Filtered, Folder: mb.Name, Dest: dest, ID: m.ID, Err: fmt.Errorf("%s", why)})
 			return nil
@@ -81,6 +85,16 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- *job) e
 				return err
 			}
 			if done {
+				e.rep(Event{Kind: Already, Folder: mb.Name, Dest: dest, ID: m.ID})
+				return nil
+			}
+		}
+		if rm != nil {
+			found, err := rm.match(m, dest)
+			if err != nil {
+				return err
+			}
+			if found {
 				e.rep(Event{Kind: Already, Folder: mb.Name, Dest: dest, ID: m.ID})
 				return nil
 			}
@@ -96,12 +110,91 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- *job) e
 			return ctx.Err()
 		}
 	})
+	if rm != nil {
+		if err == nil {
+			err = rm.finish()
+		}
+	}
+	return err
 }
 
-// epochChanged handles a source folder whose epoch (UIDVALIDITY) differs
-// from the one recorded: old IDs mean nothing any more. Blindly re-copying
+// rematcher handles a source folder whose epoch (UIDVALIDITY) differs from
+// the one recorded: old IDs mean nothing any more. Blindly re-copying
 // would duplicate every message and blindly skipping would lose new ones,
-// so the folder is skipped with a warning naming the cause.
-func (e *engine) epochChanged(ctx context.Context, mb Mailbox, old string) error {
-	return SkipMessage(fmt.Errorf("UIDVALIDITY changed from %s to %s since the last run; not copied to avoid duplicates", old, mb.Epoch))
+// so each listed message is matched by fingerprint (Message-ID, size,
+// internal date) against the copies recorded under the old epoch; a match
+// is recorded as done under the new epoch (same destination ref), the rest
+// is copied. The new epoch is recorded only after the whole folder was
+// listed, so a run that dies during re-matching re-matches again.
+type rematcher struct {
+	e        *engine
+	mb       Mailbox
+	old      string
+	byFP     map[string][]Copy
+	pending  []Intent
+	refs     []string
+	matched  int
+	unmatchd int
+}
+
+func fingerprint(mid string, size int64, date time.Time) string {
+	return fmt.Sprintf("%s\x00%d\x00%d", mid, size, date.Unix())
+}
+
+func (e *engine) newRematcher(mb Mailbox, old string) (*rematcher, error) {
+	rm := &rematcher{e: e, mb: mb, old: old, byFP: map[string][]Copy{}}
+	err := e.o.Checkpoint.Copies(mb.Name, old, func(c Copy) error {
+		if c.MessageID != "" {
+			k := fingerprint(c.MessageID, c.Size, c.Date)
+			rm.byFP[k] = append(rm.byFP[k], c)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read copies of %q under UIDVALIDITY %s: %w", mb.Name, old, err)
+	}
+	return rm, nil
+}
+
+func (rm *rematcher) match(m Message, dest string) (bool, error) {
+	k := fingerprint(m.MessageID, m.Size, m.Date)
+	cands := rm.byFP[k]
+	if m.MessageID == "" || len(cands) == 0 {
+		rm.unmatchd++
+		return false, nil
+	}
+	c := cands[0]
+	rm.byFP[k] = cands[1:]
+	rm.pending = append(rm.pending, Intent{Folder: m.Mailbox, Epoch: rm.mb.Epoch, ID: m.ID, Dest: c.Dest,
+		MessageID: m.MessageID, Size: m.Size, Date: m.Date, Flags: m.Flags})
+	rm.refs = append(rm.refs, c.Ref)
+	rm.matched++
+	if len(rm.pending) >= 256 {
+		return true, rm.flush()
+	}
+	return true, nil
+}
+
+func (rm *rematcher) flush() error {
+	if len(rm.pending) == 0 {
+		return nil
+	}
+	if err := rm.e.o.Checkpoint.Complete(rm.pending, rm.refs); err != nil {
+		return fmt.Errorf("record re-matched messages of %q: %w", rm.mb.Name, err)
+	}
+	rm.pending, rm.refs = nil, nil
+	return nil
+}
+
+func (rm *rematcher) finish() error {
+	if err := rm.flush(); err != nil {
+		return err
+	}
+	if err := rm.e.o.Checkpoint.SetEpoch(rm.mb.Name, rm.mb.Epoch); err != nil {
+		return err
+	}
+	rm.e.rep(Event{Kind: Warning, Folder: rm.mb.Name, Err: fmt.Errorf(
+		"UIDVALIDITY of %q changed from %s to %s since the last run: %d messages re-matched by Message-ID, size and date; %d not matched are copied",
+		rm.mb.Name, rm.old, rm.mb.Epoch, rm.matched, rm.unmatchd)})
+	return nil
 }

@@ -358,3 +358,51 @@ func TestFiltersAndMap(t *testing.T) {
 		t.Fatalf("copied %d filtered %d, want 20 and 10", r.Copied, r.Filtered)
 	}
 }
+
+func TestEpochChangeRematches(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 10})
+	src.boxes[0].Epoch = "100"
+	for i := range src.msgs["INBOX"] {
+		src.msgs["INBOX"][i].MessageID = fmt.Sprintf("<INBOX-%d@x>", i)
+	}
+	sink := newFakeSink()
+	cp := openCP(t)
+	if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp}); err != nil {
+		t.Fatal(err)
+	}
+	// The server was rebuilt: new UIDVALIDITY, new UIDs, plus two new
+	// messages and one whose Message-ID changed (cannot be matched).
+	old := src.msgs["INBOX"]
+	src.boxes[0].Epoch = "200"
+	src.msgs["INBOX"] = nil
+	for i, m := range old {
+		m.ID = fmt.Sprintf("new-%d", i)
+		src.bodies[m.ID] = src.bodies[old[i].ID]
+		if i == 3 {
+			m.MessageID = "<rewritten@x>"
+		}
+		src.msgs["INBOX"] = append(src.msgs["INBOX"], m)
+	}
+	for i := 10; i < 12; i++ {
+		id := fmt.Sprintf("new-%d", i)
+		src.bodies[id] = fmt.Sprintf("Message-ID: <%s@x>\r\n\r\nnew\r\n", id)
+		src.msgs["INBOX"] = append(src.msgs["INBOX"], migrate.Message{Mailbox: "INBOX", ID: id, MessageID: fmt.Sprintf("<%s@x>", id), Size: int64(len(src.bodies[id]))})
+	}
+	r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Copied != 3 || r.Already != 9 || sink.count() != 13 {
+		t.Fatalf("after UIDVALIDITY change: copied %d already %d sink %d; want 3, 9, 13", r.Copied, r.Already, sink.count())
+	}
+	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "9 messages re-matched") {
+		t.Errorf("warnings %v", r.Warnings)
+	}
+	if e, _, _ := cp.Epoch("INBOX"); e != "200" {
+		t.Errorf("epoch %q", e)
+	}
+	r, _ = migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp})
+	if r.Copied != 0 || r.Already != 12 {
+		t.Errorf("third run: %+v", r)
+	}
+}

@@ -54,6 +54,10 @@ type Message struct {
 	Flags []string
 	// Date is the internal (arrival) date; zero when unknown.
 	Date time.Time
+	// MessageID is the Message-ID header, filled by sources that get it
+	// cheaply while listing (IMAP); "" otherwise. It is used to re-match
+	// messages after an epoch (UIDVALIDITY) change.
+	MessageID string
 	// Loc is a source-private locator (a file path, a byte offset); the
 	// engine passes it back to Fetch and never interprets it.
 	Loc string
@@ -155,4 +159,16 @@ type Checkpoint interface {
 	Complete(in []Intent, refs []string) error
 	// Pending returns the intents of an earlier run that never completed.
 	Pending() ([]Intent, error)
+	// Copies calls fn for every message of folder+epoch recorded as done.
+	Copies(folder, epoch string, fn func(Copy) error) error
+}
+
+// Copy is a message recorded as copied.
+type Copy struct {
+	ID        string
+	Ref       string
+	Dest      string
+	MessageID string
+	Size      int64
+	Date      time.Time
 }
