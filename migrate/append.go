@@ -83,6 +83,13 @@ func (e *engine) appendBatch(ctx context.Context, batch []*job) error {
 			refs = append(refs, "")
 			continue
 		}
+		if j.dup.take(j.body.MessageID(), j.body.Size()) {
+			// Already in the destination: record it as copied there.
+			finished = append(finished, intents[i])
+			refs = append(refs, "existing")
+			e.rep(Event{Kind: Duplicate, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID})
+			continue
+		}
 		var ref string
 		err := e.retry(ctx, j, "append", func() error {
 			var err error

@@ -43,6 +43,7 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- *job) e
 	}
 	var mark string
 	var rm *rematcher
+	var dup *dedupSet
 	if !e.o.DryRun {
 		var err error
 		if dest, err = e.o.Sink.Prepare(ctx, prep, dest); err != nil {
@@ -74,6 +75,12 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- *job) e
 	if mb.NoSelect {
 		return nil
 	}
+	if e.o.Dedupe && !e.o.DryRun {
+		var err error
+		if dup, err = e.destIndex(ctx, dest); err != nil {
+			return err
+		}
+	}
 	err := e.o.Source.List(ctx, mb, func(m Message) error {
 		if why := e.o.filter(m); why != "" {
 			e.rep(Event{Kind: Filtered, Folder: mb.Name, Dest: dest, ID: m.ID, Err: fmt.Errorf("%s", why)})
@@ -104,7 +111,7 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- *job) e
 			return nil
 		}
 		select {
-		case out <- &job{mb: mb, dest: dest, mark: mark, msg: m}:
+		case out <- &job{mb: mb, dest: dest, mark: mark, msg: m, dup: dup}:
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
@@ -116,6 +123,25 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- *job) e
 		}
 	}
 	return err
+}
+
+// destIndex reads what destination folder dest holds, for Dedupe.
+func (e *engine) destIndex(ctx context.Context, dest string) (*dedupSet, error) {
+	ix, ok := e.o.Sink.(Indexer)
+	if !ok {
+		return nil, fmt.Errorf("--dedupe: this destination cannot list what it holds")
+	}
+	d := &dedupSet{m: map[string]int{}}
+	err := ix.Index(ctx, dest, func(mid string, size int64) error {
+		if mid != "" {
+			d.m[dedupKey(mid, size)]++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read destination folder %q for --dedupe: %w", dest, err)
+	}
+	return d, nil
 }
 
 // rematcher handles a source folder whose epoch (UIDVALIDITY) differs from

@@ -29,6 +29,12 @@ type Options struct {
 	// filtered, they are marked for purge on the source).
 	IncludeDeleted bool
 
+	// Dedupe skips a message when the destination folder already holds a
+	// message with the same Message-ID and size (merging a second source
+	// into an account, or a lost state dir). Needs a sink that implements
+	// Indexer; messages without a Message-ID are always copied.
+	Dedupe bool
+
 	// Transfers bounds concurrent fetches and appends (default 4); each
 	// side is further bounded by its Limits.
 	Transfers int

@@ -18,6 +18,8 @@ const (
 	Copied
 	// Already: a message was copied by an earlier run.
 	Already
+	// Duplicate: with Dedupe, the destination already held this message.
+	Duplicate
 	// Skipped: a message could not be copied (Err says why).
 	Skipped
 	// Filtered: a message is outside --since/--before/--max-size.
@@ -74,17 +76,18 @@ type FolderReport struct {
 
 // Report is the outcome of a run.
 type Report struct {
-	DryRun    bool             `json:"dry_run"`
-	Copied    int              `json:"copied"` // or planned with DryRun
-	Bytes     int64            `json:"bytes"`
-	Already   int              `json:"already"`
-	Filtered  int              `json:"filtered"`
-	Recovered int              `json:"recovered"` // intents of a killed run found on the sink
-	Skipped   []SkippedMessage `json:"skipped"`
-	Folders   []FolderReport   `json:"folders"`
-	Warnings  []string         `json:"warnings,omitempty"`
-	Elapsed   time.Duration    `json:"elapsed_ns"`
-	Error     string           `json:"error,omitempty"`
+	DryRun     bool             `json:"dry_run"`
+	Copied     int              `json:"copied"` // or planned with DryRun
+	Bytes      int64            `json:"bytes"`
+	Already    int              `json:"already"`
+	Duplicates int              `json:"duplicates"` // with Dedupe: found in the destination, not copied
+	Filtered   int              `json:"filtered"`
+	Recovered  int              `json:"recovered"` // intents of a killed run found on the sink
+	Skipped    []SkippedMessage `json:"skipped"`
+	Folders    []FolderReport   `json:"folders"`
+	Warnings   []string         `json:"warnings,omitempty"`
+	Elapsed    time.Duration    `json:"elapsed_ns"`
+	Error      string           `json:"error,omitempty"`
 	// Interrupted is set when the context was cancelled before the end.
 	Interrupted bool `json:"interrupted"`
 }
@@ -137,6 +140,9 @@ func (t *tally) add(e Event) {
 	case Already:
 		t.folder(e.Folder, e.Dest).Already++
 		t.r.Already++
+	case Duplicate:
+		t.folder(e.Folder, e.Dest).Already++
+		t.r.Duplicates++
 	case Filtered:
 		t.folder(e.Folder, e.Dest).Filtered++
 		t.r.Filtered++

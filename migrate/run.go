@@ -21,7 +21,33 @@ type job struct {
 	dest string  // sink folder (as returned by Prepare)
 	mark string  // Finder mark of dest, taken before this run appended
 	msg  Message
-	body *Body // set by the fetcher
+	body *Body     // set by the fetcher
+	dup  *dedupSet // with Options.Dedupe: what the destination folder held
+}
+
+// dedupSet counts the (Message-ID, size) pairs a destination folder held
+// when the lister prepared it. Appenders of several goroutines take from it.
+type dedupSet struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+func dedupKey(mid string, size int64) string { return fmt.Sprintf("%s\x00%d", mid, size) }
+
+// take reports whether the folder holds a copy of (mid, size) not yet
+// claimed by another source message, and claims it.
+func (d *dedupSet) take(mid string, size int64) bool {
+	if d == nil || mid == "" {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k := dedupKey(mid, size)
+	if d.m[k] > 0 {
+		d.m[k]--
+		return true
+	}
+	return false
 }
 
 type engine struct {

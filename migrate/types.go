@@ -127,6 +127,14 @@ type Finder interface {
 	Find(ctx context.Context, in Intent) (ref string, found bool, err error)
 }
 
+// Indexer is implemented by sinks that can enumerate what a folder already
+// holds, for Options.Dedupe. Index calls fn with the Message-ID (as written,
+// "" if none) and size of every message in folder. Called from the lister
+// goroutine after Prepare.
+type Indexer interface {
+	Index(ctx context.Context, folder string, fn func(messageID string, size int64) error) error
+}
+
 // Intent describes a copy about to be written; it is durable in the
 // checkpoint before Append is called.
 type Intent struct {

@@ -254,6 +254,45 @@ func (s *Maildir) Find(ctx context.Context, in migrate.Intent) (string, bool, er
 	return "", false, nil
 }
 
+// Index implements migrate.Indexer: the Message-ID and size of every
+// message in folder (cur/ and new/). Only the header of each file is read.
+func (s *Maildir) Index(ctx context.Context, folder string, fn func(string, int64) error) error {
+	dir := s.dir(folder)
+	buf := make([]byte, 64<<10)
+	for _, sub := range []string{"cur", "new"} {
+		ents, err := os.ReadDir(filepath.Join(dir, sub))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return fmt.Errorf("read %s: %w", filepath.Join(dir, sub), err)
+		}
+		for _, e := range ents {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
+				continue
+			}
+			p := filepath.Join(dir, sub, e.Name())
+			f, err := os.Open(p)
+			if err != nil {
+				continue // vanished or unreadable: it cannot be a duplicate we rely on
+			}
+			n, _ := io.ReadFull(f, buf)
+			fi, serr := f.Stat()
+			f.Close()
+			if serr != nil {
+				continue
+			}
+			if err := fn(migrate.MessageIDFromHeader(buf[:n]), fi.Size()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Limits implements migrate.Sink.
 func (s *Maildir) Limits() migrate.Limits { return migrate.Limits{} }
 
@@ -286,7 +325,8 @@ func syncDir(dir string) error {
 }
 
 var (
-	_ migrate.Sink   = (*Maildir)(nil)
-	_ migrate.Syncer = (*Maildir)(nil)
-	_ migrate.Finder = (*Maildir)(nil)
+	_ migrate.Sink    = (*Maildir)(nil)
+	_ migrate.Syncer  = (*Maildir)(nil)
+	_ migrate.Finder  = (*Maildir)(nil)
+	_ migrate.Indexer = (*Maildir)(nil)
 )

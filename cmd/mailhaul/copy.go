@@ -28,6 +28,7 @@ type copyFlags struct {
 	stateDir       string
 	transfers      int
 	includeDeleted bool
+	dedupe         bool
 	maildirLayout  string
 	tempDir        string
 	toFolder       string
@@ -65,6 +66,7 @@ message. The source is never modified.`,
 	fl.StringVar(&f.maxSize, "max-size", "", "skip messages larger than this (e.g. 25M, 1G)")
 	fl.StringVar(&f.stateDir, "state-dir", defaultStateDir(), "where checkpoints are kept")
 	fl.IntVar(&f.transfers, "transfers", 4, "messages fetched and appended in parallel")
+	fl.BoolVar(&f.dedupe, "dedupe", false, "skip messages the destination folder already holds (same Message-ID and size): for merging a second source or after losing the state dir")
 	fl.BoolVar(&f.includeDeleted, "include-deleted", false, `also copy messages flagged \Deleted (Maildir "T")`)
 	fl.StringVar(&f.maildirLayout, "maildir-layout", "maildir++", "layout of a Maildir destination: maildir++ (Dovecot, Courier) or fs (nested directories)")
 	fl.StringVar(&f.tempDir, "temp-dir", "", "where bodies larger than 2 MiB are spooled (default: the system temp dir)")
@@ -80,7 +82,7 @@ func usageErr(format string, a ...any) error {
 func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 	o := migrate.Options{
 		Include: f.include, Exclude: f.exclude, Transfers: f.transfers,
-		DryRun: f.dryRun, IncludeDeleted: f.includeDeleted, TempDir: f.tempDir,
+		DryRun: f.dryRun, IncludeDeleted: f.includeDeleted, Dedupe: f.dedupe, TempDir: f.tempDir,
 	}
 	if err := migrate.CheckGlobs(append(append([]string{}, f.include...), f.exclude...)); err != nil {
 		return usageErr("%v", err)
@@ -211,6 +213,9 @@ func printSummary(w io.Writer, r migrate.Report) {
 	rate := ""
 	if secs > 0 && !r.DryRun && r.Copied > 0 {
 		rate = fmt.Sprintf(", %.0f msg/s, %s/s", float64(r.Copied)/secs, humanBytes(int64(float64(r.Bytes)/secs)))
+	}
+	if r.Duplicates > 0 {
+		fmt.Fprintf(w, "--dedupe: %d messages were already in the destination and were not copied again\n", r.Duplicates)
 	}
 	fmt.Fprintf(w, "%s %d messages (%s), %d already there, %d skipped, %d filtered, %d folders; %.1fs%s\n",
 		verb, r.Copied, humanBytes(r.Bytes), r.Already, len(r.Skipped), r.Filtered, len(r.Folders), secs, rate)

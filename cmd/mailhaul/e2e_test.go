@@ -444,3 +444,27 @@ func TestCrashResume(t *testing.T) {
 		}
 	}
 }
+
+// TestDedupeAfterLostState: the state dir is gone (or a second source
+// overlaps the first); --dedupe recognises what the destination holds.
+func TestDedupeAfterLostState(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	want := genTree(t, src, 10)
+	if r := runMailhaul(t, nil, "copy", "--include-deleted", "--state-dir", t.TempDir(), "maildir:"+src, "maildir:"+dst); r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	// A new message arrives in the source; the state dir is lost.
+	extra := []byte("Subject: late\nMessage-ID: <late@x>\n\nlate\n")
+	writeMsg(t, src, "cur", "9999.late:2,S", extra)
+	want = append(want, genMsg{folder: "INBOX", base: "9999.late", body: extra})
+	r := runMailhaul(t, nil, "copy", "--dedupe", "--include-deleted", "--json", "--state-dir", t.TempDir(), "maildir:"+src, "maildir:"+dst)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	var rep struct{ Copied, Duplicates int }
+	json.Unmarshal([]byte(r.stdout), &rep)
+	if rep.Copied != 1 || rep.Duplicates != len(want)-1 {
+		t.Errorf("copied %d duplicates %d, want 1 and %d", rep.Copied, rep.Duplicates, len(want)-1)
+	}
+	assertExactlyOnce(t, want, dst)
+}
