@@ -1,6 +1,9 @@
 package migrate
 
-import "strings"
+import (
+	"sort"
+	"strings"
+)
 
 // Special-use attributes (RFC 6154).
 const (
@@ -43,4 +46,18 @@ func SpecialUseByName(name string) string {
 		return ""
 	}
 	return wellKnown[n]
+}
+
+// SortMailboxes orders mailboxes INBOX first, then by name with parents
+// before their children ("A", "A/B", "A B"), the order Sources return.
+func SortMailboxes(mbs []Mailbox) {
+	sort.SliceStable(mbs, func(i, j int) bool { return MailboxLess(mbs[i].Name, mbs[j].Name) })
+}
+
+// MailboxLess is the order of SortMailboxes on names.
+func MailboxLess(a, b string) bool {
+	if a == "INBOX" || b == "INBOX" {
+		return a == "INBOX" && b != "INBOX"
+	}
+	return strings.ReplaceAll(a, "/", "\x00") < strings.ReplaceAll(b, "/", "\x00")
 }

@@ -64,13 +64,7 @@ func (s *Maildir) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 		s.folders[f.Name] = f.Dir
 		out = append(out, migrate.Mailbox{Name: f.Name, SpecialUse: migrate.SpecialUseByName(f.Name)})
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i].Name, out[j].Name
-		if a == "INBOX" || b == "INBOX" {
-			return a == "INBOX" && b != "INBOX"
-		}
-		return strings.ReplaceAll(a, "/", "\x00") < strings.ReplaceAll(b, "/", "\x00")
-	})
+	migrate.SortMailboxes(out)
 	return out, nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -157,13 +156,7 @@ func (s *Mbox) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 	if len(out) == 0 {
 		return nil, fmt.Errorf("mbox source %s: no mbox files here (files starting with \"From \")", s.root)
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i].Name, out[j].Name
-		if a == "INBOX" || b == "INBOX" {
-			return a == "INBOX" && b != "INBOX"
-		}
-		return strings.ReplaceAll(a, "/", "\x00") < strings.ReplaceAll(b, "/", "\x00")
-	})
+	migrate.SortMailboxes(out)
 	return out, nil
 }
 

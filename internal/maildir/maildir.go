@@ -23,6 +23,8 @@ import (
 	"strings"
 
 	"github.com/emersion/go-imap/utf7"
+
+	"github.com/mailhaul/mailhaul/migrate"
 )
 
 // Layout is how folders are laid out under a Maildir root.
@@ -165,17 +167,10 @@ func Folders(root string, layout Layout) (folders []Folder, noSelect []string, e
 			return nil, nil, err
 		}
 	}
-	sort.Slice(folders, func(i, j int) bool { return folderLess(folders[i].Name, folders[j].Name) })
+	sort.Slice(folders, func(i, j int) bool { return migrate.MailboxLess(folders[i].Name, folders[j].Name) })
 	return folders, noSelect, nil
 }
 
-// folderLess orders INBOX first, then parents before children.
-func folderLess(a, b string) bool {
-	if a == "INBOX" || b == "INBOX" {
-		return a == "INBOX" && b != "INBOX"
-	}
-	return strings.ReplaceAll(a, "/", "\x00") < strings.ReplaceAll(b, "/", "\x00")
-}
 
 func walkNested(dir, prefix string, out *[]Folder, noSelect *[]string) error {
 	ents, err := os.ReadDir(dir)
