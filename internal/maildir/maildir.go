@@ -171,7 +171,6 @@ func Folders(root string, layout Layout) (folders []Folder, noSelect []string, e
 	return folders, noSelect, nil
 }
 
-
 func walkNested(dir, prefix string, out *[]Folder, noSelect *[]string) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
