@@ -33,6 +33,7 @@ type copyFlags struct {
 	tempDir        string
 	toFolder       string
 	mboxFormat     string
+	imap           imapFlags
 }
 
 func copyCommand(g *globalFlags) *cobra.Command {
@@ -71,6 +72,7 @@ message. The source is never modified.`,
 	fl.StringVar(&f.maildirLayout, "maildir-layout", "maildir++", "layout of a Maildir destination: maildir++ (Dovecot, Courier) or fs (nested directories)")
 	fl.StringVar(&f.tempDir, "temp-dir", "", "where bodies larger than 2 MiB are spooled (default: the system temp dir)")
 	fl.StringVar(&f.toFolder, "to-folder", "", "folder name for a single-file mbox source (default: the file's name), e.g. INBOX")
+	addIMAPFlags(fl, &f.imap)
 	fl.StringVar(&f.mboxFormat, "mbox-format", "auto", "dialect of an mbox source: auto (detected per file), mboxo, mboxrd or mboxcl2")
 	return cmd
 }

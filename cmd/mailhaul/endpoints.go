@@ -54,6 +54,9 @@ func (e endpoint) localPath() (string, error) {
 // describe is the endpoint as recorded in the checkpoint and shown in
 // logs: never a secret.
 func (e endpoint) describe() string {
+	if e.Scheme == "imap" || e.Scheme == "imaps" {
+		return describeIMAP(e)
+	}
 	if p, err := e.localPath(); err == nil && isLocal(e.Scheme) {
 		return e.Scheme + ":" + p
 	}
@@ -66,6 +69,7 @@ func isLocal(scheme string) bool { return scheme == "maildir" || scheme == "mbox
 type endpointEnv struct {
 	g    *globalFlags
 	c    *copyFlags // nil for commands that only read
+	im   *imapFlags // IMAP flags of commands without copyFlags (ls)
 	warn func(error)
 }
 

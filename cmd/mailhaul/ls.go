@@ -20,7 +20,8 @@ type lsFolder struct {
 }
 
 func lsCommand(g *globalFlags) *cobra.Command {
-	return &cobra.Command{
+	im := &imapFlags{}
+	cmd := &cobra.Command{
 		Use:     "ls SRC",
 		Short:   "List the folders of SRC with message counts and total sizes",
 		Example: "  mailhaul ls maildir:~/Maildir",
@@ -32,7 +33,7 @@ func lsCommand(g *globalFlags) *cobra.Command {
 			}
 			ctx, stop := signalContext(g.log)
 			defer stop()
-			src, err := openSource(ctx, ep, endpointEnv{g: g, warn: func(err error) { g.log.Warn(err.Error()) }})
+			src, err := openSource(ctx, ep, endpointEnv{g: g, im: im, warn: func(err error) { g.log.Warn(err.Error()) }})
 			if err != nil {
 				return &exitError{exitFatal, err}
 			}
@@ -91,4 +92,6 @@ func lsCommand(g *globalFlags) *cobra.Command {
 			return nil
 		},
 	}
+	addIMAPFlags(cmd.Flags(), im)
+	return cmd
 }

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
+
+	"github.com/mailhaul/mailhaul/internal/imapconn"
+	"github.com/mailhaul/mailhaul/migrate"
+	"github.com/mailhaul/mailhaul/sinks"
+	"github.com/mailhaul/mailhaul/sources"
+)
+
+// IMAP endpoints: imaps://user@host[:993][/folder] and
+// imap://user@host[:143][/folder] (STARTTLS). They register themselves in
+// the scheme registry here, so that endpoints.go stays one line per scheme
+// for the other backends.
+func init() {
+	sourceSchemes["imap"] = openIMAPSource
+	sourceSchemes["imaps"] = openIMAPSource
+	sinkSchemes["imap"] = openIMAPSink
+	sinkSchemes["imaps"] = openIMAPSink
+}
+
+// imapFlags are the IMAP options of copy and ls.
+type imapFlags struct {
+	insecurePlaintext bool
+	caFile            string
+	skipVerify        bool
+	srcPasswordFile   string
+	dstPasswordFile   string
+	srcAuth, dstAuth  string
+	srcAuthzID        string
+	dstAuthzID        string
+	srcTokenCmd       string
+	dstTokenCmd       string
+	srcTokenFile      string
+	dstTokenFile      string
+}
+
+// addIMAPFlags registers the IMAP flags on a command.
+func addIMAPFlags(fl *pflag.FlagSet, f *imapFlags) {
+	fl.BoolVar(&f.insecurePlaintext, "insecure-plaintext", false, "allow imap:// without STARTTLS (password sent in clear: loopback tests only)")
+	fl.StringVar(&f.caFile, "ca-file", "", "PEM file of a CA (or self-signed server certificate) to trust for IMAP TLS")
+	fl.BoolVar(&f.skipVerify, "tls-skip-verify", false, "do not verify IMAP server certificates (insecure; prints a warning)")
+	fl.StringVar(&f.srcPasswordFile, "src-password-file", "", "file holding the source password (else $MAILHAUL_SRC_PASSWORD, else a prompt)")
+	fl.StringVar(&f.dstPasswordFile, "dst-password-file", "", "file holding the destination password (else $MAILHAUL_DST_PASSWORD, else a prompt)")
+	fl.StringVar(&f.srcAuth, "src-auth", "", "source IMAP authentication: login, plain, xoauth2 or oauthbearer (default: plain if offered, else login)")
+	fl.StringVar(&f.dstAuth, "dst-auth", "", "destination IMAP authentication: login, plain, xoauth2 or oauthbearer")
+	fl.StringVar(&f.srcAuthzID, "src-authzid", "", "log in to the source as this admin/master user acting as the URL's user (AUTHENTICATE PLAIN); the password is the admin's")
+	fl.StringVar(&f.dstAuthzID, "dst-authzid", "", "log in to the destination as this admin/master user acting as the URL's user")
+	fl.StringVar(&f.srcTokenCmd, "src-oauth-token-cmd", "", "command printing an OAuth2 access token for the source (run with sh -c)")
+	fl.StringVar(&f.dstTokenCmd, "dst-oauth-token-cmd", "", "command printing an OAuth2 access token for the destination")
+	fl.StringVar(&f.srcTokenFile, "src-oauth-token-file", "", "file holding an OAuth2 access token for the source")
+	fl.StringVar(&f.dstTokenFile, "dst-oauth-token-file", "", "file holding an OAuth2 access token for the destination")
+}
+
+// describeIMAP is the checkpoint key / log name of an IMAP endpoint:
+// the normalised URL, never a secret.
+func describeIMAP(e endpoint) string {
+	u, err := imapconn.ParseURL(e.Raw)
+	if err != nil {
+		// Never echo the raw argument: it may hold a password.
+		return e.Scheme + "://invalid"
+	}
+	return u.String()
+}
+
+func imapFlagsOf(env endpointEnv) *imapFlags {
+	if env.im != nil {
+		return env.im
+	}
+	if env.c != nil {
+		return &env.c.imap
+	}
+	return &imapFlags{}
+}
+
+func openIMAPSource(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Source, error) {
+	cfg, err := imapConfig(ep, env, "src")
+	if err != nil {
+		return nil, err
+	}
+	n := 1
+	if env.c != nil {
+		n = env.c.transfers
+	}
+	return sources.OpenIMAP(ctx, cfg, n)
+}
+
+func openIMAPSink(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Sink, error) {
+	cfg, err := imapConfig(ep, env, "dst")
+	if err != nil {
+		return nil, err
+	}
+	n := 4
+	if env.c != nil {
+		n = env.c.transfers
+	}
+	return sinks.OpenIMAP(ctx, cfg, n, env.warn)
+}
+
+// imapConfig builds the connection settings of one side ("src" or "dst")
+// from the URL, the flags and the environment.
+func imapConfig(ep endpoint, env endpointEnv, side string) (*imapconn.Config, error) {
+	u, err := imapconn.ParseURL(ep.Raw)
+	if err != nil {
+		return nil, usageErr("%v", err)
+	}
+	f := imapFlagsOf(env)
+	cfg := &imapconn.Config{Endpoint: u, InsecurePlaintext: f.insecurePlaintext, CAFile: f.caFile, SkipVerify: f.skipVerify}
+	var pwFile, tokCmd, tokFile string
+	if side == "src" {
+		cfg.Auth, cfg.AuthzID, pwFile, tokCmd, tokFile = f.srcAuth, f.srcAuthzID, f.srcPasswordFile, f.srcTokenCmd, f.srcTokenFile
+	} else {
+		cfg.Auth, cfg.AuthzID, pwFile, tokCmd, tokFile = f.dstAuth, f.dstAuthzID, f.dstPasswordFile, f.dstTokenCmd, f.dstTokenFile
+	}
+	cfg.Auth = strings.ToLower(cfg.Auth)
+	switch cfg.Auth {
+	case imapconn.AuthAuto, imapconn.AuthLogin, imapconn.AuthPlain, imapconn.AuthXOAUTH2, imapconn.AuthOAuthBearer:
+	default:
+		return nil, usageErr("invalid --%s-auth %q (want login, plain, xoauth2 or oauthbearer)", side, cfg.Auth)
+	}
+	if cfg.SkipVerify {
+		warn := "TLS certificate verification is OFF for " + u.Addr() + " (--tls-skip-verify): the connection can be intercepted"
+		if env.g != nil && env.g.log != nil {
+			env.g.log.Warn(warn)
+		} else {
+			fmt.Fprintln(os.Stderr, "mailhaul: warning:", warn)
+		}
+	}
+	if !u.TLS && f.insecurePlaintext && !isLoopback(u.Host) {
+		fmt.Fprintf(os.Stderr, "mailhaul: warning: --insecure-plaintext sends the password for %s in clear text\n", u.Addr())
+	}
+	if env.g != nil && env.g.verbose >= 2 {
+		cfg.Trace = &prefixWriter{prefix: side + " " + u.Addr() + ": "}
+	}
+	if cfg.Auth == imapconn.AuthXOAUTH2 || cfg.Auth == imapconn.AuthOAuthBearer {
+		if tokCmd == "" && tokFile == "" {
+			return nil, usageErr("--%s-auth %s needs --%s-oauth-token-cmd or --%s-oauth-token-file", side, cfg.Auth, side, side)
+		}
+		cfg.Token = tokenSource(tokCmd, tokFile)
+		return cfg, nil
+	}
+	pw, err := password(side, pwFile, u)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Password = pw
+	return cfg, nil
+}
+
+func isLoopback(host string) bool {
+	return host == "localhost" || strings.HasPrefix(host, "127.") || host == "::1"
+}
+
+// password returns the password of one side: --X-password-file, else
+// $MAILHAUL_X_PASSWORD, else a prompt on the terminal.
+func password(side, file string, u imapconn.Endpoint) (string, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", usageErr("--%s-password-file: %v", side, err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	env := "MAILHAUL_" + strings.ToUpper(side) + "_PASSWORD"
+	if pw := os.Getenv(env); pw != "" {
+		return pw, nil
+	}
+	if term.IsTerminal(int(os.Stdin.Fd())) {
+		what := map[string]string{"src": "source", "dst": "destination"}[side]
+		fmt.Fprintf(os.Stderr, "Password for %s on %s (%s): ", u.User, u.Addr(), what)
+		b, err := term.ReadPassword(int(os.Stdin.Fd()))
+		fmt.Fprintln(os.Stderr)
+		if err != nil {
+			return "", fmt.Errorf("read password: %w", err)
+		}
+		return string(b), nil
+	}
+	return "", usageErr("no password for %s on %s: set %s, pass --%s-password-file, or run on a terminal to be prompted", u.User, u.Addr(), env, side)
+}
+
+// tokenSource returns a Token func: the file is read, or the command run,
+// for each new connection, and the result cached for a few minutes.
+func tokenSource(cmd, file string) func(ctx context.Context) (string, error) {
+	var (
+		mu   sync.Mutex
+		tok  string
+		when time.Time
+	)
+	return func(ctx context.Context) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if tok != "" && time.Since(when) < 5*time.Minute {
+			return tok, nil
+		}
+		var out []byte
+		var err error
+		if file != "" {
+			out, err = os.ReadFile(file)
+		} else {
+			c := exec.CommandContext(ctx, "sh", "-c", cmd)
+			c.Stderr = os.Stderr
+			out, err = c.Output()
+			if err != nil {
+				err = fmt.Errorf("oauth token command %q: %w", cmd, err)
+			}
+		}
+		if err != nil {
+			return "", err
+		}
+		t := strings.TrimSpace(string(out))
+		if t == "" {
+			return "", errors.New("empty OAuth2 access token")
+		}
+		tok, when = t, time.Now()
+		return tok, nil
+	}
+}
+
+// prefixWriter writes the (redacted) wire trace to stderr, one prefixed
+// line per protocol line.
+type prefixWriter struct {
+	mu     sync.Mutex
+	prefix string
+	buf    []byte
+}
+
+func (w *prefixWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		os.Stderr.Write(append([]byte(w.prefix), w.buf[:i+1]...))
+		w.buf = w.buf[i+1:]
+	}
+	return len(p), nil
+}

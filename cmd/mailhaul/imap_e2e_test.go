@@ -1,0 +1,176 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailhaul/mailhaul/internal/testserver"
+)
+
+// imapCount returns the number of messages in every non-empty folder.
+func imapCount(t *testing.T, d *testserver.Dovecot, user string) map[string]int {
+	t.Helper()
+	c, err := imapclient.DialTLS(d.IMAPSAddr, &imapclient.Options{TLSConfig: d.TLSConfig()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login(user, d.Password(user)).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	list, err := c.List("", "*", nil).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, l := range list {
+		st, err := c.Status(l.Mailbox, &imap.StatusOptions{NumMessages: true}).Wait()
+		if err == nil && st.NumMessages != nil && *st.NumMessages > 0 {
+			out[l.Mailbox] = int(*st.NumMessages)
+		}
+	}
+	return out
+}
+
+func countFiles(t *testing.T, root string) int {
+	n := 0
+	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() && !strings.HasPrefix(fi.Name(), ".") {
+			if d := filepath.Base(filepath.Dir(p)); d == "cur" || d == "new" {
+				n++
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+func sumCounts(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func grepTree(t *testing.T, root, needle string) []string {
+	var hits []string
+	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), needle) {
+				hits = append(hits, p)
+			}
+		}
+		return nil
+	})
+	return hits
+}
+
+func TestIMAPCLI(t *testing.T) {
+	const pw = "Dst-Secret-7781"
+	src := testserver.StartDovecot(t, testserver.WithUser("alice", "Src-Secret-1234"))
+	dst := testserver.StartDovecot(t, testserver.WithUser("bob", pw))
+	srcDir, _ := filepath.Abs("../../testdata/maildir")
+	want := countFiles(t, srcDir)
+	state := t.TempDir()
+	dstURL := "imaps://bob@" + dst.IMAPSAddr
+	srcURL := "imaps://alice@" + src.IMAPSAddr
+	dstEnv := []string{"MAILHAUL_DST_PASSWORD=" + pw}
+
+	t.Run("self-signed-refused", func(t *testing.T) {
+		r := runMailhaul(t, dstEnv, "copy", "--state-dir", state, "maildir:"+srcDir, dstURL)
+		if r.code != 1 || !strings.Contains(r.stderr, "--ca-file") {
+			t.Fatalf("exit %d:\n%s", r.code, r.stderr)
+		}
+	})
+	t.Run("wrong-password", func(t *testing.T) {
+		r := runMailhaul(t, []string{"MAILHAUL_DST_PASSWORD=nope-wrong-99"}, "copy", "--state-dir", state, "--ca-file", dst.CAFile, "maildir:"+srcDir, dstURL)
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		last := lines[len(lines)-1]
+		if r.code != 1 || !strings.Contains(last, dst.IMAPSAddr) || !strings.Contains(last, "bob") || strings.Contains(r.stderr, "nope-wrong-99") {
+			t.Fatalf("exit %d:\n%s", r.code, r.stderr)
+		}
+	})
+	t.Run("password-in-url", func(t *testing.T) {
+		r := runMailhaul(t, nil, "copy", "--state-dir", state, "maildir:"+srcDir, "imaps://bob:"+pw+"@"+dst.IMAPSAddr)
+		if r.code == 0 || strings.Contains(r.stderr, pw) || !strings.Contains(r.stderr, "MAILHAUL_DST_PASSWORD") {
+			t.Fatalf("exit %d:\n%s", r.code, r.stderr)
+		}
+	})
+	t.Run("no-password", func(t *testing.T) {
+		r := runMailhaul(t, []string{"MAILHAUL_DST_PASSWORD="}, "copy", "--state-dir", state, "--ca-file", dst.CAFile, "maildir:"+srcDir, dstURL)
+		if r.code == 0 || !strings.Contains(r.stderr, "MAILHAUL_DST_PASSWORD") {
+			t.Fatalf("empty password accepted:\n%s", r.stderr)
+		}
+	})
+
+	t.Run("maildir-to-imap", func(t *testing.T) {
+		pwFile := filepath.Join(t.TempDir(), "pw")
+		os.WriteFile(pwFile, []byte(pw+"\n"), 0o600)
+		r := runMailhaul(t, nil, "copy", "-vv", "--include-deleted", "--state-dir", state, "--ca-file", dst.CAFile, "--dst-password-file", pwFile, "maildir:"+srcDir, dstURL)
+		if r.code != 0 {
+			t.Fatalf("exit %d:\n%s", r.code, r.stderr)
+		}
+		if !strings.Contains(r.stderr, "APPEND") || !strings.Contains(r.stderr, "<redacted>") {
+			t.Errorf("no wire trace with -vv:\n%.2000s", r.stderr)
+		}
+		if strings.Contains(r.stderr, pw) {
+			t.Errorf("password in the wire trace")
+		}
+		if got := sumCounts(imapCount(t, dst, "bob")); got != want {
+			t.Errorf("destination holds %d messages, want %d", got, want)
+		}
+		if hits := grepTree(t, state, pw); len(hits) > 0 {
+			t.Errorf("password in state files %v", hits)
+		}
+		// Idempotent.
+		r = runMailhaul(t, dstEnv, "copy", "--state-dir", state, "--ca-file", dst.CAFile, "maildir:"+srcDir, dstURL)
+		if r.code != 0 || !strings.Contains(r.stderr, "copied 0 messages") {
+			t.Fatalf("second run exit %d:\n%s", r.code, r.stderr)
+		}
+	})
+
+	t.Run("ls", func(t *testing.T) {
+		r := runMailhaul(t, []string{"MAILHAUL_SRC_PASSWORD=" + pw}, "ls", "--ca-file", dst.CAFile, dstURL)
+		if r.code != 0 || !strings.Contains(r.stdout, "INBOX") || !strings.Contains(r.stdout, `\Sent`) {
+			t.Fatalf("exit %d:\n%s\n%s", r.code, r.stdout, r.stderr)
+		}
+	})
+
+	// IMAP -> IMAP, killed right after an append (before it is recorded),
+	// then resumed: every message exactly once.
+	t.Run("imap-to-imap-killed", func(t *testing.T) {
+		st2 := t.TempDir()
+		env := []string{"MAILHAUL_SRC_PASSWORD=" + pw, "MAILHAUL_DST_PASSWORD=Src-Secret-1234"}
+		// bob's account (now seeded) -> alice's (empty).
+		args := []string{"copy", "--state-dir", st2, "--ca-file", dst.CAFile, "--transfers", "2", "--include-deleted", dstURL, srcURL}
+		// Both servers use different self-signed certificates: trust both.
+		both := filepath.Join(t.TempDir(), "both.pem")
+		a, _ := os.ReadFile(dst.CAFile)
+		b, _ := os.ReadFile(src.CAFile)
+		os.WriteFile(both, append(a, b...), 0o644)
+		args[4] = both
+		r := runMailhaul(t, append(env, "MAILHAUL_TEST_KILL_AT=append:3"), args...)
+		if r.code == 0 {
+			t.Fatalf("not killed:\n%s", r.stderr)
+		}
+		r = runMailhaul(t, env, args...)
+		if r.code != 0 {
+			t.Fatalf("resume exit %d:\n%s", r.code, r.stderr)
+		}
+		if !strings.Contains(r.stderr, "recovered") {
+			t.Errorf("no recovery reported:\n%s", r.stderr)
+		}
+		if got := sumCounts(imapCount(t, src, "alice")); got != want {
+			t.Errorf("destination holds %d messages, want %d (duplicates or losses)", got, want)
+		}
+		if hits := grepTree(t, st2, pw); len(hits) > 0 {
+			t.Errorf("password in state files %v", hits)
+		}
+	})
+}

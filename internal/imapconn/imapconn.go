@@ -1,0 +1,515 @@
+// Package imapconn is the one place where mailhaul dials and authenticates
+// IMAP connections; the IMAP source and sink both use it.
+//
+// Endpoints are URLs: imaps://user@host[:993][/folder] (implicit TLS) and
+// imap://user@host[:143][/folder] (STARTTLS required; plaintext only when
+// Config.InsecurePlaintext is set, meant for loopback tests). Certificates
+// are verified unless Config.SkipVerify (the caller warns about it).
+// Passwords never appear in URLs (a URL with user:pass@ is refused), in
+// errors, or in the wire trace (LOGIN and AUTHENTICATE lines are redacted).
+//
+// go-imap v2 has no context support: every command runs under Conn.Do,
+// which closes the connection when the context is cancelled and when the
+// server stays silent for Config.IdleTimeout while a command is pending (a
+// watchdog; a big literal that keeps flowing never trips it). A closed
+// connection is not reused: Pool redials the slot on its next Get.
+package imapconn
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
+
+	"github.com/mailhaul/mailhaul/migrate"
+)
+
+// Mechanisms accepted by Config.Auth.
+const (
+	AuthAuto        = ""            // PLAIN when advertised (or an authzid is set), else LOGIN
+	AuthLogin       = "login"       // the LOGIN command
+	AuthPlain       = "plain"       // AUTHENTICATE PLAIN, with optional authzid
+	AuthXOAUTH2     = "xoauth2"     // Google / Microsoft XOAUTH2 with a bearer token
+	AuthOAuthBearer = "oauthbearer" // RFC 7628 OAUTHBEARER
+)
+
+// Endpoint is a parsed imap:// or imaps:// URL.
+type Endpoint struct {
+	TLS    bool   // imaps: implicit TLS
+	Host   string // host name or address, without port
+	Port   string
+	User   string
+	Folder string // "/"-separated folder the endpoint is limited to; "" for the whole account
+}
+
+// ParseURL parses imaps://user@host[:port][/folder] or imap://... A
+// password in the URL is refused: it would end up in shell history, ps
+// output and the checkpoint key.
+func ParseURL(raw string) (Endpoint, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Parse echoes the URL, which may hold a password.
+		return Endpoint{}, fmt.Errorf("invalid IMAP URL (want imaps://user@host[:port][/folder])")
+	}
+	var e Endpoint
+	switch strings.ToLower(u.Scheme) {
+	case "imaps":
+		e.TLS, e.Port = true, "993"
+	case "imap":
+		e.Port = "143"
+	default:
+		return Endpoint{}, fmt.Errorf("invalid IMAP URL scheme %q (want imap or imaps)", u.Scheme)
+	}
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			return Endpoint{}, fmt.Errorf("%s://%s@%s: a password in the URL is refused (it would show in ps and shell history); use MAILHAUL_SRC_PASSWORD / MAILHAUL_DST_PASSWORD, --src-password-file / --dst-password-file, or the prompt", u.Scheme, u.User.Username(), u.Host)
+		}
+		e.User = u.User.Username()
+	}
+	e.Host = u.Hostname()
+	if e.Host == "" {
+		return Endpoint{}, fmt.Errorf("IMAP URL %s://...: no host", u.Scheme)
+	}
+	if p := u.Port(); p != "" {
+		e.Port = p
+	}
+	if e.User == "" {
+		return Endpoint{}, fmt.Errorf("IMAP URL %s: no user (want %s://user@%s)", e.hostPort(), u.Scheme, e.Host)
+	}
+	e.Folder = strings.Trim(u.Path, "/")
+	return e, nil
+}
+
+func (e Endpoint) hostPort() string { return net.JoinHostPort(e.Host, e.Port) }
+
+// Addr is host:port.
+func (e Endpoint) Addr() string { return e.hostPort() }
+
+// String is the normalised URL, never with a secret: it is used in
+// messages and as the checkpoint key.
+func (e Endpoint) String() string {
+	s := "imap"
+	if e.TLS {
+		s = "imaps"
+	}
+	s += "://" + url.PathEscape(e.User) + "@" + e.hostPort()
+	if e.Folder != "" {
+		s += "/" + e.Folder
+	}
+	return s
+}
+
+// Config is everything needed to open connections to one account.
+type Config struct {
+	Endpoint
+	// InsecurePlaintext allows imap:// without STARTTLS.
+	InsecurePlaintext bool
+	// CAFile is a PEM file of extra trusted CAs (a private CA or a
+	// self-signed server certificate).
+	CAFile string
+	// SkipVerify turns certificate verification off.
+	SkipVerify bool
+	// Auth is one of the Auth* mechanisms.
+	Auth string
+	// AuthzID, when set, is the admin or master user whose credentials
+	// are given: AUTHENTICATE PLAIN is sent with authcid=AuthzID (and its
+	// Password) and authzid=User, so the session acts as User (Dovecot
+	// master users, Cyrus/Zimbra admins).
+	AuthzID string
+	// Password for LOGIN and PLAIN (the admin's when AuthzID is set).
+	Password string
+	// Token returns an OAuth2 access token for XOAUTH2 / OAUTHBEARER; it is
+	// called for every new connection (tokens expire).
+	Token func(ctx context.Context) (string, error)
+	// Trace, if set, receives the wire protocol with credentials redacted.
+	Trace io.Writer
+	// IdleTimeout is how long a pending command may go without a byte from
+	// the server before the connection is closed (default 2 minutes).
+	IdleTimeout time.Duration
+	// DialTimeout bounds TCP connect + TLS + greeting (default 30s).
+	DialTimeout time.Duration
+}
+
+// Conn is one authenticated connection. It is used by one goroutine at a
+// time (a Pool slot); commands must run inside Do.
+type Conn struct {
+	*imapclient.Client
+	cfg      *Config
+	act      *activityConn
+	timedOut atomic.Bool
+	done     chan struct{}
+	once     sync.Once
+
+	// Selected is the mailbox selected on this connection ("" if none)
+	// and SelectData what SELECT/EXAMINE returned; maintained by Select.
+	Selected   string
+	ReadOnly   bool
+	SelectData *imap.SelectData
+}
+
+// Dial connects, negotiates TLS and authenticates. Errors name the server
+// and account; authentication and certificate failures are classified
+// fatal, network failures retryable.
+func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
+	idle := cfg.IdleTimeout
+	if idle <= 0 {
+		idle = 2 * time.Minute
+	}
+	dt := cfg.DialTimeout
+	if dt <= 0 {
+		dt = 30 * time.Second
+	}
+	where := fmt.Sprintf("IMAP server %s (account %s)", cfg.Addr(), cfg.User)
+	tcfg, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, migrate.FatalError(err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, dt)
+	defer cancel()
+	raw, err := (&net.Dialer{}).DialContext(dctx, "tcp", cfg.Addr())
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, migrate.Retryable(fmt.Errorf("connect to %s: %w", where, err))
+	}
+	act := &activityConn{Conn: raw}
+	act.touch()
+	opts := &imapclient.Options{TLSConfig: tcfg}
+	if cfg.Trace != nil {
+		opts.DebugWriter = newRedactor(cfg.Trace)
+	}
+	c := &Conn{cfg: cfg, act: act, done: make(chan struct{})}
+	// Until the client exists, a deadline bounds the handshake.
+	raw.SetDeadline(time.Now().Add(dt))
+	stop := context.AfterFunc(dctx, func() { raw.Close() })
+	var cl *imapclient.Client
+	switch {
+	case cfg.TLS:
+		tc := tls.Client(act, tcfg)
+		if err = tc.HandshakeContext(dctx); err == nil {
+			cl = imapclient.New(tc, opts)
+		}
+	case cfg.InsecurePlaintext:
+		cl = imapclient.New(act, opts)
+	default:
+		cl, err = imapclient.NewStartTLS(act, opts)
+		if err != nil && isIMAPError(err) {
+			err = fmt.Errorf("server refused STARTTLS (%v); use imaps:// or, on a trusted network only, --insecure-plaintext", err)
+		}
+	}
+	if err == nil {
+		err = cl.WaitGreeting()
+	}
+	stopped := stop()
+	raw.SetDeadline(time.Time{})
+	if err != nil || !stopped {
+		raw.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err == nil {
+			err = errors.New("timed out")
+		}
+		if isCertError(err) {
+			return nil, migrate.FatalError(fmt.Errorf("%s: TLS certificate not trusted: %v; if the server uses a private CA or a self-signed certificate, pass its certificate with --ca-file", where, err))
+		}
+		if isIMAPError(err) {
+			return nil, migrate.FatalError(fmt.Errorf("%s: %v", where, err))
+		}
+		return nil, migrate.Retryable(fmt.Errorf("%s: %w", where, err))
+	}
+	c.Client = cl
+	go c.watchdog(idle)
+	if err := c.login(ctx, where); err != nil {
+		c.Client.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (cfg *Config) tlsConfig() (*tls.Config, error) {
+	t := &tls.Config{ServerName: cfg.Host, InsecureSkipVerify: cfg.SkipVerify, MinVersion: tls.VersionTLS12}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s: no PEM certificate in it", cfg.CAFile)
+		}
+		t.RootCAs = pool
+	}
+	return t, nil
+}
+
+func (c *Conn) login(ctx context.Context, where string) error {
+	cfg := c.cfg
+	mech := cfg.Auth
+	if mech == AuthAuto {
+		mech = AuthLogin
+		if cfg.AuthzID != "" || c.Caps().Has(imap.Cap("AUTH=PLAIN")) {
+			mech = AuthPlain
+		}
+	}
+	who := fmt.Sprintf("account %s", cfg.User)
+	if cfg.AuthzID != "" {
+		who = fmt.Sprintf("account %s (as admin user %s)", cfg.User, cfg.AuthzID)
+	}
+	var err error
+	switch mech {
+	case AuthLogin:
+		if cfg.AuthzID != "" {
+			return migrate.FatalError(fmt.Errorf("IMAP server %s: an admin/authorization identity needs --auth plain, not login", cfg.Addr()))
+		}
+		if c.Caps().Has(imap.CapLoginDisabled) {
+			return migrate.FatalError(fmt.Errorf("IMAP server %s refuses LOGIN (LOGINDISABLED) for %s; use TLS or another --auth", cfg.Addr(), who))
+		}
+		err = c.Do(ctx, func() error { return c.Login(cfg.User, cfg.Password).Wait() })
+	case AuthPlain:
+		// RFC 4616: identity is the user to act as, username the one
+		// whose password is given (the admin when AuthzID is set).
+		identity, username := "", cfg.User
+		if cfg.AuthzID != "" {
+			identity, username = cfg.User, cfg.AuthzID
+		}
+		err = c.Do(ctx, func() error { return c.Authenticate(sasl.NewPlainClient(identity, username, cfg.Password)) })
+	case AuthXOAUTH2, AuthOAuthBearer:
+		if cfg.Token == nil {
+			return migrate.FatalError(fmt.Errorf("IMAP server %s: --auth %s needs an access token (--src/dst-oauth-token-cmd or token file)", cfg.Addr(), mech))
+		}
+		tok, terr := cfg.Token(ctx)
+		if terr != nil {
+			return migrate.FatalError(fmt.Errorf("get OAuth2 token for %s on %s: %w", cfg.User, cfg.Addr(), terr))
+		}
+		var sc sasl.Client
+		if mech == AuthXOAUTH2 {
+			sc = &xoauth2{user: cfg.User, token: tok}
+		} else {
+			port := 0
+			fmt.Sscan(cfg.Port, &port)
+			sc = sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{Username: cfg.User, Token: tok, Host: cfg.Host, Port: port})
+		}
+		err = c.Do(ctx, func() error { return c.Authenticate(sc) })
+		if x, ok := sc.(*xoauth2); ok && err != nil && x.detail != "" {
+			err = fmt.Errorf("%w (server said: %s)", err, x.detail)
+		}
+	default:
+		return migrate.FatalError(fmt.Errorf("unknown IMAP authentication %q (want login, plain, xoauth2 or oauthbearer)", mech))
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if isIMAPError(err) || !isNetError(err) {
+			return migrate.FatalError(fmt.Errorf("%s: login as %s failed (%s): %v", where, who, mech, oneLine(err)))
+		}
+		return migrate.Retryable(fmt.Errorf("%s: login as %s: %w", where, who, err))
+	}
+	return nil
+}
+
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// xoauth2 is the SASL XOAUTH2 client (Google, Microsoft): one message,
+// "user=U^Aauth=Bearer T^A^A". On failure the server sends a JSON
+// challenge that must be answered with an empty response.
+type xoauth2 struct {
+	user, token string
+	detail      string
+}
+
+func (x *xoauth2) Start() (string, []byte, error) {
+	return "XOAUTH2", []byte("user=" + x.user + "\x01auth=Bearer " + x.token + "\x01\x01"), nil
+}
+
+func (x *xoauth2) Next(challenge []byte) ([]byte, error) {
+	x.detail = string(challenge)
+	return []byte{}, nil
+}
+
+// Do runs fn, which issues commands on c and waits for them, under ctx and
+// the watchdog. If ctx ends or the server stays silent for IdleTimeout the
+// connection is closed (fn then fails) and Do returns ctx.Err() or a
+// retryable timeout error. Call from the goroutine that owns c.
+func (c *Conn) Do(ctx context.Context, fn func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { c.Client.Close() })
+	c.act.busy.Add(1)
+	c.act.touch()
+	err := fn()
+	c.act.busy.Add(-1)
+	stop()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err != nil && c.timedOut.Load() {
+		return migrate.Retryable(fmt.Errorf("IMAP server %s did not answer for %s: %w", c.cfg.Addr(), c.idle(), err))
+	}
+	return err
+}
+
+func (c *Conn) idle() time.Duration {
+	if c.cfg.IdleTimeout > 0 {
+		return c.cfg.IdleTimeout
+	}
+	return 2 * time.Minute
+}
+
+func (c *Conn) watchdog(idle time.Duration) {
+	tick := idle / 4
+	if tick < 20*time.Millisecond {
+		tick = 20 * time.Millisecond
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.Closed():
+			return
+		case <-c.done:
+			return
+		case <-t.C:
+			if c.act.busy.Load() > 0 && time.Since(time.Unix(0, c.act.last.Load())) > idle {
+				c.timedOut.Store(true)
+				c.Client.Close()
+				return
+			}
+		}
+	}
+}
+
+// Broken reports whether the connection is closed (by the server, a
+// network error, the watchdog or a cancelled context).
+func (c *Conn) Broken() bool {
+	select {
+	case <-c.Closed():
+		return true
+	default:
+		return false
+	}
+}
+
+// Close logs out (briefly) and closes the connection.
+func (c *Conn) Close() error {
+	c.once.Do(func() { close(c.done) })
+	if !c.Broken() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c.Do(ctx, func() error { return c.Logout().Wait() })
+		cancel()
+	}
+	return c.Client.Close()
+}
+
+// Select selects (readOnly: examines) mailbox unless it is already
+// selected in that mode.
+func (c *Conn) Select(ctx context.Context, mailbox string, readOnly bool) (*imap.SelectData, error) {
+	if c.Selected == mailbox && c.ReadOnly == readOnly && c.SelectData != nil {
+		return c.SelectData, nil
+	}
+	c.Selected, c.SelectData = "", nil
+	var data *imap.SelectData
+	err := c.Do(ctx, func() error {
+		var err error
+		data, err = c.Client.Select(mailbox, &imap.SelectOptions{ReadOnly: readOnly}).Wait()
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.Selected, c.ReadOnly, c.SelectData = mailbox, readOnly, data
+	return data, nil
+}
+
+// Config returns the configuration c was dialled with.
+func (c *Conn) Config() *Config { return c.cfg }
+
+// activityConn records when bytes last moved, for the watchdog.
+type activityConn struct {
+	net.Conn
+	last atomic.Int64
+	busy atomic.Int32
+}
+
+func (a *activityConn) touch() { a.last.Store(time.Now().UnixNano()) }
+
+func (a *activityConn) Read(p []byte) (int, error) {
+	n, err := a.Conn.Read(p)
+	if n > 0 {
+		a.touch()
+	}
+	return n, err
+}
+
+func (a *activityConn) Write(p []byte) (int, error) {
+	n, err := a.Conn.Write(p)
+	if n > 0 {
+		a.touch()
+	}
+	return n, err
+}
+
+func isIMAPError(err error) bool {
+	var ie *imap.Error
+	return errors.As(err, &ie)
+}
+
+// IMAPError returns the server's NO/BAD response in err, if any.
+func IMAPError(err error) *imap.Error {
+	var ie *imap.Error
+	if errors.As(err, &ie) {
+		return ie
+	}
+	return nil
+}
+
+func isNetError(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
+}
+
+func isCertError(err error) bool {
+	var (
+		ua  x509.UnknownAuthorityError
+		ci  x509.CertificateInvalidError
+		hn  x509.HostnameError
+		cve *tls.CertificateVerificationError
+	)
+	return errors.As(err, &ua) || errors.As(err, &ci) || errors.As(err, &hn) || errors.As(err, &cve)
+}
+
+// Classify turns an error of a command on c into the engine's classes:
+// server NO/BAD responses are returned unchanged (the caller knows what
+// they mean for its command), ctx errors unchanged, and everything else (a
+// dropped or timed-out connection) retryable. The caller must drop a conn
+// that failed with a non-IMAP error.
+func Classify(err error) error {
+	if err == nil || isIMAPError(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if migrate.Classify(err) != migrate.Fatal {
+		return err
+	}
+	return migrate.Retryable(err)
+}

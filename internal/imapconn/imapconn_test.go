@@ -1,0 +1,167 @@
+package imapconn
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailhaul/mailhaul/internal/testserver"
+	"github.com/mailhaul/mailhaul/migrate"
+)
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestParseURL(t *testing.T) {
+	e, err := ParseURL("imaps://alice@mail.example.org/Archive/2020")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.TLS || e.Port != "993" || e.User != "alice" || e.Folder != "Archive/2020" || e.String() != "imaps://alice@mail.example.org:993/Archive/2020" {
+		t.Errorf("got %+v %s", e, e)
+	}
+	e, err = ParseURL("imap://bob%40example.org@[::1]:1143")
+	if err != nil || e.User != "bob@example.org" || e.Port != "1143" || e.TLS {
+		t.Errorf("got %+v, %v", e, err)
+	}
+	_, err = ParseURL("imaps://alice:hunter2@mail.example.org")
+	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "MAILHAUL_") {
+		t.Errorf("password URL: %v", err)
+	}
+	if _, err := ParseURL("imaps://mail.example.org"); err == nil {
+		t.Error("URL without user accepted")
+	}
+}
+
+func TestRedactor(t *testing.T) {
+	var out bytes.Buffer
+	r := newRedactor(&out)
+	for _, s := range []string{
+		"* OK ready\r\n", "T1 LOG", "IN alice \"s3cret-pw\"\r\n", "T1 OK done\r\n",
+		"T2 LOGIN {5}\r\n", "+ OK\r\n", "alice {9}\r\n", "+ OK\r\n", "s3cret-pw\r\n", "T2 NO bad\r\n",
+		"T3 AUTHENTICATE PLAIN AHMzY3JldC1wdw==\r\n", "T3 OK\r\n",
+		"T4 AUTHENTICATE XOAUTH2\r\n", "+ \r\n", "dXNlcj1zM2NyZXQtcHc=\r\n", "+ eyJzdGF0dXMiOiI0MDEifQ==\r\n", "\r\n", "T4 NO failed\r\n",
+		"T5 SELECT INBOX\r\n",
+	} {
+		r.Write([]byte(s))
+	}
+	got := out.String()
+	for _, secret := range []string{"s3cret-pw", "AHMzY3JldC1wdw==", "dXNlcj1zM2NyZXQtcHc="} {
+		if strings.Contains(got, secret) {
+			t.Errorf("trace leaks %q:\n%s", secret, got)
+		}
+	}
+	for _, want := range []string{"T1 LOGIN alice <redacted>", "T3 AUTHENTICATE PLAIN <redacted>", "T5 SELECT INBOX", "T4 NO failed"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("trace lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+func TestDialDovecot(t *testing.T) {
+	d := testserver.StartDovecot(t, testserver.WithUser("alice", "pw-alice-1"), testserver.WithMasterUser("admin", "pw-admin-1"))
+	ctx := context.Background()
+	host, port := splitAddr(t, d.IMAPSAddr)
+	_, pport := splitAddr(t, d.IMAPAddr)
+	base := Endpoint{TLS: true, Host: host, Port: port, User: "alice"}
+
+	cases := []struct {
+		name string
+		cfg  Config
+	}{
+		{"imaps-login", Config{Endpoint: base, CAFile: d.CAFile, Password: "pw-alice-1", Auth: AuthLogin}},
+		{"imaps-plain", Config{Endpoint: base, CAFile: d.CAFile, Password: "pw-alice-1", Auth: AuthPlain}},
+		{"starttls-auto", Config{Endpoint: Endpoint{Host: host, Port: pport, User: "alice"}, CAFile: d.CAFile, Password: "pw-alice-1"}},
+		{"plaintext", Config{Endpoint: Endpoint{Host: host, Port: pport, User: "alice"}, InsecurePlaintext: true, Password: "pw-alice-1"}},
+		{"master-user", Config{Endpoint: base, CAFile: d.CAFile, AuthzID: "admin", Password: "pw-admin-1"}},
+		{"skip-verify", Config{Endpoint: base, SkipVerify: true, Password: "pw-alice-1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			trace := &syncBuf{}
+			cfg := tc.cfg
+			cfg.Trace = trace
+			c, err := Dial(ctx, &cfg)
+			if err != nil {
+				t.Fatalf("dial: %v", err)
+			}
+			if _, err := c.Select(ctx, "INBOX", true); err != nil {
+				t.Fatalf("examine: %v", err)
+			}
+			c.Close()
+			tr := trace.String()
+			if strings.Contains(tr, cfg.Password) {
+				t.Errorf("password in trace:\n%s", tr)
+			}
+			if !strings.Contains(tr, "EXAMINE") {
+				t.Errorf("trace incomplete:\n%s", tr)
+			}
+		})
+	}
+
+	t.Run("wrong-password", func(t *testing.T) {
+		trace := &syncBuf{}
+		_, err := Dial(ctx, &Config{Endpoint: base, CAFile: d.CAFile, Password: "wrong-pw-xyz", Trace: trace})
+		if err == nil {
+			t.Fatal("wrong password accepted")
+		}
+		msg := err.Error()
+		if migrate.Classify(err) != migrate.Fatal || !strings.Contains(msg, d.IMAPSAddr) || !strings.Contains(msg, "alice") ||
+			strings.Contains(msg, "wrong-pw-xyz") || strings.Contains(msg, "\n") {
+			t.Errorf("error %q (class %v)", msg, migrate.Classify(err))
+		}
+		if strings.Contains(trace.String(), "wrong-pw-xyz") {
+			t.Errorf("password in trace")
+		}
+	})
+	t.Run("untrusted-cert", func(t *testing.T) {
+		_, err := Dial(ctx, &Config{Endpoint: base, Password: "pw-alice-1"})
+		if err == nil || migrate.Classify(err) != migrate.Fatal || !strings.Contains(err.Error(), "--ca-file") {
+			t.Fatalf("self-signed certificate: %v", err)
+		}
+	})
+	t.Run("cancel", func(t *testing.T) {
+		c, err := Dial(ctx, &Config{Endpoint: base, CAFile: d.CAFile, Password: "pw-alice-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := c.Do(cctx, func() error { return c.Noop().Wait() }); err != context.Canceled {
+			t.Fatalf("got %v", err)
+		}
+	})
+}
+
+func TestWatchdog(t *testing.T) {
+	// A server that accepts, greets and then never answers.
+	ln := newSilentServer(t)
+	cfg := &Config{Endpoint: Endpoint{Host: "127.0.0.1", Port: ln, User: "u"}, InsecurePlaintext: true,
+		Password: "p", IdleTimeout: 300 * time.Millisecond}
+	start := time.Now()
+	_, err := Dial(context.Background(), cfg)
+	if err == nil || migrate.Classify(err) != migrate.Retry {
+		t.Fatalf("got %v (class %v)", err, migrate.Classify(err))
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("watchdog took %s", time.Since(start))
+	}
+}

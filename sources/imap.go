@@ -1,0 +1,406 @@
+package sources
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailhaul/mailhaul/internal/imapconn"
+	"github.com/mailhaul/mailhaul/migrate"
+)
+
+// listBatch is how many messages' metadata one UID FETCH asks for; the
+// connection is returned to the pool between batches so that a lister
+// blocked on a full queue never starves the fetchers.
+const listBatch = 500
+
+// IMAP reads an IMAP account through a pool of connections. It only
+// EXAMINEs folders and fetches BODY.PEEK[]: it never changes the account.
+//
+// Names: the personal namespace prefix is removed and the hierarchy
+// delimiter becomes "/" (INBOX stays INBOX). Mailbox.Epoch is UIDVALIDITY,
+// Message.ID the UID, Message.Loc the server's mailbox name. Flags are in
+// IMAP spelling without \Recent.
+//
+// Errors: a dropped connection is retryable (the pool redials), a message
+// expunged since List is skipped, a folder that cannot be examined is
+// skipped; authentication failures are fatal.
+type IMAP struct {
+	cfg  *imapconn.Config
+	pool *imapconn.Pool
+
+	mu     sync.Mutex
+	server map[string]string // "/" name -> server name
+	epochs map[string]string // server name -> UIDVALIDITY
+}
+
+// OpenIMAP connects once (to fail early) and returns the source with a
+// pool of conns connections (default 4).
+func OpenIMAP(ctx context.Context, cfg *imapconn.Config, conns int) (*IMAP, error) {
+	if conns <= 0 {
+		conns = 4
+	}
+	s := &IMAP{cfg: cfg, pool: imapconn.NewPool(cfg, conns), server: map[string]string{}, epochs: map[string]string{}}
+	c, err := s.pool.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.pool.Put(c)
+	return s, nil
+}
+
+func (s *IMAP) release(c *imapconn.Conn, err error) {
+	if err != nil && imapconn.IMAPError(err) == nil {
+		s.pool.Discard(c)
+		return
+	}
+	s.pool.Put(c)
+}
+
+// Mailboxes implements migrate.Source; called from the lister goroutine.
+func (s *IMAP) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
+	c, err := s.pool.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	mbs, err := s.mailboxes(ctx, c)
+	s.release(c, err)
+	if err != nil {
+		return nil, fmt.Errorf("IMAP source %s: %w", s.cfg.Addr(), imapconn.Classify(err))
+	}
+	return mbs, nil
+}
+
+func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailbox, error) {
+	var (
+		list   []*imap.ListData
+		prefix string
+	)
+	err := c.Do(ctx, func() error {
+		caps := c.Caps()
+		if caps.Has(imap.CapNamespace) || caps.Has(imap.CapIMAP4rev2) {
+			if ns, err := c.Namespace().Wait(); err == nil && ns != nil && len(ns.Personal) > 0 {
+				prefix = ns.Personal[0].Prefix
+			}
+		}
+		opts := &imap.ListOptions{}
+		if caps.Has(imap.CapSpecialUse) && (caps.Has(imap.CapListExtended) || caps.Has(imap.CapIMAP4rev2)) {
+			opts.ReturnSpecialUse = true
+		}
+		var err error
+		list, err = c.List("", "*", opts).Collect()
+		if err != nil {
+			return fmt.Errorf("LIST: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []migrate.Mailbox
+	seen := map[string]bool{}
+	for _, l := range list {
+		if has(l, imap.MailboxAttrNonExistent) {
+			continue
+		}
+		name := s.localName(l.Mailbox, l.Delim, prefix)
+		if name == "" || seen[name] {
+			continue
+		}
+		if s.cfg.Folder != "" && name != s.cfg.Folder && !strings.HasPrefix(name, s.cfg.Folder+"/") {
+			continue
+		}
+		seen[name] = true
+		mb := migrate.Mailbox{Name: name, NoSelect: has(l, imap.MailboxAttrNoSelect)}
+		for _, a := range l.Attrs {
+			switch u := string(a); strings.ToLower(u) {
+			case `\sent`, `\drafts`, `\trash`, `\junk`, `\archive`, `\all`, `\flagged`:
+				mb.SpecialUse = `\` + strings.ToUpper(u[1:2]) + strings.ToLower(u[2:])
+			}
+		}
+		if mb.SpecialUse == "" {
+			mb.SpecialUse = migrate.SpecialUseByName(name)
+		}
+		s.mu.Lock()
+		s.server[name] = l.Mailbox
+		s.mu.Unlock()
+		out = append(out, mb)
+	}
+	// UIDVALIDITY of every selectable folder, pipelined.
+	type pending struct {
+		i   int
+		cmd *imapclient.StatusCommand
+	}
+	err = c.Do(ctx, func() error {
+		var ps []pending
+		for i, mb := range out {
+			if mb.NoSelect {
+				continue
+			}
+			ps = append(ps, pending{i, c.Status(s.serverName(mb.Name), &imap.StatusOptions{UIDValidity: true})})
+		}
+		for _, p := range ps {
+			st, err := p.cmd.Wait()
+			if err != nil {
+				if imapconn.IMAPError(err) != nil {
+					// Listed but not readable: let List skip it.
+					continue
+				}
+				return err
+			}
+			out[p.i].Epoch = strconv.FormatUint(uint64(st.UIDValidity), 10)
+			s.mu.Lock()
+			s.epochs[s.server[out[p.i].Name]] = out[p.i].Epoch
+			s.mu.Unlock()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	migrate.SortMailboxes(out)
+	return out, nil
+}
+
+// localName turns a server mailbox name into mailhaul's "/" name.
+func (s *IMAP) localName(server string, delim rune, prefix string) string {
+	if strings.EqualFold(server, "INBOX") {
+		return "INBOX"
+	}
+	n := server
+	if prefix != "" && strings.HasPrefix(n, prefix) {
+		n = n[len(prefix):]
+	}
+	if delim != 0 && delim != '/' {
+		// A "/" inside a component cannot survive the translation.
+		n = strings.ReplaceAll(n, "/", "_")
+		n = strings.ReplaceAll(n, string(delim), "/")
+	}
+	if strings.EqualFold(n, "INBOX") {
+		return "INBOX"
+	}
+	return strings.Trim(n, "/")
+}
+
+func (s *IMAP) serverName(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n, ok := s.server[name]; ok {
+		return n
+	}
+	return name
+}
+
+func has(l *imap.ListData, attr imap.MailboxAttr) bool {
+	for _, a := range l.Attrs {
+		if strings.EqualFold(string(a), string(attr)) {
+			return true
+		}
+	}
+	return false
+}
+
+// examine makes folder selected read-only on c and checks that its
+// UIDVALIDITY is still epoch.
+func (s *IMAP) examine(ctx context.Context, c *imapconn.Conn, folder, epoch string) (*imap.SelectData, error) {
+	data, err := c.Select(ctx, folder, true)
+	if err != nil {
+		if imapconn.IMAPError(err) != nil {
+			return nil, migrate.SkipMessage(fmt.Errorf("examine folder %q: %w", folder, err))
+		}
+		return nil, imapconn.Classify(fmt.Errorf("examine folder %q: %w", folder, err))
+	}
+	if epoch != "" && strconv.FormatUint(uint64(data.UIDValidity), 10) != epoch {
+		return nil, migrate.SkipMessage(fmt.Errorf("folder %q: UIDVALIDITY changed from %s to %d during the run", folder, epoch, data.UIDValidity))
+	}
+	return data, nil
+}
+
+// List implements migrate.Source: UIDs ascending, metadata fetched in
+// batches of listBatch with UID FLAGS INTERNALDATE RFC822.SIZE; the
+// connection is held only while a batch is read, never while fn runs.
+// Called from the lister goroutine.
+func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Message) error) error {
+	folder := s.serverName(mb.Name)
+	var uids []imap.UID
+	err := s.withConn(ctx, func(c *imapconn.Conn) error {
+		data, err := s.examine(ctx, c, folder, mb.Epoch)
+		if err != nil || data.NumMessages == 0 {
+			return err
+		}
+		return c.Do(ctx, func() error {
+			sd, err := c.UIDSearch(&imap.SearchCriteria{}, nil).Wait()
+			if err != nil {
+				return err
+			}
+			uids = sd.AllUIDs()
+			return nil
+		})
+	})
+	if err != nil {
+		return s.wrap(folder, "", err)
+	}
+	sort.Slice(uids, func(i, j int) bool { return uids[i] < uids[j] })
+	for start := 0; start < len(uids); start += listBatch {
+		end := min(start+listBatch, len(uids))
+		var batch []migrate.Message
+		err := s.withConn(ctx, func(c *imapconn.Conn) error {
+			if _, err := s.examine(ctx, c, folder, mb.Epoch); err != nil {
+				return err
+			}
+			return c.Do(ctx, func() error {
+				cmd := c.Fetch(imap.UIDSetNum(uids[start:end]...), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true})
+				for {
+					m := cmd.Next()
+					if m == nil {
+						break
+					}
+					buf, err := m.Collect()
+					if err != nil {
+						cmd.Close()
+						return err
+					}
+					msg := migrate.Message{Mailbox: mb.Name, ID: strconv.FormatUint(uint64(buf.UID), 10), Size: buf.RFC822Size, Date: buf.InternalDate, Loc: folder}
+					for _, f := range buf.Flags {
+						if !strings.EqualFold(string(f), `\Recent`) {
+							msg.Flags = append(msg.Flags, string(f))
+						}
+					}
+					batch = append(batch, msg)
+				}
+				return cmd.Close()
+			})
+		})
+		if err != nil {
+			return s.wrap(folder, "", err)
+		}
+		sort.Slice(batch, func(i, j int) bool { return uidOf(batch[i]) < uidOf(batch[j]) })
+		for _, m := range batch {
+			if err := fn(m); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func uidOf(m migrate.Message) uint64 {
+	n, _ := strconv.ParseUint(m.ID, 10, 32)
+	return n
+}
+
+func (s *IMAP) withConn(ctx context.Context, fn func(*imapconn.Conn) error) error {
+	c, err := s.pool.Get(ctx)
+	if err != nil {
+		return err
+	}
+	err = fn(c)
+	s.release(c, err)
+	return err
+}
+
+func (s *IMAP) wrap(folder, id string, err error) error {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return err
+	}
+	where := fmt.Sprintf("IMAP source %s folder %q", s.cfg.Addr(), folder)
+	if id != "" {
+		where += " UID " + id
+	}
+	return fmt.Errorf("%s: %w", where, imapconn.Classify(err))
+}
+
+// spoolError marks a failure of the writer Fetch copies into (disk full),
+// which is not the server's fault.
+type spoolError struct{ err error }
+
+func (e spoolError) Error() string { return e.err.Error() }
+func (e spoolError) Unwrap() error { return e.err }
+
+type spoolWriter struct{ w io.Writer }
+
+func (w spoolWriter) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	if err != nil {
+		err = spoolError{err}
+	}
+	return n, err
+}
+
+// Fetch implements migrate.Source: UID FETCH BODY.PEEK[] streamed into w
+// with io.Copy (one body at a time per connection; never buffered here).
+// Called concurrently by fetchers, each on its own pool connection.
+func (s *IMAP) Fetch(ctx context.Context, msg migrate.Message, w io.Writer) error {
+	uid, err := strconv.ParseUint(msg.ID, 10, 32)
+	if err != nil {
+		return migrate.SkipMessage(fmt.Errorf("IMAP source: bad message id %q", msg.ID))
+	}
+	folder := msg.Loc
+	if folder == "" {
+		folder = s.serverName(msg.Mailbox)
+	}
+	s.mu.Lock()
+	epoch := s.epochs[folder]
+	s.mu.Unlock()
+	found := false
+	err = s.withConn(ctx, func(c *imapconn.Conn) error {
+		if _, err := s.examine(ctx, c, folder, epoch); err != nil {
+			return err
+		}
+		section := &imap.FetchItemBodySection{Peek: true}
+		return c.Do(ctx, func() error {
+			cmd := c.Fetch(imap.UIDSetNum(imap.UID(uid)), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+			for {
+				m := cmd.Next()
+				if m == nil {
+					break
+				}
+				for {
+					item := m.Next()
+					if item == nil {
+						break
+					}
+					if b, ok := item.(imapclient.FetchItemDataBodySection); ok && b.Literal != nil && !found {
+						found = true
+						if _, err := io.Copy(spoolWriter{w}, b.Literal); err != nil {
+							cmd.Close()
+							return err
+						}
+					}
+				}
+			}
+			return cmd.Close()
+		})
+	})
+	var se spoolError
+	switch {
+	case errors.As(err, &se):
+		// The stream was abandoned mid-literal: the connection was
+		// discarded by withConn. The spool's error is the engine's to judge.
+		return fmt.Errorf("IMAP source %s folder %q UID %d: write to spool: %w", s.cfg.Addr(), folder, uid, se.err)
+	case err != nil:
+		if ie := imapconn.IMAPError(err); ie != nil {
+			return migrate.SkipMessage(s.wrap(folder, msg.ID, err))
+		}
+		return s.wrap(folder, msg.ID, err)
+	case !found:
+		return migrate.SkipMessage(fmt.Errorf("IMAP source %s folder %q UID %d: message no longer exists (expunged since listing)", s.cfg.Addr(), folder, uid))
+	}
+	return nil
+}
+
+// Limits implements migrate.Source.
+func (s *IMAP) Limits() migrate.Limits { return migrate.Limits{Connections: s.pool.Size()} }
+
+// Close implements migrate.Source.
+func (s *IMAP) Close() error { return s.pool.Close() }
+
+var _ migrate.Source = (*IMAP)(nil)
