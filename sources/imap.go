@@ -225,7 +225,8 @@ func (s *IMAP) examine(ctx context.Context, c *imapconn.Conn, folder, epoch stri
 }
 
 // List implements migrate.Source: UIDs ascending, metadata fetched in
-// batches of listBatch with UID FLAGS INTERNALDATE RFC822.SIZE; the
+// batches of listBatch with UID FLAGS INTERNALDATE RFC822.SIZE and the
+// Message-ID header; the
 // connection is held only while a batch is read, never while fn runs.
 // Called from the lister goroutine.
 func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Message) error) error {
@@ -257,7 +258,8 @@ func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 				return err
 			}
 			return c.Do(ctx, func() error {
-				cmd := c.Fetch(imap.UIDSetNum(uids[start:end]...), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true})
+				cmd := c.Fetch(imap.UIDSetNum(uids[start:end]...), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true,
+					BodySection: []*imap.FetchItemBodySection{messageIDSection}})
 				for {
 					m := cmd.Next()
 					if m == nil {
@@ -269,6 +271,9 @@ func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 						return err
 					}
 					msg := migrate.Message{Mailbox: mb.Name, ID: strconv.FormatUint(uint64(buf.UID), 10), Size: buf.RFC822Size, Date: buf.InternalDate, Loc: folder}
+					for _, bs := range buf.BodySection {
+						msg.MessageID = migrate.MessageIDFromHeader(bs.Bytes)
+					}
 					for _, f := range buf.Flags {
 						if !strings.EqualFold(string(f), `\Recent`) {
 							msg.Flags = append(msg.Flags, string(f))
@@ -291,6 +296,11 @@ func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 	}
 	return nil
 }
+
+// messageIDSection is BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]: listed with
+// the metadata so the engine can re-match messages after a UIDVALIDITY
+// change and check --dedupe without fetching bodies.
+var messageIDSection = &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}
 
 func uidOf(m migrate.Message) uint64 {
 	n, _ := strconv.ParseUint(m.ID, 10, 32)
