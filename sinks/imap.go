@@ -715,6 +715,6 @@ func (s *IMAP) Close() error { return s.pool.Close() }
 
 var (
 	_ migrate.Indexer = (*IMAP)(nil)
-	_ migrate.Sink   = (*IMAP)(nil)
-	_ migrate.Finder = (*IMAP)(nil)
+	_ migrate.Sink    = (*IMAP)(nil)
+	_ migrate.Finder  = (*IMAP)(nil)
 )
