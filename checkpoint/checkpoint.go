@@ -322,6 +322,35 @@ func (s *Store) Copies(folder, epoch string, fn func(migrate.Copy) error) error 
 	})
 }
 
+// RefsIn implements migrate.Checkpoint: one scan of every done record
+// (recovery only, when intents were left pending).
+func (s *Store) RefsIn(dests []string) (map[string]bool, error) {
+	want := map[string]bool{}
+	for _, d := range dests {
+		want[d] = true
+	}
+	refs := map[string]bool{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		d := tx.Bucket(bDone)
+		if d == nil {
+			return nil
+		}
+		return d.ForEachBucket(func(k []byte) error {
+			return d.Bucket(k).ForEach(func(_, v []byte) error {
+				var r Record
+				if err := json.Unmarshal(v, &r); err != nil {
+					return err
+				}
+				if want[r.Dest] {
+					refs[r.Ref] = true
+				}
+				return nil
+			})
+		})
+	})
+	return refs, err
+}
+
 func (s *Store) batch(fn func(*bolt.Tx) error) error {
 	if s.readOnly {
 		return errors.New("checkpoint opened read-only")

@@ -23,6 +23,17 @@ func (e *engine) recoverPending(ctx context.Context) error {
 	}
 	finder, ok := e.o.Sink.(Finder)
 	refs := make([]string, len(pending))
+	var taken map[string]bool
+	if ok {
+		var dests []string
+		for _, in := range pending {
+			dests = append(dests, in.Dest)
+		}
+		if taken, err = e.o.Checkpoint.RefsIn(dests); err != nil {
+			return fmt.Errorf("read recorded copies: %w", err)
+		}
+	}
+	isTaken := func(ref string) bool { return taken[ref] }
 	for i, in := range pending {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -32,12 +43,13 @@ func (e *engine) recoverPending(ctx context.Context) error {
 				Err: fmt.Errorf("message %s of %q was being copied when the last run stopped; the destination cannot be searched, so it is copied again and may appear twice", in.ID, in.Folder)})
 			continue
 		}
-		ref, found, err := finder.Find(ctx, in)
+		ref, found, err := finder.Find(ctx, in, isTaken)
 		if err != nil {
 			return fmt.Errorf("look for message %s of %q in destination folder %q: %w", in.ID, in.Folder, in.Dest, err)
 		}
 		if found {
 			refs[i] = ref
+			taken[ref] = true
 		}
 		e.rep(Event{Kind: Recovered, Folder: in.Folder, Dest: in.Dest, ID: in.ID, Found: found})
 	}

@@ -122,10 +122,13 @@ func (k *fakeSink) Sync(context.Context, string) error {
 	return nil
 }
 func (k *fakeSink) Mark(context.Context, string) (string, error) { return "0", nil }
-func (k *fakeSink) Find(ctx context.Context, in migrate.Intent) (string, bool, error) {
+func (k *fakeSink) Find(ctx context.Context, in migrate.Intent, taken func(string) bool) (string, bool, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for i, b := range k.folders[in.Dest] {
+		if taken(fmt.Sprintf("%s:%d", in.Dest, i+1)) {
+			continue
+		}
 		if strings.Contains(b, in.MessageID) && int64(len(b)) == in.Size {
 			return fmt.Sprintf("%s:%d", in.Dest, i+1), true, nil
 		}
@@ -404,5 +407,30 @@ func TestEpochChangeRematches(t *testing.T) {
 	r, _ = migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp})
 	if r.Copied != 0 || r.Already != 12 {
 		t.Errorf("third run: %+v", r)
+	}
+}
+
+// TestRecoverTwinNotMistaken: two byte-identical source messages; the first
+// was copied and recorded, the second's intent is pending but it was never
+// appended. The first copy must not be taken for the second.
+func TestRecoverTwinNotMistaken(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 2})
+	src.bodies["INBOX-1"] = src.bodies["INBOX-0"]
+	src.msgs["INBOX"][1].Size = src.msgs["INBOX"][0].Size
+	sink := newFakeSink()
+	cp := openCP(t)
+	b := src.bodies["INBOX-0"]
+	twin := func(id string) migrate.Intent {
+		return migrate.Intent{Folder: "INBOX", ID: id, Dest: "INBOX", MessageID: "<INBOX-0@x>", Size: int64(len(b))}
+	}
+	sink.folders["INBOX"] = []string{b}
+	cp.AddIntents([]migrate.Intent{twin("INBOX-0"), twin("INBOX-1")})
+	cp.Complete([]migrate.Intent{twin("INBOX-0")}, []string{"INBOX:1"})
+	r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Recovered != 0 || r.Copied != 1 || sink.count() != 2 {
+		t.Fatalf("recovered %d copied %d sink %d; want 0, 1, 2", r.Recovered, r.Copied, sink.count())
 	}
 }

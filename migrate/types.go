@@ -123,8 +123,11 @@ type Finder interface {
 	// with each intent. Called from the lister goroutine after Prepare.
 	Mark(ctx context.Context, folder string) (string, error)
 	// Find looks for the copy described by in. It returns the reference of
-	// the copy and true when found.
-	Find(ctx context.Context, in Intent) (ref string, found bool, err error)
+	// the copy and true when found. A candidate whose ref taken reports
+	// true already belongs to another source message (recorded as done,
+	// or found for an earlier intent) and must not be returned: two
+	// identical source messages map to two copies.
+	Find(ctx context.Context, in Intent, taken func(ref string) bool) (ref string, found bool, err error)
 }
 
 // Indexer is implemented by sinks that can enumerate what a folder already
@@ -169,6 +172,9 @@ type Checkpoint interface {
 	Pending() ([]Intent, error)
 	// Copies calls fn for every message of folder+epoch recorded as done.
 	Copies(folder, epoch string, fn func(Copy) error) error
+	// RefsIn returns the refs of every copy recorded as done in one of
+	// the destination folders dests.
+	RefsIn(dests []string) (map[string]bool, error)
 }
 
 // Copy is a message recorded as copied.

@@ -423,7 +423,7 @@ func (s *IMAP) appendOn(ctx context.Context, c *imapconn.Conn, folder string, ms
 	}
 	// No UIDPLUS: look the copy up (best effort); the ref must not be "".
 	in := migrate.Intent{Dest: folder, MessageID: body.MessageID(), Size: body.Size(), SHA256: body.SHA256()}
-	if ref, found, err := s.find(ctx, c, in, true); err == nil && found {
+	if ref, found, err := s.find(ctx, c, in, true, nil); err == nil && found {
 		return ref, nil
 	}
 	return fmt.Sprintf("%d:", fi.uidValidity), nil
@@ -508,14 +508,15 @@ func (s *IMAP) Mark(ctx context.Context, folder string) (string, error) {
 // is ambiguous (several candidates, or no Message-ID) candidate bodies are
 // fetched (BODY.PEEK[]) and hashed against in.SHA256. The folder is only
 // examined: nothing is changed. A ref already returned by Find in this
-// process is not returned again (two identical source messages must map to
+// process, or one taken reports (recorded as the copy of another source
+// message), is not returned (two identical source messages must map to
 // two copies). Called from the engine's recovery, one goroutine.
-func (s *IMAP) Find(ctx context.Context, in migrate.Intent) (string, bool, error) {
+func (s *IMAP) Find(ctx context.Context, in migrate.Intent, taken func(string) bool) (string, bool, error) {
 	c, err := s.pool.Get(ctx)
 	if err != nil {
 		return "", false, err
 	}
-	ref, found, err := s.find(ctx, c, in, false)
+	ref, found, err := s.find(ctx, c, in, false, taken)
 	s.release(c, err)
 	if err != nil {
 		return "", false, fmt.Errorf("IMAP destination %s folder %q: %w", s.cfg.Addr(), in.Dest, err)
@@ -523,7 +524,7 @@ func (s *IMAP) Find(ctx context.Context, in migrate.Intent) (string, bool, error
 	return ref, found, nil
 }
 
-func (s *IMAP) find(ctx context.Context, c *imapconn.Conn, in migrate.Intent, latest bool) (string, bool, error) {
+func (s *IMAP) find(ctx context.Context, c *imapconn.Conn, in migrate.Intent, latest bool, taken func(string) bool) (string, bool, error) {
 	data, err := c.Select(ctx, in.Dest, true)
 	if err != nil {
 		if ie := imapconn.IMAPError(err); ie != nil {
@@ -589,7 +590,7 @@ func (s *IMAP) find(ctx context.Context, c *imapconn.Conn, in migrate.Intent, la
 	refOf := func(u imap.UID) string { return fmt.Sprintf("%d:%d", data.UIDValidity, u) }
 	var exact, other []imap.UID
 	for u, size := range sizes {
-		if s.isClaimed(refOf(u)) {
+		if s.isClaimed(refOf(u)) || (taken != nil && taken(refOf(u))) {
 			continue
 		}
 		if size == in.Size {

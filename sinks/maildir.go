@@ -232,8 +232,10 @@ func (s *Maildir) Sync(ctx context.Context, folder string) error {
 func (s *Maildir) Mark(ctx context.Context, folder string) (string, error) { return "", nil }
 
 // Find implements migrate.Finder: the copy of in, if a killed run wrote it,
-// has the deterministic name. A partial file left in tmp/ is removed.
-func (s *Maildir) Find(ctx context.Context, in migrate.Intent) (string, bool, error) {
+// has the deterministic name (derived from the source message's identity,
+// so it cannot belong to another source message: taken is not needed). A
+// partial file left in tmp/ is removed.
+func (s *Maildir) Find(ctx context.Context, in migrate.Intent, _ func(string) bool) (string, bool, error) {
 	dir := s.dir(in.Dest)
 	base := baseName(in.Folder, in.ID, in.SHA256, in.Date, in.Size)
 	os.Remove(filepath.Join(dir, "tmp", base))
