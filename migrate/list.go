@@ -49,25 +49,25 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- *job) e
 		if dest, err = e.o.Sink.Prepare(ctx, prep, dest); err != nil {
 			return fmt.Errorf("prepare destination folder for %q: %w", mb.Name, err)
 		}
-		if mb.Epoch != "" {
-			old, ok, err := e.o.Checkpoint.Epoch(mb.Name)
-			if err != nil {
-				return err
-			}
-			switch {
-			case !ok:
-				if err := e.o.Checkpoint.SetEpoch(mb.Name, mb.Epoch); err != nil {
-					return err
-				}
-			case old != mb.Epoch:
-				if rm, err = e.newRematcher(mb, old); err != nil {
-					return err
-				}
-			}
-		}
 		if f, ok := e.o.Sink.(Finder); ok && !mb.NoSelect {
 			if mark, err = f.Mark(ctx, dest); err != nil {
 				return fmt.Errorf("read position of destination folder %q: %w", dest, err)
+			}
+		}
+	}
+	if mb.Epoch != "" && e.o.Checkpoint != nil {
+		old, ok, err := e.o.Checkpoint.Epoch(mb.Name)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !ok && !e.o.DryRun:
+			if err := e.o.Checkpoint.SetEpoch(mb.Name, mb.Epoch); err != nil {
+				return err
+			}
+		case ok && old != mb.Epoch:
+			if rm, err = e.newRematcher(mb, old); err != nil {
+				return err
 			}
 		}
 	}
@@ -201,8 +201,10 @@ func (rm *rematcher) match(m Message, dest string) (bool, error) {
 	return true, nil
 }
 
+// flush records the matches (not in a dry run, which writes nothing).
 func (rm *rematcher) flush() error {
-	if len(rm.pending) == 0 {
+	if len(rm.pending) == 0 || rm.e.o.DryRun {
+		rm.pending, rm.refs = nil, nil
 		return nil
 	}
 	if err := rm.e.o.Checkpoint.Complete(rm.pending, rm.refs); err != nil {
@@ -216,8 +218,10 @@ func (rm *rematcher) finish() error {
 	if err := rm.flush(); err != nil {
 		return err
 	}
-	if err := rm.e.o.Checkpoint.SetEpoch(rm.mb.Name, rm.mb.Epoch); err != nil {
-		return err
+	if !rm.e.o.DryRun {
+		if err := rm.e.o.Checkpoint.SetEpoch(rm.mb.Name, rm.mb.Epoch); err != nil {
+			return err
+		}
 	}
 	rm.e.rep(Event{Kind: Warning, Folder: rm.mb.Name, Err: fmt.Errorf(
 		"UIDVALIDITY of %q changed from %s to %s since the last run: %d messages re-matched by Message-ID, size and date; %d not matched are copied",

@@ -391,6 +391,13 @@ func TestEpochChangeRematches(t *testing.T) {
 		src.bodies[id] = fmt.Sprintf("Message-ID: <%s@x>\r\n\r\nnew\r\n", id)
 		src.msgs["INBOX"] = append(src.msgs["INBOX"], migrate.Message{Mailbox: "INBOX", ID: id, MessageID: fmt.Sprintf("<%s@x>", id), Size: int64(len(src.bodies[id]))})
 	}
+	plan, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp, DryRun: true})
+	if err != nil || plan.Copied != 3 || sink.count() != 10 {
+		t.Fatalf("dry run after UIDVALIDITY change: plans %d (want 3), sink %d, %v", plan.Copied, sink.count(), err)
+	}
+	if e, _, _ := cp.Epoch("INBOX"); e != "100" {
+		t.Fatalf("dry run changed the epoch to %q", e)
+	}
 	r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp})
 	if err != nil {
 		t.Fatal(err)
