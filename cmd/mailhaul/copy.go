@@ -287,24 +287,34 @@ func parseSize(s string) (int64, error) {
 	return int64(n * float64(mult)), nil
 }
 
-// testKillHook lets the crash tests kill this process with SIGKILL at an
-// exact step: MAILHAUL_TEST_KILL_AT=append:17 kills it right after the 17th
-// append, before the copy is recorded. It does nothing when unset.
+// testKillHook lets the crash tests stop this process at an exact step:
+// MAILHAUL_TEST_KILL_AT=append:17 sends SIGKILL to itself right after the
+// 17th append, before the copy is recorded; append:17:INT sends SIGINT
+// instead (a clean stop). It does nothing when unset.
 func testKillHook() func(string) {
 	spec := os.Getenv("MAILHAUL_TEST_KILL_AT")
 	if spec == "" {
 		return nil
 	}
-	step, ns, _ := strings.Cut(spec, ":")
-	n, err := strconv.ParseInt(ns, 10, 64)
+	parts := strings.Split(spec, ":")
+	if len(parts) < 2 {
+		return nil
+	}
+	n, err := strconv.ParseInt(parts[1], 10, 64)
 	if err != nil || n < 1 {
 		return nil
 	}
+	sig := syscall.SIGKILL
+	if len(parts) > 2 && parts[2] == "INT" {
+		sig = syscall.SIGINT
+	}
 	var count atomic.Int64
 	return func(s string) {
-		if s == step && count.Add(1) == n {
-			syscall.Kill(os.Getpid(), syscall.SIGKILL)
-			select {}
+		if s == parts[0] && count.Add(1) == n {
+			syscall.Kill(os.Getpid(), sig)
+			if sig == syscall.SIGKILL {
+				select {}
+			}
 		}
 	}
 }

@@ -468,3 +468,28 @@ func TestDedupeAfterLostState(t *testing.T) {
 	}
 	assertExactlyOnce(t, want, dst)
 }
+
+// TestInterruptExit130 stops a run with SIGINT in the middle: it exits 130,
+// leaves nothing pending, and the next run finishes the job.
+func TestInterruptExit130(t *testing.T) {
+	src, dst, state := t.TempDir(), t.TempDir(), t.TempDir()
+	want := genTree(t, src, 20)
+	args := []string{"copy", "--include-deleted", "--transfers", "1", "--state-dir", state, "maildir:" + src, "maildir:" + dst}
+	r := runMailhaul(t, []string{"MAILHAUL_TEST_KILL_AT=append:30:INT"}, args...)
+	if r.code != exitInterrupted || !strings.Contains(r.stderr, "run the same command again to resume") {
+		t.Fatalf("exit %d, want 130\n%s", r.code, r.stderr)
+	}
+	if n := len(readTree(t, dst)); n == 0 {
+		t.Fatal("nothing copied before the interrupt")
+	}
+	r = runMailhaul(t, nil, append([]string{"--json"}, args...)...)
+	if r.code != 0 {
+		t.Fatalf("resume: exit %d\n%s", r.code, r.stderr)
+	}
+	var rep struct{ Copied, Recovered, Already int }
+	json.Unmarshal([]byte(r.stdout), &rep)
+	if rep.Recovered != 0 || rep.Already < 30 || rep.Copied+rep.Already != len(want) {
+		t.Errorf("resume after a clean stop: %+v (nothing should need recovery)", rep)
+	}
+	assertExactlyOnce(t, want, dst)
+}
