@@ -51,6 +51,7 @@ func buildMailhaul(t *testing.T) string {
 type result struct {
 	code           int
 	stdout, stderr string
+	maxRSS         int64 // peak resident set of the process, bytes
 }
 
 // runMailhaul runs the binary with args and extra environment.
@@ -61,6 +62,12 @@ func runMailhaul(t *testing.T, env []string, args ...string) result {
 	var so, se bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &so, &se
 	err := cmd.Run()
+	var rss int64
+	if cmd.ProcessState != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			rss = ru.Maxrss * 1024
+		}
+	}
 	code := 0
 	if err != nil {
 		ee, ok := err.(*exec.ExitError)
@@ -72,7 +79,7 @@ func runMailhaul(t *testing.T, env []string, args ...string) result {
 			code = -int(ws.Signal())
 		}
 	}
-	return result{code, so.String(), se.String()}
+	return result{code, so.String(), se.String(), rss}
 }
 
 // genMsg is one generated message.
