@@ -84,6 +84,12 @@ Endpoints: ` + strings.Join(schemes(), ", ") + `, e.g. maildir:~/Maildir`,
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
+		// A usage error found while opening an endpoint (a missing
+		// token or password flag) arrives wrapped as fatal: the inner
+		// code is the precise one.
+		for inner := (*exitError)(nil); ee.err != nil && errors.As(ee.err, &inner); {
+			ee = inner
+		}
 		if ee.err != nil {
 			fmt.Fprintln(os.Stderr, "mailhaul:", ee.err)
 		}

@@ -19,6 +19,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -293,23 +294,23 @@ func (c *Conn) login(ctx context.Context, where string) error {
 		err = c.Do(ctx, func() error { return c.Authenticate(sasl.NewPlainClient(identity, username, cfg.Password)) })
 	case AuthXOAUTH2, AuthOAuthBearer:
 		if cfg.Token == nil {
-			return migrate.FatalError(fmt.Errorf("IMAP server %s: --auth %s needs an access token (--src/dst-oauth-token-cmd or token file)", cfg.Addr(), mech))
+			return migrate.FatalError(fmt.Errorf("%s: --auth %s needs an access token (--src/dst-oauth-token-cmd or --src/dst-oauth-token-file)", where, mech))
 		}
 		tok, terr := cfg.Token(ctx)
 		if terr != nil {
 			return migrate.FatalError(fmt.Errorf("get OAuth2 token for %s on %s: %w", cfg.User, cfg.Addr(), terr))
 		}
-		var sc sasl.Client
+		var bc *bearerClient
 		if mech == AuthXOAUTH2 {
-			sc = &xoauth2{user: cfg.User, token: tok}
+			bc = &bearerClient{mech: "XOAUTH2", ir: "user=" + cfg.User + "\x01auth=Bearer " + tok + "\x01\x01"}
 		} else {
-			port := 0
-			fmt.Sscan(cfg.Port, &port)
-			sc = sasl.NewOAuthBearerClient(&sasl.OAuthBearerOptions{Username: cfg.User, Token: tok, Host: cfg.Host, Port: port})
+			// RFC 7628: gs2 header with the authzid, host and port.
+			ir := "n,a=" + saslName(cfg.User) + ",\x01host=" + cfg.Host + "\x01port=" + cfg.Port + "\x01auth=Bearer " + tok + "\x01\x01"
+			bc = &bearerClient{mech: "OAUTHBEARER", ir: ir}
 		}
-		err = c.Do(ctx, func() error { return c.Authenticate(sc) })
-		if x, ok := sc.(*xoauth2); ok && err != nil && x.detail != "" {
-			err = fmt.Errorf("%w (server said: %s)", err, x.detail)
+		err = c.Do(ctx, func() error { return c.Authenticate(bc) })
+		if err != nil && bc.detail != "" && !errors.Is(err, errTokenRefused) {
+			err = fmt.Errorf("%w (server said: %s)", err, bc.detail)
 		}
 	default:
 		return migrate.FatalError(fmt.Errorf("unknown IMAP authentication %q (want login, plain, xoauth2 or oauthbearer)", mech))
@@ -330,21 +331,65 @@ func oneLine(err error) string {
 	return strings.Join(strings.Fields(err.Error()), " ")
 }
 
-// xoauth2 is the SASL XOAUTH2 client (Google, Microsoft): one message,
-// "user=U^Aauth=Bearer T^A^A". On failure the server sends a JSON
-// challenge that must be answered with an empty response.
-type xoauth2 struct {
-	user, token string
-	detail      string
+// errTokenRefused is returned by bearerClient when the server refuses an
+// XOAUTH2 token.
+var errTokenRefused = errors.New("access token refused")
+
+// bearerClient is the SASL client of XOAUTH2 (Google, Microsoft: one
+// message "user=U^Aauth=Bearer T^A^A") and OAUTHBEARER (RFC 7628). Either
+// succeeds at once or the server sends a JSON error challenge, kept in
+// detail, that the client must answer before the server sends its tagged
+// NO.
+//
+// OAUTHBEARER's answer is the single byte 0x01 (RFC 7628 section 3.2.3).
+// XOAUTH2's is an empty response, an empty line, which go-imap cannot send:
+// it encodes an empty response as "=", which Dovecot rejects as invalid
+// base64 (answering BAD and disconnecting, so the real reason is lost). So
+// XOAUTH2 gives up at the challenge with errTokenRefused and the server's
+// status; the caller closes the connection.
+type bearerClient struct {
+	mech, ir string
+	detail   string
 }
 
-func (x *xoauth2) Start() (string, []byte, error) {
-	return "XOAUTH2", []byte("user=" + x.user + "\x01auth=Bearer " + x.token + "\x01\x01"), nil
+func (b *bearerClient) Start() (string, []byte, error) {
+	return b.mech, []byte(b.ir), nil
 }
 
-func (x *xoauth2) Next(challenge []byte) ([]byte, error) {
-	x.detail = string(challenge)
-	return []byte{}, nil
+func (b *bearerClient) Next(challenge []byte) ([]byte, error) {
+	b.detail = bearerDetail(challenge)
+	if b.mech == "XOAUTH2" {
+		return nil, fmt.Errorf("%w (server said: %s)", errTokenRefused, b.detail)
+	}
+	return []byte{1}, nil
+}
+
+// bearerDetail summarises an XOAUTH2 / OAUTHBEARER error challenge, a JSON
+// object such as {"status":"invalid_token","schemes":"bearer","scope":"mail"},
+// on one line.
+func bearerDetail(challenge []byte) string {
+	var e struct {
+		Status string `json:"status"`
+		Scope  string `json:"scope"`
+	}
+	if err := json.Unmarshal(challenge, &e); err != nil || e.Status == "" {
+		s := strings.Join(strings.Fields(strings.ToValidUTF8(string(challenge), "?")), " ")
+		if len(s) > 200 {
+			s = s[:200] + "..."
+		}
+		return s
+	}
+	d := "status " + e.Status
+	if e.Scope != "" {
+		d += ", scope " + e.Scope
+	}
+	return d
+}
+
+// saslName escapes a user name for the gs2 header (RFC 5801: "," and "="
+// become "=2C" and "=3D").
+func saslName(s string) string {
+	return strings.NewReplacer("=", "=3D", ",", "=2C").Replace(s)
 }
 
 // Do runs fn, which issues commands on c and waits for them, under ctx and

@@ -3,6 +3,8 @@ package imapconn
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -164,4 +166,119 @@ func TestWatchdog(t *testing.T) {
 	if time.Since(start) > 5*time.Second {
 		t.Fatalf("watchdog took %s", time.Since(start))
 	}
+}
+
+// TestDialOAuth2 logs in with XOAUTH2 and OAUTHBEARER to a Dovecot whose
+// oauth2 passdb asks the test's introspection endpoint about the token.
+func TestDialOAuth2(t *testing.T) {
+	o := testserver.StartOAuth2Server(t)
+	d := testserver.StartDovecot(t, testserver.WithUser("alice", "pw-alice-1"), testserver.WithOAuth2(o.URL), testserver.WithoutAuthDelay())
+	ctx := context.Background()
+	host, port := splitAddr(t, d.IMAPSAddr)
+	_, pport := splitAddr(t, d.IMAPAddr)
+	good := o.Issue("alice")
+	expired := o.Issue("alice")
+	o.Expire(expired)
+
+	for _, mech := range []string{AuthXOAUTH2, AuthOAuthBearer} {
+		for _, ep := range []Endpoint{{TLS: true, Host: host, Port: port, User: "alice"}, {Host: host, Port: pport, User: "alice"}} {
+			t.Run(mech+"/"+ep.String(), func(t *testing.T) {
+				trace := &syncBuf{}
+				calls := 0
+				cfg := &Config{Endpoint: ep, CAFile: d.CAFile, Auth: mech, Trace: trace,
+					Token: func(context.Context) (string, error) { calls++; return good, nil }}
+				c, err := Dial(ctx, cfg)
+				if err != nil {
+					t.Fatalf("valid token: %v", err)
+				}
+				if _, err := c.Select(ctx, "INBOX", true); err != nil {
+					t.Fatalf("examine: %v", err)
+				}
+				c.Close()
+				if calls != 1 {
+					t.Errorf("token source called %d times", calls)
+				}
+				tr := trace.String()
+				if !strings.Contains(tr, "AUTHENTICATE "+strings.ToUpper(mech)+" <redacted>") || !strings.Contains(tr, "EXAMINE") {
+					t.Errorf("trace incomplete:\n%s", tr)
+				}
+				if leaks(tr, good) {
+					t.Errorf("token in trace:\n%s", tr)
+				}
+			})
+		}
+		t.Run(mech+"/expired", func(t *testing.T) {
+			trace := &syncBuf{}
+			_, err := Dial(ctx, &Config{Endpoint: Endpoint{TLS: true, Host: host, Port: port, User: "alice"}, CAFile: d.CAFile,
+				Auth: mech, Trace: trace, Token: func(context.Context) (string, error) { return expired, nil }})
+			if err == nil {
+				t.Fatal("expired token accepted")
+			}
+			msg := err.Error()
+			t.Logf("error: %s", msg)
+			if migrate.Classify(err) != migrate.Fatal || !strings.Contains(msg, d.IMAPSAddr) || !strings.Contains(msg, "alice") ||
+				!strings.Contains(msg, mech) || strings.Contains(msg, "\n") {
+				t.Errorf("error %q (class %v)", msg, migrate.Classify(err))
+			}
+			// The reason is the refusal, not a protocol error.
+			if strings.Contains(msg, "BAD") || strings.Contains(strings.ToLower(msg), "base64") {
+				t.Errorf("error is a protocol error, not the refusal: %q", msg)
+			}
+			if leaks(msg, expired) || leaks(trace.String(), expired) {
+				t.Errorf("token in error or trace: %q\n%s", msg, trace.String())
+			}
+		})
+	}
+	if known, _ := o.Requests(); known != 6 {
+		t.Errorf("introspection endpoint saw %d requests for issued tokens, want 6", known)
+	}
+
+	t.Run("token-source-fails", func(t *testing.T) {
+		_, err := Dial(ctx, &Config{Endpoint: Endpoint{TLS: true, Host: host, Port: port, User: "alice"}, CAFile: d.CAFile,
+			Auth: AuthXOAUTH2, Token: func(context.Context) (string, error) { return "", errors.New("token command failed") }})
+		if err == nil || migrate.Classify(err) != migrate.Fatal || !strings.Contains(err.Error(), "token command failed") || !strings.Contains(err.Error(), "alice") {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("no-token-source", func(t *testing.T) {
+		_, err := Dial(ctx, &Config{Endpoint: Endpoint{TLS: true, Host: host, Port: port, User: "alice"}, CAFile: d.CAFile, Auth: AuthOAuthBearer})
+		if err == nil || migrate.Classify(err) != migrate.Fatal {
+			t.Fatalf("got %v", err)
+		}
+	})
+	// Passwords still work on the same server.
+	c, err := Dial(ctx, &Config{Endpoint: Endpoint{TLS: true, Host: host, Port: port, User: "alice"}, CAFile: d.CAFile, Password: "pw-alice-1"})
+	if err != nil {
+		t.Fatalf("password login beside oauth2: %v", err)
+	}
+	c.Close()
+}
+
+func TestBearerDetail(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"status":"invalid_token","schemes":"bearer","scope":"mail"}`: "status invalid_token, scope mail",
+		`{"status":"401","schemes":"bearer"}`:                          "status 401",
+		"not json\r\n  at all":                                         "not json at all",
+	} {
+		if got := bearerDetail([]byte(in)); got != want {
+			t.Errorf("bearerDetail(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := saslName("a=b,c"); got != "a=3Db=2Cc" {
+		t.Errorf("saslName = %q", got)
+	}
+}
+
+// leaks reports whether s holds secret, as such or base64-encoded in a
+// word (SASL messages are base64 on the wire).
+func leaks(s, secret string) bool {
+	if strings.Contains(s, secret) {
+		return true
+	}
+	for _, w := range strings.Fields(s) {
+		if b, err := base64.StdEncoding.DecodeString(w); err == nil && strings.Contains(string(b), secret) {
+			return true
+		}
+	}
+	return false
 }
