@@ -39,8 +39,8 @@ type imapFlags struct {
 	srcPasswordFile   string
 	dstPasswordFile   string
 	srcAuth, dstAuth  string
-	srcAuthzID        string
-	dstAuthzID        string
+	srcAdminUser      string
+	dstAdminUser      string
 	srcTokenCmd       string
 	dstTokenCmd       string
 	srcTokenFile      string
@@ -56,8 +56,8 @@ func addIMAPFlags(fl *pflag.FlagSet, f *imapFlags) {
 	fl.StringVar(&f.dstPasswordFile, "dst-password-file", "", "file holding the destination password (else $MAILHAUL_DST_PASSWORD, else a prompt)")
 	fl.StringVar(&f.srcAuth, "src-auth", "", "source IMAP authentication: login, plain, xoauth2 or oauthbearer (default: plain if offered, else login)")
 	fl.StringVar(&f.dstAuth, "dst-auth", "", "destination IMAP authentication: login, plain, xoauth2 or oauthbearer")
-	fl.StringVar(&f.srcAuthzID, "src-authzid", "", "log in to the source as this admin/master user acting as the URL's user (AUTHENTICATE PLAIN); the password is the admin's")
-	fl.StringVar(&f.dstAuthzID, "dst-authzid", "", "log in to the destination as this admin/master user acting as the URL's user")
+	fl.StringVar(&f.srcAdminUser, "src-admin-user", "", "log in to the source as this admin/master user acting as the URL's user (AUTHENTICATE PLAIN); the password is the admin's")
+	fl.StringVar(&f.dstAdminUser, "dst-admin-user", "", "log in to the destination as this admin/master user acting as the URL's user")
 	fl.StringVar(&f.srcTokenCmd, "src-oauth-token-cmd", "", "command printing an OAuth2 access token for the source (run with sh -c)")
 	fl.StringVar(&f.dstTokenCmd, "dst-oauth-token-cmd", "", "command printing an OAuth2 access token for the destination")
 	fl.StringVar(&f.srcTokenFile, "src-oauth-token-file", "", "file holding an OAuth2 access token for the source")
@@ -120,9 +120,9 @@ func imapConfig(ep endpoint, env endpointEnv, side string) (*imapconn.Config, er
 	cfg := &imapconn.Config{Endpoint: u, InsecurePlaintext: f.insecurePlaintext, CAFile: f.caFile, SkipVerify: f.skipVerify}
 	var pwFile, tokCmd, tokFile string
 	if side == "src" {
-		cfg.Auth, cfg.AuthzID, pwFile, tokCmd, tokFile = f.srcAuth, f.srcAuthzID, f.srcPasswordFile, f.srcTokenCmd, f.srcTokenFile
+		cfg.Auth, cfg.AdminUser, pwFile, tokCmd, tokFile = f.srcAuth, f.srcAdminUser, f.srcPasswordFile, f.srcTokenCmd, f.srcTokenFile
 	} else {
-		cfg.Auth, cfg.AuthzID, pwFile, tokCmd, tokFile = f.dstAuth, f.dstAuthzID, f.dstPasswordFile, f.dstTokenCmd, f.dstTokenFile
+		cfg.Auth, cfg.AdminUser, pwFile, tokCmd, tokFile = f.dstAuth, f.dstAdminUser, f.dstPasswordFile, f.dstTokenCmd, f.dstTokenFile
 	}
 	cfg.Auth = strings.ToLower(cfg.Auth)
 	switch cfg.Auth {

@@ -40,7 +40,7 @@ import (
 
 // Mechanisms accepted by Config.Auth.
 const (
-	AuthAuto        = ""            // PLAIN when advertised (or an authzid is set), else LOGIN
+	AuthAuto        = ""            // PLAIN when advertised (or an admin user is set), else LOGIN
 	AuthLogin       = "login"       // the LOGIN command
 	AuthPlain       = "plain"       // AUTHENTICATE PLAIN, with optional authzid
 	AuthXOAUTH2     = "xoauth2"     // Google / Microsoft XOAUTH2 with a bearer token
@@ -125,12 +125,12 @@ type Config struct {
 	SkipVerify bool
 	// Auth is one of the Auth* mechanisms.
 	Auth string
-	// AuthzID, when set, is the admin or master user whose credentials
-	// are given: AUTHENTICATE PLAIN is sent with authcid=AuthzID (and its
+	// AdminUser, when set, is the admin or master user whose credentials
+	// are given: AUTHENTICATE PLAIN is sent with authcid=AdminUser (and its
 	// Password) and authzid=User, so the session acts as User (Dovecot
 	// master users, Cyrus/Zimbra admins).
-	AuthzID string
-	// Password for LOGIN and PLAIN (the admin's when AuthzID is set).
+	AdminUser string
+	// Password for LOGIN and PLAIN (the admin's when AdminUser is set).
 	Password string
 	// Token returns an OAuth2 access token for XOAUTH2 / OAUTHBEARER; it is
 	// called for every new connection (tokens expire).
@@ -266,18 +266,18 @@ func (c *Conn) login(ctx context.Context, where string) error {
 	mech := cfg.Auth
 	if mech == AuthAuto {
 		mech = AuthLogin
-		if cfg.AuthzID != "" || c.Caps().Has(imap.Cap("AUTH=PLAIN")) {
+		if cfg.AdminUser != "" || c.Caps().Has(imap.Cap("AUTH=PLAIN")) {
 			mech = AuthPlain
 		}
 	}
 	who := fmt.Sprintf("account %s", cfg.User)
-	if cfg.AuthzID != "" {
-		who = fmt.Sprintf("account %s (as admin user %s)", cfg.User, cfg.AuthzID)
+	if cfg.AdminUser != "" {
+		who = fmt.Sprintf("account %s (as admin user %s)", cfg.User, cfg.AdminUser)
 	}
 	var err error
 	switch mech {
 	case AuthLogin:
-		if cfg.AuthzID != "" {
+		if cfg.AdminUser != "" {
 			return migrate.FatalError(fmt.Errorf("IMAP server %s: an admin/authorization identity needs --auth plain, not login", cfg.Addr()))
 		}
 		if c.Caps().Has(imap.CapLoginDisabled) {
@@ -286,10 +286,10 @@ func (c *Conn) login(ctx context.Context, where string) error {
 		err = c.Do(ctx, func() error { return c.Login(cfg.User, cfg.Password).Wait() })
 	case AuthPlain:
 		// RFC 4616: identity is the user to act as, username the one
-		// whose password is given (the admin when AuthzID is set).
+		// whose password is given (the admin when AdminUser is set).
 		identity, username := "", cfg.User
-		if cfg.AuthzID != "" {
-			identity, username = cfg.User, cfg.AuthzID
+		if cfg.AdminUser != "" {
+			identity, username = cfg.User, cfg.AdminUser
 		}
 		err = c.Do(ctx, func() error { return c.Authenticate(sasl.NewPlainClient(identity, username, cfg.Password)) })
 	case AuthXOAUTH2, AuthOAuthBearer:

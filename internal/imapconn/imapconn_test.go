@@ -92,7 +92,7 @@ func TestDialDovecot(t *testing.T) {
 		{"imaps-plain", Config{Endpoint: base, CAFile: d.CAFile, Password: "pw-alice-1", Auth: AuthPlain}},
 		{"starttls-auto", Config{Endpoint: Endpoint{Host: host, Port: pport, User: "alice"}, CAFile: d.CAFile, Password: "pw-alice-1"}},
 		{"plaintext", Config{Endpoint: Endpoint{Host: host, Port: pport, User: "alice"}, InsecurePlaintext: true, Password: "pw-alice-1"}},
-		{"master-user", Config{Endpoint: base, CAFile: d.CAFile, AuthzID: "admin", Password: "pw-admin-1"}},
+		{"master-user", Config{Endpoint: base, CAFile: d.CAFile, AdminUser: "admin", Password: "pw-admin-1"}},
 		{"skip-verify", Config{Endpoint: base, SkipVerify: true, Password: "pw-alice-1"}},
 	}
 	for _, tc := range cases {
