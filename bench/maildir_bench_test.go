@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -68,19 +67,12 @@ func genMaildir(b *testing.B, root string, n int) int64 {
 	return total
 }
 
-// timed runs a command and returns its wall time and peak RSS in MiB.
+// timed runs a command (after sync, so that earlier writes do not land in
+// its time) and returns its wall time and peak RSS in MiB (see runChild).
 func timed(b *testing.B, name string, args ...string) (time.Duration, float64) {
 	b.Helper()
 	exec.Command("sync").Run()
-	cmd := exec.Command(name, args...)
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	el := time.Since(start)
-	if err != nil {
-		b.Fatalf("%s %v: %v\n%s", name, args, err, out)
-	}
-	rss := float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) / 1024
-	return el, rss
+	return runChild(b, nil, name, args...)
 }
 
 // BenchmarkMaildirToMaildir copies 10,000 generated messages Maildir ->

@@ -6,14 +6,19 @@ import (
 	"time"
 )
 
+// listChunk is how many jobs of one folder the lister hands on at once.
+const listChunk = 128
+
 // list is the lister stage (one goroutine): every mailbox of the source is
-// selected, mapped, prepared on the sink and listed; each message that is
-// neither filtered nor already copied is queued on out.
+// selected, mapped, prepared on the sink and listed; the messages that are
+// neither filtered nor already copied are sent on out in chunks of up to
+// listChunk jobs of one folder (see interleave).
 //
 // A folder that cannot be prepared or listed (a Skip-classified error) is
 // reported as skipped (with an empty message ID) and the run goes on with
-// the next folder; fatal errors end the run.
-func (e *engine) list(ctx context.Context, out chan<- *job) error {
+// the next folder; what was listed before the error is still copied;
+// fatal errors end the run.
+func (e *engine) list(ctx context.Context, out chan<- []*job) error {
 	mbs, err := e.o.Source.Mailboxes(ctx)
 	if err != nil {
 		return fmt.Errorf("list source folders: %w", err)
@@ -35,7 +40,7 @@ func (e *engine) list(ctx context.Context, out chan<- *job) error {
 	return nil
 }
 
-func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- *job) error {
+func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job) error {
 	dest := e.o.MapName(mb.Name)
 	prep := mb
 	if e.o.Mapped(mb.Name) {
@@ -81,6 +86,19 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- *job) e
 			return err
 		}
 	}
+	var chunk []*job
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		select {
+		case out <- chunk:
+			chunk = nil
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	err := e.o.Source.List(ctx, mb, func(m Message) error {
 		if why := e.o.filter(m); why != "" {
 			e.rep(Event{Kind: Filtered, Folder: mb.Name, Dest: dest, ID: m.ID, Err: fmt.Errorf("%s", why)})
@@ -110,19 +128,75 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- *job) e
 		if e.o.DryRun {
 			return nil
 		}
-		select {
-		case out <- &job{mb: mb, dest: dest, mark: mark, msg: m, dup: dup}:
+		chunk = append(chunk, &job{mb: mb, dest: dest, mark: mark, msg: m, dup: dup})
+		if len(chunk) < listChunk {
 			return nil
-		case <-ctx.Done():
-			return ctx.Err()
 		}
+		return flush()
 	})
+	if ferr := flush(); err == nil {
+		err = ferr
+	}
 	if rm != nil {
 		if err == nil {
 			err = rm.finish()
 		}
 	}
 	return err
+}
+
+// interleave feeds the fetchers from up to window chunks at once, one job
+// of each in turn, so that several folders are in flight together: a
+// server that serialises work per folder (Dovecot locks a folder while it
+// appends) is kept busy on several, and a folder's per-folder round trips
+// overlap with other folders' transfers. Memory stays bounded by the
+// chunks held here and in the channel from the lister.
+func interleave(ctx context.Context, in <-chan []*job, out chan<- *job, window int) error {
+	var active [][]*job
+	open := true
+	for open || len(active) > 0 {
+		// Top the window up; wait only when nothing is left to send.
+	fill:
+		for open && len(active) < window {
+			if len(active) == 0 {
+				select {
+				case c, ok := <-in:
+					if !ok {
+						open = false
+					} else if len(c) > 0 {
+						active = append(active, c)
+					}
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				continue
+			}
+			select {
+			case c, ok := <-in:
+				if !ok {
+					open = false
+				} else if len(c) > 0 {
+					active = append(active, c)
+				}
+			default:
+				break fill
+			}
+		}
+		for i := 0; i < len(active); {
+			select {
+			case out <- active[i][0]:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			active[i] = active[i][1:]
+			if len(active[i]) == 0 {
+				active = append(active[:i], active[i+1:]...)
+			} else {
+				i++
+			}
+		}
+	}
+	return nil
 }
 
 // destIndex reads what destination folder dest holds, for Dedupe.

@@ -35,8 +35,10 @@ type Options struct {
 	// Indexer; messages without a Message-ID are always copied.
 	Dedupe bool
 
-	// Transfers bounds concurrent fetches and appends (default 4); each
-	// side is further bounded by its Limits.
+	// Transfers bounds concurrent fetches and appends (default 8); each
+	// side is further bounded by its Limits, and a side whose Limits
+	// pipeline several calls per connection runs Transfers connections,
+	// each with that many calls.
 	Transfers int
 	// DryRun lists and counts, writes nothing (not even the checkpoint).
 	DryRun bool
@@ -60,7 +62,7 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.Transfers <= 0 {
-		o.Transfers = 4
+		o.Transfers = 8
 	}
 	if o.MemLimit <= 0 {
 		o.MemLimit = DefaultMemLimit

@@ -91,22 +91,29 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	return r, err
 }
 
-// pipeline wires the stages. Channels are bounded so that memory is
-// bounded: at most nf + na*(queuePerAppender+BatchSize) bodies exist at
-// once, each at most MemLimit bytes in memory (larger ones are files). The
+// pipeline wires the stages: lister -> interleave (several folders in
+// flight) -> fetchers -> appenders. Channels are bounded so that memory is
+// bounded: at most nf + conns*queuePerAppender + na*BatchSize bodies exist
+// at once (conns: the sink's connections, na = conns * its pipeline
+// depth), each at most MemLimit bytes in memory (larger ones are files). The
 // queue in front of the appenders lets a batch form while the previous
 // one commits: with 1 appender and no queue every message would pay its own
 // checkpoint commits and sync.
 func (e *engine) pipeline(ctx context.Context) error {
-	nf := limit(e.o.Transfers, e.o.Source.Limits().Connections)
-	na := limit(e.o.Transfers, e.o.Sink.Limits().Connections)
+	nf := e.o.Source.Limits().callers(e.o.Transfers)
+	na := e.o.Sink.Limits().callers(e.o.Transfers)
 	g, gctx := errgroup.WithContext(ctx)
+	chunkCh := make(chan []*job, folderWindow)
 	fetchCh := make(chan *job, nf)
-	appendCh := make(chan *job, na*queuePerAppender)
+	appendCh := make(chan *job, e.o.Sink.Limits().conns(e.o.Transfers)*queuePerAppender)
 
 	g.Go(func() error {
+		defer close(chunkCh)
+		return e.list(gctx, chunkCh)
+	})
+	g.Go(func() error {
 		defer close(fetchCh)
-		return e.list(gctx, fetchCh)
+		return interleave(gctx, chunkCh, fetchCh, folderWindow)
 	})
 	if e.o.DryRun {
 		return g.Wait()
@@ -136,12 +143,9 @@ func (e *engine) pipeline(ctx context.Context) error {
 
 const queuePerAppender = 16
 
-func limit(transfers, backend int) int {
-	if backend > 0 && backend < transfers {
-		return backend
-	}
-	return transfers
-}
+// folderWindow is how many listed chunks (of up to listChunk messages,
+// usually one folder each) the fetchers are fed from at once.
+const folderWindow = 4
 
 // retry runs op, retrying errors classified Retry with exponential
 // backoff. A panic in op is turned into a Skip error.

@@ -68,14 +68,34 @@ type Limits struct {
 	// Connections is the number of concurrent Fetch (source) or Append
 	// (sink) calls the backend supports; 0 means "no limit of its own".
 	Connections int
+	// Pipeline is how many calls one connection carries at once (commands
+	// pipelined on the wire); 0 or 1 means one. The engine runs
+	// min(Options.Transfers, Connections) * Pipeline concurrent callers, so
+	// Transfers bounds connections, not commands in flight.
+	Pipeline int
+}
+
+// conns is how many connections a backend with limits l uses when the
+// user allows transfers.
+func (l Limits) conns(transfers int) int {
+	if l.Connections > 0 && l.Connections < transfers {
+		return l.Connections
+	}
+	return transfers
+}
+
+// callers is how many goroutines may call a backend with limits l when the
+// user allows transfers connections.
+func (l Limits) callers(transfers int) int {
+	return l.conns(transfers) * max(1, l.Pipeline)
 }
 
 // Source reads a mail store. A Source never changes the store it reads.
 //
 // Mailboxes and List are called from the engine's single lister goroutine;
-// Fetch is called concurrently from up to Limits().Connections fetcher
-// goroutines. Errors are classified with SkipMessage / Retryable; any other
-// error is fatal and stops the run.
+// Fetch is called concurrently from up to Limits().Connections (times
+// Limits().Pipeline) fetcher goroutines. Errors are classified with
+// SkipMessage / Retryable; any other error is fatal and stops the run.
 type Source interface {
 	// Mailboxes returns every folder of the store, parents before children.
 	Mailboxes(ctx context.Context) ([]Mailbox, error)
@@ -92,7 +112,7 @@ type Source interface {
 //
 // Prepare is called from the lister goroutine before any Append to that
 // folder; Append is called concurrently from up to Limits().Connections
-// appender goroutines.
+// (times Limits().Pipeline) appender goroutines.
 type Sink interface {
 	// Prepare creates (if needed) the destination folder called name, for
 	// messages coming from src, and returns the name to pass to Append.

@@ -45,9 +45,10 @@ import (
 // folder and retries once; a dropped connection is retryable and the pool
 // slot is redialled.
 type IMAP struct {
-	cfg  *imapconn.Config
-	pool *imapconn.Pool
-	warn func(error)
+	cfg    *imapconn.Config
+	pool   *imapconn.Pool
+	shared *imapconn.Shared // appends
+	warn   func(error)
 
 	mu       sync.Mutex
 	meta     *serverMeta
@@ -69,11 +70,24 @@ type folderInfo struct {
 	permanent   map[string]bool // lower-cased
 	anyKeyword  bool
 	uidValidity uint32
+	uidNext     uint32 // at the SELECT, before this process appended
 }
 
+// AppendDepth is how many APPENDs to the same folder one connection
+// carries at once. go-imap sends every literal above 4 KiB synchronising
+// (the client waits for the server's "+" before the message bytes), so a
+// lone APPEND costs two round trips; with a second one queued on the same
+// connection its command line is already at the server when the first
+// completes, and each message costs one. Deeper queues gain nothing: the
+// literals still go one at a time.
+const AppendDepth = 2
+
 // OpenIMAP connects (one connection, to fail early on a bad password or
-// certificate) and returns the sink. conns is the pool size (default 4).
-// warn, if not nil, receives non-fatal problems (dropped flags).
+// certificate) and returns the sink. conns (default 4) is the number of
+// connections appending at once, each carrying up to AppendDepth appends
+// to one folder (without UIDPLUS, one: finding the copy needs the
+// connection to itself); one more connection serves Prepare, Mark, Index
+// and Find. warn, if not nil, receives non-fatal problems (dropped flags).
 func OpenIMAP(ctx context.Context, cfg *imapconn.Config, conns int, warn func(error)) (*IMAP, error) {
 	if conns <= 0 {
 		conns = 4
@@ -81,7 +95,8 @@ func OpenIMAP(ctx context.Context, cfg *imapconn.Config, conns int, warn func(er
 	if warn == nil {
 		warn = func(error) {}
 	}
-	s := &IMAP{cfg: cfg, pool: imapconn.NewPool(cfg, conns), warn: warn,
+	pool := imapconn.NewPool(cfg, conns+1)
+	s := &IMAP{cfg: cfg, pool: pool, warn: warn,
 		folders: map[string]*folderInfo{}, warned: map[string]bool{}, claimed: map[string]bool{}}
 	c, err := s.pool.Get(ctx)
 	if err != nil {
@@ -93,6 +108,11 @@ func OpenIMAP(ctx context.Context, cfg *imapconn.Config, conns int, warn func(er
 		s.pool.Close()
 		return nil, fmt.Errorf("IMAP destination %s: %w", cfg.Endpoint, err)
 	}
+	depth := AppendDepth
+	if !s.meta.caps.Has(imap.CapUIDPlus) && !s.meta.caps.Has(imap.CapIMAP4rev2) {
+		depth = 1
+	}
+	s.shared = imapconn.NewShared(pool, conns, depth)
 	return s, nil
 }
 
@@ -318,7 +338,7 @@ func (s *IMAP) folder(ctx context.Context, c *imapconn.Conn, dest string) (*fold
 		}
 		return nil, imapconn.Classify(fmt.Errorf("select folder %q: %w", dest, err))
 	}
-	fi = &folderInfo{permanent: map[string]bool{}, uidValidity: data.UIDValidity}
+	fi = &folderInfo{permanent: map[string]bool{}, uidValidity: data.UIDValidity, uidNext: uint32(data.UIDNext)}
 	for _, f := range data.PermanentFlags {
 		if f == imap.FlagWildcard {
 			fi.anyKeyword = true
@@ -357,15 +377,20 @@ func (s *IMAP) flagsFor(dest string, fi *folderInfo, flags []string) []imap.Flag
 	return out
 }
 
-// Append implements migrate.Sink; called concurrently by appenders, each
-// taking its own pool connection.
+// Append implements migrate.Sink; called concurrently by appenders.
+// Appends to the same folder share a connection (up to AppendDepth
+// pipelined on it), other folders get their own; the connection's first
+// user loads the folder's PERMANENTFLAGS (SELECT) before anyone shares it.
 func (s *IMAP) Append(ctx context.Context, folder string, msg migrate.Message, body *migrate.Body) (string, error) {
-	c, err := s.pool.Get(ctx)
+	sc, err := s.shared.Acquire(ctx, folder, func(c *imapconn.Conn) error {
+		_, err := s.folder(ctx, c, folder)
+		return err
+	})
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("IMAP destination %s folder %q: %w", s.cfg.Addr(), folder, err)
 	}
-	ref, err := s.appendOn(ctx, c, folder, msg, body, true)
-	s.release(c, err)
+	ref, err := s.appendOn(ctx, sc.Conn, folder, msg, body, true)
+	s.shared.Release(sc, err)
 	if err != nil {
 		return "", fmt.Errorf("IMAP destination %s folder %q: %w", s.cfg.Addr(), folder, err)
 	}
@@ -483,9 +508,18 @@ func (s *IMAP) index(ctx context.Context, c *imapconn.Conn, folder string, fn fu
 	return fnErr
 }
 
-// Mark implements migrate.Finder: "uidvalidity:uidnext" of folder, read
-// with STATUS. Called from the lister goroutine after Prepare.
+// Mark implements migrate.Finder: "uidvalidity:uidnext" of folder. The
+// SELECT that Prepare issued to read the folder's flags already returned
+// them, before this process appended anything there (an older UIDNEXT is
+// still a valid mark: Find merely searches a little more); otherwise they
+// are read with STATUS. Called from the lister goroutine after Prepare.
 func (s *IMAP) Mark(ctx context.Context, folder string) (string, error) {
+	s.mu.Lock()
+	fi := s.folders[folder]
+	s.mu.Unlock()
+	if fi != nil && fi.uidNext > 0 {
+		return fmt.Sprintf("%d:%d", fi.uidValidity, fi.uidNext), nil
+	}
 	c, err := s.pool.Get(ctx)
 	if err != nil {
 		return "", err
@@ -708,8 +742,11 @@ func (c *crlfToLF) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Limits implements migrate.Sink: one Append per pool connection.
-func (s *IMAP) Limits() migrate.Limits { return migrate.Limits{Connections: s.pool.Size()} }
+// Limits implements migrate.Sink: the appending connections, each
+// pipelining up to AppendDepth appends.
+func (s *IMAP) Limits() migrate.Limits {
+	return migrate.Limits{Connections: s.shared.Max(), Pipeline: s.shared.Depth()}
+}
 
 // Close implements migrate.Sink: logs out every connection.
 func (s *IMAP) Close() error { return s.pool.Close() }

@@ -34,21 +34,32 @@ const listBatch = 500
 // expunged since List is skipped, a folder that cannot be examined is
 // skipped; authentication failures are fatal.
 type IMAP struct {
-	cfg  *imapconn.Config
-	pool *imapconn.Pool
+	cfg    *imapconn.Config
+	pool   *imapconn.Pool
+	shared *imapconn.Shared // body fetches
 
 	mu     sync.Mutex
 	server map[string]string // "/" name -> server name
 	epochs map[string]string // server name -> UIDVALIDITY
 }
 
-// OpenIMAP connects once (to fail early) and returns the source with a
-// pool of conns connections (default 4).
+// FetchDepth is how many UID FETCH BODY.PEEK[] commands one connection
+// carries at once (pipelined) for messages of the same folder. Each body
+// is still read to its end before the next one flows, but the next
+// command is already at the server: no round trip per message.
+const FetchDepth = 8
+
+// OpenIMAP connects once (to fail early) and returns the source with conns
+// connections (default 4) for bodies, each carrying up to FetchDepth
+// pipelined fetches of one folder, plus one connection for listing, so
+// that listing never waits for body transfers.
 func OpenIMAP(ctx context.Context, cfg *imapconn.Config, conns int) (*IMAP, error) {
 	if conns <= 0 {
 		conns = 4
 	}
-	s := &IMAP{cfg: cfg, pool: imapconn.NewPool(cfg, conns), server: map[string]string{}, epochs: map[string]string{}}
+	pool := imapconn.NewPool(cfg, conns+1)
+	s := &IMAP{cfg: cfg, pool: pool, shared: imapconn.NewShared(pool, conns, FetchDepth),
+		server: map[string]string{}, epochs: map[string]string{}}
 	c, err := s.pool.Get(ctx)
 	if err != nil {
 		return nil, err
@@ -346,8 +357,10 @@ func (w spoolWriter) Write(p []byte) (int, error) {
 }
 
 // Fetch implements migrate.Source: UID FETCH BODY.PEEK[] streamed into w
-// with io.Copy (one body at a time per connection; never buffered here).
-// Called concurrently by fetchers, each on its own pool connection.
+// with io.Copy (never buffered here). Called concurrently by fetchers:
+// fetches of the same folder share a connection (up to FetchDepth
+// commands pipelined on it; go-imap routes each response by UID), other
+// folders get their own.
 func (s *IMAP) Fetch(ctx context.Context, msg migrate.Message, w io.Writer) error {
 	uid, err := strconv.ParseUint(msg.ID, 10, 32)
 	if err != nil {
@@ -361,12 +374,14 @@ func (s *IMAP) Fetch(ctx context.Context, msg migrate.Message, w io.Writer) erro
 	epoch := s.epochs[folder]
 	s.mu.Unlock()
 	found := false
-	err = s.withConn(ctx, func(c *imapconn.Conn) error {
-		if _, err := s.examine(ctx, c, folder, epoch); err != nil {
-			return err
-		}
+	sc, err := s.shared.Acquire(ctx, folder, func(c *imapconn.Conn) error {
+		_, err := s.examine(ctx, c, folder, epoch)
+		return err
+	})
+	if err == nil {
+		c := sc.Conn
 		section := &imap.FetchItemBodySection{Peek: true}
-		return c.Do(ctx, func() error {
+		err = c.Do(ctx, func() error {
 			cmd := c.Fetch(imap.UIDSetNum(imap.UID(uid)), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
 			for {
 				m := cmd.Next()
@@ -389,12 +404,13 @@ func (s *IMAP) Fetch(ctx context.Context, msg migrate.Message, w io.Writer) erro
 			}
 			return cmd.Close()
 		})
-	})
+		s.shared.Release(sc, err)
+	}
 	var se spoolError
 	switch {
 	case errors.As(err, &se):
 		// The stream was abandoned mid-literal: the connection was
-		// discarded by withConn. The spool's error is the engine's to judge.
+		// discarded by Release. The spool's error is the engine's to judge.
 		return fmt.Errorf("IMAP source %s folder %q UID %d: write to spool: %w", s.cfg.Addr(), folder, uid, se.err)
 	case err != nil:
 		if ie := imapconn.IMAPError(err); ie != nil {
@@ -407,8 +423,11 @@ func (s *IMAP) Fetch(ctx context.Context, msg migrate.Message, w io.Writer) erro
 	return nil
 }
 
-// Limits implements migrate.Source.
-func (s *IMAP) Limits() migrate.Limits { return migrate.Limits{Connections: s.pool.Size()} }
+// Limits implements migrate.Source: the body connections, each
+// pipelining FetchDepth fetches.
+func (s *IMAP) Limits() migrate.Limits {
+	return migrate.Limits{Connections: s.shared.Max(), Pipeline: s.shared.Depth()}
+}
 
 // Close implements migrate.Source.
 func (s *IMAP) Close() error { return s.pool.Close() }

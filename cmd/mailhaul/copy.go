@@ -66,7 +66,7 @@ message. The source is never modified.`,
 	fl.StringVar(&f.before, "before", "", "only messages with an internal date before this date (YYYY-MM-DD or RFC 3339)")
 	fl.StringVar(&f.maxSize, "max-size", "", "skip messages larger than this (e.g. 25M, 1G)")
 	fl.StringVar(&f.stateDir, "state-dir", defaultStateDir(), "where checkpoints are kept")
-	fl.IntVar(&f.transfers, "transfers", 4, "messages fetched and appended in parallel")
+	fl.IntVar(&f.transfers, "transfers", 8, "parallel transfers per side: connections to an IMAP server (each pipelining several commands), files written at once for Maildir")
 	fl.BoolVar(&f.dedupe, "dedupe", false, "skip messages the destination folder already holds (same Message-ID and size): for merging a second source or after losing the state dir")
 	fl.BoolVar(&f.includeDeleted, "include-deleted", false, `also copy messages flagged \Deleted (Maildir "T")`)
 	fl.StringVar(&f.maildirLayout, "maildir-layout", "maildir++", "layout of a Maildir destination: maildir++ (Dovecot, Courier) or fs (nested directories)")
