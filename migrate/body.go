@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/emersion/go-message/textproto"
 )
@@ -17,6 +18,52 @@ import (
 // DefaultMemLimit is the largest body a Spool keeps in memory; larger
 // bodies go to a temporary file.
 const DefaultMemLimit = 2 << 20
+
+// DefaultMemBudget bounds the bytes of all bodies held in memory at once
+// by one run; beyond it, bodies are spooled to temporary files whatever
+// their size.
+const DefaultMemBudget = 64 << 20
+
+// MemBudget is shared by the spools of one run: it bounds the bytes held
+// in memory by all bodies together, so that memory stays bounded however
+// many bodies are queued between the stages. Safe for concurrent use; a
+// nil *MemBudget is unlimited.
+type MemBudget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// NewMemBudget returns a budget of max bytes.
+func NewMemBudget(max int64) *MemBudget { return &MemBudget{max: max} }
+
+func (b *MemBudget) take(n int64) bool {
+	if b == nil {
+		return true
+	}
+	for {
+		u := b.used.Load()
+		if u+n > b.max {
+			return false
+		}
+		if b.used.CompareAndSwap(u, u+n) {
+			return true
+		}
+	}
+}
+
+func (b *MemBudget) give(n int64) {
+	if b != nil && n > 0 {
+		b.used.Add(-n)
+	}
+}
+
+// Used is the number of bytes currently held in memory.
+func (b *MemBudget) Used() int64 {
+	if b == nil {
+		return 0
+	}
+	return b.used.Load()
+}
 
 // maxHeaderCapture bounds how much of a message header is kept to find the
 // Message-ID.
@@ -33,6 +80,8 @@ type Body struct {
 	messageID string
 	mem       []byte
 	file      *os.File
+	budget    *MemBudget
+	held      int64 // bytes of budget held by mem
 }
 
 // Size is the exact length in bytes.
@@ -57,6 +106,8 @@ func (b *Body) Reader() io.ReadSeeker {
 // Close releases the body (removes the temporary file).
 func (b *Body) Close() error {
 	b.mem = nil
+	b.budget.give(b.held)
+	b.held = 0
 	if b.file != nil {
 		name := b.file.Name()
 		err := b.file.Close()
@@ -69,7 +120,7 @@ func (b *Body) Close() error {
 
 // NewBody spools r into a Body; a convenience for sinks and tests.
 func NewBody(r io.Reader, memLimit int64, tmpDir string) (*Body, error) {
-	s := NewSpool(memLimit, tmpDir)
+	s := NewSpool(memLimit, tmpDir, nil)
 	if _, err := io.Copy(s, r); err != nil {
 		s.Abort()
 		return nil, err
@@ -78,10 +129,13 @@ func NewBody(r io.Reader, memLimit int64, tmpDir string) (*Body, error) {
 }
 
 // Spool is the io.Writer a Source's Fetch writes into. It keeps up to
-// memLimit bytes in memory and moves to a temporary file beyond that.
+// memLimit bytes in memory — while the run's MemBudget allows — and moves
+// to a temporary file beyond that.
 type Spool struct {
 	memLimit int64
 	tmpDir   string
+	budget   *MemBudget
+	held     int64
 	buf      bytes.Buffer
 	file     *os.File
 	w        *bufio.Writer
@@ -92,12 +146,13 @@ type Spool struct {
 	err      error
 }
 
-// NewSpool returns an empty spool; tmpDir "" means os.TempDir().
-func NewSpool(memLimit int64, tmpDir string) *Spool {
+// NewSpool returns an empty spool; tmpDir "" means os.TempDir(); budget
+// may be nil (no overall bound).
+func NewSpool(memLimit int64, tmpDir string, budget *MemBudget) *Spool {
 	if memLimit <= 0 {
 		memLimit = DefaultMemLimit
 	}
-	return &Spool{memLimit: memLimit, tmpDir: tmpDir, h: sha256.New()}
+	return &Spool{memLimit: memLimit, tmpDir: tmpDir, budget: budget, h: sha256.New()}
 }
 
 // Write implements io.Writer.
@@ -107,7 +162,9 @@ func (s *Spool) Write(p []byte) (int, error) {
 	}
 	s.h.Write(p)
 	s.captureHeader(p)
-	if s.file == nil && s.n+int64(len(p)) > s.memLimit {
+	if s.file == nil && s.n+int64(len(p)) <= s.memLimit && s.budget.take(int64(len(p))) {
+		s.held += int64(len(p))
+	} else if s.file == nil {
 		f, err := os.CreateTemp(s.tmpDir, "mailhaul-spool-*")
 		if err != nil {
 			s.err = fmt.Errorf("spool to temporary file: %w", err)
@@ -120,6 +177,8 @@ func (s *Spool) Write(p []byte) (int, error) {
 			return 0, s.err
 		}
 		s.buf = bytes.Buffer{}
+		s.budget.give(s.held)
+		s.held = 0
 	}
 	if s.file != nil {
 		if _, err := s.w.Write(p); err != nil {
@@ -153,7 +212,7 @@ func (s *Spool) Len() int64 { return s.n }
 // Reset discards everything written, for a retried Fetch.
 func (s *Spool) Reset() {
 	s.Abort()
-	*s = Spool{memLimit: s.memLimit, tmpDir: s.tmpDir, h: sha256.New()}
+	*s = Spool{memLimit: s.memLimit, tmpDir: s.tmpDir, budget: s.budget, h: sha256.New()}
 }
 
 // Abort discards the spool and its temporary file.
@@ -165,6 +224,8 @@ func (s *Spool) Abort() {
 		s.file = nil
 	}
 	s.buf = bytes.Buffer{}
+	s.budget.give(s.held)
+	s.held = 0
 }
 
 // Finish turns the spool into a Body. The Spool must not be used after.
@@ -184,6 +245,8 @@ func (s *Spool) Finish() (*Body, error) {
 		s.file = nil
 	} else {
 		b.mem = s.buf.Bytes()
+		b.budget, b.held = s.budget, s.held
+		s.held = 0
 	}
 	return b, nil
 }

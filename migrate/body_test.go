@@ -15,7 +15,7 @@ func TestSpoolMemoryAndFile(t *testing.T) {
 	for _, size := range []int{0, 10, 100, 1000, 5000} {
 		data := bytes.Repeat([]byte("a"), size)
 		data = append([]byte("Message-ID: <m@x>\r\n\r\n"), data...)
-		s := NewSpool(1024, dir)
+		s := NewSpool(1024, dir, nil)
 		for i := 0; i < len(data); i += 333 {
 			end := min(i+333, len(data))
 			s.Write(data[i:end])
@@ -82,5 +82,42 @@ func TestClassify(t *testing.T) {
 	}
 	if SkipMessage(nil) != nil || Retryable(nil) != nil {
 		t.Error("nil must stay nil")
+	}
+}
+
+func TestMemBudgetBoundsMemory(t *testing.T) {
+	dir := t.TempDir()
+	budget := NewMemBudget(10 << 10)
+	var bodies []*Body
+	for i := 0; i < 20; i++ {
+		s := NewSpool(4<<10, dir, budget)
+		s.Write(bytes.Repeat([]byte{'x'}, 1000))
+		s.Write(bytes.Repeat([]byte{'y'}, 1000))
+		b, err := s.Finish()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := io.ReadAll(b.Reader()); len(got) != 2000 || got[1999] != 'y' {
+			t.Fatalf("body %d wrong", i)
+		}
+		bodies = append(bodies, b)
+		if budget.Used() > 10<<10 {
+			t.Fatalf("budget exceeded: %d", budget.Used())
+		}
+	}
+	inFiles := 0
+	for _, b := range bodies {
+		if b.file != nil {
+			inFiles++
+		}
+	}
+	if inFiles != 15 { // 5 bodies of 2000 bytes fit in 10 KiB
+		t.Errorf("%d bodies spooled to files, want 15", inFiles)
+	}
+	for _, b := range bodies {
+		b.Close()
+	}
+	if budget.Used() != 0 {
+		t.Errorf("budget not released: %d", budget.Used())
 	}
 }

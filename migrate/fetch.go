@@ -44,7 +44,7 @@ func (e *engine) fetchLoop(ctx context.Context, in <-chan *job, out chan<- *job)
 
 // fetch spools one message body, retrying transient errors.
 func (e *engine) fetch(ctx context.Context, j *job) (*Body, error) {
-	sp := NewSpool(e.o.MemLimit, e.o.TempDir)
+	sp := NewSpool(e.o.MemLimit, e.o.TempDir, e.budget)
 	err := e.retry(ctx, j, "fetch", func() error {
 		sp.Reset()
 		return e.o.Source.Fetch(ctx, j.msg, sp)

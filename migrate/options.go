@@ -44,6 +44,9 @@ type Options struct {
 	DryRun bool
 	// MemLimit is the largest body kept in memory (default DefaultMemLimit).
 	MemLimit int64
+	// MemBudget bounds the bytes of all bodies held in memory at once
+	// (default DefaultMemBudget); beyond it bodies go to temporary files.
+	MemBudget int64
 	// TempDir holds spool files for large bodies ("" = os.TempDir()).
 	TempDir string
 	// BatchSize bounds how many messages one appender groups into one
@@ -66,6 +69,9 @@ func (o *Options) defaults() {
 	}
 	if o.MemLimit <= 0 {
 		o.MemLimit = DefaultMemLimit
+	}
+	if o.MemBudget <= 0 {
+		o.MemBudget = DefaultMemBudget
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 32

@@ -51,8 +51,9 @@ func (d *dedupSet) take(mid string, size int64) bool {
 }
 
 type engine struct {
-	o   Options
-	rep func(Event)
+	o      Options
+	rep    func(Event)
+	budget *MemBudget // bytes of bodies held in memory, all stages together
 }
 
 // Run copies every selected message of o.Source that the checkpoint does
@@ -68,7 +69,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	o.defaults()
 	start := time.Now()
 	t := newTally(o.DryRun)
-	e := &engine{o: o, rep: func(ev Event) { t.add(ev); o.Reporter.Event(ev) }}
+	e := &engine{o: o, rep: func(ev Event) { t.add(ev); o.Reporter.Event(ev) }, budget: NewMemBudget(o.MemBudget)}
 	if o.Checkpoint == nil && !o.DryRun {
 		return Report{}, errors.New("migrate: no checkpoint")
 	}
@@ -92,13 +93,13 @@ func Run(ctx context.Context, o Options) (Report, error) {
 }
 
 // pipeline wires the stages: lister -> interleave (several folders in
-// flight) -> fetchers -> appenders. Channels are bounded so that memory is
-// bounded: at most nf + conns*queuePerAppender + na*BatchSize bodies exist
-// at once (conns: the sink's connections, na = conns * its pipeline
-// depth), each at most MemLimit bytes in memory (larger ones are files). The
-// queue in front of the appenders lets a batch form while the previous
-// one commits: with 1 appender and no queue every message would pay its own
-// checkpoint commits and sync.
+// flight) -> fetchers -> appenders. Channels are bounded, so the number of
+// bodies alive at once is bounded (nf + na*(queuePerAppender+BatchSize)),
+// and the bytes they hold in memory are bounded by the run's MemBudget:
+// a body that does not fit goes to a temporary file. The queue in front of
+// the appenders lets a batch form while the previous one commits: with 1
+// appender and no queue every message would pay its own checkpoint
+// commits and sync.
 func (e *engine) pipeline(ctx context.Context) error {
 	nf := e.o.Source.Limits().callers(e.o.Transfers)
 	na := e.o.Sink.Limits().callers(e.o.Transfers)
