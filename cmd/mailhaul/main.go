@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -52,6 +53,17 @@ type globalFlags struct {
 }
 
 func main() {
+	// MAILHAUL_CPUPROFILE=FILE writes a CPU profile of the run (for
+	// benchmarks; see the README's Development section).
+	if p := os.Getenv("MAILHAUL_CPUPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			pprof.StartCPUProfile(f)
+			code := run(os.Args[1:])
+			pprof.StopCPUProfile()
+			f.Close()
+			os.Exit(code)
+		}
+	}
 	os.Exit(run(os.Args[1:]))
 }
 
