@@ -7,41 +7,50 @@ import (
 
 // Shared lets several goroutines use one pool connection at once, so that
 // their commands are pipelined on the wire (go-imap's Client is safe for
-// concurrent use). Connections are shared per key — the folder a command
+// concurrent use). Connections are bound to a key — the folder a command
 // needs selected, or targets — so that goroutines working on one folder
 // share a connection while other folders get their own:
 //
-//   - Acquire(key) joins a connection already in use for key that carries
-//     fewer than depth users; otherwise it takes a pool connection (at most
-//     max at once) and runs setup on it while it is still exclusive (setup
-//     may Select: no other goroutine uses it yet).
+//   - Acquire(key) joins a connection bound to key that carries fewer than
+//     depth users. Otherwise it takes a pool connection (at most max at
+//     once) or, when max are held, rebinds the least recently used idle one
+//     (bound to another key, no users), and runs setup on it while it is
+//     still exclusive (setup may Select: no other goroutine uses it yet).
+//     When every connection of key is full another one is bound to key:
+//     a busy folder may use several connections.
 //   - Users of a shared connection may only issue commands that do not
 //     change or depend on state another user relies on (FETCH by UID in the
 //     selected folder, APPEND): never Select, never Conn fields.
-//   - Release gives the connection back to the pool when its last user
-//     leaves; if any user saw a non-IMAP error (the connection's state is
-//     unknown) it is discarded instead.
+//   - Release ends one use. A connection whose last user left stays bound
+//     to its key, idle, so that the next user of that key finds it set up
+//     (its folder still selected: no new SELECT, and servers such as
+//     Dovecot save into a selected folder without reopening it); it goes
+//     back to the pool only when the pool is closed. If any user saw a non-IMAP error (the
+//     connection's state is unknown) it is discarded once its last user
+//     left; an idle connection that broke is discarded when next looked at.
 //
 // Shared holds at most max pool connections, so a pool of max+1 slots
 // always has one left for metadata work (LIST, STATUS, listing batches):
-// that work never waits for a busy data connection to drain.
+// that work never waits for a busy or idle data connection.
 type Shared struct {
 	pool  *Pool
 	depth int
 	max   int
 
 	mu      sync.Mutex
-	active  []*SharedConn
-	opening int
+	active  []*SharedConn // bound connections, busy or idle
+	opening int           // connections being dialled or set up, not in active
+	clock   uint64        // release counter, orders idle connections
 	changed chan struct{} // closed and replaced when active changes
 }
 
 // SharedConn is a connection handed out by Shared.Acquire.
 type SharedConn struct {
 	*Conn
-	key   string
-	users int
-	bad   bool
+	key      string
+	users    int
+	bad      bool
+	released uint64 // Shared.clock at the last release
 }
 
 // NewShared shares up to max connections of pool (max >= 1), each among up
@@ -62,35 +71,60 @@ func (s *Shared) Depth() int { return s.depth }
 // Max is the number of connections Shared holds at most.
 func (s *Shared) Max() int { return s.max }
 
-// Acquire returns a connection for key: a shared one with room, else a new
-// one from the pool prepared by setup (nil: none). It waits while max
-// connections are in use and none has room for key. Errors are those of
-// Pool.Get and setup; after a setup error the connection is returned (or
-// discarded when the error is not an IMAP response).
+// Acquire returns a connection for key: a bound one with room, else a new
+// or rebound one prepared by setup (nil: none). It waits while no
+// connection has room for key and none can be opened or rebound. Errors
+// are those of Pool.Get and setup and ctx's; after a setup error the
+// connection is returned to the pool (or discarded when the error is not
+// an IMAP response).
 func (s *Shared) Acquire(ctx context.Context, key string, setup func(*Conn) error) (*SharedConn, error) {
+	var reuse *SharedConn // idle connection taken for rebinding
 	for {
 		s.mu.Lock()
+		dead := s.pruneLocked()
+		var idle *SharedConn
 		for _, sc := range s.active {
-			if sc.key == key && sc.users < s.depth && !sc.bad && !sc.Broken() {
-				sc.users++
-				s.mu.Unlock()
-				return sc, nil
+			if sc.key == key {
+				if sc.users < s.depth && !sc.bad && !sc.Broken() {
+					sc.users++
+					s.mu.Unlock()
+					s.discard(dead)
+					return sc, nil
+				}
+			} else if sc.users == 0 && (idle == nil || sc.released < idle.released) {
+				idle = sc
 			}
 		}
 		if len(s.active)+s.opening < s.max {
 			s.opening++
 			s.mu.Unlock()
+			s.discard(dead)
+			break
+		}
+		if idle != nil {
+			s.removeLocked(idle)
+			s.opening++
+			reuse = idle
+			s.mu.Unlock()
+			s.discard(dead)
 			break
 		}
 		ch := s.changed
 		s.mu.Unlock()
+		s.discard(dead)
 		select {
 		case <-ch:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
-	c, err := s.pool.Get(ctx)
+	var c *Conn
+	var err error
+	if reuse != nil {
+		c = reuse.Conn
+	} else {
+		c, err = s.pool.Get(ctx)
+	}
 	if err == nil && setup != nil {
 		if err = setup(c); err != nil {
 			if IMAPError(err) != nil {
@@ -125,19 +159,50 @@ func (s *Shared) Release(sc *SharedConn, err error) {
 		s.mu.Unlock()
 		return
 	}
+	s.clock++
+	sc.released = s.clock
+	drop := sc.bad || sc.Broken()
+	if drop {
+		s.removeLocked(sc)
+	}
+	s.broadcast()
+	s.mu.Unlock()
+	if drop {
+		s.pool.Discard(sc.Conn)
+	}
+}
+
+// pruneLocked removes idle connections that broke and returns them for
+// discarding (outside the lock).
+func (s *Shared) pruneLocked() []*SharedConn {
+	var dead []*SharedConn
+	for i := 0; i < len(s.active); {
+		sc := s.active[i]
+		if sc.users == 0 && (sc.bad || sc.Broken()) {
+			s.active = append(s.active[:i], s.active[i+1:]...)
+			dead = append(dead, sc)
+			continue
+		}
+		i++
+	}
+	if len(dead) > 0 {
+		s.broadcast()
+	}
+	return dead
+}
+
+func (s *Shared) discard(dead []*SharedConn) {
+	for _, sc := range dead {
+		s.pool.Discard(sc.Conn)
+	}
+}
+
+func (s *Shared) removeLocked(sc *SharedConn) {
 	for i, a := range s.active {
 		if a == sc {
 			s.active = append(s.active[:i], s.active[i+1:]...)
-			break
+			return
 		}
-	}
-	bad := sc.bad
-	s.broadcast()
-	s.mu.Unlock()
-	if bad {
-		s.pool.Discard(sc.Conn)
-	} else {
-		s.pool.Put(sc.Conn)
 	}
 }
 

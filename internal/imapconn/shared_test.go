@@ -38,8 +38,8 @@ func startMem(t *testing.T) *Config {
 
 // TestShared: users of one key share a connection up to depth, other keys
 // get their own, no more than max connections are held, setup runs once
-// per connection, and a connection is back in the pool once its last user
-// released it.
+// per connection, and a connection whose last user released it serves
+// another key.
 func TestShared(t *testing.T) {
 	cfg := startMem(t)
 	pool := NewPool(cfg, 3)
@@ -136,4 +136,71 @@ func TestShared(t *testing.T) {
 	if !y.Broken() {
 		t.Fatal("connection released with a network error was kept")
 	}
+}
+
+// TestSharedKeepsIdleBound: a released connection stays bound to its key
+// (the next user of that key gets it without setup, its folder still
+// selected); when max connections are held another key rebinds the least
+// recently used idle one; an idle connection that broke is discarded and
+// replaced; the pool's spare slot stays free for metadata work.
+func TestSharedKeepsIdleBound(t *testing.T) {
+	cfg := startMem(t)
+	pool := NewPool(cfg, 3)
+	defer pool.Close()
+	sh := NewShared(pool, 2, 1)
+	ctx := context.Background()
+	setups := map[string]int{}
+	setup := func(key string) func(*Conn) error {
+		return func(c *Conn) error {
+			setups[key]++
+			_, err := c.Select(ctx, key, true)
+			return err
+		}
+	}
+	acquire := func(key string) *SharedConn {
+		t.Helper()
+		sc, err := sh.Acquire(ctx, key, setup(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sc
+	}
+	a := acquire("A")
+	sh.Release(a, nil)
+	a2 := acquire("A")
+	if a2.Conn != a.Conn || setups["A"] != 1 || a2.Selected != "A" {
+		t.Fatalf("A after release: same connection %v, setups %v, selected %q", a2.Conn == a.Conn, setups, a2.Selected)
+	}
+	sh.Release(a2, nil)
+	b := acquire("B") // one connection held, max 2: a new one
+	if b.Conn == a.Conn {
+		t.Fatal("B took A's idle connection while a new one could be opened")
+	}
+	sh.Release(b, nil)
+	// Both held connections idle: the spare slot is still there.
+	c, err := pool.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.Put(c)
+	inbox := acquire("INBOX") // max held: rebinds the older idle one (A's)
+	if inbox.Conn != a.Conn || setups["INBOX"] != 1 || inbox.Selected != "INBOX" {
+		t.Fatalf("INBOX did not rebind A's idle connection (setups %v, selected %q)", setups, inbox.Selected)
+	}
+	sh.Release(inbox, nil)
+	// B's idle connection breaks: the next key gets a fresh one.
+	b.Conn.Client.Close()
+	for !b.Broken() {
+		time.Sleep(time.Millisecond)
+	}
+	a3 := acquire("A") // B's slot was freed: a new connection, INBOX's stays
+	if a3.Conn == b.Conn || a3.Conn == inbox.Conn || a3.Broken() {
+		t.Fatalf("A after B's connection broke: B's %v, INBOX's %v", a3.Conn == b.Conn, a3.Conn == inbox.Conn)
+	}
+	sh.Release(a3, nil)
+	b2 := acquire("B")
+	if b2.Conn == b.Conn || b2.Broken() || b2.Selected != "B" {
+		t.Fatalf("B after its connection broke: old connection %v, selected %q", b2.Conn == b.Conn, b2.Selected)
+	}
+	sh.Release(b2, nil)
 }
