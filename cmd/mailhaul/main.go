@@ -72,12 +72,16 @@ func run(args []string) int {
 	root := &cobra.Command{
 		Use:   "mailhaul",
 		Short: "Move and sync mail between mailbox backends, resumably",
-		Long: `mailhaul copies mail between Maildir trees and other mail stores.
+		Long: `mailhaul copies mail between IMAP accounts, Maildir trees and mbox files
+(single files or whole Thunderbird profiles).
 Every copy is checkpointed: an interrupted run (Ctrl-C, kill -9, lost
 network, full disk) resumes where it stopped and never loses or duplicates a
 message. The source is never modified.
 
-Endpoints: ` + strings.Join(schemes(), ", ") + `, e.g. maildir:~/Maildir`,
+Endpoints: ` + strings.Join(schemes(), ", ") + `, e.g. maildir:~/Maildir,
+imaps://me@imap.example.org, "mbox:~/.thunderbird/x.default/Mail/Local Folders".
+IMAP passwords come from $MAILHAUL_SRC_PASSWORD / $MAILHAUL_DST_PASSWORD, a
+file (--src-password-file, --dst-password-file) or a prompt; never argv.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
