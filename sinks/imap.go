@@ -78,8 +78,12 @@ type folderInfo struct {
 // (the client waits for the server's "+" before the message bytes), so a
 // lone APPEND costs two round trips; with a second one queued on the same
 // connection its command line is already at the server when the first
-// completes, and each message costs one. Deeper queues gain nothing: the
-// literals still go one at a time.
+// completes, and each message costs one. When the server has LITERAL+,
+// imapconn rewrites those literals to non-synchronising ones (see
+// imapconn.Conn.LiteralPlus) and an APPEND costs one round trip alone;
+// measured at 20 ms RTT with 8 connections, depth 4 was within noise of
+// depth 2 (and used more memory), and so was one connection per folder
+// with depth 8, while one connection per folder with depth 2 was slower.
 const AppendDepth = 2
 
 // OpenIMAP connects (one connection, to fail early on a bad password or

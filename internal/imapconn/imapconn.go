@@ -13,6 +13,12 @@
 // server stays silent for Config.IdleTimeout while a command is pending (a
 // watchdog; a big literal that keeps flowing never trips it). A closed
 // connection is not reused: Pool redials the slot on its next Get.
+//
+// On imaps:// and plaintext connections to a server that advertises
+// LITERAL+ after login, APPEND literals go out non-synchronising ("{N+}"),
+// which go-imap does not do by itself: see literalplus.go for the wrapper,
+// its contract and the one-line upstream fix that would make it redundant.
+// Config.NoLiteralPlus turns it off.
 package imapconn
 
 import (
@@ -142,6 +148,11 @@ type Config struct {
 	IdleTimeout time.Duration
 	// DialTimeout bounds TCP connect + TLS + greeting (default 30s).
 	DialTimeout time.Duration
+	// NoLiteralPlus keeps go-imap's synchronising APPEND literals even when
+	// the server advertises LITERAL+ (see literalplus.go: by default they
+	// are rewritten to non-synchronising ones on imaps:// and plaintext
+	// connections, saving a round trip per APPEND).
+	NoLiteralPlus bool
 }
 
 // Conn is one authenticated connection. It is used by one goroutine at a
@@ -150,6 +161,7 @@ type Conn struct {
 	*imapclient.Client
 	cfg      *Config
 	act      *activityConn
+	lp       *literalPlusConn // nil: not wrapped (STARTTLS, Config.NoLiteralPlus)
 	timedOut atomic.Bool
 	done     chan struct{}
 	once     sync.Once
@@ -190,23 +202,44 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 	act := &activityConn{Conn: raw}
 	act.touch()
 	opts := &imapclient.Options{TLSConfig: tcfg}
+	var trace io.Writer
 	if cfg.Trace != nil {
-		opts.DebugWriter = newRedactor(cfg.Trace)
+		trace = newRedactor(cfg.Trace)
 	}
 	c := &Conn{cfg: cfg, act: act, done: make(chan struct{})}
 	// Until the client exists, a deadline bounds the handshake.
-	raw.SetDeadline(time.Now().Add(dt))
+	handshake := time.Now().Add(dt)
+	raw.SetDeadline(handshake)
 	stop := context.AfterFunc(dctx, func() { raw.Close() })
+	// wrap puts the LITERAL+ rewriter (which then writes the trace: see
+	// literalplus.go) between imapclient and the cleartext stream.
+	var lp *literalPlusConn
+	wrap := func(nc net.Conn) net.Conn {
+		if cfg.NoLiteralPlus {
+			opts.DebugWriter = trace
+			return nc
+		}
+		lp = newLiteralPlusConn(nc, trace)
+		lp.SetDeadline(handshake)
+		return lp
+	}
 	var cl *imapclient.Client
 	switch {
 	case cfg.TLS:
 		tc := tls.Client(act, tcfg)
 		if err = tc.HandshakeContext(dctx); err == nil {
-			cl = imapclient.New(tc, opts)
+			cl = imapclient.New(wrap(tc), opts)
 		}
 	case cfg.InsecurePlaintext:
-		cl = imapclient.New(act, opts)
+		cl = imapclient.New(wrap(act), opts)
 	default:
+		// go-imap builds the TLS connection of STARTTLS itself, on top of
+		// the connection it is given: a wrapper there would see only
+		// ciphertext, so STARTTLS connections keep go-imap's synchronising
+		// literals.
+		if trace != nil {
+			opts.DebugWriter = trace
+		}
 		cl, err = imapclient.NewStartTLS(act, opts)
 		if err != nil && isIMAPError(err) {
 			err = fmt.Errorf("server refused STARTTLS (%v); use imaps:// or, on a trusted network only, --insecure-plaintext", err)
@@ -216,7 +249,11 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 		err = cl.WaitGreeting()
 	}
 	stopped := stop()
-	raw.SetDeadline(time.Time{})
+	if lp != nil {
+		lp.SetDeadline(time.Time{}) // also clears raw's
+	} else {
+		raw.SetDeadline(time.Time{})
+	}
 	if err != nil || !stopped {
 		raw.Close()
 		if ctx.Err() != nil {
@@ -239,8 +276,23 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 		c.Client.Close()
 		return nil, err
 	}
+	if lp != nil {
+		// Capabilities may change at login: read them now.
+		var caps imap.CapSet
+		c.Do(ctx, func() error { caps = c.Caps(); return nil })
+		if caps.Has(imap.CapLiteralPlus) {
+			lp.enable()
+		}
+		c.lp = lp
+	}
 	return c, nil
 }
+
+// LiteralPlus reports whether APPEND literals on c are sent
+// non-synchronising (see literalplus.go): the server advertised LITERAL+
+// after login, Config.NoLiteralPlus is off and the connection is not
+// STARTTLS.
+func (c *Conn) LiteralPlus() bool { return c.lp != nil && c.lp.enabled() }
 
 func (cfg *Config) tlsConfig() (*tls.Config, error) {
 	t := &tls.Config{ServerName: cfg.Host, InsecureSkipVerify: cfg.SkipVerify, MinVersion: tls.VersionTLS12}

@@ -8,8 +8,9 @@ import (
 )
 
 // redactor is the wire-trace writer: it passes the protocol through line by
-// line but replaces credentials. go-imap writes both directions to one
-// DebugWriter, so the rules key on what the client sends:
+// line but replaces credentials. Both directions go to one writer (go-imap's
+// DebugWriter, or literalPlusConn, which traces the bytes on the wire after
+// its rewriting), so the rules key on what the client sends:
 //
 //   - "TAG LOGIN user password" becomes "TAG LOGIN user <redacted>";
 //   - "TAG AUTHENTICATE MECH initial-response" keeps only the mechanism;
