@@ -291,7 +291,7 @@ func findByUse(m *serverMeta, use string) string {
 	// No attribute (server without SPECIAL-USE): a well-known name.
 	var names []string
 	for _, l := range m.list {
-		if hasAttr(l, imap.MailboxAttrNoSelect) || hasAttr(l, imap.MailboxAttrNonExistent) {
+		if imapconn.HasAttr(l, imap.MailboxAttrNoSelect) || imapconn.HasAttr(l, imap.MailboxAttrNonExistent) {
 			continue
 		}
 		n := strings.TrimPrefix(l.Mailbox, m.prefix)
@@ -309,18 +309,9 @@ func findByUse(m *serverMeta, use string) string {
 	return ""
 }
 
-func hasAttr(l *imap.ListData, attr imap.MailboxAttr) bool {
-	for _, a := range l.Attrs {
-		if strings.EqualFold(string(a), string(attr)) {
-			return true
-		}
-	}
-	return false
-}
-
 func listed(m *serverMeta, name string) bool {
 	for _, l := range m.list {
-		if (l.Mailbox == name || (strings.EqualFold(name, "INBOX") && strings.EqualFold(l.Mailbox, "INBOX"))) && !hasAttr(l, imap.MailboxAttrNonExistent) {
+		if (l.Mailbox == name || (strings.EqualFold(name, "INBOX") && strings.EqualFold(l.Mailbox, "INBOX"))) && !imapconn.HasAttr(l, imap.MailboxAttrNonExistent) {
 			return true
 		}
 	}

@@ -119,7 +119,7 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 	var out []migrate.Mailbox
 	seen := map[string]bool{}
 	for _, l := range list {
-		if has(l, imap.MailboxAttrNonExistent) {
+		if imapconn.HasAttr(l, imap.MailboxAttrNonExistent) {
 			continue
 		}
 		name := s.localName(l.Mailbox, l.Delim, prefix)
@@ -130,7 +130,7 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 			continue
 		}
 		seen[name] = true
-		mb := migrate.Mailbox{Name: name, NoSelect: has(l, imap.MailboxAttrNoSelect)}
+		mb := migrate.Mailbox{Name: name, NoSelect: imapconn.HasAttr(l, imap.MailboxAttrNoSelect)}
 		for _, a := range l.Attrs {
 			switch u := string(a); strings.ToLower(u) {
 			case `\sent`, `\drafts`, `\trash`, `\junk`, `\archive`, `\all`, `\flagged`:
@@ -208,15 +208,6 @@ func (s *IMAP) serverName(name string) string {
 		return n
 	}
 	return name
-}
-
-func has(l *imap.ListData, attr imap.MailboxAttr) bool {
-	for _, a := range l.Attrs {
-		if strings.EqualFold(string(a), string(attr)) {
-			return true
-		}
-	}
-	return false
 }
 
 // examine makes folder selected read-only on c and checks that its

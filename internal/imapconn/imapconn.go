@@ -610,3 +610,14 @@ func Classify(err error) error {
 	}
 	return migrate.Retryable(err)
 }
+
+// HasAttr reports whether a LIST reply carries attr (case-insensitive, as
+// servers differ in spelling).
+func HasAttr(l *imap.ListData, attr imap.MailboxAttr) bool {
+	for _, a := range l.Attrs {
+		if strings.EqualFold(string(a), string(attr)) {
+			return true
+		}
+	}
+	return false
+}
