@@ -206,6 +206,11 @@ func (s *Spool) captureHeader(p []byte) {
 	}
 }
 
+// Err is the spool's own failure (temporary file could not be created or
+// written: disk full), nil while it works. A Source cannot tell its own
+// read errors from the spool's; the engine asks the spool instead.
+func (s *Spool) Err() error { return s.err }
+
 // Len is the number of bytes written so far.
 func (s *Spool) Len() int64 { return s.n }
 

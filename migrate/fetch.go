@@ -47,7 +47,13 @@ func (e *engine) fetch(ctx context.Context, j *job) (*Body, error) {
 	sp := NewSpool(e.o.MemLimit, e.o.TempDir, e.budget)
 	err := e.retry(ctx, j, "fetch", func() error {
 		sp.Reset()
-		return e.o.Source.Fetch(ctx, j.msg, sp)
+		err := e.o.Source.Fetch(ctx, j.msg, sp)
+		if serr := sp.Err(); serr != nil {
+			// Not the source's fault, whatever class it gave: our own
+			// disk is full or gone, and every message would fail alike.
+			return FatalError(serr)
+		}
+		return err
 	})
 	if err != nil {
 		sp.Abort()

@@ -441,3 +441,27 @@ func TestRecoverTwinNotMistaken(t *testing.T) {
 		t.Fatalf("recovered %d copied %d sink %d; want 0, 1, 2", r.Recovered, r.Copied, sink.count())
 	}
 }
+
+// skipAllSource classifies every Fetch failure as this message's fault,
+// as a file-based source does; a failing spool must still stop the run.
+type skipAllSource struct{ *fakeSource }
+
+func (s skipAllSource) Fetch(ctx context.Context, m migrate.Message, w io.Writer) error {
+	if err := s.fakeSource.Fetch(ctx, m, w); err != nil {
+		return migrate.SkipMessage(err)
+	}
+	return nil
+}
+
+func TestSpoolFailureIsFatal(t *testing.T) {
+	src := skipAllSource{newFakeSource(map[string]int{"INBOX": 5})}
+	sink := newFakeSink()
+	_, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t),
+		MemLimit: 8, TempDir: filepath.Join(t.TempDir(), "missing")})
+	if err == nil || migrate.Classify(err) != migrate.Fatal || !strings.Contains(err.Error(), "spool") {
+		t.Fatalf("want a fatal spool error, got %v", err)
+	}
+	if sink.count() != 0 {
+		t.Errorf("%d messages appended", sink.count())
+	}
+}

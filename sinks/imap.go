@@ -107,7 +107,7 @@ func OpenIMAP(ctx context.Context, cfg *imapconn.Config, conns int, warn func(er
 		return nil, err
 	}
 	err = s.loadMeta(ctx, c)
-	s.release(c, err)
+	s.pool.Release(c, err)
 	if err != nil {
 		s.pool.Close()
 		return nil, fmt.Errorf("IMAP destination %s: %w", cfg.Endpoint, err)
@@ -118,14 +118,6 @@ func OpenIMAP(ctx context.Context, cfg *imapconn.Config, conns int, warn func(er
 	}
 	s.shared = imapconn.NewShared(pool, conns, depth)
 	return s, nil
-}
-
-func (s *IMAP) release(c *imapconn.Conn, err error) {
-	if err != nil && imapconn.IMAPError(err) == nil {
-		s.pool.Discard(c)
-		return
-	}
-	s.pool.Put(c)
 }
 
 // loadMeta reads delimiter, namespace prefix, capabilities and the folder
@@ -225,7 +217,7 @@ func (s *IMAP) Prepare(ctx context.Context, src migrate.Mailbox, name string) (s
 		return "", err
 	}
 	dest, err := s.prepare(ctx, c, src, name)
-	s.release(c, err)
+	s.pool.Release(c, err)
 	if err != nil {
 		return "", fmt.Errorf("IMAP destination %s: %w", s.cfg.Addr(), err)
 	}
@@ -470,7 +462,7 @@ func (s *IMAP) Index(ctx context.Context, folder string, fn func(string, int64) 
 		return err
 	}
 	err = s.index(ctx, c, folder, fn)
-	s.release(c, err)
+	s.pool.Release(c, err)
 	if err != nil {
 		return imapconn.Classify(fmt.Errorf("IMAP destination %s: read folder %q: %w", s.cfg.Addr(), folder, err))
 	}
@@ -536,7 +528,7 @@ func (s *IMAP) Mark(ctx context.Context, folder string) (string, error) {
 		st, err = c.Status(folder, &imap.StatusOptions{UIDNext: true, UIDValidity: true}).Wait()
 		return err
 	})
-	s.release(c, err)
+	s.pool.Release(c, err)
 	if err != nil {
 		return "", imapconn.Classify(fmt.Errorf("IMAP destination %s: STATUS %q: %w", s.cfg.Addr(), folder, err))
 	}
@@ -557,7 +549,7 @@ func (s *IMAP) Find(ctx context.Context, in migrate.Intent, taken func(string) b
 		return "", false, err
 	}
 	ref, found, err := s.find(ctx, c, in, false, taken)
-	s.release(c, err)
+	s.pool.Release(c, err)
 	if err != nil {
 		return "", false, fmt.Errorf("IMAP destination %s folder %q: %w", s.cfg.Addr(), in.Dest, err)
 	}

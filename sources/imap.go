@@ -68,14 +68,6 @@ func OpenIMAP(ctx context.Context, cfg *imapconn.Config, conns int) (*IMAP, erro
 	return s, nil
 }
 
-func (s *IMAP) release(c *imapconn.Conn, err error) {
-	if err != nil && imapconn.IMAPError(err) == nil {
-		s.pool.Discard(c)
-		return
-	}
-	s.pool.Put(c)
-}
-
 // Mailboxes implements migrate.Source; called from the lister goroutine.
 func (s *IMAP) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 	c, err := s.pool.Get(ctx)
@@ -83,7 +75,7 @@ func (s *IMAP) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 		return nil, err
 	}
 	mbs, err := s.mailboxes(ctx, c)
-	s.release(c, err)
+	s.pool.Release(c, err)
 	if err != nil {
 		return nil, fmt.Errorf("IMAP source %s: %w", s.cfg.Addr(), imapconn.Classify(err))
 	}
@@ -315,7 +307,7 @@ func (s *IMAP) withConn(ctx context.Context, fn func(*imapconn.Conn) error) erro
 		return err
 	}
 	err = fn(c)
-	s.release(c, err)
+	s.pool.Release(c, err)
 	return err
 }
 
@@ -328,23 +320,6 @@ func (s *IMAP) wrap(folder, id string, err error) error {
 		where += " UID " + id
 	}
 	return fmt.Errorf("%s: %w", where, imapconn.Classify(err))
-}
-
-// spoolError marks a failure of the writer Fetch copies into (disk full),
-// which is not the server's fault.
-type spoolError struct{ err error }
-
-func (e spoolError) Error() string { return e.err.Error() }
-func (e spoolError) Unwrap() error { return e.err }
-
-type spoolWriter struct{ w io.Writer }
-
-func (w spoolWriter) Write(p []byte) (int, error) {
-	n, err := w.w.Write(p)
-	if err != nil {
-		err = spoolError{err}
-	}
-	return n, err
 }
 
 // Fetch implements migrate.Source: UID FETCH BODY.PEEK[] streamed into w
@@ -386,7 +361,7 @@ func (s *IMAP) Fetch(ctx context.Context, msg migrate.Message, w io.Writer) erro
 					}
 					if b, ok := item.(imapclient.FetchItemDataBodySection); ok && b.Literal != nil && !found {
 						found = true
-						if _, err := io.Copy(spoolWriter{w}, b.Literal); err != nil {
+						if _, err := io.Copy(w, b.Literal); err != nil {
 							cmd.Close()
 							return err
 						}
@@ -397,12 +372,10 @@ func (s *IMAP) Fetch(ctx context.Context, msg migrate.Message, w io.Writer) erro
 		})
 		s.shared.Release(sc, err)
 	}
-	var se spoolError
+	// A failing spool (w) abandons the stream mid-literal: Release has
+	// discarded the connection, and the engine, which asks the spool,
+	// treats that failure as fatal whatever class is given here.
 	switch {
-	case errors.As(err, &se):
-		// The stream was abandoned mid-literal: the connection was
-		// discarded by Release. The spool's error is the engine's to judge.
-		return fmt.Errorf("IMAP source %s folder %q UID %d: write to spool: %w", s.cfg.Addr(), folder, uid, se.err)
 	case err != nil:
 		if ie := imapconn.IMAPError(err); ie != nil {
 			return migrate.SkipMessage(s.wrap(folder, msg.ID, err))

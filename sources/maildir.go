@@ -123,23 +123,6 @@ func (s *Maildir) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.
 	return nil
 }
 
-// readError marks an error of the source file (as opposed to the spool the
-// bytes are written into, whose errors are not this message's fault).
-type readError struct{ err error }
-
-func (e readError) Error() string { return e.err.Error() }
-func (e readError) Unwrap() error { return e.err }
-
-type errReader struct{ r io.Reader }
-
-func (r errReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	if err != nil && err != io.EOF {
-		err = readError{err}
-	}
-	return n, err
-}
-
 // Fetch implements migrate.Source. If the file was moved or renamed by a
 // mail client since List (flags changed, new -> cur), it is found again by
 // its unique name.
@@ -164,12 +147,10 @@ func (s *Maildir) Fetch(ctx context.Context, msg migrate.Message, w io.Writer) e
 		return migrate.SkipMessage(fmt.Errorf("read %s: %w", p, err))
 	}
 	defer f.Close()
-	if _, err := io.Copy(w, errReader{f}); err != nil {
-		var re readError
-		if errors.As(err, &re) {
-			return migrate.SkipMessage(fmt.Errorf("read %s: %w", p, re.err))
-		}
-		return err
+	// A failing spool (w) is recognised by the engine as fatal; what is
+	// left is this file's fault.
+	if _, err := io.Copy(w, f); err != nil {
+		return migrate.SkipMessage(fmt.Errorf("read %s: %w", p, err))
 	}
 	return nil
 }

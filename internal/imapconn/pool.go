@@ -71,6 +71,17 @@ func (p *Pool) Put(c *Conn) {
 	p.slots <- c
 }
 
+// Release returns c after a command that ended with err: to the pool if
+// the connection is still in a known state (no error, or the server's own
+// NO/BAD), closed and replaced otherwise.
+func (p *Pool) Release(c *Conn, err error) {
+	if err != nil && IMAPError(err) == nil {
+		p.Discard(c)
+		return
+	}
+	p.Put(c)
+}
+
 // Discard closes c (after an error that left it in an unknown state) and
 // returns its slot empty.
 func (p *Pool) Discard(c *Conn) {
