@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/emersion/go-message/textproto"
 )
@@ -78,6 +79,7 @@ type Body struct {
 	size      int64
 	sum       [32]byte
 	messageID string
+	hdrDate   time.Time // with Spool.WantHeaderDate: HeaderDate of the message
 	mem       []byte
 	file      *os.File
 	budget    *MemBudget
@@ -93,6 +95,10 @@ func (b *Body) SHA256() string { return hex.EncodeToString(b.sum[:]) }
 // MessageID is the Message-ID header value (with angle brackets, as
 // written), or "" if the message has none.
 func (b *Body) MessageID() string { return b.messageID }
+
+// HeaderDate is the date the message's header implies (see HeaderDate),
+// computed only when the spool was asked for it (WantHeaderDate).
+func (b *Body) HeaderDate() time.Time { return b.hdrDate }
 
 // Reader returns a new reader over the whole body; each call starts at the
 // beginning. Readers must not be used after Close.
@@ -143,6 +149,7 @@ type Spool struct {
 	h        hash.Hash
 	hdr      []byte
 	hdrDone  bool
+	wantDate bool
 	err      error
 }
 
@@ -206,6 +213,10 @@ func (s *Spool) captureHeader(p []byte) {
 	}
 }
 
+// WantHeaderDate asks Finish to compute Body.HeaderDate from the header,
+// for messages whose source knows no internal date.
+func (s *Spool) WantHeaderDate() { s.wantDate = true }
+
 // Err is the spool's own failure (temporary file could not be created or
 // written: disk full), nil while it works. A Source cannot tell its own
 // read errors from the spool's; the engine asks the spool instead.
@@ -217,7 +228,7 @@ func (s *Spool) Len() int64 { return s.n }
 // Reset discards everything written, for a retried Fetch.
 func (s *Spool) Reset() {
 	s.Abort()
-	*s = Spool{memLimit: s.memLimit, tmpDir: s.tmpDir, budget: s.budget, h: sha256.New()}
+	*s = Spool{memLimit: s.memLimit, tmpDir: s.tmpDir, budget: s.budget, h: sha256.New(), wantDate: s.wantDate}
 }
 
 // Abort discards the spool and its temporary file.
@@ -240,6 +251,9 @@ func (s *Spool) Finish() (*Body, error) {
 		return nil, s.err
 	}
 	b := &Body{size: s.n, messageID: MessageIDFromHeader(s.hdr)}
+	if s.wantDate {
+		b.hdrDate = HeaderDate(s.hdr)
+	}
 	copy(b.sum[:], s.h.Sum(nil))
 	if s.file != nil {
 		if err := s.w.Flush(); err != nil {

@@ -45,6 +45,9 @@ func (e *engine) fetchLoop(ctx context.Context, in <-chan *job, out chan<- *job)
 // fetch spools one message body, retrying transient errors.
 func (e *engine) fetch(ctx context.Context, j *job) (*Body, error) {
 	sp := NewSpool(e.o.MemLimit, e.o.TempDir, e.budget)
+	if j.msg.Date.IsZero() {
+		sp.WantHeaderDate()
+	}
 	err := e.retry(ctx, j, "fetch", func() error {
 		sp.Reset()
 		err := e.o.Source.Fetch(ctx, j.msg, sp)
@@ -59,5 +62,11 @@ func (e *engine) fetch(ctx context.Context, j *job) (*Body, error) {
 		sp.Abort()
 		return nil, fmt.Errorf("fetch message %s in %q: %w", j.msg.ID, j.mb.Name, err)
 	}
-	return sp.Finish()
+	b, err := sp.Finish()
+	if err == nil && j.msg.Date.IsZero() {
+		// The source knows no arrival date (POP3): the newest Received:
+		// date, else Date:, else (zero) the destination's "now".
+		j.msg.Date = b.HeaderDate()
+	}
+	return b, err
 }

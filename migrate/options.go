@@ -35,6 +35,10 @@ type Options struct {
 	// Indexer; messages without a Message-ID are always copied.
 	Dedupe bool
 
+	// DeleteAfterCopy removes from the source (a Deleter) every message
+	// whose copy is recorded done, once the run ends without error.
+	DeleteAfterCopy bool
+
 	// Transfers bounds concurrent fetches and appends (default 8); each
 	// side is further bounded by its Limits, and a side whose Limits
 	// pipeline several calls per connection runs Transfers connections,

@@ -54,6 +54,7 @@ type engine struct {
 	o      Options
 	rep    func(Event)
 	budget *MemBudget // bytes of bodies held in memory, all stages together
+	del    *deletions // with DeleteAfterCopy: what may be deleted from the source
 }
 
 // Run copies every selected message of o.Source that the checkpoint does
@@ -69,7 +70,11 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	o.defaults()
 	start := time.Now()
 	t := newTally(o.DryRun)
-	e := &engine{o: o, rep: func(ev Event) { t.add(ev); o.Reporter.Event(ev) }, budget: NewMemBudget(o.MemBudget)}
+	e := &engine{o: o, budget: NewMemBudget(o.MemBudget)}
+	if o.DeleteAfterCopy && !o.DryRun {
+		e.del = &deletions{ids: map[string][]string{}}
+	}
+	e.rep = func(ev Event) { t.add(ev); e.del.add(ev); o.Reporter.Event(ev) }
 	if o.Checkpoint == nil && !o.DryRun {
 		return Report{}, errors.New("migrate: no checkpoint")
 	}
@@ -79,6 +84,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	if err == nil {
 		err = e.pipeline(ctx)
+	}
+	if err == nil && e.del != nil && ctx.Err() == nil {
+		err = e.deleteCopied(ctx)
 	}
 	r := t.report()
 	r.Elapsed = time.Since(start)
