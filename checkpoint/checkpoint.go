@@ -17,10 +17,17 @@
 //
 // # Layout
 //
-//	meta     source, destination, version
+//	meta     source, destination, version (2)
 //	epochs   folder -> epoch (UIDVALIDITY) last seen
 //	done     folder "\x00" epoch -> { message id -> Record (JSON) }
 //	intents  folder "\x00" epoch "\x00" id -> migrate.Intent (JSON)
+//	refs     dest "\x00" ref -> folder "\x00" epoch "\x00" id (who owns a copy)
+//
+// Version 1 files (no refs bucket; IMAP refs "uidvalidity:uid" without
+// their folder) are upgraded when opened for writing.
+//
+// Beside the database, journal.go keeps the in-flight journal and the
+// heartbeat (a small file written without fsync, see Store.Sending).
 //
 // Secrets never reach this file: the caller passes endpoint descriptions
 // without passwords.
@@ -34,6 +41,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -47,7 +55,10 @@ var (
 	bEpochs  = []byte("epochs")
 	bDone    = []byte("done")
 	bIntents = []byte("intents")
+	bRefs    = []byte("refs")
 )
+
+const version = "2"
 
 // ErrLocked is returned by Open when another run holds the checkpoint.
 var ErrLocked = errors.New("another mailhaul run is using this checkpoint")
@@ -68,6 +79,7 @@ type Store struct {
 	db       *bolt.DB
 	path     string
 	readOnly bool
+	journal  *journal // nil when read-only
 }
 
 // PathFor returns the checkpoint file for a (source, destination) pair in
@@ -102,19 +114,115 @@ func Open(path, src, dst string) (*Store, error) {
 		}
 		m := tx.Bucket(bMeta)
 		if m.Get([]byte("version")) == nil {
-			m.Put([]byte("version"), []byte("1"))
+			m.Put([]byte("version"), []byte(version))
 			m.Put([]byte("source"), []byte(src))
 			m.Put([]byte("destination"), []byte(dst))
 			m.Put([]byte("created"), []byte(time.Now().UTC().Format(time.RFC3339)))
 		}
-		return nil
+		return upgrade(tx)
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("initialise checkpoint %s: %w", path, err)
 	}
-	return &Store{db: db, path: path}, nil
+	s := &Store{db: db, path: path}
+	pending, err := s.Pending()
+	if err == nil {
+		s.journal, err = openJournal(path+".inflight", pending)
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open checkpoint %s: %w", path, err)
+	}
+	return s, nil
 }
+
+// upgrade brings a version 1 layout to version 2: the refs index, with
+// IMAP refs qualified by their folder ("uidvalidity:uid:folder").
+func upgrade(tx *bolt.Tx) error {
+	m := tx.Bucket(bMeta)
+	if string(m.Get([]byte("version"))) == version && tx.Bucket(bRefs) != nil {
+		return nil
+	}
+	refs, err := tx.CreateBucketIfNotExists(bRefs)
+	if err != nil {
+		return err
+	}
+	d := tx.Bucket(bDone)
+	err = d.ForEachBucket(func(fk []byte) error {
+		f := d.Bucket(fk)
+		type rec struct {
+			id []byte
+			r  Record
+		}
+		var fix []rec
+		err := f.ForEach(func(id, v []byte) error {
+			var r Record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("corrupt record %q: %w", id, err)
+			}
+			if q := QualifyRef(r.Ref, r.Dest); q != r.Ref {
+				r.Ref = q
+				fix = append(fix, rec{append([]byte{}, id...), r})
+			}
+			if indexed(r.Ref) {
+				return refs.Put(refKey(r.Dest, r.Ref), append(append(append([]byte{}, fk...), 0), id...))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, x := range fix {
+			v, err := json.Marshal(x.r)
+			if err != nil {
+				return err
+			}
+			if err := f.Put(x.id, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return m.Put([]byte("version"), []byte(version))
+}
+
+// QualifyRef turns a version 1 IMAP ref "uidvalidity:uid" into the
+// self-identifying "uidvalidity:uid:folder"; other refs are returned
+// unchanged.
+func QualifyRef(ref, dest string) string {
+	v, u, ok := strings.Cut(ref, ":")
+	if !ok || strings.Contains(u, ":") || !digits(v) || !(u == "" || digits(u)) {
+		return ref
+	}
+	if u == "" {
+		u = "0"
+	}
+	return v + ":" + u + ":" + dest
+}
+
+func digits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// indexed reports whether ref names one particular copy (not --dedupe's
+// "already there").
+func indexed(ref string) bool {
+	return ref != "" && ref != migrate.DedupeRef && ref != "existing"
+}
+
+func refKey(dest, ref string) []byte { return []byte(dest + "\x00" + ref) }
 
 // OpenReadOnly opens an existing checkpoint for reading (dry runs). It
 // returns (nil, nil) if the file does not exist: nothing was copied yet.
@@ -136,7 +244,12 @@ func OpenReadOnly(path string) (*Store, error) {
 func (s *Store) Path() string { return s.path }
 
 // Close releases the lock. Every committed change is already durable.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	if s.journal != nil {
+		s.journal.close()
+	}
+	return s.db.Close()
+}
 
 func folderKey(folder, epoch string) []byte { return []byte(folder + "\x00" + epoch) }
 
@@ -244,11 +357,20 @@ func (s *Store) Complete(in []migrate.Intent, refs []string) error {
 	return s.batch(func(tx *bolt.Tx) error {
 		ib := tx.Bucket(bIntents)
 		db := tx.Bucket(bDone)
+		rb := tx.Bucket(bRefs)
 		for k, i := range in {
 			if refs[k] != "" {
 				f, err := db.CreateBucketIfNotExists(folderKey(i.Folder, i.Epoch))
 				if err != nil {
 					return err
+				}
+				if old := f.Get([]byte(i.ID)); old != nil {
+					var o Record
+					if json.Unmarshal(old, &o) == nil && o.Ref != refs[k] && indexed(o.Ref) {
+						if err := rb.Delete(refKey(o.Dest, o.Ref)); err != nil {
+							return err
+						}
+					}
 				}
 				r := Record{Ref: refs[k], Dest: i.Dest, MessageID: i.MessageID, Size: i.Size, SHA256: i.SHA256}
 				if !i.Date.IsZero() {
@@ -260,6 +382,11 @@ func (s *Store) Complete(in []migrate.Intent, refs []string) error {
 				}
 				if err := f.Put([]byte(i.ID), v); err != nil {
 					return err
+				}
+				if indexed(refs[k]) {
+					if err := rb.Put(refKey(i.Dest, refs[k]), intentKey(i.Folder, i.Epoch, i.ID)); err != nil {
+						return err
+					}
 				}
 			}
 			if err := ib.Delete(intentKey(i.Folder, i.Epoch, i.ID)); err != nil {
@@ -314,7 +441,7 @@ func (s *Store) ForEachDone(folder, epoch string, fn func(id string, r Record) e
 // Copies implements migrate.Checkpoint.
 func (s *Store) Copies(folder, epoch string, fn func(migrate.Copy) error) error {
 	return s.ForEachDone(folder, epoch, func(id string, r Record) error {
-		c := migrate.Copy{ID: id, Ref: r.Ref, Dest: r.Dest, MessageID: r.MessageID, Size: r.Size}
+		c := migrate.Copy{ID: id, Ref: r.Ref, Dest: r.Dest, MessageID: r.MessageID, Size: r.Size, SHA256: r.SHA256}
 		if r.Date != 0 {
 			c.Date = time.Unix(r.Date, 0)
 		}
@@ -322,33 +449,25 @@ func (s *Store) Copies(folder, epoch string, fn func(migrate.Copy) error) error 
 	})
 }
 
-// RefsIn implements migrate.Checkpoint: one scan of every done record
-// (recovery only, when intents were left pending).
-func (s *Store) RefsIn(dests []string) (map[string]bool, error) {
-	want := map[string]bool{}
-	for _, d := range dests {
-		want[d] = true
-	}
-	refs := map[string]bool{}
+// Owner implements migrate.Checkpoint (one lookup in the refs index).
+func (s *Store) Owner(dest, ref string) (string, bool, error) {
+	var key string
+	var ok bool
 	err := s.db.View(func(tx *bolt.Tx) error {
-		d := tx.Bucket(bDone)
-		if d == nil {
-			return nil
+		if b := tx.Bucket(bRefs); b != nil {
+			if v := b.Get(refKey(dest, ref)); v != nil {
+				key, ok = string(v), true
+			}
 		}
-		return d.ForEachBucket(func(k []byte) error {
-			return d.Bucket(k).ForEach(func(_, v []byte) error {
-				var r Record
-				if err := json.Unmarshal(v, &r); err != nil {
-					return err
-				}
-				if want[r.Dest] {
-					refs[r.Ref] = true
-				}
-				return nil
-			})
-		})
+		return nil
 	})
-	return refs, err
+	return key, ok, err
+}
+
+// Ref implements migrate.Checkpoint.
+func (s *Store) Ref(folder, epoch, id string) (string, bool, error) {
+	r, ok, err := s.Lookup(folder, epoch, id)
+	return r.Ref, ok, err
 }
 
 func (s *Store) batch(fn func(*bolt.Tx) error) error {

@@ -3,22 +3,16 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
-// appendLoop is one appender goroutine. It groups whatever spooled messages
-// are waiting (up to BatchSize) into a batch and runs the crash-safety
-// protocol on it:
-//
-//  1. intents for the whole batch are made durable (one commit);
-//  2. each message is appended;
-//  3. the sink makes the batch durable (Syncer);
-//  4. done records for the whole batch are made durable (one commit).
-//
-// A crash between 1 and 4 leaves intents that the next run resolves with
-// the sink's Finder (recover.go). On a fatal error or cancellation the
-// messages already appended are still synced and recorded before the loop
-// returns.
-func (e *engine) appendLoop(ctx context.Context, in <-chan *job) error {
+// appendLoop is one appender goroutine; slot is its place in the in-flight
+// journal. It groups whatever spooled messages are waiting (up to
+// BatchSize) into a batch and runs the crash-safety protocol on it
+// (appendBatch). Appends whose outcome is unknown go to the settler
+// (settle.go), which owns their bodies from then on; only a fatal error
+// ends the loop.
+func (e *engine) appendLoop(ctx context.Context, slot int, in <-chan *job) error {
 	for {
 		var first *job
 		var ok bool
@@ -43,27 +37,69 @@ func (e *engine) appendLoop(ctx context.Context, in <-chan *job) error {
 				break drain
 			}
 		}
-		err := e.appendBatch(ctx, batch)
-		for _, j := range batch {
-			j.body.Close()
-		}
+		uncertain, err := e.appendBatch(ctx, slot, batch)
+		e.handOver(batch, uncertain)
 		if err != nil {
 			return err
 		}
 	}
 }
 
-func (e *engine) appendBatch(ctx context.Context, batch []*job) error {
-	intents := make([]Intent, len(batch))
-	for i, j := range batch {
-		intents[i] = Intent{
-			Folder: j.mb.Name, Epoch: j.mb.Epoch, ID: j.msg.ID, Dest: j.dest, Mark: j.mark,
-			MessageID: j.body.MessageID(), Size: j.body.Size(), SHA256: j.body.SHA256(),
-			Date: j.msg.Date, Flags: j.msg.Flags,
+// handOver releases the bodies of a finished batch, except those of the
+// uncertain appends, which go to the settler.
+func (e *engine) handOver(batch, uncertain []*job) {
+	keep := map[*job]bool{}
+	for _, j := range uncertain {
+		keep[j] = true
+		e.settler.add(j)
+	}
+	for _, j := range batch {
+		if !keep[j] {
+			j.body.Close()
 		}
 	}
+}
+
+// appendBatch runs the crash-safety protocol on one batch:
+//
+//  1. intents for the whole batch are made durable (one commit), each with
+//     the destination's current mark;
+//  2. each message is appended, its journal slot telling a next run that
+//     it may be on the wire;
+//  3. the sink makes the batch durable (Syncer);
+//  4. done records for the whole batch are made durable (one commit).
+//
+// A crash between 1 and 4 leaves intents that the next run resolves with
+// the sink's Finder (recover.go). An append that fails with an Uncertain
+// error (the connection broke after the message was sent) is returned in
+// uncertain, its intent still pending: it is settled, never blindly sent
+// again. On a fatal error or cancellation the messages already appended
+// are still synced and recorded before appendBatch returns the error; a
+// message never attempted has its intent cleared, except a re-sent
+// uncertain one, whose intent stays pending for the next run to settle.
+func (e *engine) appendBatch(ctx context.Context, slot int, batch []*job) (uncertain []*job, err error) {
+	finder, _ := e.o.Sink.(Finder)
+	marks := map[string]string{}
+	intents := make([]Intent, len(batch))
+	for i, j := range batch {
+		if j.intent != nil {
+			intents[i] = *j.intent // a re-send keeps its first mark
+			continue
+		}
+		mark, ok := marks[j.dest]
+		if !ok && finder != nil {
+			if mark, err = finder.Mark(ctx, j.dest); err != nil {
+				return nil, fmt.Errorf("read position of destination folder %q: %w", j.dest, err)
+			}
+			marks[j.dest] = mark
+		}
+		if intents[i], err = e.intentFor(j, mark); err != nil {
+			return nil, err
+		}
+		j.intent = &intents[i]
+	}
 	if err := e.o.Checkpoint.AddIntents(intents); err != nil {
-		return fmt.Errorf("record intents in checkpoint: %w", err)
+		return nil, fmt.Errorf("record intents in checkpoint: %w", err)
 	}
 	e.hook("intent")
 
@@ -74,45 +110,49 @@ func (e *engine) appendBatch(ctx context.Context, batch []*job) error {
 		fatal    error
 	)
 	for i, j := range batch {
+		in := intents[i]
 		if fatal != nil || ctx.Err() != nil {
 			if fatal == nil {
 				fatal = ctx.Err()
 			}
-			// Never attempted: clear the intent (nothing to recover).
-			finished = append(finished, intents[i])
-			refs = append(refs, "")
+			if !j.resent {
+				// Never attempted: clear the intent (nothing to recover).
+				finished = append(finished, in)
+				refs = append(refs, "")
+			}
 			continue
 		}
-		if j.dup.take(j.body.MessageID(), j.body.Size()) {
+		if j.dup.take(in.MessageID, in.StoredSize()) {
 			// Already in the destination: record it as copied there.
-			finished = append(finished, intents[i])
-			refs = append(refs, "existing")
+			finished = append(finished, in)
+			refs = append(refs, DedupeRef)
 			e.rep(Event{Kind: Duplicate, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID})
 			continue
 		}
-		var ref string
-		err := e.retry(ctx, j, "append", func() error {
-			var err error
-			ref, err = e.o.Sink.Append(ctx, j.dest, j.msg, j.body)
-			return err
-		})
-		if err != nil {
-			err = fmt.Errorf("append message %s of %q to %q: %w", j.msg.ID, j.mb.Name, j.dest, err)
-			if Classify(err) == Skip && ctx.Err() == nil {
-				e.rep(Event{Kind: Skipped, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Err: err})
-				finished = append(finished, intents[i])
-				refs = append(refs, "")
-				continue
+		ref, err := e.appendOne(ctx, slot, j, in)
+		switch {
+		case err == nil:
+			e.hook("append")
+			finished = append(finished, in)
+			refs = append(refs, ref)
+			copied = append(copied, j)
+			if j.resent {
+				e.recon.add(in, ref, j.uncertainAt)
 			}
+		case IsUncertain(err) && finder != nil && ctx.Err() == nil:
+			j.uncertainAt = time.Now()
+			uncertain = append(uncertain, j)
+			e.rep(Event{Kind: Retrying, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID,
+				Err: fmt.Errorf("outcome unknown, looked up before sending again: %w", err)})
+		case Classify(err) == Skip && ctx.Err() == nil:
+			e.rep(Event{Kind: Skipped, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Err: err})
+			finished = append(finished, in)
+			refs = append(refs, "")
+		default:
 			// The copy may or may not exist: the intent stays pending
 			// and the next run's recovery decides.
 			fatal = err
-			continue
 		}
-		e.hook("append")
-		finished = append(finished, intents[i])
-		refs = append(refs, ref)
-		copied = append(copied, j)
 	}
 
 	// Make what was appended durable, even when stopping: a clean stop
@@ -126,19 +166,73 @@ func (e *engine) appendBatch(ctx context.Context, batch []*job) error {
 			seen[j.dest] = true
 			if err := s.Sync(context.WithoutCancel(ctx), j.dest); err != nil {
 				// Not durable: leave the intents pending; recovery decides.
-				return fmt.Errorf("sync destination folder %q: %w", j.dest, err)
+				return uncertain, fmt.Errorf("sync destination folder %q: %w", j.dest, err)
 			}
 		}
 		e.hook("sync")
 	}
 	if len(finished) > 0 {
 		if err := e.o.Checkpoint.Complete(finished, refs); err != nil {
-			return fmt.Errorf("record copies in checkpoint: %w", err)
+			return uncertain, fmt.Errorf("record copies in checkpoint: %w", err)
 		}
 		e.hook("done")
+	}
+	for i, in := range finished {
+		e.claims.release(in.Dest, refs[i])
 	}
 	for _, j := range copied {
 		e.rep(Event{Kind: Copied, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Bytes: j.body.Size()})
 	}
-	return fatal
+	return uncertain, fatal
 }
+
+// appendOne appends one message, retrying failures that promise nothing
+// was stored, and returns the ref of the copy (claimed for in). Its journal
+// slot holds in's key while the message may be on the wire, and the
+// in-flight count of identical messages keeps the settler from taking this
+// copy for a twin before this call knows its ref.
+func (e *engine) appendOne(ctx context.Context, slot int, j *job, in Intent) (string, error) {
+	e.inflight.add(in)
+	defer e.inflight.done(in)
+	var ref string
+	err := e.retry(ctx, j, "append", func() error {
+		if err := e.o.Checkpoint.Sending(slot, in.Key()); err != nil {
+			return FatalError(fmt.Errorf("write in-flight journal: %w", err))
+		}
+		var err error
+		ref, err = e.o.Sink.Append(ctx, j.dest, j.msg, j.body)
+		if IsUncertain(err) {
+			return err // the slot keeps saying "maybe on the wire"
+		}
+		if jerr := e.o.Checkpoint.Replied(slot); jerr != nil && err == nil {
+			err = FatalError(fmt.Errorf("write in-flight journal: %w", jerr))
+		}
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("append message %s of %q to %q: %w", j.msg.ID, j.mb.Name, j.dest, err)
+	}
+	e.claims.claim(in.Dest, ref, in.Key())
+	return ref, nil
+}
+
+// intentFor describes the copy of j about to be written.
+func (e *engine) intentFor(j *job, mark string) (Intent, error) {
+	in := Intent{
+		Folder: j.mb.Name, Epoch: j.mb.Epoch, ID: j.msg.ID, Dest: j.dest, Mark: mark,
+		MessageID: j.body.MessageID(), Size: j.body.Size(), SHA256: j.body.SHA256(),
+		Date: j.msg.Date, Flags: j.msg.Flags,
+	}
+	if _, ok := e.o.Sink.(CRLFSink); ok && j.body.CRLFSize() != j.body.Size() {
+		sum, err := j.body.CRLFSHA256()
+		if err != nil {
+			return Intent{}, FatalError(err)
+		}
+		in.CRLFSize, in.CRLFSHA256 = j.body.CRLFSize(), sum
+	}
+	return in, nil
+}
+
+// DedupeRef is the ref recorded for a message that --dedupe found already
+// in the destination (not a particular copy).
+const DedupeRef = "dedupe:existing"

@@ -80,6 +80,8 @@ type Body struct {
 	sum       [32]byte
 	messageID string
 	hdrDate   time.Time // with Spool.WantHeaderDate: HeaderDate of the message
+	bareLF    int64     // LFs not preceded by CR
+	crlfSum   string    // SHA-256 of the CRLF form, computed on demand
 	mem       []byte
 	file      *os.File
 	budget    *MemBudget
@@ -95,6 +97,34 @@ func (b *Body) SHA256() string { return hex.EncodeToString(b.sum[:]) }
 // MessageID is the Message-ID header value (with angle brackets, as
 // written), or "" if the message has none.
 func (b *Body) MessageID() string { return b.messageID }
+
+// CRLFSize is the size of the message's CRLF form (see crlf.go).
+func (b *Body) CRLFSize() int64 { return b.size + b.bareLF }
+
+// CRLFSHA256 is the hex SHA-256 of the message's CRLF form; it equals
+// SHA256 when the message has no bare LF, and is computed (one read of the
+// body) on the first call otherwise. Not safe for concurrent use.
+func (b *Body) CRLFSHA256() (string, error) {
+	if b.bareLF == 0 {
+		return b.SHA256(), nil
+	}
+	if b.crlfSum == "" {
+		_, sum, err := CRLFSum(b.Reader())
+		if err != nil {
+			return "", fmt.Errorf("hash CRLF form of spooled message: %w", err)
+		}
+		b.crlfSum = sum
+	}
+	return b.crlfSum, nil
+}
+
+// CRLFReader returns a new reader over the message's CRLF form.
+func (b *Body) CRLFReader() io.Reader {
+	if b.bareLF == 0 {
+		return b.Reader()
+	}
+	return CRLFReader(b.Reader())
+}
 
 // HeaderDate is the date the message's header implies (see HeaderDate),
 // computed only when the spool was asked for it (WantHeaderDate).
@@ -150,6 +180,8 @@ type Spool struct {
 	hdr      []byte
 	hdrDone  bool
 	wantDate bool
+	bareLF   int64
+	prevCR   bool
 	err      error
 }
 
@@ -169,6 +201,10 @@ func (s *Spool) Write(p []byte) (int, error) {
 	}
 	s.h.Write(p)
 	s.captureHeader(p)
+	s.bareLF += countBareLF(p, s.prevCR)
+	if len(p) > 0 {
+		s.prevCR = p[len(p)-1] == '\r'
+	}
 	if s.file == nil && s.n+int64(len(p)) <= s.memLimit && s.budget.take(int64(len(p))) {
 		s.held += int64(len(p))
 	} else if s.file == nil {
@@ -250,15 +286,16 @@ func (s *Spool) Finish() (*Body, error) {
 		s.Abort()
 		return nil, s.err
 	}
-	b := &Body{size: s.n, messageID: MessageIDFromHeader(s.hdr)}
+	b := &Body{size: s.n, messageID: MessageIDFromHeader(s.hdr), bareLF: s.bareLF}
 	if s.wantDate {
 		b.hdrDate = HeaderDate(s.hdr)
 	}
 	copy(b.sum[:], s.h.Sum(nil))
 	if s.file != nil {
 		if err := s.w.Flush(); err != nil {
+			name := s.file.Name()
 			s.Abort()
-			return nil, fmt.Errorf("spool to %s: %w", s.file.Name(), err)
+			return nil, fmt.Errorf("spool to %s: %w", name, err)
 		}
 		b.file = s.file
 		s.file = nil

@@ -34,8 +34,9 @@ func (c Class) String() string {
 }
 
 type classified struct {
-	class Class
-	err   error
+	class     Class
+	err       error
+	uncertain bool
 }
 
 func (e *classified) Error() string { return e.err.Error() }
@@ -46,7 +47,7 @@ func SkipMessage(err error) error {
 	if err == nil {
 		return nil
 	}
-	return &classified{Skip, err}
+	return &classified{class: Skip, err: err}
 }
 
 // Retryable marks err as transient.
@@ -54,8 +55,32 @@ func Retryable(err error) error {
 	if err == nil {
 		return nil
 	}
-	return &classified{Retry, err}
+	return &classified{class: Retry, err: err}
 }
+
+// Uncertain marks err, of a Sink.Append, as transient and leaving the
+// outcome unknown: the request may have reached the destination (the
+// connection broke or timed out after the message was sent, or while it
+// was). The engine never sends such an append again before it has looked
+// for the copy (settle.go). An Append error that is Retryable but not
+// Uncertain promises that nothing was stored.
+func Uncertain(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &classified{class: Retry, err: err, uncertain: true}
+}
+
+// IsUncertain reports whether the outermost classification of err is
+// Uncertain.
+func IsUncertain(err error) bool {
+	var c *classified
+	return errors.As(err, &c) && c.uncertain
+}
+
+// ErrCannotRemove is returned by a Remover that cannot remove one copy
+// without risking others (IMAP without UIDPLUS).
+var ErrCannotRemove = errors.New("the destination cannot remove a single message safely")
 
 // FatalError marks err as fatal explicitly (useful to override a class
 // further down the chain).
@@ -63,7 +88,7 @@ func FatalError(err error) error {
 	if err == nil {
 		return nil
 	}
-	return &classified{Fatal, err}
+	return &classified{class: Fatal, err: err}
 }
 
 // Classify returns the class of err: the outermost classification wins;

@@ -17,9 +17,17 @@ const listChunk = 128
 // A folder that cannot be prepared or listed (a Skip-classified error) is
 // reported as skipped (with an empty message ID) and the run goes on with
 // the next folder; what was listed before the error is still copied;
-// fatal errors end the run.
+// fatal errors end the run. Transient (Retry) errors of Mailboxes, Prepare
+// and Index are retried with backoff, and so are those of List until it
+// delivered its first message (a source that can fail later resumes its
+// own listing: see sources/imap.go).
 func (e *engine) list(ctx context.Context, out chan<- []*job) error {
-	mbs, err := e.o.Source.Mailboxes(ctx)
+	var mbs []Mailbox
+	err := e.retry(ctx, &job{}, "list source folders", func() error {
+		var err error
+		mbs, err = e.o.Source.Mailboxes(ctx)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("list source folders: %w", err)
 	}
@@ -46,18 +54,17 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job)
 	if e.o.Mapped(mb.Name) {
 		prep.SpecialUse = "" // an explicit --map wins over special-use mapping
 	}
-	var mark string
 	var rm *rematcher
 	var dup *dedupSet
 	if !e.o.DryRun {
-		var err error
-		if dest, err = e.o.Sink.Prepare(ctx, prep, dest); err != nil {
+		name := dest
+		err := e.retry(ctx, &job{mb: mb, dest: name}, "prepare destination folder", func() error {
+			var err error
+			dest, err = e.o.Sink.Prepare(ctx, prep, name)
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("prepare destination folder for %q: %w", mb.Name, err)
-		}
-		if f, ok := e.o.Sink.(Finder); ok && !mb.NoSelect {
-			if mark, err = f.Mark(ctx, dest); err != nil {
-				return fmt.Errorf("read position of destination folder %q: %w", dest, err)
-			}
 		}
 	}
 	if mb.Epoch != "" && e.o.Checkpoint != nil {
@@ -99,7 +106,9 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job)
 			return ctx.Err()
 		}
 	}
-	err := e.o.Source.List(ctx, mb, func(m Message) error {
+	delivered := false
+	each := func(m Message) error {
+		delivered = true
 		if why := e.o.filter(m); why != "" {
 			e.rep(Event{Kind: Filtered, Folder: mb.Name, Dest: dest, ID: m.ID, Err: fmt.Errorf("%s", why)})
 			return nil
@@ -115,7 +124,7 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job)
 			}
 		}
 		if rm != nil {
-			found, err := rm.match(m, dest)
+			found, err := rm.match(ctx, m)
 			if err != nil {
 				return err
 			}
@@ -128,11 +137,19 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job)
 		if e.o.DryRun {
 			return nil
 		}
-		chunk = append(chunk, &job{mb: mb, dest: dest, mark: mark, msg: m, dup: dup})
+		chunk = append(chunk, &job{mb: mb, dest: dest, msg: m, dup: dup})
 		if len(chunk) < listChunk {
 			return nil
 		}
 		return flush()
+	}
+	err := e.retry(ctx, &job{mb: mb, dest: dest}, "list folder", func() error {
+		err := e.o.Source.List(ctx, mb, each)
+		if err != nil && delivered && Classify(err) == Retry {
+			// Listing again would hand on messages twice.
+			return FatalError(err)
+		}
+		return err
 	})
 	if ferr := flush(); err == nil {
 		err = ferr
@@ -205,12 +222,15 @@ func (e *engine) destIndex(ctx context.Context, dest string) (*dedupSet, error) 
 	if !ok {
 		return nil, fmt.Errorf("--dedupe: this destination cannot list what it holds")
 	}
-	d := &dedupSet{m: map[string]int{}}
-	err := ix.Index(ctx, dest, func(mid string, size int64) error {
-		if mid != "" {
-			d.m[dedupKey(mid, size)]++
-		}
-		return nil
+	var d *dedupSet
+	err := e.retry(ctx, &job{dest: dest}, "read destination folder", func() error {
+		d = &dedupSet{m: map[string]int{}}
+		return ix.Index(ctx, dest, func(mid string, size int64) error {
+			if mid != "" {
+				d.m[dedupKey(mid, size)]++
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read destination folder %q for --dedupe: %w", dest, err)
@@ -221,19 +241,24 @@ func (e *engine) destIndex(ctx context.Context, dest string) (*dedupSet, error) 
 // rematcher handles a source folder whose epoch (UIDVALIDITY) differs from
 // the one recorded: old IDs mean nothing any more. Blindly re-copying
 // would duplicate every message and blindly skipping would lose new ones,
-// so each listed message is matched by fingerprint (Message-ID, size,
-// internal date) against the copies recorded under the old epoch; a match
-// is recorded as done under the new epoch (same destination ref), the rest
-// is copied. The new epoch is recorded only after the whole folder was
-// listed, so a run that dies during re-matching re-matches again.
+// so each listed message is matched against the copies recorded under the
+// old epoch: by fingerprint (Message-ID, size, internal date) when it has a
+// Message-ID, else by content — a message without one whose size equals a
+// recorded copy's is fetched here and its SHA-256 compared (each recorded
+// copy matches one message at most). A match is recorded as done under the
+// new epoch (same destination ref), the rest is copied. The new epoch is
+// recorded only after the whole folder was listed and matched, so a run
+// that dies during re-matching re-matches again.
 type rematcher struct {
 	e        *engine
 	mb       Mailbox
 	old      string
 	byFP     map[string][]Copy
+	bySize   map[int64][]Copy // recorded copies without Message-ID
 	pending  []Intent
 	refs     []string
 	matched  int
+	byHash   int
 	unmatchd int
 }
 
@@ -242,11 +267,13 @@ func fingerprint(mid string, size int64, date time.Time) string {
 }
 
 func (e *engine) newRematcher(mb Mailbox, old string) (*rematcher, error) {
-	rm := &rematcher{e: e, mb: mb, old: old, byFP: map[string][]Copy{}}
+	rm := &rematcher{e: e, mb: mb, old: old, byFP: map[string][]Copy{}, bySize: map[int64][]Copy{}}
 	err := e.o.Checkpoint.Copies(mb.Name, old, func(c Copy) error {
 		if c.MessageID != "" {
 			k := fingerprint(c.MessageID, c.Size, c.Date)
 			rm.byFP[k] = append(rm.byFP[k], c)
+		} else if c.SHA256 != "" {
+			rm.bySize[c.Size] = append(rm.bySize[c.Size], c)
 		}
 		return nil
 	})
@@ -256,23 +283,77 @@ func (e *engine) newRematcher(mb Mailbox, old string) (*rematcher, error) {
 	return rm, nil
 }
 
-func (rm *rematcher) match(m Message, dest string) (bool, error) {
-	k := fingerprint(m.MessageID, m.Size, m.Date)
-	cands := rm.byFP[k]
-	if m.MessageID == "" || len(cands) == 0 {
-		rm.unmatchd++
-		return false, nil
+func (rm *rematcher) match(ctx context.Context, m Message) (bool, error) {
+	var c Copy
+	if m.MessageID != "" {
+		k := fingerprint(m.MessageID, m.Size, m.Date)
+		cands := rm.byFP[k]
+		if len(cands) == 0 {
+			rm.unmatchd++
+			return false, nil
+		}
+		c, rm.byFP[k] = cands[0], cands[1:]
+		rm.matched++
+	} else {
+		cands := rm.bySize[m.Size]
+		if len(cands) == 0 {
+			rm.unmatchd++
+			return false, nil
+		}
+		sum, err := rm.hash(ctx, m)
+		if err != nil {
+			return false, err
+		}
+		k := -1
+		for i, cand := range cands {
+			if cand.SHA256 == sum {
+				k = i
+				break
+			}
+		}
+		if k < 0 {
+			rm.unmatchd++
+			return false, nil
+		}
+		c = cands[k]
+		rm.bySize[m.Size] = append(cands[:k:k], cands[k+1:]...)
+		rm.byHash++
 	}
-	c := cands[0]
-	rm.byFP[k] = cands[1:]
 	rm.pending = append(rm.pending, Intent{Folder: m.Mailbox, Epoch: rm.mb.Epoch, ID: m.ID, Dest: c.Dest,
-		MessageID: m.MessageID, Size: m.Size, Date: m.Date, Flags: m.Flags})
+		MessageID: m.MessageID, Size: m.Size, SHA256: c.SHA256, Date: m.Date, Flags: m.Flags})
 	rm.refs = append(rm.refs, c.Ref)
-	rm.matched++
 	if len(rm.pending) >= 256 {
 		return true, rm.flush()
 	}
 	return true, nil
+}
+
+// hash fetches m (from the lister's goroutine: rare, only messages without
+// a Message-ID whose size a recorded copy has) and returns its SHA-256.
+func (rm *rematcher) hash(ctx context.Context, m Message) (string, error) {
+	sp := NewSpool(rm.e.o.MemLimit, rm.e.o.TempDir, rm.e.budget)
+	j := &job{mb: rm.mb, msg: m}
+	err := rm.e.retry(ctx, j, "fetch to compare", func() error {
+		sp.Reset()
+		err := rm.e.o.Source.Fetch(ctx, m, sp)
+		if serr := sp.Err(); serr != nil {
+			return FatalError(serr)
+		}
+		return err
+	})
+	if err != nil {
+		sp.Abort()
+		if Classify(err) == Skip {
+			return "", nil // unreadable: not matched; the copy attempt reports it
+		}
+		return "", fmt.Errorf("fetch message %s of %q to compare with earlier copies: %w", m.ID, rm.mb.Name, err)
+	}
+	b, err := sp.Finish()
+	if err != nil {
+		return "", err
+	}
+	defer b.Close()
+	return b.SHA256(), nil
 }
 
 // flush records the matches (not in a dry run, which writes nothing).
@@ -298,7 +379,7 @@ func (rm *rematcher) finish() error {
 		}
 	}
 	rm.e.rep(Event{Kind: Warning, Folder: rm.mb.Name, Err: fmt.Errorf(
-		"UIDVALIDITY of %q changed from %s to %s since the last run: %d messages re-matched by Message-ID, size and date; %d not matched are copied",
-		rm.mb.Name, rm.old, rm.mb.Epoch, rm.matched, rm.unmatchd)})
+		"UIDVALIDITY of %q changed from %s to %s since the last run: %d messages re-matched by Message-ID, size and date, %d without Message-ID by content; %d not matched are copied",
+		rm.mb.Name, rm.old, rm.mb.Epoch, rm.matched, rm.byHash, rm.unmatchd)})
 	return nil
 }

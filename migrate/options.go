@@ -61,6 +61,12 @@ type Options struct {
 	Retries   int
 	RetryBase time.Duration
 
+	// SettleDelay is how long after an append became uncertain (its
+	// connection broke, or its run died) the engine waits before the lookup
+	// that decides whether to send it again, for destinations that may
+	// store an APPEND late (default DefaultSettleDelay; see settle.go).
+	SettleDelay time.Duration
+
 	// StepHook, if set, is called at each crash-relevant step of an
 	// appender ("intent", "append", "sync", "done") with the number of
 	// messages involved. Tests use it to kill the process at exact points.
@@ -86,10 +92,18 @@ func (o *Options) defaults() {
 	if o.RetryBase <= 0 {
 		o.RetryBase = 500 * time.Millisecond
 	}
+	if o.SettleDelay <= 0 {
+		o.SettleDelay = DefaultSettleDelay
+	}
 	if o.Reporter == nil {
 		o.Reporter = ReporterFunc(func(Event) {})
 	}
 }
+
+// DefaultSettleDelay is the default Options.SettleDelay: a server that has
+// the whole message stores it within milliseconds; seconds cover a loaded
+// server waiting for a folder lock and a proxy draining its buffers.
+const DefaultSettleDelay = 3 * time.Second
 
 // ParseMap parses "SRC=DST" folder renames.
 func ParseMap(specs []string) (map[string]string, error) {

@@ -3,15 +3,25 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
-// recoverPending resolves the intents a killed run left in the checkpoint.
-// Each is looked up on the sink with its Finder: found -> recorded as done
-// (so it is not copied twice); not found -> the intent is dropped and the
-// message is copied again by this run (so it is not lost). The cost is
-// bounded by what was in flight when the run died, not by mailbox size.
+// recoverPending resolves the intents a killed run left in the checkpoint,
+// before this run copies anything. Each is looked up on the sink with its
+// Finder (in one call per destination folder): found -> recorded as done
+// (so it is not copied twice); not found -> the intent is cleared and the
+// message is copied again by this run (so it is not lost).
 //
-// Without a Finder the intent is dropped and a warning says that a
+// An intent whose append the killed run may still have had on the wire
+// (Checkpoint.WasSending) and that is not found at once is looked up again
+// once the settling delay has passed since that run was last alive (see
+// settle.go): a server may still store an APPEND of a dead client. If the
+// message is then copied again, it is reconciled at the end of the run.
+// The cost is bounded by what was in flight when the run died, not by the
+// mailbox size; the wait is at most Options.SettleDelay, and none at all
+// when the killed run had nothing on the wire or died long enough ago.
+//
+// Without a Finder the intents are cleared and a warning says that a
 // duplicate is possible: losing a message is worse than a duplicate.
 func (e *engine) recoverPending(ctx context.Context) error {
 	pending, err := e.o.Checkpoint.Pending()
@@ -22,39 +32,76 @@ func (e *engine) recoverPending(ctx context.Context) error {
 		return nil
 	}
 	finder, ok := e.o.Sink.(Finder)
-	refs := make([]string, len(pending))
-	var taken map[string]bool
-	if ok {
-		var dests []string
+	if !ok {
 		for _, in := range pending {
-			dests = append(dests, in.Dest)
-		}
-		if taken, err = e.o.Checkpoint.RefsIn(dests); err != nil {
-			return fmt.Errorf("read recorded copies: %w", err)
-		}
-	}
-	isTaken := func(ref string) bool { return taken[ref] }
-	for i, in := range pending {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if !ok {
 			e.rep(Event{Kind: Warning, Folder: in.Folder, ID: in.ID,
 				Err: fmt.Errorf("message %s of %q was being copied when the last run stopped; the destination cannot be searched, so it is copied again and may appear twice", in.ID, in.Folder)})
-			continue
 		}
-		ref, found, err := finder.Find(ctx, in, isTaken)
+		return e.o.Checkpoint.Complete(pending, make([]string, len(pending)))
+	}
+	refs, unsure, err := e.settleIntents(ctx, finder, pending)
+	if err != nil {
+		return err
+	}
+	if len(unsure) > 0 {
+		since := e.o.Checkpoint.LastAlive()
+		if since.IsZero() {
+			since = time.Now()
+		}
+		if wait := time.Until(since.Add(e.settleDelay())); wait > 0 {
+			e.rep(Event{Kind: Waiting, Bytes: int64(len(unsure)), Err: fmt.Errorf("%d messages were on the wire when the last run stopped; looking for them again in %s, in case the destination stores them late", len(unsure), wait.Round(time.Millisecond))})
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(wait):
+			}
+		}
+		again := make([]Intent, len(unsure))
+		for k, i := range unsure {
+			again[k] = pending[i]
+		}
+		refs2, _, err := e.settleIntents(ctx, finder, again)
 		if err != nil {
-			return fmt.Errorf("look for message %s of %q in destination folder %q: %w", in.ID, in.Folder, in.Dest, err)
+			return err
 		}
-		if found {
-			refs[i] = ref
-			taken[ref] = true
+		for k, i := range unsure {
+			refs[i] = refs2[k]
+			ev := Event{Kind: Settled, Folder: pending[i].Folder, Dest: pending[i].Dest, ID: pending[i].ID, How: SettledFound}
+			if refs[i] == "" {
+				ev.How = SettledResent
+				e.recon.add(pending[i], "", since)
+			}
+			e.rep(ev)
 		}
-		e.rep(Event{Kind: Recovered, Folder: in.Folder, Dest: in.Dest, ID: in.ID, Found: found})
+	}
+	for i, in := range pending {
+		e.rep(Event{Kind: Recovered, Folder: in.Folder, Dest: in.Dest, ID: in.ID, Found: refs[i] != ""})
 	}
 	if err := e.o.Checkpoint.Complete(pending, refs); err != nil {
 		return fmt.Errorf("record recovered intents: %w", err)
 	}
+	for i, in := range pending {
+		e.claims.release(in.Dest, refs[i])
+	}
 	return nil
+}
+
+// settleIntents looks ins up and assigns candidates; unsure lists the
+// indexes of intents not found whose append may have been on the wire.
+func (e *engine) settleIntents(ctx context.Context, finder Finder, ins []Intent) (refs []string, unsure []int, err error) {
+	cands, err := e.locate(ctx, finder, ins)
+	if err != nil {
+		return nil, nil, err
+	}
+	refs = make([]string, len(ins))
+	late := e.settleDelay() > 0
+	for i, in := range ins {
+		if refs[i], err = e.pick(in, cands[i]); err != nil {
+			return nil, nil, err
+		}
+		if refs[i] == "" && late && e.o.Checkpoint.WasSending(in.Key()) {
+			unsure = append(unsure, i)
+		}
+	}
+	return refs, unsure, nil
 }

@@ -30,6 +30,10 @@ const (
 	Retrying
 	// Warning: something the user should know that is not a message error.
 	Warning
+	// Settled: an append whose outcome was unknown was looked up (How).
+	Settled
+	// Waiting: the run waits (Err says for what, Bytes how many messages).
+	Waiting
 )
 
 // Event is one thing that happened during a run. Reporters receive events
@@ -41,6 +45,7 @@ type Event struct {
 	ID     string // source message id
 	Bytes  int64
 	Found  bool
+	How    string // Settled: SettledFound, SettledResent, SettledRemoved, SettledPossibleDuplicate
 	Err    error
 }
 
@@ -63,6 +68,16 @@ type SkippedMessage struct {
 	Reason string `json:"reason"`
 }
 
+// SettledCopy is one append whose outcome was unknown and how it was
+// settled (see settle.go).
+type SettledCopy struct {
+	Folder string `json:"folder"`
+	ID     string `json:"id"`
+	Dest   string `json:"dest"`
+	How    string `json:"how"`
+	Detail string `json:"detail,omitempty"`
+}
+
 // FolderReport counts one folder.
 type FolderReport struct {
 	Name     string `json:"name"`
@@ -76,18 +91,21 @@ type FolderReport struct {
 
 // Report is the outcome of a run.
 type Report struct {
-	DryRun     bool             `json:"dry_run"`
-	Copied     int              `json:"copied"` // or planned with DryRun
-	Bytes      int64            `json:"bytes"`
-	Already    int              `json:"already"`
-	Duplicates int              `json:"duplicates"` // with Dedupe: found in the destination, not copied
-	Filtered   int              `json:"filtered"`
-	Recovered  int              `json:"recovered"` // intents of a killed run found on the sink
-	Skipped    []SkippedMessage `json:"skipped"`
-	Folders    []FolderReport   `json:"folders"`
-	Warnings   []string         `json:"warnings,omitempty"`
-	Elapsed    time.Duration    `json:"elapsed_ns"`
-	Error      string           `json:"error,omitempty"`
+	DryRun     bool  `json:"dry_run"`
+	Copied     int   `json:"copied"` // or planned with DryRun
+	Bytes      int64 `json:"bytes"`
+	Already    int   `json:"already"`
+	Duplicates int   `json:"duplicates"` // with Dedupe: found in the destination, not copied
+	Filtered   int   `json:"filtered"`
+	Recovered  int   `json:"recovered"` // intents of a killed run found on the sink
+	// Settled lists every append whose outcome was unknown (connection
+	// lost, process killed with it on the wire) and how it was settled.
+	Settled  []SettledCopy    `json:"settled"`
+	Skipped  []SkippedMessage `json:"skipped"`
+	Folders  []FolderReport   `json:"folders"`
+	Warnings []string         `json:"warnings,omitempty"`
+	Elapsed  time.Duration    `json:"elapsed_ns"`
+	Error    string           `json:"error,omitempty"`
 	// Interrupted is set when the context was cancelled before the end.
 	Interrupted bool `json:"interrupted"`
 }
@@ -101,7 +119,7 @@ type tally struct {
 }
 
 func newTally(dry bool) *tally {
-	return &tally{r: Report{DryRun: dry, Skipped: []SkippedMessage{}}, folders: map[string]*FolderReport{}}
+	return &tally{r: Report{DryRun: dry, Skipped: []SkippedMessage{}, Settled: []SettledCopy{}}, folders: map[string]*FolderReport{}}
 }
 
 func (t *tally) folder(name, dest string) *FolderReport {
@@ -157,6 +175,13 @@ func (t *tally) add(e Event) {
 		if e.Found {
 			t.r.Recovered++
 		}
+	case Settled:
+		sc := SettledCopy{Folder: e.Folder, ID: e.ID, Dest: e.Dest, How: e.How}
+		if e.Err != nil {
+			sc.Detail = e.Err.Error()
+			t.r.Warnings = append(t.r.Warnings, e.Err.Error())
+		}
+		t.r.Settled = append(t.r.Settled, sc)
 	case Warning:
 		if e.Err != nil {
 			t.r.Warnings = append(t.r.Warnings, e.Err.Error())
@@ -173,6 +198,7 @@ func (t *tally) report() Report {
 		r.Folders = append(r.Folders, *t.folders[n])
 	}
 	r.Skipped = append([]SkippedMessage{}, t.r.Skipped...)
+	r.Settled = append([]SettledCopy{}, t.r.Settled...)
 	sort.SliceStable(r.Skipped, func(i, j int) bool {
 		if r.Skipped[i].Folder != r.Skipped[j].Folder {
 			return r.Skipped[i].Folder < r.Skipped[j].Folder

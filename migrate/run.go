@@ -19,10 +19,17 @@ var ErrInterrupted = errors.New("interrupted")
 type job struct {
 	mb   Mailbox // source mailbox
 	dest string  // sink folder (as returned by Prepare)
-	mark string  // Finder mark of dest, taken before this run appended
 	msg  Message
 	body *Body     // set by the fetcher
 	dup  *dedupSet // with Options.Dedupe: what the destination folder held
+
+	// Set by the appender: the intent recorded for the copy, and, for an
+	// uncertain append (settle.go), when it became uncertain, how many
+	// times it did, and whether it is being sent again.
+	intent      *Intent
+	uncertainAt time.Time
+	attempts    int
+	resent      bool
 }
 
 // dedupSet counts the (Message-ID, size) pairs a destination folder held
@@ -55,14 +62,22 @@ type engine struct {
 	rep    func(Event)
 	budget *MemBudget // bytes of bodies held in memory, all stages together
 	del    *deletions // with DeleteAfterCopy: what may be deleted from the source
+
+	// Settling of uncertain appends (settle.go).
+	claims   *claims
+	inflight *inflight
+	settler  *settler
+	recon    *reconcileList
 }
 
 // Run copies every selected message of o.Source that the checkpoint does
 // not record as copied into o.Sink, and returns what it did.
 //
-// Run first resolves intents left pending by a run that died, then runs
-// the pipeline: one lister goroutine -> fetchers -> appenders (see
-// list.go, fetch.go, append.go). It returns a non-nil error only for a
+// Run first resolves intents left pending by a run that died (recover.go),
+// then runs the pipeline: one lister goroutine -> fetchers -> appenders,
+// with a settler beside the appenders for appends whose outcome is unknown
+// (list.go, fetch.go, append.go, settle.go), and finally reconciles what
+// it had to send again. It returns a non-nil error only for a
 // fatal error or an interruption (wrapping ErrInterrupted); messages that
 // could not be copied are listed in Report.Skipped. Run does not close the
 // Source, Sink or Checkpoint.
@@ -70,7 +85,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	o.defaults()
 	start := time.Now()
 	t := newTally(o.DryRun)
-	e := &engine{o: o, budget: NewMemBudget(o.MemBudget)}
+	e := &engine{o: o, budget: NewMemBudget(o.MemBudget),
+		claims: &claims{m: map[string]string{}}, inflight: &inflight{m: map[string]int{}},
+		settler: newSettler(), recon: &reconcileList{}}
 	if o.DeleteAfterCopy && !o.DryRun {
 		e.del = &deletions{ids: map[string][]string{}}
 	}
@@ -84,6 +101,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	if err == nil {
 		err = e.pipeline(ctx)
+	}
+	if err == nil && !o.DryRun {
+		err = e.reconcile(ctx)
 	}
 	if err == nil && e.del != nil && ctx.Err() == nil {
 		err = e.deleteCopied(ctx)
@@ -101,7 +121,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 }
 
 // pipeline wires the stages: lister -> interleave (several folders in
-// flight) -> fetchers -> appenders. Channels are bounded, so the number of
+// flight) -> fetchers -> appenders (+ settler). Channels are bounded, so the number of
 // bodies alive at once is bounded (nf + na*(queuePerAppender+BatchSize)),
 // and the bytes they hold in memory are bounded by the run's MemBudget:
 // a body that does not fit goes to a temporary file. The queue in front of
@@ -139,9 +159,20 @@ func (e *engine) pipeline(ctx context.Context) error {
 		fetchers.Wait()
 		close(appendCh)
 	}()
+	var appenders sync.WaitGroup
 	for i := 0; i < na; i++ {
-		g.Go(func() error { return e.appendLoop(gctx, appendCh) })
+		appenders.Add(1)
+		g.Go(func() error {
+			defer appenders.Done()
+			return e.appendLoop(gctx, i, appendCh)
+		})
 	}
+	appendersDone := make(chan struct{})
+	go func() {
+		appenders.Wait()
+		close(appendersDone)
+	}()
+	g.Go(func() error { return e.settleLoop(gctx, na, appendersDone) })
 	err := g.Wait()
 	// Release bodies stranded in the channel by a fatal error.
 	for j := range appendCh {
@@ -157,12 +188,13 @@ const queuePerAppender = 16
 const folderWindow = 4
 
 // retry runs op, retrying errors classified Retry with exponential
-// backoff. A panic in op is turned into a Skip error.
+// backoff; an Uncertain error is returned at once (it must be settled, not
+// retried). A panic in op is turned into a Skip error.
 func (e *engine) retry(ctx context.Context, j *job, what string, op func() error) error {
 	delay := e.o.RetryBase
 	for attempt := 0; ; attempt++ {
 		err := protect(what, op)
-		if err == nil || Classify(err) != Retry {
+		if err == nil || Classify(err) != Retry || IsUncertain(err) {
 			return err
 		}
 		if attempt >= e.o.Retries {

@@ -2,6 +2,8 @@ package migrate_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -79,18 +81,27 @@ func (s *fakeSource) Fetch(ctx context.Context, m migrate.Message, w io.Writer) 
 func (s *fakeSource) Limits() migrate.Limits { return migrate.Limits{Connections: 2} }
 func (s *fakeSource) Close() error           { return nil }
 
-// fakeSink stores messages in memory and implements Finder by content.
+// fakeSink stores messages in memory and implements Finder by content, like
+// a server: uncertain appends are settled after Options.SettleDelay. Its
+// knobs inject uncertain outcomes (see append).
 type fakeSink struct {
 	mu       sync.Mutex
-	folders  map[string][]string // folder -> bodies
+	folders  map[string][]string // folder -> bodies, ref = folder:index+1
+	removed  map[string]bool     // refs removed by Remove
 	prepared []string
 	failOn   map[string]error // body substring -> error
 	appends  int
 	synced   int
+	// uncertain: body substring -> outcomes of the next appends of that
+	// message, consumed in order: "stored" (stored, reply lost), "lost"
+	// (not stored), "late:D" (not stored now, stored after duration D).
+	uncertain map[string][]string
+	noRemove  bool
+	late      sync.WaitGroup
 }
 
 func newFakeSink() *fakeSink {
-	return &fakeSink{folders: map[string][]string{}, failOn: map[string]error{}}
+	return &fakeSink{folders: map[string][]string{}, failOn: map[string]error{}, removed: map[string]bool{}, uncertain: map[string][]string{}}
 }
 
 func (k *fakeSink) Prepare(ctx context.Context, mb migrate.Mailbox, name string) (string, error) {
@@ -99,6 +110,13 @@ func (k *fakeSink) Prepare(ctx context.Context, mb migrate.Mailbox, name string)
 	k.prepared = append(k.prepared, name)
 	return name, nil
 }
+
+func (k *fakeSink) store(folder, data string) string {
+	k.appends++
+	k.folders[folder] = append(k.folders[folder], data)
+	return fmt.Sprintf("%s:%d", folder, len(k.folders[folder]))
+}
+
 func (k *fakeSink) Append(ctx context.Context, folder string, m migrate.Message, b *migrate.Body) (string, error) {
 	data, err := io.ReadAll(b.Reader())
 	if err != nil {
@@ -111,9 +129,32 @@ func (k *fakeSink) Append(ctx context.Context, folder string, m migrate.Message,
 			return "", err
 		}
 	}
-	k.appends++
-	k.folders[folder] = append(k.folders[folder], string(data))
-	return fmt.Sprintf("%s:%d", folder, len(k.folders[folder])), nil
+	for sub, outs := range k.uncertain {
+		if !strings.Contains(string(data), sub) || len(outs) == 0 {
+			continue
+		}
+		out := outs[0]
+		k.uncertain[sub] = outs[1:]
+		lost := migrate.Uncertain(errors.New("connection reset by peer"))
+		switch {
+		case out == "stored":
+			k.store(folder, string(data))
+			return "", lost
+		case out == "lost":
+			return "", lost
+		case strings.HasPrefix(out, "late:"):
+			d, _ := time.ParseDuration(out[5:])
+			k.late.Add(1)
+			time.AfterFunc(d, func() {
+				k.mu.Lock()
+				k.store(folder, string(data))
+				k.mu.Unlock()
+				k.late.Done()
+			})
+			return "", lost
+		}
+	}
+	return k.store(folder, string(data)), nil
 }
 func (k *fakeSink) Sync(context.Context, string) error {
 	k.mu.Lock()
@@ -122,22 +163,37 @@ func (k *fakeSink) Sync(context.Context, string) error {
 	return nil
 }
 func (k *fakeSink) Mark(context.Context, string) (string, error) { return "0", nil }
-func (k *fakeSink) Find(ctx context.Context, in migrate.Intent, taken func(string) bool) (string, bool, error) {
+
+// Locate finds copies by content (size and SHA-256), as the real sinks do.
+func (k *fakeSink) Locate(ctx context.Context, folder string, ins []migrate.Intent) ([][]string, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	for i, b := range k.folders[in.Dest] {
-		if taken(fmt.Sprintf("%s:%d", in.Dest, i+1)) {
-			continue
-		}
-		if strings.Contains(b, in.MessageID) && int64(len(b)) == in.Size {
-			return fmt.Sprintf("%s:%d", in.Dest, i+1), true, nil
+	out := make([][]string, len(ins))
+	for i, in := range ins {
+		for n, b := range k.folders[folder] {
+			ref := fmt.Sprintf("%s:%d", folder, n+1)
+			sum := sha256.Sum256([]byte(b))
+			if !k.removed[ref] && int64(len(b)) == in.Size && hex.EncodeToString(sum[:]) == in.SHA256 {
+				out[i] = append(out[i], ref)
+			}
 		}
 	}
-	return "", false, nil
+	return out, nil
+}
+
+func (k *fakeSink) Remove(ctx context.Context, folder, ref string) error {
+	if k.noRemove {
+		return migrate.ErrCannotRemove
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.removed[ref] = true
+	return nil
 }
 func (k *fakeSink) Limits() migrate.Limits { return migrate.Limits{} }
 func (k *fakeSink) Close() error           { return nil }
 
+// count is the number of messages the sink holds.
 func (k *fakeSink) count() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -145,16 +201,35 @@ func (k *fakeSink) count() int {
 	for _, f := range k.folders {
 		n += len(f)
 	}
+	return n - len(k.removed)
+}
+
+// copiesOf counts the copies of body the sink holds in folder.
+func (k *fakeSink) copiesOf(folder, body string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	n := 0
+	for i, b := range k.folders[folder] {
+		if b == body && !k.removed[fmt.Sprintf("%s:%d", folder, i+1)] {
+			n++
+		}
+	}
 	return n
 }
 
 func openCP(t *testing.T) *checkpoint.Store {
 	t.Helper()
-	cp, err := checkpoint.Open(filepath.Join(t.TempDir(), "cp.db"), "src", "dst")
+	cp := openCPAt(t, filepath.Join(t.TempDir(), "cp.db"))
+	t.Cleanup(func() { cp.Close() })
+	return cp
+}
+
+func openCPAt(t *testing.T, path string) *checkpoint.Store {
+	t.Helper()
+	cp, err := checkpoint.Open(path, "src", "dst")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cp.Close() })
 	return cp
 }
 
@@ -307,7 +382,7 @@ func TestRecoverPendingIntents(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		id := fmt.Sprintf("INBOX-%d", i)
 		b := src.bodies[id]
-		ins = append(ins, migrate.Intent{Folder: "INBOX", ID: id, Dest: "INBOX", MessageID: fmt.Sprintf("<%s@x>", id), Size: int64(len(b))})
+		ins = append(ins, migrate.Intent{Folder: "INBOX", ID: id, Dest: "INBOX", MessageID: fmt.Sprintf("<%s@x>", id), Size: int64(len(b)), SHA256: sha(b)})
 		if i < 2 {
 			sink.folders["INBOX"] = append(sink.folders["INBOX"], b)
 		}
@@ -428,7 +503,7 @@ func TestRecoverTwinNotMistaken(t *testing.T) {
 	cp := openCP(t)
 	b := src.bodies["INBOX-0"]
 	twin := func(id string) migrate.Intent {
-		return migrate.Intent{Folder: "INBOX", ID: id, Dest: "INBOX", MessageID: "<INBOX-0@x>", Size: int64(len(b))}
+		return migrate.Intent{Folder: "INBOX", ID: id, Dest: "INBOX", MessageID: "<INBOX-0@x>", Size: int64(len(b)), SHA256: sha(b)}
 	}
 	sink.folders["INBOX"] = []string{b}
 	cp.AddIntents([]migrate.Intent{twin("INBOX-0"), twin("INBOX-1")})
@@ -464,4 +539,9 @@ func TestSpoolFailureIsFatal(t *testing.T) {
 	if sink.count() != 0 {
 		t.Errorf("%d messages appended", sink.count())
 	}
+}
+
+func sha(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
 }

@@ -134,26 +134,60 @@ type Syncer interface {
 	Sync(ctx context.Context, folder string) error
 }
 
-// Finder is implemented by sinks that can recognise a copy written by a run
-// that died before recording it. Without a Finder, a pending intent is
-// copied again (never lost, possibly duplicated) and reported.
+// Finder is implemented by sinks that can recognise a copy whose Append
+// outcome is unknown: written by a run that died before recording it, or
+// sent on a connection that was lost before the reply came (an *uncertain*
+// append, see settle.go). Without a Finder, an uncertain append is sent
+// again (never lost, possibly duplicated) and reported.
 type Finder interface {
-	// Mark returns a position in folder before which every message was
-	// there before this run appended anything (IMAP UIDNEXT); it is stored
-	// with each intent. Called from the lister goroutine after Prepare.
+	// Mark returns a position in folder such that a copy appended after
+	// the call lies above it (IMAP: UIDVALIDITY and a UID no higher than
+	// UIDNEXT). It is stored with each intent and bounds the search of
+	// Locate. Called by appenders once per batch and folder, concurrently:
+	// it must be cheap (no round trip when the sink already knows).
 	Mark(ctx context.Context, folder string) (string, error)
-	// Find looks for the copy described by in. It returns the reference of
-	// the copy and true when found. A candidate whose ref taken reports
-	// true already belongs to another source message (recorded as done,
-	// or found for an earlier intent) and must not be returned: two
-	// identical source messages map to two copies.
-	Find(ctx context.Context, in Intent, taken func(ref string) bool) (ref string, found bool, err error)
+	// Locate looks in folder for the copies of ins (every one with Dest
+	// == folder) written above their marks. For each intent it returns
+	// the refs of every message holding exactly the intent's bytes, as the
+	// sink writes them (size and SHA-256 verified), oldest first; nil when
+	// there is none. It never changes the folder. The engine decides which
+	// candidate belongs to which intent (two identical source messages map
+	// to two copies). Called from one engine goroutine at a time per run
+	// (recovery, then the settler); errors are classified (a destination
+	// that is unreachable for now is Retry, not "no copy").
+	Locate(ctx context.Context, folder string, ins []Intent) ([][]string, error)
+}
+
+// Immediate is implemented by Finders whose Append has no effect once it
+// returned or its process died (files written by this process: Maildir).
+// Their uncertain appends are settled at once; a server (IMAP) may still
+// store an APPEND whose connection or client died, so its uncertain
+// appends are settled only after Options.SettleDelay.
+type Immediate interface {
+	Immediate()
+}
+
+// Remover is implemented by Finders that can remove one copy this run
+// appended itself, identified by the ref Append returned: the engine uses
+// it only to undo a re-sent uncertain append when the original turned up
+// after all (reconcile, settle.go). It must remove nothing else; when it
+// cannot guarantee that (IMAP without UIDPLUS) it returns ErrCannotRemove.
+type Remover interface {
+	Remove(ctx context.Context, folder, ref string) error
+}
+
+// CRLFSink is implemented by sinks that store messages with CRLF line
+// endings (IMAP requires them: a bare LF is converted to CRLF, nothing
+// else changes). Intents then record the CRLF form's size and hash, which
+// is what Locate and --dedupe compare.
+type CRLFSink interface {
+	CRLF()
 }
 
 // Indexer is implemented by sinks that can enumerate what a folder already
 // holds, for Options.Dedupe. Index calls fn with the Message-ID (as written,
-// "" if none) and size of every message in folder. Called from the lister
-// goroutine after Prepare.
+// "" if none) and size (as stored: CRLF for a CRLFSink) of every message in
+// folder. Called from the lister goroutine after Prepare.
 type Indexer interface {
 	Index(ctx context.Context, folder string, fn func(messageID string, size int64) error) error
 }
@@ -167,10 +201,35 @@ type Intent struct {
 	Dest      string    `json:"dest"` // sink folder as returned by Prepare
 	Mark      string    `json:"mark,omitempty"`
 	MessageID string    `json:"mid,omitempty"`
-	Size      int64     `json:"size"`
-	SHA256    string    `json:"sha256"`
+	Size      int64     `json:"size"`   // bytes as the source gave them
+	SHA256    string    `json:"sha256"` // of those bytes
 	Date      time.Time `json:"date"`
 	Flags     []string  `json:"flags,omitempty"`
+	// CRLFSize and CRLFSHA256 describe the bytes a CRLFSink stores (bare
+	// LF turned into CRLF); empty when they equal Size and SHA256 or the
+	// sink stores bytes unchanged.
+	CRLFSize   int64  `json:"crlf_size,omitempty"`
+	CRLFSHA256 string `json:"crlf_sha256,omitempty"`
+}
+
+// Key identifies the source message of the intent in the checkpoint.
+func (in Intent) Key() string { return in.Folder + "\x00" + in.Epoch + "\x00" + in.ID }
+
+// StoredSize is the size of the copy as a sink of the intent's kind
+// stores it.
+func (in Intent) StoredSize() int64 {
+	if in.CRLFSHA256 != "" {
+		return in.CRLFSize
+	}
+	return in.Size
+}
+
+// StoredSHA256 is the hash of the copy as the sink stores it.
+func (in Intent) StoredSHA256() string {
+	if in.CRLFSHA256 != "" {
+		return in.CRLFSHA256
+	}
+	return in.SHA256
 }
 
 // Checkpoint is the engine's view of the crash-safe record kept by package
@@ -186,15 +245,31 @@ type Checkpoint interface {
 	AddIntents(in []Intent) error
 	// Complete durably records copies as done and clears their intents;
 	// refs[i] belongs to in[i]. An empty ref clears the intent without
-	// recording a copy (the message was skipped).
+	// recording a copy (the message was skipped, or is copied again).
 	Complete(in []Intent, refs []string) error
 	// Pending returns the intents of an earlier run that never completed.
 	Pending() ([]Intent, error)
 	// Copies calls fn for every message of folder+epoch recorded as done.
 	Copies(folder, epoch string, fn func(Copy) error) error
-	// RefsIn returns the refs of every copy recorded as done in one of
-	// the destination folders dests.
-	RefsIn(dests []string) (map[string]bool, error)
+	// Owner returns the key (Intent.Key) of the source message whose copy
+	// ref in destination folder dest is recorded to be, if any.
+	Owner(dest, ref string) (key string, ok bool, err error)
+	// Ref returns the ref recorded for a copied message.
+	Ref(folder, epoch, id string) (ref string, ok bool, err error)
+
+	// Sending and Replied keep the in-flight journal: Sending(slot, key)
+	// is called by appender slot before the bytes of intent key's append
+	// leave the process, Replied(slot) once the sink answered (stored or
+	// refused). They are not commits: they survive the death of the
+	// process, which is what they are for (a power loss is covered by the
+	// settling delay: the next run starts much later). WasSending reports
+	// whether the previous run died with intent key's append possibly on
+	// the wire, and LastAlive when that run was last seen alive (zero if
+	// unknown).
+	Sending(slot int, key string) error
+	Replied(slot int) error
+	WasSending(key string) bool
+	LastAlive() time.Time
 }
 
 // Copy is a message recorded as copied.
@@ -204,5 +279,6 @@ type Copy struct {
 	Dest      string
 	MessageID string
 	Size      int64
+	SHA256    string
 	Date      time.Time
 }

@@ -229,31 +229,62 @@ func (s *Maildir) Sync(ctx context.Context, folder string) error {
 }
 
 // Mark implements migrate.Finder; names are deterministic, no mark needed.
+// A killed run leaves no late copy (no server stores anything after this
+// process died), so uncertain appends settle at once (Immediate); a copy
+// whose rename was not yet durable when the power failed is simply not
+// found, and one torn is found but fails the hash check: both are written
+// again under the same name, never twice.
 func (s *Maildir) Mark(ctx context.Context, folder string) (string, error) { return "", nil }
 
-// Find implements migrate.Finder: the copy of in, if a killed run wrote it,
-// has the deterministic name (derived from the source message's identity,
-// so it cannot belong to another source message: taken is not needed). A
-// partial file left in tmp/ is removed.
-func (s *Maildir) Find(ctx context.Context, in migrate.Intent, _ func(string) bool) (string, bool, error) {
-	dir := s.dir(in.Dest)
-	base := baseName(in.Folder, in.ID, in.SHA256, in.Date, in.Size)
-	os.Remove(filepath.Join(dir, "tmp", base))
-	if p := findCopy(dir, base); p != "" {
+// Locate implements migrate.Finder: the copy of an intent, if a killed
+// run wrote it, has the deterministic name derived from the source
+// message's identity (so it cannot belong to another source message), in
+// cur/ or new/ with any flags; it counts only if its size and SHA-256 are
+// the intent's. A partial file left in tmp/ is removed, and so is a copy
+// torn by a power failure before Sync (it will be written again).
+func (s *Maildir) Locate(ctx context.Context, folder string, ins []migrate.Intent) ([][]string, error) {
+	out := make([][]string, len(ins))
+	dir := s.dir(folder)
+	for i, in := range ins {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		base := baseName(in.Folder, in.ID, in.SHA256, in.Date, in.Size)
+		os.Remove(filepath.Join(dir, "tmp", base))
+		p := findCopy(dir, base)
+		if p == "" {
+			continue
+		}
 		ok, err := sameContent(p, in.Size, in.SHA256)
 		if err != nil {
-			return "", false, fmt.Errorf("verify %s: %w", p, err)
+			return nil, fmt.Errorf("verify %s: %w", p, err)
 		}
 		if !ok {
-			// Torn by a power failure before Sync: replace it.
 			if err := os.Remove(p); err != nil {
-				return "", false, fmt.Errorf("remove incomplete copy %s: %w", p, err)
+				return nil, fmt.Errorf("remove incomplete copy %s: %w", p, err)
 			}
-			return "", false, nil
+			continue
 		}
-		return base, true, nil
+		out[i] = []string{base}
 	}
-	return "", false, nil
+	return out, nil
+}
+
+// Immediate implements migrate.Immediate: an Append of this sink has no
+// effect once it returned or its process died.
+func (s *Maildir) Immediate() {}
+
+// Remove implements migrate.Remover: deletes the copy with unique part ref
+// (the engine asks only for a copy this run wrote).
+func (s *Maildir) Remove(ctx context.Context, folder, ref string) error {
+	p := findCopy(s.dir(folder), ref)
+	if p == "" {
+		return nil
+	}
+	if err := os.Remove(p); err != nil {
+		return fmt.Errorf("remove %s: %w", p, err)
+	}
+	return nil
 }
 
 // Index implements migrate.Indexer: the Message-ID and size of every
@@ -330,5 +361,6 @@ var (
 	_ migrate.Sink    = (*Maildir)(nil)
 	_ migrate.Syncer  = (*Maildir)(nil)
 	_ migrate.Finder  = (*Maildir)(nil)
+	_ migrate.Remover = (*Maildir)(nil)
 	_ migrate.Indexer = (*Maildir)(nil)
 )

@@ -70,12 +70,14 @@ func OpenIMAP(ctx context.Context, cfg *imapconn.Config, conns int) (*IMAP, erro
 
 // Mailboxes implements migrate.Source; called from the lister goroutine.
 func (s *IMAP) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
-	c, err := s.pool.Get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	mbs, err := s.mailboxes(ctx, c)
-	s.pool.Release(c, err)
+	var mbs []migrate.Mailbox
+	err := imapconn.Retry(ctx, func() error {
+		return s.withConn(ctx, func(c *imapconn.Conn) error {
+			var err error
+			mbs, err = s.mailboxes(ctx, c)
+			return imapconn.Classify(err)
+		})
+	})
 	if err != nil {
 		return nil, fmt.Errorf("IMAP source %s: %w", s.cfg.Addr(), imapconn.Classify(err))
 	}
@@ -226,19 +228,23 @@ func (s *IMAP) examine(ctx context.Context, c *imapconn.Conn, folder, epoch stri
 func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Message) error) error {
 	folder := s.serverName(mb.Name)
 	var uids []imap.UID
-	err := s.withConn(ctx, func(c *imapconn.Conn) error {
-		data, err := s.examine(ctx, c, folder, mb.Epoch)
-		if err != nil || data.NumMessages == 0 {
-			return err
-		}
-		return c.Do(ctx, func() error {
-			sd, err := c.UIDSearch(&imap.SearchCriteria{}, nil).Wait()
-			if err != nil {
+	// Each step is retried on a new connection when one breaks, so a lost
+	// connection resumes the listing at the batch it interrupted.
+	err := imapconn.Retry(ctx, func() error {
+		return imapconn.Classify(s.withConn(ctx, func(c *imapconn.Conn) error {
+			data, err := s.examine(ctx, c, folder, mb.Epoch)
+			if err != nil || data.NumMessages == 0 {
 				return err
 			}
-			uids = sd.AllUIDs()
-			return nil
-		})
+			return c.Do(ctx, func() error {
+				sd, err := c.UIDSearch(&imap.SearchCriteria{}, nil).Wait()
+				if err != nil {
+					return err
+				}
+				uids = sd.AllUIDs()
+				return nil
+			})
+		}))
 	})
 	if err != nil {
 		return s.wrap(folder, "", err)
@@ -247,36 +253,39 @@ func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 	for start := 0; start < len(uids); start += listBatch {
 		end := min(start+listBatch, len(uids))
 		var batch []migrate.Message
-		err := s.withConn(ctx, func(c *imapconn.Conn) error {
-			if _, err := s.examine(ctx, c, folder, mb.Epoch); err != nil {
-				return err
-			}
-			return c.Do(ctx, func() error {
-				cmd := c.Fetch(imap.UIDSetNum(uids[start:end]...), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true,
-					BodySection: []*imap.FetchItemBodySection{messageIDSection}})
-				for {
-					m := cmd.Next()
-					if m == nil {
-						break
-					}
-					buf, err := m.Collect()
-					if err != nil {
-						cmd.Close()
-						return err
-					}
-					msg := migrate.Message{Mailbox: mb.Name, ID: strconv.FormatUint(uint64(buf.UID), 10), Size: buf.RFC822Size, Date: buf.InternalDate, Loc: folder}
-					for _, bs := range buf.BodySection {
-						msg.MessageID = migrate.MessageIDFromHeader(bs.Bytes)
-					}
-					for _, f := range buf.Flags {
-						if !strings.EqualFold(string(f), `\Recent`) {
-							msg.Flags = append(msg.Flags, string(f))
-						}
-					}
-					batch = append(batch, msg)
+		err := imapconn.Retry(ctx, func() error {
+			batch = batch[:0]
+			return imapconn.Classify(s.withConn(ctx, func(c *imapconn.Conn) error {
+				if _, err := s.examine(ctx, c, folder, mb.Epoch); err != nil {
+					return err
 				}
-				return cmd.Close()
-			})
+				return c.Do(ctx, func() error {
+					cmd := c.Fetch(imap.UIDSetNum(uids[start:end]...), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true,
+						BodySection: []*imap.FetchItemBodySection{messageIDSection}})
+					for {
+						m := cmd.Next()
+						if m == nil {
+							break
+						}
+						buf, err := m.Collect()
+						if err != nil {
+							cmd.Close()
+							return err
+						}
+						msg := migrate.Message{Mailbox: mb.Name, ID: strconv.FormatUint(uint64(buf.UID), 10), Size: buf.RFC822Size, Date: buf.InternalDate, Loc: folder}
+						for _, bs := range buf.BodySection {
+							msg.MessageID = migrate.MessageIDFromHeader(bs.Bytes)
+						}
+						for _, f := range buf.Flags {
+							if !strings.EqualFold(string(f), `\Recent`) {
+								msg.Flags = append(msg.Flags, string(f))
+							}
+						}
+						batch = append(batch, msg)
+					}
+					return cmd.Close()
+				})
+			}))
 		})
 		if err != nil {
 			return s.wrap(folder, "", err)

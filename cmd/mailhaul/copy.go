@@ -33,6 +33,7 @@ type copyFlags struct {
 	tempDir        string
 	toFolder       string
 	mboxFormat     string
+	settleDelay    time.Duration
 	imap           imapFlags
 }
 
@@ -76,6 +77,7 @@ message. The source is never modified.`,
 	fl.StringVar(&f.toFolder, "to-folder", "", "folder name for a single-file mbox source (default: the file's name), e.g. INBOX")
 	addIMAPFlags(fl, &f.imap)
 	fl.StringVar(&f.mboxFormat, "mbox-format", "auto", "dialect of an mbox source: auto (detected per file), mboxo, mboxrd or mboxcl2")
+	fl.DurationVar(&f.settleDelay, "settle-delay", migrate.DefaultSettleDelay, "how long an IMAP append whose outcome is unknown (connection lost, run killed) is given to show up before it is sent again")
 	return cmd
 }
 
@@ -87,6 +89,7 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 	o := migrate.Options{
 		Include: f.include, Exclude: f.exclude, Transfers: f.transfers,
 		DryRun: f.dryRun, IncludeDeleted: f.includeDeleted, Dedupe: f.dedupe, TempDir: f.tempDir,
+		SettleDelay: f.settleDelay,
 	}
 	if err := migrate.CheckGlobs(append(append([]string{}, f.include...), f.exclude...)); err != nil {
 		return usageErr("%v", err)
@@ -145,12 +148,21 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 		o.Sink = dryRunSink{}
 	}
 
-	cpPath := checkpoint.PathFor(f.stateDir, srcEP.describe(), dstEP.describe())
+	cpPath, ids, note := checkpointPath(ctx, f.stateDir, srcEP, dstEP)
+	if note != "" {
+		g.log.Info(note, "checkpoint", cpPath)
+	}
 	var store *checkpoint.Store
 	if f.dryRun {
 		store, err = checkpoint.OpenReadOnly(cpPath)
 	} else {
 		store, err = checkpoint.Open(cpPath, srcEP.describe(), dstEP.describe())
+		if err == nil {
+			if err = recordAccounts(cpPath, ids); err != nil {
+				store.Close()
+				err = fmt.Errorf("write checkpoint %s: %w", cpPath, err)
+			}
+		}
 	}
 	if err != nil {
 		if errors.Is(err, checkpoint.ErrLocked) {
@@ -225,6 +237,14 @@ func printSummary(w io.Writer, r migrate.Report) {
 		verb, r.Copied, humanBytes(r.Bytes), r.Already, len(r.Skipped), r.Filtered, len(r.Folders), secs, rate)
 	if r.Recovered > 0 {
 		fmt.Fprintf(w, "recovered %d copies written by an interrupted run\n", r.Recovered)
+	}
+	if len(r.Settled) > 0 {
+		n := map[string]int{}
+		for _, s := range r.Settled {
+			n[s.How]++
+		}
+		fmt.Fprintf(w, "appends with unknown outcome (connection lost or run killed): %d settled: %d found in the destination, %d sent again, %d late copies removed, %d possible duplicates\n",
+			len(r.Settled), n[migrate.SettledFound], n[migrate.SettledResent], n[migrate.SettledRemoved], n[migrate.SettledPossibleDuplicate])
 	}
 	if len(r.Skipped) > 0 {
 		fmt.Fprintf(w, "skipped messages (not copied; the next run tries them again):\n")

@@ -68,37 +68,7 @@ func TestIMAPCrashResume(t *testing.T) {
 	src := testserver.StartDovecot(t)
 	dst := testserver.StartDovecot(t, users...)
 	sc := imapLogin(t, src, "alice")
-	date := time.Date(2022, 4, 1, 8, 0, 0, 0, time.UTC)
-	for _, f := range []string{"Work", "Work/Clients"} {
-		if err := sc.Create(f, nil).Wait(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	n := 0
-	for i := 0; i < 90; i++ {
-		folder := []string{"INBOX", "Work", "Work/Clients"}[i%3]
-		mid := fmt.Sprintf("Message-ID: <crash-%d@example.org>\r\n", i)
-		switch {
-		case i%17 == 0:
-			mid = "" // no Message-ID
-		case i%13 == 0:
-			mid = "Message-ID: <twin@example.org>\r\n" // same id, different bodies
-		}
-		body := fmt.Sprintf("From: x@example.org\r\nSubject: crash %d\r\n%s\r\n%s\r\n", i%40, mid, strings.Repeat("line\r\n", i%9))
-		copies := 1
-		if i%11 == 0 {
-			copies = 2 // byte-identical twins in one folder
-		}
-		for k := 0; k < copies; k++ {
-			cmd := sc.Append(folder, int64(len(body)), &imap.AppendOptions{Flags: []imap.Flag{imap.FlagSeen}, Time: date.Add(time.Duration(i) * time.Minute)})
-			cmd.Write([]byte(body))
-			cmd.Close()
-			if _, err := cmd.Wait(); err != nil {
-				t.Fatal(err)
-			}
-			n++
-		}
-	}
+	n := seedCrashCorpus(t, sc, 90, 0)
 	sc.Close()
 	want := imapBodies(t, src, "alice")
 
@@ -109,6 +79,7 @@ func TestIMAPCrashResume(t *testing.T) {
 		return env, []string{"copy", "--insecure-plaintext", "--transfers", "3", "--state-dir", t.TempDir(),
 			"imap://alice@" + src.IMAPAddr, "imap://" + user + "@" + dst.IMAPAddr}
 	}
+	var logs []string // stderr of the runs of this round
 	check := func(r int) {
 		t.Helper()
 		got := imapBodies(t, dst, fmt.Sprintf("r%d", r))
@@ -117,6 +88,10 @@ func TestIMAPCrashResume(t *testing.T) {
 				t.Errorf("round %d folder %q: %d messages, want %d (lost or duplicated): %s", r, f, len(got[f]), len(bodies), diffBodies(bodies, got[f]))
 			}
 		}
+		if t.Failed() {
+			t.Logf("runs of round %d:\n%s", r, strings.Join(logs, "\n----\n"))
+		}
+		logs = nil
 	}
 	var points []string
 	for _, k := range []int{1, 2, 3, 5, 8, 13} {
@@ -126,7 +101,8 @@ func TestIMAPCrashResume(t *testing.T) {
 	kills := 0
 	for i := 0; kills < 24 && i < 120; i++ {
 		p := points[i%len(points)]
-		r := runMailhaul(t, append(env, "MAILHAUL_TEST_KILL_AT="+p), args...)
+		r := runMailhaul(t, append(env, "MAILHAUL_TEST_KILL_AT="+p), append([]string{"-v"}, args...)...)
+		logs = append(logs, fmt.Sprintf("kill at %s: exit %d\n%s", p, r.code, r.stderr))
 		switch {
 		case r.code == -int(syscall.SIGKILL):
 			kills++
@@ -149,6 +125,50 @@ func TestIMAPCrashResume(t *testing.T) {
 	}
 	check(round)
 	t.Logf("%d messages, %d kills, %d rounds", n, kills, round+1)
+}
+
+// seedCrashCorpus appends n generated messages to INBOX, Work and
+// Work/Clients through c: every 17th without a Message-ID, every 13th
+// sharing one Message-ID with different bodies, every 11th twice
+// (byte-identical twins), bodies padded by up to pad bytes. It returns the
+// number of messages appended.
+func seedCrashCorpus(t *testing.T, c *imapclient.Client, n, pad int) int {
+	t.Helper()
+	date := time.Date(2022, 4, 1, 8, 0, 0, 0, time.UTC)
+	for _, f := range []string{"Work", "Work/Clients"} {
+		if err := c.Create(f, nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := 0
+	for i := 0; i < n; i++ {
+		folder := []string{"INBOX", "Work", "Work/Clients"}[i%3]
+		mid := fmt.Sprintf("Message-ID: <crash-%d@example.org>\r\n", i)
+		switch {
+		case i%17 == 0:
+			mid = "" // no Message-ID
+		case i%13 == 0:
+			mid = "Message-ID: <twin@example.org>\r\n" // same id, different bodies
+		}
+		body := fmt.Sprintf("From: x@example.org\r\nSubject: crash %d\r\n%s\r\n%s\r\n", i%40, mid, strings.Repeat("line\r\n", i%9))
+		if pad > 0 {
+			body += strings.Repeat(fmt.Sprintf("padding %d\r\n", i), (i*7919)%pad/12)
+		}
+		copies := 1
+		if i%11 == 0 {
+			copies = 2 // byte-identical twins in one folder
+		}
+		for k := 0; k < copies; k++ {
+			cmd := c.Append(folder, int64(len(body)), &imap.AppendOptions{Flags: []imap.Flag{imap.FlagSeen}, Time: date.Add(time.Duration(i) * time.Minute)})
+			cmd.Write([]byte(body))
+			cmd.Close()
+			if _, err := cmd.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			total++
+		}
+	}
+	return total
 }
 
 // diffBodies describes which bodies are missing or extra (by first lines).

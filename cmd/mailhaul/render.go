@@ -130,6 +130,14 @@ func (r *renderer) Event(e migrate.Event) {
 		log.Warn(errString(e.Err))
 	case migrate.Recovered:
 		log.Debug("resolved interrupted copy", "folder", e.Folder, "id", e.ID, "found", e.Found)
+	case migrate.Settled:
+		if e.Err != nil {
+			log.Warn(errString(e.Err))
+		} else {
+			log.Info("append with unknown outcome settled", "folder", e.Folder, "id", e.ID, "destination", e.Dest, "how", e.How)
+		}
+	case migrate.Waiting:
+		log.Info(errString(e.Err))
 	case migrate.Copied:
 		log.Debug("copied", "folder", e.Folder, "id", e.ID, "bytes", e.Bytes)
 	}
