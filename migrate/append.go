@@ -11,9 +11,12 @@ import (
 // BatchSize) into a batch and runs the crash-safety protocol on it
 // (appendBatch). Appends whose outcome is unknown go to the settler
 // (settle.go), which owns their bodies from then on; only a fatal error
-// ends the loop.
-func (e *engine) appendLoop(ctx context.Context, slot int, in <-chan *job) error {
+// ends the loop. Once soft is done (a graceful stop) it takes no new batch.
+func (e *engine) appendLoop(ctx, soft context.Context, slot int, in <-chan *job) error {
 	for {
+		if soft.Err() != nil && ctx.Err() == nil {
+			return nil
+		}
 		var first *job
 		var ok bool
 		select {
@@ -21,6 +24,8 @@ func (e *engine) appendLoop(ctx context.Context, slot int, in <-chan *job) error
 			if !ok {
 				return nil
 			}
+		case <-soft.Done():
+			continue
 		case <-ctx.Done():
 			return ctx.Err()
 		}

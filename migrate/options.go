@@ -61,6 +61,12 @@ type Options struct {
 	Retries   int
 	RetryBase time.Duration
 
+	// Stop, when closed, asks for a graceful stop: no new message is
+	// listed, fetched or started; the appends in flight finish and are
+	// recorded, and Run returns ErrInterrupted. (Cancelling Run's context
+	// stops at once instead; the checkpoint resumes either way.)
+	Stop <-chan struct{}
+
 	// SettleDelay is how long after an append became uncertain (its
 	// connection broke, or its run died) the engine waits before the lookup
 	// that decides whether to send it again, for destinations that may

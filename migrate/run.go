@@ -110,9 +110,13 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	r := t.report()
 	r.Elapsed = time.Since(start)
-	if ctx.Err() != nil {
+	switch {
+	case ctx.Err() != nil:
 		r.Interrupted = true
 		err = fmt.Errorf("%w: %v", ErrInterrupted, context.Cause(ctx))
+	case err == nil && e.stopped():
+		r.Interrupted = true
+		err = fmt.Errorf("%w: stopped on request after the messages in flight", ErrInterrupted)
 	}
 	if err != nil {
 		r.Error = err.Error()
@@ -128,32 +132,56 @@ func Run(ctx context.Context, o Options) (Report, error) {
 // the appenders lets a batch form while the previous one commits: with 1
 // appender and no queue every message would pay its own checkpoint
 // commits and sync.
+//
+// A graceful stop (Options.Stop) cancels the producing stages (lister,
+// interleave, fetchers: soft) without an error; the appenders finish the
+// batch they hold, take no new one, and the settler settles what is left.
 func (e *engine) pipeline(ctx context.Context) error {
 	nf := e.o.Source.Limits().callers(e.o.Transfers)
 	na := e.o.Sink.Limits().callers(e.o.Transfers)
 	g, gctx := errgroup.WithContext(ctx)
+	soft, softCancel := context.WithCancel(gctx)
+	defer softCancel()
+	go func() {
+		select {
+		case <-e.o.Stop:
+			softCancel()
+		case <-soft.Done():
+		}
+	}()
+	// stage runs a producing stage: ended by a graceful stop, it returns
+	// no error.
+	stage := func(run func(context.Context) error) func() error {
+		return func() error {
+			err := run(soft)
+			if err != nil && soft.Err() != nil && gctx.Err() == nil {
+				return nil
+			}
+			return err
+		}
+	}
 	chunkCh := make(chan []*job, folderWindow)
 	fetchCh := make(chan *job, nf)
 	appendCh := make(chan *job, e.o.Sink.Limits().conns(e.o.Transfers)*queuePerAppender)
 
-	g.Go(func() error {
+	g.Go(stage(func(ctx context.Context) error {
 		defer close(chunkCh)
-		return e.list(gctx, chunkCh)
-	})
-	g.Go(func() error {
+		return e.list(ctx, chunkCh)
+	}))
+	g.Go(stage(func(ctx context.Context) error {
 		defer close(fetchCh)
-		return interleave(gctx, chunkCh, fetchCh, folderWindow)
-	})
+		return interleave(ctx, chunkCh, fetchCh, folderWindow)
+	}))
 	if e.o.DryRun {
 		return g.Wait()
 	}
 	var fetchers sync.WaitGroup
 	for i := 0; i < nf; i++ {
 		fetchers.Add(1)
-		g.Go(func() error {
+		g.Go(stage(func(ctx context.Context) error {
 			defer fetchers.Done()
-			return e.fetchLoop(gctx, fetchCh, appendCh)
-		})
+			return e.fetchLoop(ctx, fetchCh, appendCh)
+		}))
 	}
 	go func() {
 		fetchers.Wait()
@@ -164,7 +192,7 @@ func (e *engine) pipeline(ctx context.Context) error {
 		appenders.Add(1)
 		g.Go(func() error {
 			defer appenders.Done()
-			return e.appendLoop(gctx, i, appendCh)
+			return e.appendLoop(gctx, soft, i, appendCh)
 		})
 	}
 	appendersDone := make(chan struct{})
@@ -217,6 +245,16 @@ func protect(what string, op func() error) (err error) {
 		}
 	}()
 	return op()
+}
+
+// stopped reports whether a graceful stop was requested.
+func (e *engine) stopped() bool {
+	select {
+	case <-e.o.Stop:
+		return true
+	default:
+		return false
+	}
 }
 
 func (e *engine) hook(step string) {

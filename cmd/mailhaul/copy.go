@@ -126,8 +126,9 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 		return usageErr("destination %q: scheme %q cannot be written to (destinations: %s)", dstEP.Raw, dstEP.Scheme, keys(sinkSchemes))
 	}
 
-	ctx, stop := signalContext(g.log)
+	ctx, stopCh, stop := gracefulSignals(g.log, true)
 	defer stop()
+	o.Stop = stopCh
 	rend := newRenderer(g, os.Stderr)
 	env := endpointEnv{g: g, c: f, warn: func(err error) { rend.Event(migrate.Event{Kind: migrate.Warning, Err: err}) }}
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -76,7 +77,7 @@ func TestIMAPCrashResume(t *testing.T) {
 	argsFor := func(r int) ([]string, []string) {
 		user := fmt.Sprintf("r%d", r)
 		env := []string{"MAILHAUL_SRC_PASSWORD=" + src.Password("alice"), "MAILHAUL_DST_PASSWORD=" + dst.Password(user)}
-		return env, []string{"copy", "--insecure-plaintext", "--transfers", "3", "--state-dir", t.TempDir(),
+		return env, []string{"copy", "--insecure-plaintext", "--transfers", "3", "--settle-delay", "1s", "--state-dir", t.TempDir(),
 			"imap://alice@" + src.IMAPAddr, "imap://" + user + "@" + dst.IMAPAddr}
 	}
 	var logs []string // stderr of the runs of this round
@@ -188,4 +189,42 @@ func diffBodies(want, got []string) string {
 	}
 	sort.Strings(out)
 	return strings.Join(out, "; ")
+}
+
+// TestIMAPGracefulStop: a first SIGINT in the middle of an IMAP -> IMAP
+// copy lets the appends in flight finish: exit 130 with the summary, no
+// intent left for recovery (nothing uncertain), and the next run completes
+// the copy exactly once.
+func TestIMAPGracefulStop(t *testing.T) {
+	src := testserver.StartDovecot(t)
+	dst := testserver.StartDovecot(t)
+	sc := imapLogin(t, src, "alice")
+	seedCrashCorpus(t, sc, 60, 2000)
+	sc.Close()
+	want := imapBodies(t, src, "alice")
+	env := []string{"MAILHAUL_SRC_PASSWORD=" + src.Password("alice"), "MAILHAUL_DST_PASSWORD=" + dst.Password("alice")}
+	args := []string{"--json", "copy", "--insecure-plaintext", "--transfers", "4", "--state-dir", t.TempDir(),
+		"imap://alice@" + src.IMAPAddr, "imap://alice@" + dst.IMAPAddr}
+	r := runMailhaul(t, append(env, "MAILHAUL_TEST_KILL_AT=append:10:INT"), args...)
+	if r.code != exitInterrupted || !strings.Contains(r.stderr, "copied ") {
+		t.Fatalf("exit %d, want 130 with a summary\n%s", r.code, r.stderr)
+	}
+	r = runMailhaul(t, env, args...)
+	if r.code != 0 {
+		t.Fatalf("resume: exit %d\n%s", r.code, r.stderr)
+	}
+	var rep struct {
+		Recovered int
+		Settled   []struct{ How string }
+	}
+	json.Unmarshal([]byte(r.stdout), &rep)
+	if rep.Recovered != 0 || len(rep.Settled) != 0 {
+		t.Errorf("a graceful stop left work for recovery: %+v", rep)
+	}
+	got := imapBodies(t, dst, "alice")
+	for f, bodies := range want {
+		if strings.Join(got[f], "\x00") != strings.Join(bodies, "\x00") {
+			t.Errorf("folder %q: %d messages, want %d: %s", f, len(got[f]), len(bodies), diffBodies(bodies, got[f]))
+		}
+	}
 }

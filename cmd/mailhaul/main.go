@@ -145,19 +145,35 @@ func (g *globalFlags) setup() error {
 	return nil
 }
 
-// signalContext is cancelled by the first SIGINT/SIGTERM (clean stop: the
-// checkpoint is flushed and the run can be resumed); a second signal exits
-// at once.
+// signalContext is cancelled by the first SIGINT/SIGTERM (commands that
+// have nothing in flight worth finishing, such as ls); a second signal
+// exits at once.
 func signalContext(log *slog.Logger) (context.Context, func()) {
+	ctx, _, stop := gracefulSignals(log, false)
+	return ctx, stop
+}
+
+// gracefulSignals handles SIGINT/SIGTERM for a copy: the first closes
+// stop, a graceful stop (the messages in flight are finished and recorded,
+// the summary printed); with graceful false it cancels ctx instead. A
+// second signal exits at once with exitInterrupted — as safe as kill -9:
+// the next run resumes from the checkpoint.
+func gracefulSignals(log *slog.Logger, graceful bool) (context.Context, <-chan struct{}, func()) {
 	ctx, cancel := context.WithCancelCause(context.Background())
+	stopCh := make(chan struct{})
 	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() {
 		select {
 		case s := <-ch:
-			log.Warn("stopping cleanly; press Ctrl-C again to quit at once (the next run resumes either way)", "signal", s.String())
-			cancel(fmt.Errorf("received %s", s))
+			if graceful {
+				log.Warn("stopping after the messages in flight; press Ctrl-C again to quit at once (the next run resumes either way)", "signal", s.String())
+				close(stopCh)
+			} else {
+				log.Warn("stopping; press Ctrl-C again to quit at once", "signal", s.String())
+				cancel(fmt.Errorf("received %s", s))
+			}
 		case <-done:
 			return
 		}
@@ -167,7 +183,7 @@ func signalContext(log *slog.Logger) (context.Context, func()) {
 		case <-done:
 		}
 	}()
-	return ctx, func() {
+	return ctx, stopCh, func() {
 		signal.Stop(ch)
 		close(done)
 		cancel(nil)

@@ -143,8 +143,11 @@ type Config struct {
 	Token func(ctx context.Context) (string, error)
 	// Trace, if set, receives the wire protocol with credentials redacted.
 	Trace io.Writer
-	// IdleTimeout is how long a pending command may go without a byte from
-	// the server before the connection is closed (default 2 minutes).
+	// IdleTimeout is how long a pending command may go without a byte
+	// moving in either direction before the connection is closed and
+	// replaced (default DefaultIdleTimeout). It is the only bound on a
+	// command's duration: a literal that keeps flowing, however large and
+	// slow, never trips it.
 	IdleTimeout time.Duration
 	// DialTimeout bounds TCP connect + TLS + greeting (default 30s).
 	DialTimeout time.Duration
@@ -179,7 +182,7 @@ type Conn struct {
 func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 	idle := cfg.IdleTimeout
 	if idle <= 0 {
-		idle = 2 * time.Minute
+		idle = DefaultIdleTimeout
 	}
 	dt := cfg.DialTimeout
 	if dt <= 0 {
@@ -228,10 +231,10 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 	case cfg.TLS:
 		tc := tls.Client(act, tcfg)
 		if err = tc.HandshakeContext(dctx); err == nil {
-			cl = imapclient.New(wrap(tc), opts)
+			cl = imapclient.New(noDeadlines{wrap(tc)}, opts)
 		}
 	case cfg.InsecurePlaintext:
-		cl = imapclient.New(wrap(act), opts)
+		cl = imapclient.New(noDeadlines{wrap(act)}, opts)
 	default:
 		// go-imap builds the TLS connection of STARTTLS itself, on top of
 		// the connection it is given: a wrapper there would see only
@@ -240,7 +243,7 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 		if trace != nil {
 			opts.DebugWriter = trace
 		}
-		cl, err = imapclient.NewStartTLS(act, opts)
+		cl, err = imapclient.NewStartTLS(noDeadlines{act}, opts)
 		if err != nil && isIMAPError(err) {
 			err = fmt.Errorf("server refused STARTTLS (%v); use imaps:// or, on a trusted network only, --insecure-plaintext", err)
 		}
@@ -259,8 +262,8 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if err == nil {
-			err = errors.New("timed out")
+		if err == nil || isTimeout(err) {
+			err = fmt.Errorf("connected, but the server sent no IMAP greeting (or TLS handshake) within %s", dt)
 		}
 		if isCertError(err) {
 			return nil, migrate.FatalError(fmt.Errorf("%s: TLS certificate not trusted: %v; if the server uses a private CA or a self-signed certificate, pass its certificate with --ca-file", where, err))
@@ -471,8 +474,13 @@ func (c *Conn) idle() time.Duration {
 	if c.cfg.IdleTimeout > 0 {
 		return c.cfg.IdleTimeout
 	}
-	return 2 * time.Minute
+	return DefaultIdleTimeout
 }
+
+// DefaultIdleTimeout is Config.IdleTimeout's default: a server that sends
+// nothing for a minute while it owes a reply is taken for dead (a stalled
+// or half-open link) and the connection replaced.
+const DefaultIdleTimeout = 60 * time.Second
 
 func (c *Conn) watchdog(idle time.Duration) {
 	tick := idle / 4
@@ -541,6 +549,17 @@ func (c *Conn) Select(ctx context.Context, mailbox string, readOnly bool) (*imap
 
 // Config returns the configuration c was dialled with.
 func (c *Conn) Config() *Config { return c.cfg }
+
+// noDeadlines is the connection imapclient sees: it ignores go-imap's own
+// deadlines (30 s per response, a fixed 5 minutes per literal in
+// beta.8), which cut a large message on a slow link however steadily it
+// flows. Every wait is bounded by Conn's watchdog instead: IdleTimeout
+// without a byte while a command is pending, whatever the literal's size.
+type noDeadlines struct{ net.Conn }
+
+func (noDeadlines) SetDeadline(time.Time) error      { return nil }
+func (noDeadlines) SetReadDeadline(time.Time) error  { return nil }
+func (noDeadlines) SetWriteDeadline(time.Time) error { return nil }
 
 // activityConn records when bytes last moved, for the watchdog.
 type activityConn struct {
