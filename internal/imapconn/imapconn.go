@@ -164,7 +164,8 @@ type Conn struct {
 	*imapclient.Client
 	cfg      *Config
 	act      *activityConn
-	lp       *literalPlusConn // nil: not wrapped (STARTTLS, Config.NoLiteralPlus)
+	lp       *literalPlusConn // the cleartext stream (trace, LITERAL+)
+	trace    *redactor        // nil without Config.Trace
 	timedOut atomic.Bool
 	done     chan struct{}
 	once     sync.Once
@@ -205,57 +206,44 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 	act := &activityConn{Conn: raw}
 	act.touch()
 	opts := &imapclient.Options{TLSConfig: tcfg}
-	var trace io.Writer
+	var trace *redactor
 	if cfg.Trace != nil {
-		trace = newRedactor(cfg.Trace)
+		trace = newRedactor(cfg.Trace, cfg.Password)
 	}
-	c := &Conn{cfg: cfg, act: act, done: make(chan struct{})}
+	c := &Conn{cfg: cfg, act: act, done: make(chan struct{}), trace: trace}
 	// Until the client exists, a deadline bounds the handshake.
 	handshake := time.Now().Add(dt)
 	raw.SetDeadline(handshake)
 	stop := context.AfterFunc(dctx, func() { raw.Close() })
-	// wrap puts the LITERAL+ rewriter (which then writes the trace: see
-	// literalplus.go) between imapclient and the cleartext stream.
+	// Every connection's cleartext stream passes through literalPlusConn,
+	// which writes the trace and, once enabled after login, the LITERAL+
+	// rewriting (see literalplus.go); go-imap sees it through noDeadlines.
 	var lp *literalPlusConn
-	wrap := func(nc net.Conn) net.Conn {
-		if cfg.NoLiteralPlus {
-			opts.DebugWriter = trace
-			return nc
-		}
-		lp = newLiteralPlusConn(nc, trace)
-		lp.SetDeadline(handshake)
-		return lp
-	}
-	var cl *imapclient.Client
+	var nc net.Conn
 	switch {
 	case cfg.TLS:
 		tc := tls.Client(act, tcfg)
 		if err = tc.HandshakeContext(dctx); err == nil {
-			cl = imapclient.New(noDeadlines{wrap(tc)}, opts)
+			nc = tc
 		}
 	case cfg.InsecurePlaintext:
-		cl = imapclient.New(noDeadlines{wrap(act)}, opts)
+		nc = act
 	default:
-		// go-imap builds the TLS connection of STARTTLS itself, on top of
-		// the connection it is given: a wrapper there would see only
-		// ciphertext, so STARTTLS connections keep go-imap's synchronising
-		// literals.
-		if trace != nil {
-			opts.DebugWriter = trace
-		}
-		cl, err = imapclient.NewStartTLS(noDeadlines{act}, opts)
-		if err != nil && isIMAPError(err) {
-			err = fmt.Errorf("server refused STARTTLS (%v); use imaps:// or, on a trusted network only, --insecure-plaintext", err)
-		}
+		nc, err = startTLS(dctx, act, tcfg, trace)
+	}
+	var cl *imapclient.Client
+	if err == nil {
+		lp = newLiteralPlusConn(nc, trace)
+		lp.SetDeadline(handshake)
+		cl = imapclient.New(noDeadlines{lp}, opts)
 	}
 	if err == nil {
 		err = cl.WaitGreeting()
 	}
 	stopped := stop()
+	raw.SetDeadline(time.Time{})
 	if lp != nil {
-		lp.SetDeadline(time.Time{}) // also clears raw's
-	} else {
-		raw.SetDeadline(time.Time{})
+		lp.SetDeadline(time.Time{})
 	}
 	if err != nil || !stopped {
 		raw.Close()
@@ -268,33 +256,33 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 		if isCertError(err) {
 			return nil, migrate.FatalError(fmt.Errorf("%s: TLS certificate not trusted: %v; if the server uses a private CA or a self-signed certificate, pass its certificate with --ca-file", where, err))
 		}
+		if re := (*refusedError)(nil); errors.As(err, &re) {
+			return nil, migrate.FatalError(fmt.Errorf("%s: %v; use imaps:// or, on a trusted network only, --insecure-plaintext", where, re))
+		}
 		if isIMAPError(err) {
 			return nil, migrate.FatalError(fmt.Errorf("%s: %v", where, err))
 		}
 		return nil, migrate.Retryable(fmt.Errorf("%s: %w", where, err))
 	}
 	c.Client = cl
+	c.lp = lp
 	go c.watchdog(idle)
 	if err := c.login(ctx, where); err != nil {
 		c.Client.Close()
 		return nil, err
 	}
-	if lp != nil {
-		// Capabilities may change at login: read them now.
-		var caps imap.CapSet
-		c.Do(ctx, func() error { caps = c.Caps(); return nil })
-		if caps.Has(imap.CapLiteralPlus) {
-			lp.enable()
-		}
-		c.lp = lp
+	// Capabilities may change at login: read them now.
+	var caps imap.CapSet
+	c.Do(ctx, func() error { caps = c.Caps(); return nil })
+	if caps.Has(imap.CapLiteralPlus) && !cfg.NoLiteralPlus {
+		lp.enable()
 	}
 	return c, nil
 }
 
 // LiteralPlus reports whether APPEND literals on c are sent
 // non-synchronising (see literalplus.go): the server advertised LITERAL+
-// after login, Config.NoLiteralPlus is off and the connection is not
-// STARTTLS.
+// after login and Config.NoLiteralPlus is off.
 func (c *Conn) LiteralPlus() bool { return c.lp != nil && c.lp.enabled() }
 
 func (cfg *Config) tlsConfig() (*tls.Config, error) {
@@ -354,6 +342,9 @@ func (c *Conn) login(ctx context.Context, where string) error {
 		tok, terr := cfg.Token(ctx)
 		if terr != nil {
 			return migrate.FatalError(fmt.Errorf("get OAuth2 token for %s on %s: %w", cfg.User, cfg.Addr(), terr))
+		}
+		if c.trace != nil {
+			c.trace.addSecret(tok)
 		}
 		var bc *bearerClient
 		if mech == AuthXOAUTH2 {
@@ -466,6 +457,11 @@ func (c *Conn) Do(ctx context.Context, fn func() error) error {
 	}
 	if err != nil && c.timedOut.Load() {
 		return migrate.Retryable(fmt.Errorf("IMAP server %s did not answer for %s: %w", c.cfg.Addr(), c.idle(), err))
+	}
+	if err != nil && !isIMAPError(err) && c.lp != nil {
+		if bye := c.lp.byeText(); bye != "" {
+			err = fmt.Errorf("%w (server said: BYE %s)", err, bye)
+		}
 	}
 	return err
 }

@@ -53,27 +53,50 @@ func TestParseURL(t *testing.T) {
 }
 
 func TestRedactor(t *testing.T) {
+	type step struct {
+		client bool
+		data   string
+	}
+	c := func(s string) step { return step{true, s} }
+	sv := func(s string) step { return step{false, s} }
+	secrets := []string{"s3cret-pw", "+Pässwörd-Carol", "* x y", "AHMzY3JldC1wdw==", "dXNlcj1zM2NyZXQtcHc="}
+	steps := []step{
+		sv("* OK ready\r\n"), c("T1 LOG"), c("IN alice \"s3cret-pw\"\r\n"), sv("T1 OK done\r\n"),
+		// A non-ASCII password goes as a literal; its line begins with "+".
+		c("T2 LOGIN {5}\r\n"), sv("+ OK\r\n"), c("alice {16}\r\n"), sv("+ OK\r\n"), c("+Pässwörd-Carol\r\n"), sv("T2 NO bad\r\n"),
+		// One that looks like an untagged response.
+		c("T6 LOGIN alice {5}\r\n"), sv("+ go\r\n"), c("* x y\r\n"), sv("T6 NO bad\r\n"),
+		c("T3 AUTHENTICATE PLAIN AHMzY3JldC1wdw==\r\n"), sv("T3 OK\r\n"),
+		c("T4 AUTHENTICATE XOAUTH2\r\n"), sv("+ \r\n"), c("dXNlcj1zM2NyZXQtcHc=\r\n"), sv("+ eyJzdGF0dXMiOiI0MDEifQ==\r\n"), c("\r\n"), sv("T4 NO failed\r\n"),
+		c("T5 SELECT INBOX\r\n"), sv("T5 OK [READ-WRITE] done\r\n"),
+	}
 	var out bytes.Buffer
 	r := newRedactor(&out)
-	for _, s := range []string{
-		"* OK ready\r\n", "T1 LOG", "IN alice \"s3cret-pw\"\r\n", "T1 OK done\r\n",
-		"T2 LOGIN {5}\r\n", "+ OK\r\n", "alice {9}\r\n", "+ OK\r\n", "s3cret-pw\r\n", "T2 NO bad\r\n",
-		"T3 AUTHENTICATE PLAIN AHMzY3JldC1wdw==\r\n", "T3 OK\r\n",
-		"T4 AUTHENTICATE XOAUTH2\r\n", "+ \r\n", "dXNlcj1zM2NyZXQtcHc=\r\n", "+ eyJzdGF0dXMiOiI0MDEifQ==\r\n", "\r\n", "T4 NO failed\r\n",
-		"T5 SELECT INBOX\r\n",
-	} {
-		r.Write([]byte(s))
+	for _, st := range steps {
+		if st.client {
+			r.client([]byte(st.data))
+		} else {
+			r.server([]byte(st.data))
+		}
 	}
 	got := out.String()
-	for _, secret := range []string{"s3cret-pw", "AHMzY3JldC1wdw==", "dXNlcj1zM2NyZXQtcHc="} {
+	for _, secret := range secrets {
 		if strings.Contains(got, secret) {
 			t.Errorf("trace leaks %q:\n%s", secret, got)
 		}
 	}
-	for _, want := range []string{"T1 LOGIN alice <redacted>", "T3 AUTHENTICATE PLAIN <redacted>", "T5 SELECT INBOX", "T4 NO failed"} {
+	for _, want := range []string{"C: T1 LOGIN <redacted>", "C: T3 AUTHENTICATE PLAIN <redacted>", "C: T5 SELECT INBOX", "S: T4 NO failed", "S: + OK", "S: T5 OK"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("trace lacks %q:\n%s", want, got)
 		}
+	}
+	// Known secrets are scrubbed in any direction and line.
+	out.Reset()
+	r = newRedactor(&out, "hunter2-long")
+	r.server([]byte("* OK your password is hunter2-long\r\n"))
+	r.client([]byte("T9 NOOP " + base64.StdEncoding.EncodeToString([]byte("hunter2-long")) + "\r\n"))
+	if strings.Contains(out.String(), "hunter2") || strings.Contains(out.String(), base64.StdEncoding.EncodeToString([]byte("hunter2-long"))) {
+		t.Errorf("known secret not scrubbed:\n%s", out.String())
 	}
 }
 

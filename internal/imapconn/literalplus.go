@@ -1,10 +1,11 @@
 package imapconn
 
 import (
+	"bytes"
 	"errors"
-	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,7 +72,7 @@ var longAgo = time.Unix(1, 0)
 // literalPlusConn is the net.Conn wrapper described above.
 type literalPlusConn struct {
 	net.Conn
-	trace io.Writer // wire trace (the redactor), or nil
+	trace *redactor // wire trace, or nil
 	on    atomic.Bool
 
 	wmu  sync.Mutex // Write
@@ -84,13 +85,19 @@ type literalPlusConn struct {
 	left []byte // wire bytes read but not yet delivered (past a boundary)
 	lerr error  // error of the Read that produced left
 
+	// bye is the text of the last "* BYE" line the server sent (why it
+	// closes the connection), found by byeWatch.
+	bye     atomic.Pointer[string]
+	byeLine []byte // a line start being collected
+	midLine bool   // the last byte read was not a line end
+
 	dmu         sync.Mutex // read deadline and injection state
 	deadline    time.Time  // read deadline set by the caller
 	interrupted bool       // the underlying read deadline is longAgo
 	due         int        // continuations owed to the reader
 }
 
-func newLiteralPlusConn(c net.Conn, trace io.Writer) *literalPlusConn {
+func newLiteralPlusConn(c net.Conn, trace *redactor) *literalPlusConn {
 	return &literalPlusConn{Conn: c, trace: trace}
 }
 
@@ -124,7 +131,7 @@ func (c *literalPlusConn) Write(p []byte) (int, error) {
 	if len(out) > 0 {
 		n, err := c.Conn.Write(out)
 		if c.trace != nil && n > 0 {
-			c.trace.Write(out[:n])
+			c.trace.client(out[:n])
 		}
 		if err != nil {
 			// The stream is broken (a partial command); the caller drops
@@ -171,7 +178,10 @@ func (c *literalPlusConn) Read(p []byte) (int, error) {
 		}
 		n, err := c.Conn.Read(p)
 		if n > 0 && c.trace != nil {
-			c.trace.Write(p[:n])
+			c.trace.server(p[:n])
+		}
+		if n > 0 {
+			c.byeWatch(p[:n])
 		}
 		if err != nil && isTimeout(err) {
 			c.dmu.Lock()
@@ -198,6 +208,60 @@ func (c *literalPlusConn) Read(p []byte) (int, error) {
 		}
 		return n, err
 	}
+}
+
+// byeWatch looks at the start of every line the server sends for "* BYE",
+// the server's reason for closing the connection, and keeps its text. It
+// does not know literal boundaries: a message body line that starts with
+// "* BYE " is taken for one, which only changes the words of an error on a
+// connection that then breaks.
+func (c *literalPlusConn) byeWatch(p []byte) {
+	const max = 300
+	for len(p) > 0 {
+		if !c.midLine || len(c.byeLine) > 0 {
+			i := bytes.IndexByte(p, '\n')
+			end := len(p)
+			if i >= 0 {
+				end = i
+			}
+			if len(c.byeLine)+end <= max {
+				c.byeLine = append(c.byeLine, p[:end]...)
+			} else {
+				c.byeLine = c.byeLine[:0]
+				c.midLine = true
+				if i < 0 {
+					return
+				}
+				p, c.midLine = p[i+1:], false
+				continue
+			}
+			if i < 0 {
+				c.midLine = true
+				return
+			}
+			line := strings.TrimRight(string(c.byeLine), "\r")
+			c.byeLine = c.byeLine[:0]
+			if len(line) > 6 && strings.EqualFold(line[:6], "* BYE ") {
+				text := strings.ToValidUTF8(strings.TrimSpace(line[6:]), "?")
+				c.bye.Store(&text)
+			}
+			p, c.midLine = p[i+1:], false
+			continue
+		}
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			return
+		}
+		p, c.midLine = p[i+1:], false
+	}
+}
+
+// byeText is the last BYE text the server sent, or "".
+func (c *literalPlusConn) byeText() string {
+	if p := c.bye.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // SetDeadline and SetReadDeadline record the read deadline, which the

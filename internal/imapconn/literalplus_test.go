@@ -183,7 +183,11 @@ func TestServerScannerBoundaries(t *testing.T) {
 // server end, and a goroutine count to compare with at the end.
 func pipePair(t *testing.T, trace io.Writer) (*literalPlusConn, net.Conn) {
 	a, b := net.Pipe()
-	lp := newLiteralPlusConn(a, trace)
+	var r *redactor
+	if trace != nil {
+		r = newRedactor(trace)
+	}
+	lp := newLiteralPlusConn(a, r)
 	t.Cleanup(func() { lp.Close(); b.Close() })
 	return lp, b
 }
@@ -618,7 +622,8 @@ func TestLiteralPlusMemServer(t *testing.T) {
 }
 
 // TestLiteralPlusDovecot appends and fetches back through a real Dovecot
-// (LITERAL+) over IMAPS, plaintext and STARTTLS (not rewritten), and checks
+// (LITERAL+) over IMAPS, plaintext and STARTTLS (all rewritten since mailhaul
+// negotiates STARTTLS itself; not with NoLiteralPlus), and checks
 // [TRYCREATE] leaves the connection usable.
 func TestLiteralPlusDovecot(t *testing.T) {
 	d := testserver.StartDovecot(t, testserver.WithUser("alice", "pw-alice-1"))
@@ -632,7 +637,8 @@ func TestLiteralPlusDovecot(t *testing.T) {
 	}{
 		{"imaps", Config{Endpoint: Endpoint{TLS: true, Host: host, Port: port, User: "alice"}, CAFile: d.CAFile}, true},
 		{"plaintext", Config{Endpoint: Endpoint{Host: host, Port: pport, User: "alice"}, InsecurePlaintext: true}, true},
-		{"starttls", Config{Endpoint: Endpoint{Host: host, Port: pport, User: "alice"}, CAFile: d.CAFile}, false},
+		{"starttls", Config{Endpoint: Endpoint{Host: host, Port: pport, User: "alice"}, CAFile: d.CAFile}, true},
+		{"no-literal-plus", Config{Endpoint: Endpoint{TLS: true, Host: host, Port: port, User: "alice"}, CAFile: d.CAFile, NoLiteralPlus: true}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()

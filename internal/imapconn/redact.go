@@ -2,52 +2,86 @@ package imapconn
 
 import (
 	"bytes"
+	"encoding/base64"
 	"io"
 	"strings"
 	"sync"
 )
 
-// redactor is the wire-trace writer: it passes the protocol through line by
-// line but replaces credentials. Both directions go to one writer (go-imap's
-// DebugWriter, or literalPlusConn, which traces the bytes on the wire after
-// its rewriting), so the rules key on what the client sends:
+// redactor writes the wire trace: both directions of one connection, a
+// line at a time, each prefixed "C: " (client to server) or "S: ", with
+// credentials removed. It knows which bytes are credentials by direction
+// and protocol state, never by the shape of a line (a password may begin
+// with "+" or "*", contain spaces or quotes, or be sent as a literal):
 //
-//   - "TAG LOGIN user password" becomes "TAG LOGIN user <redacted>";
-//   - "TAG AUTHENTICATE MECH initial-response" keeps only the mechanism;
-//   - after either, every line until the tagged reply that is not a
-//     server continuation ("+ ...") or untagged line ("* ...") is a SASL
-//     response or a literal holding a secret, and is redacted.
+//   - a client line "TAG LOGIN ..." or "TAG AUTHENTICATE MECH ..." is
+//     written as "TAG LOGIN <redacted>" / "TAG AUTHENTICATE MECH
+//     <redacted>", and every further byte the client sends (literals, SASL
+//     responses) is redacted until the server's tagged reply to TAG;
+//   - server lines pass;
+//   - as a second line of defence, every known secret (the password, an
+//     access token, and their base64 forms) is replaced in every line of
+//     either direction.
+//
+// The connection wrapper (literalPlusConn) calls client and server with the
+// cleartext bytes as they cross the wire.
 type redactor struct {
 	mu      sync.Mutex
 	w       io.Writer
-	buf     []byte
+	cbuf    []byte // client bytes of an unfinished line
+	sbuf    []byte
 	authTag string // tag of the LOGIN/AUTHENTICATE in progress
+	secrets []string
 }
 
-func newRedactor(w io.Writer) *redactor { return &redactor{w: w} }
+func newRedactor(w io.Writer, secrets ...string) *redactor {
+	r := &redactor{w: w}
+	for _, s := range secrets {
+		r.addSecret(s)
+	}
+	return r
+}
 
-func (r *redactor) Write(p []byte) (int, error) {
+// addSecret adds a value that must never appear in the trace.
+func (r *redactor) addSecret(s string) {
+	if len(s) < 3 {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.buf = append(r.buf, p...)
+	r.secrets = append(r.secrets, s, base64.StdEncoding.EncodeToString([]byte(s)))
+}
+
+// client traces bytes sent to the server.
+func (r *redactor) client(p []byte) { r.feed(p, true) }
+
+// server traces bytes received from the server.
+func (r *redactor) server(p []byte) { r.feed(p, false) }
+
+func (r *redactor) feed(p []byte, fromClient bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	buf := &r.sbuf
+	if fromClient {
+		buf = &r.cbuf
+	}
+	*buf = append(*buf, p...)
 	for {
-		i := bytes.IndexByte(r.buf, '\n')
+		i := bytes.IndexByte(*buf, '\n')
 		if i < 0 {
 			break
 		}
-		line := string(r.buf[:i+1])
-		r.buf = r.buf[i+1:]
-		if _, err := io.WriteString(r.w, r.filter(line)); err != nil {
-			return len(p), nil // a broken trace must not break the session
-		}
+		line := string((*buf)[:i+1])
+		*buf = (*buf)[i+1:]
+		r.emit(line, fromClient)
 	}
-	// A line without newline is held back: a partial "TAG LOGIN ..." must
-	// not leak. Protect memory from huge unterminated literals.
-	if len(r.buf) > 64<<10 && r.authTag == "" && !looksLikeAuth(r.buf) {
-		io.WriteString(r.w, string(r.buf))
-		r.buf = r.buf[:0]
+	// An unfinished line is held back, a partial "TAG LOGIN ..." must not
+	// leak; but a huge literal (a message body) without line ends is
+	// written in pieces, except while credentials are being sent.
+	if len(*buf) > 64<<10 && r.authTag == "" && !looksLikeAuth(*buf) {
+		r.emit(string(*buf), fromClient)
+		*buf = (*buf)[:0]
 	}
-	return len(p), nil
 }
 
 func looksLikeAuth(b []byte) bool {
@@ -55,17 +89,26 @@ func looksLikeAuth(b []byte) bool {
 	return strings.Contains(u, " LOGIN") || strings.Contains(u, " AUTHENTICATE")
 }
 
-func (r *redactor) filter(line string) string {
+func (r *redactor) emit(line string, fromClient bool) {
+	prefix := "S: "
+	if fromClient {
+		prefix = "C: "
+		line = r.filterClient(line)
+	} else if r.authTag != "" && strings.HasPrefix(line, r.authTag+" ") {
+		r.authTag = ""
+	}
+	for _, s := range r.secrets {
+		line = strings.ReplaceAll(line, s, "<redacted>")
+	}
+	if _, err := io.WriteString(r.w, prefix+line); err != nil {
+		return // a broken trace must not break the session
+	}
+}
+
+func (r *redactor) filterClient(line string) string {
 	body := strings.TrimRight(line, "\r\n")
 	eol := line[len(body):]
 	if r.authTag != "" {
-		if strings.HasPrefix(body, r.authTag+" ") {
-			r.authTag = ""
-			return line
-		}
-		if strings.HasPrefix(body, "+") || strings.HasPrefix(body, "* ") {
-			return line
-		}
 		return "<redacted>" + eol
 	}
 	f := strings.SplitN(body, " ", 4)
@@ -73,11 +116,7 @@ func (r *redactor) filter(line string) string {
 		switch strings.ToUpper(f[1]) {
 		case "LOGIN":
 			r.authTag = f[0]
-			user := ""
-			if len(f) >= 3 {
-				user = f[2]
-			}
-			return f[0] + " LOGIN " + user + " <redacted>" + eol
+			return f[0] + " LOGIN <redacted>" + eol
 		case "AUTHENTICATE":
 			r.authTag = f[0]
 			mech := ""
