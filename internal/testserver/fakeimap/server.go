@@ -31,7 +31,6 @@ package fakeimap
 import (
 	"fmt"
 	"net"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -357,14 +356,4 @@ func (s *Server) commandHook(ev CommandEvent) Action {
 		s.logf("conn %d: hook on %s %s: %+v", ev.Conn, ev.Tag, ev.Name, act)
 	}
 	return act
-}
-
-// sortedNames returns map keys sorted, for stable output.
-func sortedNames[V any](m map[string]V) []string {
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	return names
 }
