@@ -566,3 +566,83 @@ func TestCopyMove(t *testing.T) {
 		t.Errorf("dst %+v", m)
 	}
 }
+
+// TestSequenceNumbersAndMore: sequence sets with "*" while another
+// connection appends, ENVELOPE and BODYSTRUCTURE of a broken multipart,
+// more SEARCH keys, DELETE, LSUB.
+func TestSequenceNumbersAndMore(t *testing.T) {
+	s := start(t, Options{})
+	broken := []byte("Message-ID: <b@x>\r\nSubject: broken\r\nDate: Mon, 02 Jan 2006 15:04:05 +0000\r\nContent-Type: multipart/mixed; boundary=never\r\n\r\nno parts here\r\n")
+	s.Append("u", "INBOX", msg("a@x", "a"), []imap.Flag{imap.FlagSeen}, time.Date(2020, 1, 1, 12, 0, 0, 0, time.UTC))
+	s.Append("u", "INBOX", broken, nil, time.Date(2022, 6, 1, 12, 0, 0, 0, time.UTC))
+	c := dial(t, s)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	// Another connection appends: this one learns of it on its next command.
+	if _, err := appendMsg(dial(t, s), "INBOX", msg("c@x", "c"), nil); err != nil {
+		t.Fatal(err)
+	}
+	var from2 imap.SeqSet
+	from2.AddRange(2, 0) // "2:*" (imapclient drops the answers to a bare "*")
+	msgs, err := c.Fetch(from2, &imap.FetchOptions{UID: true}).Collect()
+	if err != nil || len(msgs) != 1 || msgs[0].UID != 2 {
+		t.Fatalf("FETCH 2:* before the EXISTS: %+v %v", msgs, err)
+	}
+	if err := c.Noop().Wait(); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err = c.Fetch(from2, &imap.FetchOptions{UID: true}).Collect()
+	if err != nil || len(msgs) != 2 || msgs[1].UID != 3 || msgs[1].SeqNum != 3 {
+		t.Fatalf("FETCH 2:* after NOOP: %+v %v", msgs, err)
+	}
+	msgs, err = c.Fetch(imap.SeqSetNum(2), &imap.FetchOptions{Envelope: true, BodyStructure: &imap.FetchItemBodyStructure{Extended: true}}).Collect()
+	if err != nil || len(msgs) != 1 || msgs[0].Envelope.Subject != "broken" || msgs[0].BodyStructure == nil {
+		t.Fatalf("ENVELOPE/BODYSTRUCTURE of a broken multipart: %+v %v", msgs, err)
+	}
+
+	search := func(cr *imap.SearchCriteria) []uint32 {
+		t.Helper()
+		d, err := c.Search(cr, nil).Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.AllSeqNums()
+	}
+	if got := search(&imap.SearchCriteria{Since: time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)}); !slices.Equal(got, []uint32{2, 3}) {
+		t.Errorf("SINCE: %v", got)
+	}
+	if got := search(&imap.SearchCriteria{SentBefore: time.Date(2007, 1, 1, 0, 0, 0, 0, time.UTC)}); !slices.Equal(got, []uint32{2}) {
+		t.Errorf("SENTBEFORE: %v", got)
+	}
+	if got := search(&imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagSeen}, Body: []string{"PARTS"}}); !slices.Equal(got, []uint32{2}) {
+		t.Errorf("UNSEEN BODY: %v", got)
+	}
+	if got := search(&imap.SearchCriteria{Or: [][2]imap.SearchCriteria{{{Flag: []imap.Flag{imap.FlagSeen}}, {Text: []string{"c@x"}}}}}); !slices.Equal(got, []uint32{1, 3}) {
+		t.Errorf("OR: %v", got)
+	}
+	if got := search(&imap.SearchCriteria{SeqNum: []imap.SeqSet{from2}, Not: []imap.SearchCriteria{{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "zzz"}}}}}); !slices.Equal(got, []uint32{2, 3}) {
+		t.Errorf("2:* NOT HEADER: %v", got)
+	}
+
+	// DELETE and LSUB.
+	s.Create("u", "old/child")
+	if err := c.Delete("old").Wait(); err == nil {
+		t.Error("DELETE of a folder with children succeeded")
+	}
+	if err := c.Delete("old/child").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Unsubscribe("old").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.List("", "*", &imap.ListOptions{SelectSubscribed: true}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range l {
+		if d.Mailbox == "old" || d.Mailbox == "old/child" {
+			t.Errorf("LIST (SUBSCRIBED) lists %s", d.Mailbox)
+		}
+	}
+}
