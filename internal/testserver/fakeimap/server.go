@@ -23,9 +23,22 @@
 // clients as U+FFFD (that is what imapserver's encoder does), and clients
 // address such a folder by that visible name.
 //
-// Limitations (imapserver beta.8): it always advertises LITERAL-, IDLE,
-// UNSELECT, ENABLE, UTF8=ACCEPT and SASL-IR; it handles one command at a
-// time per connection; RENAME is refused here.
+// The hooks that imapserver has no callback for (Command before any
+// command, Fetch cutting a literal, a held APPEND noticing its client is
+// gone) work on the wire, in a net.Conn wrapper that follows both byte
+// streams: see wire.go. It also mends one imapserver (v2.0.0-beta.8) bug:
+// a command refused before its non-synchronising literal was read (NO
+// [TOOBIG] over APPENDLIMIT) left the literal to be parsed as the next
+// command; the wrapper drops it, as RFC 7888 requires.
+//
+// Limitations, from imapserver: LITERAL-, IDLE, UNSELECT, ENABLE,
+// UTF8=ACCEPT and SASL-IR are always advertised (so NoLiteralPlus still
+// allows non-synchronising literals up to 4 KiB); commands run one at a
+// time per connection; EXISTS for messages appended by another connection
+// is sent after a command's response, not before it, so until then FETCH
+// on this connection does not see them (UID SEARCH does). Here: RENAME is
+// refused; CHILDREN and MOVE are always advertised; SEARCHRES, CONDSTORE
+// and BINARY are not.
 package fakeimap
 
 import (
