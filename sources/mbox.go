@@ -27,9 +27,14 @@ type MboxOptions struct {
 	// Location is the zone of From_ line dates without one (nil: UTC).
 	Location *time.Location
 	// Warn, if not nil, receives problems that do not stop a message from
-	// being copied (unparseable From_ date, lying Content-Length, files
-	// skipped in a tree). Called from the lister goroutine.
+	// being copied (unparseable From_ date, lying Content-Length, a NUL
+	// byte, messages whose dialect is in doubt). Called from the lister
+	// goroutine.
 	Warn func(error)
+	// Info, if not nil, receives one line per file saying which dialect
+	// its messages were read in (log level info). Called from the lister
+	// goroutine.
+	Info func(msg string)
 }
 
 // Mbox reads one mbox file or a tree of them in Thunderbird's layout
@@ -45,10 +50,10 @@ type MboxOptions struct {
 // So a file that was compacted or appended to between runs, or whose
 // messages were marked read, keeps the IDs of what was already copied.
 //
-// Msg.Loc is "start:length" of the raw message in the file. Fetch reads
-// that range again, unquotes it, and checks the content hash against the
-// ID: a file changed since List gives a skipped message, never wrong
-// bytes.
+// Msg.Loc is "start:length:dialect" of the raw message in the file (the
+// dialect is chosen per message, see package mbox). Fetch reads that
+// range again, unquotes it, and checks the content hash against the ID: a
+// file changed since List gives a skipped message, never wrong bytes.
 type Mbox struct {
 	root string
 	opts MboxOptions
@@ -60,8 +65,21 @@ type Mbox struct {
 
 type mboxFolder struct {
 	path   string
-	layout mbox.Layout
+	listed bool             // List has read the first message: eol is known
+	eol    byte             // line break of the file
 	bad    map[string]error // ID -> why it cannot be copied
+}
+
+// locFormats names the dialect of a message in Msg.Loc.
+var locFormats = map[mbox.Format]string{mbox.MboxO: "o", mbox.MboxRD: "rd", mbox.MboxCL2: "cl2"}
+
+func parseLocFormat(s string) (mbox.Format, bool) {
+	for f, n := range locFormats {
+		if n == s {
+			return f, true
+		}
+	}
+	return mbox.Auto, false
 }
 
 // OpenMbox opens path: one mbox file (one folder) or a directory tree.
@@ -72,6 +90,9 @@ func OpenMbox(path string, opts MboxOptions) (*Mbox, error) {
 	}
 	if opts.Warn == nil {
 		opts.Warn = func(error) {}
+	}
+	if opts.Info == nil {
+		opts.Info = func(string) {}
 	}
 	s := &Mbox{root: path, opts: opts, folders: map[string]*mboxFolder{}}
 	switch {
@@ -256,13 +277,13 @@ func (s *Mbox) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 			// may run before List returns.
 			first = false
 			s.mu.Lock()
-			f.layout = r.Layout()
+			f.listed, f.eol = true, r.Layout().EOL
 			f.bad = bad
 			s.mu.Unlock()
 		}
 		msg := migrate.Message{
 			Mailbox: mb.Name, Size: m.Size, Flags: m.Flags, Date: m.Date,
-			Loc: strconv.FormatInt(m.Start, 10) + ":" + strconv.FormatInt(m.Len, 10),
+			Loc: strconv.FormatInt(m.Start, 10) + ":" + strconv.FormatInt(m.Len, 10) + ":" + locFormats[m.Layout.Format],
 		}
 		if msg.Date.IsZero() {
 			msg.Date = m.HeaderDate
@@ -291,6 +312,11 @@ func (s *Mbox) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 			return err
 		}
 	}
+	st := r.Stats()
+	s.opts.Info(fmt.Sprintf("mbox %s: %s", f.path, st))
+	if st.Doubtful > 0 {
+		s.opts.Warn(fmt.Errorf("mbox %s: %d messages (the first at offset %d) hold >>From lines, which mboxo keeps and mboxrd unquotes to >From, and nothing tells which program wrote them: copied as written; if this file is mboxrd, copy it with --mbox-format mboxrd (before the first run: the choice changes those messages' identity)", f.path, st.Doubtful, st.FirstDoubtful))
+	}
 	return nil
 }
 
@@ -305,20 +331,27 @@ func (s *Mbox) Fetch(ctx context.Context, msg migrate.Message, w io.Writer) erro
 	}
 	s.mu.Lock()
 	perr := f.bad[msg.ID]
-	layout := f.layout
+	listed, eol := f.listed, f.eol
 	s.mu.Unlock()
 	if perr != nil {
 		return migrate.SkipMessage(perr)
 	}
-	startS, lenS, _ := strings.Cut(msg.Loc, ":")
-	start, err1 := strconv.ParseInt(startS, 10, 64)
-	length, err2 := strconv.ParseInt(lenS, 10, 64)
-	if err1 != nil || err2 != nil || start < 0 || length < 0 {
+	parts := strings.Split(msg.Loc, ":")
+	var start, length int64
+	var err1, err2 error
+	format, ok := mbox.Auto, false
+	if len(parts) == 3 {
+		start, err1 = strconv.ParseInt(parts[0], 10, 64)
+		length, err2 = strconv.ParseInt(parts[1], 10, 64)
+		format, ok = parseLocFormat(parts[2])
+	}
+	if !ok || err1 != nil || err2 != nil || start < 0 || length < 0 {
 		return migrate.SkipMessage(fmt.Errorf("mbox %s: bad locator %q for message %s", f.path, msg.Loc, msg.ID))
 	}
-	if layout.Format == mbox.Auto {
+	if !listed {
 		return migrate.SkipMessage(fmt.Errorf("mbox %s: folder %q not listed yet", f.path, msg.Mailbox))
 	}
+	layout := mbox.Layout{Format: format, EOL: eol}
 	fh, err := os.Open(f.path)
 	if err != nil {
 		return migrate.SkipMessage(fmt.Errorf("open mbox %s: %w", f.path, err))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -415,5 +416,49 @@ func TestMboxForcedFormat(t *testing.T) {
 		if err := s.Fetch(context.Background(), first, &b); err != nil || !strings.Contains(b.String(), c.want) {
 			t.Errorf("%v: %v %q", c.f, err, b.String())
 		}
+	}
+}
+
+// TestMboxRealWorldSamples copies the samples of files as other programs
+// write them (no blank line before From_ lines, a byte-order mark or blank
+// lines at the top, a NUL byte in a text message, lenient header syntax,
+// mixed dialects) through the engine: every message arrives, byte for
+// byte as the reader gives it, nothing is skipped, and the dialect of
+// each file is logged.
+func TestMboxRealWorldSamples(t *testing.T) {
+	for file, want := range map[string]int{
+		"no-blank-separator.mbox": 3, "bom-start.mbox": 2, "blank-start.mbox": 1,
+		"nul-in-text.mbox": 2, "lenient-headers.mbox": 3, "mboxo-one-rdline.mbox": 3,
+	} {
+		t.Run(file, func(t *testing.T) {
+			var infos, warns []string
+			p := filepath.Join("..", "testdata", "mbox", file)
+			s, err := OpenMbox(p, MboxOptions{ToFolder: "INBOX",
+				Info: func(s string) { infos = append(infos, s) },
+				Warn: func(err error) { warns = append(warns, err.Error()) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dst := t.TempDir()
+			rep := runCopy(t, s, dst, t.TempDir(), migrate.Options{})
+			if rep.Copied != want || len(rep.Skipped) != 0 {
+				t.Fatalf("copied %d, skipped %+v; want %d copied", rep.Copied, rep.Skipped, want)
+			}
+			if got := len(readMaildir(t, dst)["INBOX"]); got != want {
+				t.Errorf("destination holds %d messages, want %d", got, want)
+			}
+			if len(infos) != 1 || !strings.Contains(infos[0], p) || !strings.Contains(infos[0], fmt.Sprintf("%d messages: ", want)) {
+				t.Errorf("dialect log: %q", infos)
+			}
+			if file == "mboxo-one-rdline.mbox" {
+				got := readMaildir(t, dst)["INBOX"]
+				if !bytes.Contains(got["or2@example.org"].body, []byte("\n>>From the start")) || !bytes.Contains(got["or3@example.org"].body, []byte("\n>From a line")) {
+					t.Errorf("dialects: %q / %q", got["or2@example.org"].body, got["or3@example.org"].body)
+				}
+				if !strings.Contains(strings.Join(warns, "\n"), "1 messages (the first at offset 170) hold >>From lines") {
+					t.Errorf("doubt not reported: %q", warns)
+				}
+			}
+		})
 	}
 }

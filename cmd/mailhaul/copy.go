@@ -126,7 +126,8 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 	ctx, stop := signalContext(g.log)
 	defer stop()
 	rend := newRenderer(g, os.Stderr)
-	env := endpointEnv{g: g, c: f, warn: func(err error) { rend.Event(migrate.Event{Kind: migrate.Warning, Err: err}) }}
+	env := endpointEnv{g: g, c: f, warn: func(err error) { rend.Event(migrate.Event{Kind: migrate.Warning, Err: err}) },
+		info: func(s string) { g.log.Info(s) }}
 
 	src, err := openSource(ctx, srcEP, env)
 	if err != nil {

@@ -71,6 +71,7 @@ type endpointEnv struct {
 	c    *copyFlags // nil for commands that only read
 	im   *imapFlags // IMAP flags of commands without copyFlags (ls)
 	warn func(error)
+	info func(string) // a log line at info level (may be nil)
 }
 
 type sourceOpener func(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Source, error)
@@ -143,7 +144,7 @@ func openMboxSource(ctx context.Context, ep endpoint, env endpointEnv) (migrate.
 	if err != nil {
 		return nil, err
 	}
-	o := sources.MboxOptions{Location: time.Local, Warn: env.warn}
+	o := sources.MboxOptions{Location: time.Local, Warn: env.warn, Info: env.info}
 	if env.c != nil {
 		o.ToFolder = env.c.toFolder
 		if o.Format, err = mbox.ParseFormat(env.c.mboxFormat); err != nil {

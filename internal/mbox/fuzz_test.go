@@ -35,7 +35,7 @@ func FuzzReader(f *testing.F) {
 					t.Fatalf("bad range: offset %d start %d len %d (last end %d, size %d)", m.Offset, m.Start, m.Len, last, len(data))
 				}
 				last = m.Start + m.Len
-				n, sum, err := Copy(io.Discard, ra, "fuzz", m.Start, m.Len, r.Layout())
+				n, sum, err := Copy(io.Discard, ra, "fuzz", m.Start, m.Len, m.Layout)
 				if err != nil {
 					t.Fatalf("Copy: %v", err)
 				}
