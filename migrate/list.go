@@ -40,7 +40,21 @@ func (e *engine) list(ctx context.Context, out chan<- []*job) error {
 	return nil
 }
 
+// Checker is implemented by sources that can tell, before anything is
+// written, that a folder cannot be read at all (in an mbox tree, a file
+// that is not an mbox file). CheckMailbox returns a SkipMessage-classified
+// error for such a folder: the engine reports the folder as skipped
+// without asking the sink to create it. Called from the lister goroutine.
+type Checker interface {
+	CheckMailbox(ctx context.Context, mb Mailbox) error
+}
+
 func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job) error {
+	if c, ok := e.o.Source.(Checker); ok {
+		if err := c.CheckMailbox(ctx, mb); err != nil {
+			return err
+		}
+	}
 	dest := e.o.MapName(mb.Name)
 	prep := mb
 	if e.o.Mapped(mb.Name) {

@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mailhaul/mailhaul/internal/mbox"
@@ -38,9 +40,10 @@ type MboxOptions struct {
 }
 
 // Mbox reads one mbox file or a tree of them in Thunderbird's layout
-// (`Inbox`, `Sent`, `Folder.sbd/Sub`; `.msf` indexes and other files that
-// do not start with "From " are not folders). Files are opened read-only
-// and never changed.
+// (`Inbox`, `Sent`, `Folder.sbd/Sub`; `.msf` indexes and the other files
+// Thunderbird keeps beside its folders are not folders; any other file is
+// one, and is skipped with a reason when it is not an mbox file). Files
+// are opened read-only and never changed.
 //
 // Message IDs are content hashes: the first 32 hex digits of the SHA-256
 // of the message bytes without the flag headers that clients rewrite in
@@ -68,6 +71,8 @@ type mboxFolder struct {
 	listed bool             // List has read the first message: eol is known
 	eol    byte             // line break of the file
 	bad    map[string]error // ID -> why it cannot be copied
+	// notMbox says why the file is not an mbox file; nil if it is one.
+	notMbox error
 }
 
 // locFormats names the dialect of a message in Msg.Loc.
@@ -128,33 +133,82 @@ var notMboxExt = map[string]bool{
 	".sqlite-wal": true, ".sqlite-shm": true, ".log": true, ".lock": true, ".bak": true,
 }
 
-// looksLikeMbox reports whether the file at p is empty or starts with
-// "From ".
-func looksLikeMbox(p string) (bool, error) {
+// sniffLen is how much of a file looksLikeMbox reads.
+const sniffLen = 64 << 10
+
+// looksLikeMbox returns nil if the file at p is empty or an mbox file: it
+// starts with "From " after an optional UTF-8 byte-order mark and blank or
+// whitespace-only lines, or a valid From_ line (`From <sender> <date>`)
+// starts a line in its first 64 KiB (junk at the top is then reported by
+// the reader with its offset). Otherwise it says why the file is not one.
+func looksLikeMbox(p string) error {
 	f, err := os.Open(p)
 	if err != nil {
-		return false, err
+		return err
 	}
 	defer f.Close()
-	var b [5]byte
-	n, err := io.ReadFull(f, b[:])
-	if n == 0 && (err == io.EOF) {
-		return true, nil
+	buf := make([]byte, sniffLen)
+	n, err := io.ReadFull(f, buf)
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		return fmt.Errorf("read %s: %w", p, err)
 	}
-	return n == 5 && string(b[:]) == "From ", nil
+	buf = buf[:n]
+	if n == 0 {
+		return nil
+	}
+	head := bytes.TrimLeft(bytes.TrimPrefix(buf, []byte("\xef\xbb\xbf")), " \t\r\n")
+	if bytes.HasPrefix(head, []byte("From ")) || len(head) == 0 {
+		return nil
+	}
+	for rest := buf; ; {
+		i := bytes.Index(rest, []byte("\nFrom "))
+		if i < 0 {
+			break
+		}
+		rest = rest[i+1:]
+		line, _, _ := bytes.Cut(rest, []byte("\n"))
+		if _, _, ok := mbox.ParseFromLine(strings.TrimSuffix(string(line[len("From "):]), "\r"), nil); ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is not an mbox file (no From_ line at its start or in its first %d KiB)", p, sniffLen>>10)
+}
+
+// maxTreeDepth bounds how deep the tree walk descends (Thunderbird's own
+// nesting is far shallower).
+const maxTreeDepth = 64
+
+// dirID identifies a directory by device and inode, to recognise one
+// reached twice (a bind mount of a parent inside itself).
+type dirID struct{ dev, ino uint64 }
+
+func dirIDOf(fi os.FileInfo) (dirID, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return dirID{}, false
+	}
+	return dirID{uint64(st.Dev), uint64(st.Ino)}, true
 }
 
 // Mailboxes implements migrate.Source. A directory "X.sbd" without a file
 // "X", and any other directory, is a NoSelect folder holding the folders
 // found in it.
+//
+// The walk reads every directory once (by device and inode: a bind mount
+// of a parent inside itself is no loop), descends at most 64 levels,
+// stops when ctx is cancelled, and does not follow symbolic links to
+// directories (they are reported with Warn); a symbolic link to a file is
+// read like the file. A file that is not an mbox file (see looksLikeMbox)
+// is still a folder: it is reported as skipped (CheckMailbox), so that
+// the run's summary and exit code say that something was not copied.
 func (s *Mbox) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 	var out []migrate.Mailbox
-	add := func(name, path string, noSelect bool) {
+	add := func(name, path string, noSelect bool, bad error) {
 		out = append(out, migrate.Mailbox{Name: name, SpecialUse: migrate.SpecialUseByName(name), NoSelect: noSelect})
 		if !noSelect {
 			s.mu.Lock()
 			if _, ok := s.folders[name]; !ok {
-				s.folders[name] = &mboxFolder{path: path}
+				s.folders[name] = &mboxFolder{path: path, notMbox: bad}
 			}
 			s.mu.Unlock()
 		}
@@ -168,10 +222,16 @@ func (s *Mbox) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 		if strings.EqualFold(name, "inbox") {
 			name = "INBOX"
 		}
-		add(name, s.root, false)
+		add(name, s.root, false, looksLikeMbox(s.root))
 		return out, nil
 	}
-	if err := s.walk(ctx, s.root, "", add); err != nil {
+	seen := map[dirID]bool{}
+	if fi, err := os.Stat(s.root); err == nil {
+		if id, ok := dirIDOf(fi); ok {
+			seen[id] = true
+		}
+	}
+	if err := s.walk(ctx, s.root, "", 0, seen, add); err != nil {
 		return nil, err
 	}
 	if len(out) == 0 {
@@ -181,7 +241,10 @@ func (s *Mbox) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 	return out, nil
 }
 
-func (s *Mbox) walk(ctx context.Context, dir, prefix string, add func(name, path string, noSelect bool)) error {
+func (s *Mbox) walk(ctx context.Context, dir, prefix string, depth int, seen map[dirID]bool, add func(name, path string, noSelect bool, bad error)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("mbox source: read directory %s: %w", dir, err)
@@ -200,34 +263,58 @@ func (s *Mbox) walk(ctx context.Context, dir, prefix string, add func(name, path
 			continue
 		}
 		fi, err := os.Stat(p)
-		if err != nil || !fi.Mode().IsRegular() {
-			continue
-		}
-		ok, err := looksLikeMbox(p)
 		if err != nil {
 			s.opts.Warn(fmt.Errorf("mbox source: %s skipped: %w", p, err))
 			continue
 		}
-		if !ok {
-			s.opts.Warn(fmt.Errorf("mbox source: %s skipped: not an mbox file (does not start with \"From \")", p))
+		if fi.IsDir() {
+			s.opts.Warn(fmt.Errorf("mbox source: %s skipped: a symbolic link to a directory (not followed)", p))
+			continue
+		}
+		if !fi.Mode().IsRegular() {
 			continue
 		}
 		files[n] = true
-		add(folderName(prefix, n), p, false)
+		add(folderName(prefix, n), p, false, looksLikeMbox(p))
 	}
 	for _, e := range entries {
 		n := e.Name()
 		if strings.HasPrefix(n, ".") || !e.IsDir() {
 			continue
 		}
+		sub := filepath.Join(dir, n)
+		fi, err := os.Stat(sub)
+		if err != nil {
+			return fmt.Errorf("mbox source: read directory %s: %w", sub, err)
+		}
+		if id, ok := dirIDOf(fi); ok {
+			if seen[id] {
+				s.opts.Warn(fmt.Errorf("mbox source: %s skipped: the same directory was already read (a loop)", sub))
+				continue
+			}
+			seen[id] = true
+		}
+		if depth+1 > maxTreeDepth {
+			s.opts.Warn(fmt.Errorf("mbox source: %s skipped: deeper than %d levels", sub, maxTreeDepth))
+			continue
+		}
 		base := strings.TrimSuffix(n, ".sbd")
 		name := folderName(prefix, base)
 		if !files[base] {
-			add(name, "", true)
+			add(name, "", true, nil)
 		}
-		if err := s.walk(ctx, filepath.Join(dir, n), name, add); err != nil {
+		if err := s.walk(ctx, sub, name, depth+1, seen, add); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// CheckMailbox implements migrate.Checker: a folder whose file is not an
+// mbox file is skipped before the destination creates it.
+func (s *Mbox) CheckMailbox(ctx context.Context, mb migrate.Mailbox) error {
+	if f, ok := s.folder(mb.Name); ok && f.notMbox != nil {
+		return migrate.SkipMessage(fmt.Errorf("mbox source: %w", f.notMbox))
 	}
 	return nil
 }
@@ -247,6 +334,9 @@ func (s *Mbox) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 	f, ok := s.folder(mb.Name)
 	if !ok {
 		return migrate.SkipMessage(fmt.Errorf("mbox folder %q not found under %s", mb.Name, s.root))
+	}
+	if f.notMbox != nil {
+		return migrate.SkipMessage(fmt.Errorf("mbox source: %w", f.notMbox))
 	}
 	fh, err := os.Open(f.path)
 	if err != nil {
@@ -378,4 +468,7 @@ func (s *Mbox) Limits() migrate.Limits { return migrate.Limits{Connections: 1} }
 // Close implements migrate.Source.
 func (s *Mbox) Close() error { return nil }
 
-var _ migrate.Source = (*Mbox)(nil)
+var (
+	_ migrate.Source  = (*Mbox)(nil)
+	_ migrate.Checker = (*Mbox)(nil)
+)

@@ -150,12 +150,22 @@ func TestMboxMailboxesThunderbird(t *testing.T) {
 		}
 	}
 	want := []string{"INBOX|", "Archives|" + migrate.UseArchive, "Archives/2019|", "Drafts|" + migrate.UseDrafts,
-		"Geschäftlich|", "Geschäftlich/Kunden|", "Sent|" + migrate.UseSent, "Trash|" + migrate.UseTrash, "Unsent Messages|"}
+		"Geschäftlich|", "Geschäftlich/Kunden|", "Sent|" + migrate.UseSent, "Trash|" + migrate.UseTrash, "Unsent Messages|", "notes.txt|"}
 	if strings.Join(got, ", ") != strings.Join(want, ", ") {
 		t.Errorf("mailboxes:\n got %v\nwant %v", got, want)
 	}
-	if len(warns) != 1 || !strings.Contains(warns[0], "notes.txt") {
+	if len(warns) != 0 {
 		t.Errorf("warnings: %q", warns)
+	}
+	// notes.txt is no mbox file: a folder that is skipped, with a reason.
+	for _, mb := range mbs {
+		err := s.CheckMailbox(context.Background(), mb)
+		if (mb.Name == "notes.txt") != (err != nil) {
+			t.Errorf("CheckMailbox(%s): %v", mb.Name, err)
+		}
+		if err != nil && (migrate.Classify(err) != migrate.Skip || !strings.Contains(err.Error(), "notes.txt is not an mbox file")) {
+			t.Errorf("CheckMailbox(%s): %v (class %v)", mb.Name, err, migrate.Classify(err))
+		}
 	}
 }
 
@@ -168,8 +178,11 @@ func TestMboxThunderbirdToMaildir(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep := runCopy(t, s, dst, state, migrate.Options{Transfers: 4})
-	if rep.Copied != 14 || len(rep.Skipped) != 0 || rep.Filtered != 1 {
+	if rep.Copied != 14 || len(rep.Skipped) != 1 || rep.Filtered != 1 {
 		t.Fatalf("report: copied %d, skipped %v, filtered %d", rep.Copied, rep.Skipped, rep.Filtered)
+	}
+	if sk := rep.Skipped[0]; sk.Folder != "notes.txt" || sk.ID != "" || !strings.Contains(sk.Reason, "not an mbox file") {
+		t.Errorf("skipped: %+v", sk)
 	}
 	got := readMaildir(t, dst)
 	files := map[string]string{
@@ -460,5 +473,37 @@ func TestMboxRealWorldSamples(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMboxTreeOddFiles: in a Thunderbird-style tree, files that begin with
+// a byte-order mark or blank lines are folders like any other; a file that
+// is no mbox at all is a folder reported as skipped (never created in the
+// destination); a symbolic link to a directory is not followed.
+func TestMboxTreeOddFiles(t *testing.T) {
+	dir := t.TempDir()
+	copyFile(t, filepath.Join("..", "testdata", "mbox", "bom-start.mbox"), dir, "Inbox")
+	copyFile(t, filepath.Join("..", "testdata", "mbox", "blank-start.mbox"), dir, "Sent")
+	os.WriteFile(filepath.Join(dir, "photo.jpg"), []byte("\xff\xd8\xff\xe0\x00\x10JFIF\x00binary"), 0o600)
+	os.Mkdir(filepath.Join(dir, "Sent.sbd"), 0o700)
+	if err := os.Symlink("..", filepath.Join(dir, "Sent.sbd", "Loop")); err != nil {
+		t.Fatal(err)
+	}
+	var warns []string
+	s, err := OpenMbox(dir, MboxOptions{Warn: func(err error) { warns = append(warns, err.Error()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	rep := runCopy(t, s, dst, t.TempDir(), migrate.Options{})
+	if rep.Copied != 3 || len(rep.Skipped) != 1 || rep.Skipped[0].Folder != "photo.jpg" || !strings.Contains(rep.Skipped[0].Reason, "not an mbox file") {
+		t.Fatalf("copied %d, skipped %+v", rep.Copied, rep.Skipped)
+	}
+	got := readMaildir(t, dst)
+	if len(got["INBOX"]) != 2 || len(got["Sent"]) != 1 || len(got) != 2 {
+		t.Errorf("destination folders: %v", got)
+	}
+	if !strings.Contains(strings.Join(warns, "\n"), "Loop skipped: a symbolic link to a directory") {
+		t.Errorf("warnings: %q", warns)
 	}
 }
