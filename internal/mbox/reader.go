@@ -263,7 +263,11 @@ func isSpaceLine(b []byte) bool {
 func (r *Reader) junk() (*Message, error) {
 	off := r.pos
 	end, size := off, int64(0)
-	em := newEmitter(nil, Layout{Format: MboxO, EOL: r.layout.EOL}) // for the size Copy will report
+	l := Layout{Format: r.layout.Format, EOL: r.layout.EOL}
+	if l.Format == Auto {
+		l.Format = MboxO
+	}
+	em := newEmitter(nil, l) // for the size Copy will report
 	allBlank, prevBlank := true, off == 0 || r.pos == int64(len(bom))
 	for {
 		if !r.midLine && r.boundary(prevBlank) {
@@ -297,7 +301,7 @@ func (r *Reader) junk() (*Message, error) {
 	if off > int64(len(bom)) {
 		what = "do not belong to any message: no From_ line before them"
 	}
-	m := &Message{Offset: off, Start: off, Len: end - off, Size: size, Junk: true, Layout: Layout{Format: MboxO, EOL: r.layout.EOL}}
+	m := &Message{Offset: off, Start: off, Len: end - off, Size: size, Junk: true, Layout: l}
 	m.Problems = append(r.takeFilePbs(), r.problem(off, true, "%d bytes %s", end-off, what))
 	return m, nil
 }
