@@ -134,7 +134,12 @@ func openMaildirSource(ctx context.Context, ep endpoint, env endpointEnv) (migra
 	if err != nil {
 		return nil, err
 	}
-	return sources.OpenMaildir(p)
+	s, err := sources.OpenMaildir(p)
+	if err != nil {
+		return nil, err
+	}
+	s.Warn = env.warn
+	return s, nil
 }
 
 // openMboxSource opens "mbox:PATH": one mbox file or a Thunderbird-style

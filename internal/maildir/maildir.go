@@ -13,6 +13,7 @@ package maildir
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,6 +22,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/emersion/go-imap/utf7"
 
@@ -66,34 +68,89 @@ type Folder struct {
 	Dir  string
 }
 
-// IsMaildir reports whether dir has cur/ and new/.
+// isDir reports whether p is a directory (following a symbolic link).
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
+// IsMaildir reports whether dir is a maildir folder: it has a cur/ or a
+// new/ directory. One of them is enough (git, and archives made with it,
+// drop empty directories, so a copied Maildir often lacks new/ or tmp/);
+// a cur/ or new/ that is itself a maildir is a subfolder of that name in
+// a nested tree, not dir's own.
 func IsMaildir(dir string) bool {
 	for _, sub := range []string{"cur", "new"} {
-		fi, err := os.Stat(filepath.Join(dir, sub))
-		if err != nil || !fi.IsDir() {
-			return false
+		if p := filepath.Join(dir, sub); isDir(p) && !hasMailDirs(p) {
+			return true
 		}
 	}
-	return true
+	return false
+}
+
+// hasMailDirs reports whether dir has a cur/ or new/ directory.
+func hasMailDirs(dir string) bool {
+	return isDir(filepath.Join(dir, "cur")) || isDir(filepath.Join(dir, "new"))
+}
+
+// isOwnSubdir reports whether the entry n of dir is dir's own cur/, new/
+// or tmp/ (and not a subfolder of that name).
+func isOwnSubdir(dir, n string) bool {
+	if n != "cur" && n != "new" && n != "tmp" {
+		return false
+	}
+	return !hasMailDirs(filepath.Join(dir, n))
+}
+
+// MaxDepth bounds how deep a walk of a nested tree descends.
+const MaxDepth = 64
+
+// dirID identifies a directory by device and inode.
+type dirID struct{ dev, ino uint64 }
+
+// visited is the set of directories a walk has read, so that each is read
+// once whatever the number of paths to it (symbolic links, loops).
+type visited map[dirID]string
+
+// enter records dir (reached as folder name) and reports whether it is
+// new; else it returns the name it was first reached as.
+func (v visited) enter(dir, name string) (first string, ok bool) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return "", true // reading it will report the error
+	}
+	st, isUnix := fi.Sys().(*syscall.Stat_t)
+	if !isUnix {
+		return "", true
+	}
+	id := dirID{uint64(st.Dev), uint64(st.Ino)}
+	if f, seen := v[id]; seen {
+		return f, false
+	}
+	v[id] = name
+	return "", true
 }
 
 // Detect guesses the layout of root: Maildir++ if any ".X" subdirectory is
-// a maildir, Nested if any other subdirectory is, Maildir++ otherwise.
+// a maildir, Nested if any other subdirectory holds a maildir (at most
+// MaxDepth levels down), Maildir++ otherwise.
 func Detect(root string) (Layout, error) {
 	ents, err := os.ReadDir(root)
 	if err != nil {
 		return PlusPlus, err
 	}
 	nested := false
+	seen := visited{}
+	seen.enter(root, "INBOX")
 	for _, e := range ents {
 		n := e.Name()
-		if !isDirEntry(root, e) || n == "cur" || n == "new" || n == "tmp" {
+		if !isDirEntry(root, e) || isOwnSubdir(root, n) {
 			continue
 		}
 		if strings.HasPrefix(n, ".") && n != "." && n != ".." && IsMaildir(filepath.Join(root, n)) {
 			return PlusPlus, nil
 		}
-		if !strings.HasPrefix(n, ".") && containsMaildir(filepath.Join(root, n), 4) {
+		if !nested && !strings.HasPrefix(n, ".") && containsMaildir(filepath.Join(root, n), MaxDepth, seen) {
 			nested = true
 		}
 	}
@@ -108,13 +165,17 @@ func isDirEntry(parent string, e fs.DirEntry) bool {
 		return true
 	}
 	if e.Type()&fs.ModeSymlink != 0 {
-		fi, err := os.Stat(filepath.Join(parent, e.Name()))
-		return err == nil && fi.IsDir()
+		return isDir(filepath.Join(parent, e.Name()))
 	}
 	return false
 }
 
-func containsMaildir(dir string, depth int) bool {
+// containsMaildir reports whether dir or a directory below it (at most
+// depth levels, each directory once) is a maildir.
+func containsMaildir(dir string, depth int, seen visited) bool {
+	if _, ok := seen.enter(dir, dir); !ok {
+		return false
+	}
 	if IsMaildir(dir) {
 		return true
 	}
@@ -126,17 +187,35 @@ func containsMaildir(dir string, depth int) bool {
 		return false
 	}
 	for _, e := range ents {
-		if isDirEntry(dir, e) && !strings.HasPrefix(e.Name(), ".") && containsMaildir(filepath.Join(dir, e.Name()), depth-1) {
+		if isDirEntry(dir, e) && !strings.HasPrefix(e.Name(), ".") && containsMaildir(filepath.Join(dir, e.Name()), depth-1, seen) {
 			return true
 		}
 	}
 	return false
 }
 
-// Folders lists the folders under root, INBOX first and parents before
+// Folders is Walk without cancellation or warnings.
+func Folders(root string, layout Layout) (folders []Folder, noSelect []string, err error) {
+	return Walk(context.Background(), root, layout, nil)
+}
+
+// Walk lists the folders under root, INBOX first and parents before
 // children. In the nested layout, directories that are not maildirs but
 // hold maildirs below them are returned in noSelect (structure only).
-func Folders(root string, layout Layout) (folders []Folder, noSelect []string, err error) {
+//
+// Symbolic links to folder directories are followed (a folder kept on
+// another disk), but every directory is read once, identified by device
+// and inode: a second path to a directory already listed (a symbolic link
+// to a parent, which would loop, or a second link to one folder) is
+// skipped and reported to warn (which may be nil). A nested tree is read
+// at most MaxDepth levels deep (deeper directories are reported and
+// skipped). Walk stops with ctx's error when ctx is cancelled.
+func Walk(ctx context.Context, root string, layout Layout, warn func(error)) (folders []Folder, noSelect []string, err error) {
+	if warn == nil {
+		warn = func(error) {}
+	}
+	seen := visited{}
+	seen.enter(root, "INBOX")
 	if IsMaildir(root) {
 		folders = append(folders, Folder{Name: "INBOX", Dir: root})
 	}
@@ -147,6 +226,9 @@ func Folders(root string, layout Layout) (folders []Folder, noSelect []string, e
 			return nil, nil, fmt.Errorf("read maildir %s: %w", root, err)
 		}
 		for _, e := range ents {
+			if err := ctx.Err(); err != nil {
+				return nil, nil, err
+			}
 			n := e.Name()
 			if !strings.HasPrefix(n, ".") || n == "." || n == ".." || !isDirEntry(root, e) {
 				continue
@@ -159,54 +241,82 @@ func Folders(root string, layout Layout) (folders []Folder, noSelect []string, e
 			if err != nil {
 				return nil, nil, fmt.Errorf("folder %s: %w", dir, err)
 			}
+			if first, ok := seen.enter(dir, name); !ok {
+				warn(fmt.Errorf("maildir %s: skipped: the same directory as folder %q (a symbolic link)", dir, first))
+				continue
+			}
 			folders = append(folders, Folder{Name: name, Dir: dir})
 		}
 	case Nested:
-		err := walkNested(root, "", &folders, &noSelect)
-		if err != nil {
+		w := &nestedWalk{ctx: ctx, seen: seen, warn: warn}
+		if _, err := w.walk(root, "", 0); err != nil {
 			return nil, nil, err
 		}
+		folders = append(folders, w.folders...)
+		noSelect = w.noSelect
 	}
 	sort.Slice(folders, func(i, j int) bool { return migrate.MailboxLess(folders[i].Name, folders[j].Name) })
 	return folders, noSelect, nil
 }
 
-func walkNested(dir, prefix string, out *[]Folder, noSelect *[]string) error {
+type nestedWalk struct {
+	ctx      context.Context
+	seen     visited
+	warn     func(error)
+	folders  []Folder
+	noSelect []string
+}
+
+// walk lists the folders below dir (folder name prefix) and reports
+// whether it found any.
+func (w *nestedWalk) walk(dir, prefix string, depth int) (bool, error) {
+	if err := w.ctx.Err(); err != nil {
+		return false, err
+	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("read maildir folder %s: %w", dir, err)
+		return false, fmt.Errorf("read maildir folder %s: %w", dir, err)
 	}
+	found := false
 	for _, e := range ents {
+		if err := w.ctx.Err(); err != nil {
+			return false, err
+		}
 		n := e.Name()
-		if strings.HasPrefix(n, ".") || !isDirEntry(dir, e) {
-			continue
-		}
-		if prefix == "" && (n == "cur" || n == "new" || n == "tmp") {
-			continue
-		}
-		if prefix != "" && (n == "cur" || n == "new" || n == "tmp") && IsMaildir(dir) {
+		if strings.HasPrefix(n, ".") || !isDirEntry(dir, e) || isOwnSubdir(dir, n) {
 			continue
 		}
 		sub := filepath.Join(dir, n)
-		name := n
+		name := DecodeNested(n)
 		if prefix != "" {
-			name = prefix + "/" + n
-		}
-		if prefix == "" && strings.EqualFold(n, "INBOX") && IsMaildir(sub) {
+			name = prefix + "/" + name
+		} else if strings.EqualFold(n, "INBOX") && IsMaildir(sub) {
 			name = "INBOX"
 		}
-		if IsMaildir(sub) {
-			*out = append(*out, Folder{Name: name, Dir: sub})
-		} else if containsMaildir(sub, 8) {
-			*noSelect = append(*noSelect, name)
-		} else {
+		if first, ok := w.seen.enter(sub, name); !ok {
+			w.warn(fmt.Errorf("maildir %s: skipped: the same directory as folder %q (a symbolic link loop or a second link)", sub, first))
 			continue
 		}
-		if err := walkNested(sub, name, out, noSelect); err != nil {
-			return err
+		if depth+1 > MaxDepth {
+			w.warn(fmt.Errorf("maildir %s: skipped: deeper than %d levels", sub, MaxDepth))
+			continue
 		}
+		isMail := IsMaildir(sub)
+		if isMail {
+			w.folders = append(w.folders, Folder{Name: name, Dir: sub})
+		}
+		at := len(w.noSelect)
+		below, err := w.walk(sub, name, depth+1)
+		if err != nil {
+			return false, err
+		}
+		if !isMail && below {
+			// Structure only: listed before its children.
+			w.noSelect = append(w.noSelect[:at], append([]string{name}, w.noSelect[at:]...)...)
+		}
+		found = found || isMail || below
 	}
-	return nil
+	return found, nil
 }
 
 // DecodePlusPlus turns a Maildir++ directory name (".A.B", modified UTF-7)
@@ -250,6 +360,10 @@ func FolderDir(root string, layout Layout, name string) string {
 	}
 	return filepath.Join(root, EncodePlusPlus(name))
 }
+
+// DecodeNested turns a directory name of the fs layout into a folder name
+// component.
+func DecodeNested(dir string) string { return dir }
 
 // SplitName splits a maildir file name into its unique part and the info
 // letters after ":2,". Files without info (new/) return "".

@@ -136,3 +136,30 @@ func FuzzSplitName(f *testing.F) {
 		FlagsFromInfo(info, &Keywords{})
 	})
 }
+
+// TestIsMaildirPartial: one of cur/ and new/ makes a maildir (git drops
+// empty directories); a subfolder called "new" or "cur" of a structure-only
+// parent does not make the parent a maildir.
+func TestIsMaildirPartial(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "curonly", "cur"), 0o755)
+	os.MkdirAll(filepath.Join(root, "newonly", "new"), 0o755)
+	os.MkdirAll(filepath.Join(root, "tmponly", "tmp"), 0o755)
+	os.MkdirAll(filepath.Join(root, "parent", "new", "cur"), 0o755)
+	for dir, want := range map[string]bool{"curonly": true, "newonly": true, "tmponly": false, "parent": false, "parent/new": true} {
+		if got := IsMaildir(filepath.Join(root, dir)); got != want {
+			t.Errorf("IsMaildir(%s) = %v", dir, got)
+		}
+	}
+	fs, noSel, err := Folders(root, Nested)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range fs {
+		names = append(names, f.Name)
+	}
+	if strings.Join(names, ",") != "curonly,newonly,parent/new" || strings.Join(noSel, ",") != "parent" {
+		t.Errorf("folders %v noselect %v", names, noSel)
+	}
+}
