@@ -14,10 +14,12 @@ const listChunk = 128
 // neither filtered nor already copied are sent on out in chunks of up to
 // listChunk jobs of one folder (see interleave).
 //
-// A folder that cannot be prepared or listed (a Skip-classified error) is
-// reported as skipped (with an empty message ID) and the run goes on with
-// the next folder; what was listed before the error is still copied;
-// fatal errors end the run.
+// A folder that cannot be listed, or that a Checker source refuses, (a
+// Skip-classified error) is reported as skipped (with an empty message ID)
+// and the run goes on with the next folder; what was listed before the
+// error is still copied. A folder the sink cannot create (a Skip-classified
+// Prepare error) has each of its messages reported as skipped, so the
+// summary counts them all. Fatal errors end the run.
 func (e *engine) list(ctx context.Context, out chan<- []*job) error {
 	mbs, err := e.o.Source.Mailboxes(ctx)
 	if err != nil {
@@ -64,10 +66,15 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job)
 	var rm *rematcher
 	var dup *dedupSet
 	if !e.o.DryRun {
-		var err error
-		if dest, err = e.o.Sink.Prepare(ctx, prep, dest); err != nil {
-			return fmt.Errorf("prepare destination folder for %q: %w", mb.Name, err)
+		d, err := e.o.Sink.Prepare(ctx, prep, dest)
+		if err != nil {
+			err = fmt.Errorf("prepare destination folder for %q: %w", mb.Name, err)
+			if Classify(err) != Skip || mb.NoSelect {
+				return err
+			}
+			return e.skipFolder(ctx, mb, dest, err)
 		}
+		dest = d
 		if f, ok := e.o.Sink.(Finder); ok && !mb.NoSelect {
 			if mark, err = f.Mark(ctx, dest); err != nil {
 				return fmt.Errorf("read position of destination folder %q: %w", dest, err)
@@ -157,6 +164,42 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job)
 		}
 	}
 	return err
+}
+
+// skipFolder reports every message of mb that would have been copied as
+// skipped with reason why (the destination folder could not be created),
+// so that the summary counts them and the next run tries them again. A
+// folder without such messages is skipped as a whole (the error is
+// returned).
+func (e *engine) skipFolder(ctx context.Context, mb Mailbox, dest string, why error) error {
+	e.rep(Event{Kind: FolderStart, Folder: mb.Name, Dest: dest})
+	n := 0
+	err := e.o.Source.List(ctx, mb, func(m Message) error {
+		if f := e.o.filter(m); f != "" {
+			e.rep(Event{Kind: Filtered, Folder: mb.Name, Dest: dest, ID: m.ID, Err: fmt.Errorf("%s", f)})
+			return nil
+		}
+		if e.o.Checkpoint != nil {
+			done, err := e.o.Checkpoint.Done(mb.Name, mb.Epoch, m.ID)
+			if err != nil {
+				return err
+			}
+			if done {
+				e.rep(Event{Kind: Already, Folder: mb.Name, Dest: dest, ID: m.ID})
+				return nil
+			}
+		}
+		n++
+		e.rep(Event{Kind: Skipped, Folder: mb.Name, Dest: dest, ID: m.ID, Err: why})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return why
+	}
+	return nil
 }
 
 // interleave feeds the fetchers from up to window chunks at once, one job

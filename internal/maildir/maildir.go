@@ -14,6 +14,8 @@ package maildir
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -23,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/emersion/go-imap/utf7"
 
@@ -288,7 +291,7 @@ func (w *nestedWalk) walk(dir, prefix string, depth int) (bool, error) {
 		}
 		sub := filepath.Join(dir, n)
 		name := DecodeNested(n)
-		if prefix != "" {
+		if depth > 0 {
 			name = prefix + "/" + name
 		} else if strings.EqualFold(n, "INBOX") && IsMaildir(sub) {
 			name = "INBOX"
@@ -319,8 +322,144 @@ func (w *nestedWalk) walk(dir, prefix string, depth int) (bool, error) {
 	return found, nil
 }
 
-// DecodePlusPlus turns a Maildir++ directory name (".A.B", modified UTF-7)
-// into a "/" folder name.
+// # Folder names on disk
+//
+// Folder names come from sources mailhaul does not control (an IMAP server
+// may list "../../etc"), so every component of a "/"-separated name is
+// escaped before it becomes part of a path, the same way in both layouts,
+// and the mapping is one to one: two different names never share a
+// directory, and no name reaches outside the root.
+//
+// The escape character is '~'; an escaped byte is "~XX" (two upper-case
+// hex digits). Escaped are: '~' itself; control bytes (NUL included) and
+// DEL; bytes that are not valid UTF-8 (so "Caf\xe8" and "Caf\xe9" stay
+// apart); '.' in Maildir++ (the hierarchy separator) and a leading '.' in
+// the fs layout (".", "..", hidden directories). An empty component is
+// "~". In the fs layout a component named cur, new or tmp (any case) has
+// its first letter escaped ("~63ur"), so that it cannot land in a
+// maildir's own directories. Maildir++ names are then written in modified
+// UTF-7, as Dovecot does. A directory name longer than 255 bytes keeps its
+// first part and ends in "~~" and 16 hex digits of the SHA-256 of the full
+// name (a Maildir++ subfolder whose parent's name leaves no room is "."
+// and that tag alone); such a name cannot be decoded back.
+//
+// Readers decode "~XX" and "~" (DecodePlusPlus, DecodeNested). Earlier
+// versions of mailhaul wrote '.' in Maildir++ names as '_'; such
+// directories are read with their '_'.
+
+// escChar is the escape character of folder name components on disk.
+const escChar = '~'
+
+// maxNameLen is the longest directory name most file systems take.
+const maxNameLen = 255
+
+// escapeComponent escapes one name component for layout l (see "Folder
+// names on disk").
+func escapeComponent(c string, l Layout) string {
+	if c == "" {
+		return string(escChar)
+	}
+	var b strings.Builder
+	esc := func(x byte) { fmt.Fprintf(&b, "%c%02X", escChar, x) }
+	for i := 0; i < len(c); {
+		r, size := utf8.DecodeRuneInString(c[i:])
+		x := c[i]
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			esc(x)
+		case x == escChar || x < 0x20 || x == 0x7f:
+			esc(x)
+		case x == '.' && (l == PlusPlus || i == 0):
+			esc(x)
+		case i == 0 && l == Nested && isReserved(c):
+			esc(x)
+		default:
+			b.WriteString(c[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// isReserved reports whether c would collide with a maildir's own
+// directories in the fs layout.
+func isReserved(c string) bool {
+	return strings.EqualFold(c, "cur") || strings.EqualFold(c, "new") || strings.EqualFold(c, "tmp")
+}
+
+// unescapeComponent undoes escapeComponent (not the shortening).
+func unescapeComponent(c string) string {
+	if c == string(escChar) {
+		return ""
+	}
+	if strings.IndexByte(c, escChar) < 0 || strings.Contains(c, "~~") {
+		return c
+	}
+	var b strings.Builder
+	for i := 0; i < len(c); i++ {
+		if c[i] == escChar && i+2 < len(c) && isUpperHex(c[i+1]) && isUpperHex(c[i+2]) {
+			v, _ := strconv.ParseUint(c[i+1:i+3], 16, 8)
+			b.WriteByte(byte(v))
+			i += 2
+			continue
+		}
+		b.WriteByte(c[i])
+	}
+	return b.String()
+}
+
+func isUpperHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'A' && c <= 'F' }
+
+// shorten returns prefix+encode(c) if it fits maxNameLen bytes. Else it
+// keeps the longest prefix of c (cut at a rune, never inside "~XX") whose
+// encoded form fits with a tag, "~~" and 16 hex digits of the SHA-256 of
+// the full name, appended. prefix is kept whole (a Maildir++ parent's
+// name and the separator); when it alone leaves no room, the result is
+// lead and the tag (the hierarchy cannot be kept).
+func shorten(lead, prefix, c string, encode func(string) string) string {
+	full := prefix + encode(c)
+	if len(full) <= maxNameLen {
+		return full
+	}
+	sum := sha256.Sum256([]byte(full))
+	tag := "~~" + hex.EncodeToString(sum[:8])
+	if len(prefix)+len(tag) > maxNameLen {
+		return lead + tag
+	}
+	var cuts []int // rune and escape boundaries of c
+	for i := 0; i < len(c); {
+		n := 1
+		if c[i] == escChar && i+2 < len(c) {
+			n = 3
+		} else {
+			_, n = utf8.DecodeRuneInString(c[i:])
+		}
+		i += n
+		cuts = append(cuts, i)
+	}
+	best := prefix + tag
+	for _, cut := range cuts {
+		cand := prefix + encode(c[:cut]) + tag
+		if len(cand) > maxNameLen {
+			break
+		}
+		best = cand
+	}
+	return best
+}
+
+func identity(s string) string { return s }
+
+func encodeUTF7(s string) string {
+	e, err := utf7.Encoding.NewEncoder().String(s)
+	if err != nil {
+		return s // cannot happen: escaped names are valid UTF-8
+	}
+	return e
+}
+
+// DecodePlusPlus turns a Maildir++ directory name (".A.B", modified UTF-7,
+// escaped as described in "Folder names on disk") into a "/" folder name.
 func DecodePlusPlus(dir string) (string, error) {
 	segs := strings.Split(strings.TrimPrefix(dir, "."), ".")
 	for i, s := range segs {
@@ -329,41 +468,41 @@ func DecodePlusPlus(dir string) (string, error) {
 			// Not valid modified UTF-7: keep the raw name rather than fail.
 			d = s
 		}
-		segs[i] = d
+		segs[i] = unescapeComponent(d)
 	}
 	return strings.Join(segs, "/"), nil
 }
 
-// EncodePlusPlus turns a "/" folder name into a Maildir++ directory name.
-// A "." inside a name segment cannot be represented (it is the separator)
-// and becomes "_"; "/" in a segment cannot occur.
+// DecodeNested turns a directory name of the fs layout into a folder name
+// component.
+func DecodeNested(dir string) string { return unescapeComponent(dir) }
+
+// EncodePlusPlus turns a "/" folder name into a Maildir++ directory name
+// (".A.B"), escaped as described in "Folder names on disk".
 func EncodePlusPlus(name string) string {
-	segs := strings.Split(name, "/")
-	for i, s := range segs {
-		s = strings.ReplaceAll(s, ".", "_")
-		e, err := utf7.Encoding.NewEncoder().String(s)
-		if err != nil {
-			e = s
-		}
-		segs[i] = e
+	dir := ""
+	for _, seg := range strings.Split(name, "/") {
+		dir = shorten(".", dir+".", escapeComponent(seg, PlusPlus), encodeUTF7)
 	}
-	return "." + strings.Join(segs, ".")
+	return dir
 }
 
-// FolderDir is the directory of folder name under root.
+// FolderDir is the directory of folder name under root: root itself for
+// INBOX, else a path that is always inside root (see "Folder names on
+// disk").
 func FolderDir(root string, layout Layout, name string) string {
 	if strings.EqualFold(name, "INBOX") {
 		return root
 	}
 	if layout == Nested {
-		return filepath.Join(root, filepath.FromSlash(name))
+		segs := strings.Split(name, "/")
+		for i, s := range segs {
+			segs[i] = shorten("", "", escapeComponent(s, Nested), identity)
+		}
+		return filepath.Join(append([]string{root}, segs...)...)
 	}
 	return filepath.Join(root, EncodePlusPlus(name))
 }
-
-// DecodeNested turns a directory name of the fs layout into a folder name
-// component.
-func DecodeNested(dir string) string { return dir }
 
 // SplitName splits a maildir file name into its unique part and the info
 // letters after ":2,". Files without info (new/) return "".

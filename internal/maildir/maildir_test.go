@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"unicode/utf8"
 )
 
 func TestPlusPlusNames(t *testing.T) {
@@ -24,7 +23,7 @@ func TestPlusPlusNames(t *testing.T) {
 			t.Errorf("DecodePlusPlus(%q) = %q, want %q", dir, got, name)
 		}
 	}
-	if got := EncodePlusPlus("v1.2"); got != ".v1_2" {
+	if got := EncodePlusPlus("v1.2"); got != ".v1~2E2" {
 		t.Errorf("dot in name: %q", got)
 	}
 }
@@ -103,7 +102,7 @@ func TestDetectAndFolders(t *testing.T) {
 }
 
 func FuzzDecodePlusPlus(f *testing.F) {
-	for _, s := range []string{".Entw&APw-rfe", ".a.b", ".&", ".&-", ".&ZeVnLIqe-", "..", ".&AAA"} {
+	for _, s := range []string{".Entw&APw-rfe", ".a.b", ".&", ".&-", ".&ZeVnLIqe-", "..", ".&AAA", ".v1~2E2", ".~", ".a_b"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, dir string) {
@@ -111,16 +110,29 @@ func FuzzDecodePlusPlus(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if utf8.ValidString(dir) && !utf8.ValidString(name) {
-			t.Fatalf("decode(%q) = invalid UTF-8 %q", dir, name)
+		// Encoding what was decoded must decode to the same name again,
+		// unless it had to be shortened.
+		enc := EncodePlusPlus(name)
+		if strings.Contains(enc, "~~") {
+			return
 		}
-		// Encoding what was decoded must decode to the same name again
-		// (dots inside segments are the one documented loss).
-		if !strings.Contains(name, ".") && utf8.ValidString(name) {
-			again, _ := DecodePlusPlus(EncodePlusPlus(name))
-			if again != name {
-				t.Fatalf("round trip %q -> %q -> %q", dir, name, again)
-			}
+		again, _ := DecodePlusPlus(enc)
+		if again != name {
+			t.Fatalf("round trip %q -> %q -> %q -> %q", dir, name, enc, again)
+		}
+	})
+}
+
+// FuzzFolderDir: whatever a source calls a folder, its directory is inside
+// the root in both layouts, no path component is empty, "." or "..", and
+// the name decodes back (unless shortened).
+func FuzzFolderDir(f *testing.F) {
+	for _, s := range hostileNames {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		for _, l := range []Layout{PlusPlus, Nested} {
+			checkFolderDir(t, l, name)
 		}
 	})
 }
@@ -135,6 +147,92 @@ func FuzzSplitName(f *testing.F) {
 		}
 		FlagsFromInfo(info, &Keywords{})
 	})
+}
+
+// hostileNames are folder names a source might send to break out of the
+// destination or to merge folders.
+var hostileNames = []string{
+	"../../../../tmp/x", "..", ".", "", "/", "a//b", "/abs", "a/../../b", "a/./b", "x\x00y", "new", "cur", "tmp",
+	"INBOX/new", "Cur", "Caf\xe8", "Caf\xe9", "a.b", "a_b", "a~2Eb", "~", "~~", ".hidden", "..hidden", "\\..\\x",
+	"a\nb", "Release 1.2", "Entwürfe", strings.Repeat("ü", 200), strings.Repeat("x", 300) + "/" + strings.Repeat("y", 300),
+}
+
+func checkFolderDir(t *testing.T, l Layout, name string) {
+	t.Helper()
+	root := "/r/o/o/t"
+	dir := FolderDir(root, l, name)
+	rel, err := filepath.Rel(root, dir)
+	if err != nil || strings.HasPrefix(rel, "..") || filepath.IsAbs(rel) {
+		t.Fatalf("%v: FolderDir(%q) = %q: outside the root", l, name, dir)
+	}
+	if strings.EqualFold(name, "INBOX") {
+		if dir != root {
+			t.Fatalf("INBOX is %q", dir)
+		}
+		return
+	}
+	parts := strings.Split(rel, "/")
+	for _, p := range parts {
+		if p == "" || p == "." || p == ".." || strings.IndexByte(p, 0) >= 0 || len(p) > 255 {
+			t.Fatalf("%v: FolderDir(%q) = %q: bad component %q", l, name, dir, p)
+		}
+		if l == Nested && isReserved(p) {
+			t.Fatalf("%v: FolderDir(%q) = %q: lands in a maildir's own %s", l, name, dir, p)
+		}
+	}
+	if l == PlusPlus && (len(parts) != 1 || !strings.HasPrefix(rel, ".")) {
+		t.Fatalf("Maildir++ FolderDir(%q) = %q", name, dir)
+	}
+	var back string
+	if l == PlusPlus {
+		back, _ = DecodePlusPlus(rel)
+	} else {
+		for i, p := range parts {
+			if i > 0 {
+				back += "/"
+			}
+			back += DecodeNested(p)
+		}
+	}
+	if back != name && !strings.Contains(rel, "~~") {
+		t.Fatalf("%v: %q -> %q -> %q", l, name, rel, back)
+	}
+}
+
+// TestFolderNameEscapes: hostile names stay inside the root, land in
+// distinct directories (also names that differ only in bytes that are not
+// UTF-8, or in '.' against '_'), and decode back.
+func TestFolderNameEscapes(t *testing.T) {
+	for _, l := range []Layout{PlusPlus, Nested} {
+		dirs := map[string]string{}
+		for _, n := range hostileNames {
+			checkFolderDir(t, l, n)
+			d := FolderDir("/root", l, n)
+			if other, dup := dirs[d]; dup {
+				t.Errorf("%v: %q and %q share %s", l, n, other, d)
+			}
+			dirs[d] = n
+		}
+	}
+	for name, want := range map[string]string{
+		"../../../../tmp/x": "/root/~2E./~2E./~2E./~2E./~74mp/x", "new": "/root/~6Eew", "INBOX/new": "/root/INBOX/~6Eew", "..": "/root/~2E.", ".": "/root/~2E",
+		"": "/root/~", ".hidden": "/root/~2Ehidden", "Caf\xe8": "/root/Caf~E8", "a~b": "/root/a~7Eb", "v1.2": "/root/v1.2",
+	} {
+		if got := FolderDir("/root", Nested, name); got != want {
+			t.Errorf("fs FolderDir(%q) = %q, want %q", name, got, want)
+		}
+	}
+	for name, want := range map[string]string{
+		"../../../../tmp/x": ".~2E~2E.~2E~2E.~2E~2E.~2E~2E.tmp.x", "a.b": ".a~2Eb", "a_b": ".a_b", "Caf\xe8": ".Caf~E8", "": ".~",
+	} {
+		if got := EncodePlusPlus(name); got != want {
+			t.Errorf("EncodePlusPlus(%q) = %q, want %q", name, got, want)
+		}
+	}
+	long := EncodePlusPlus("Archive/" + strings.Repeat("ä", 200))
+	if len(long) > 255 || !strings.HasPrefix(long, ".Archive.&AOQA5ADkAOQ") || !strings.Contains(long, "-~~") {
+		t.Errorf("shortened Maildir++ name %q (%d bytes)", long, len(long))
+	}
 }
 
 // TestIsMaildirPartial: one of cur/ and new/ makes a maildir (git drops
