@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailhaul/mailhaul/checkpoint"
 	"github.com/mailhaul/mailhaul/internal/maildir"
+	"github.com/mailhaul/mailhaul/internal/testserver"
 	"github.com/mailhaul/mailhaul/migrate"
 	"github.com/mailhaul/mailhaul/sinks"
 )
@@ -184,6 +185,31 @@ func TestMaildirFolderCannotBeCreated(t *testing.T) {
 	for _, f := range rep.Folders {
 		if f.Name == "Blocked" && f.Skipped != 3 {
 			t.Errorf("folder report %+v", f)
+		}
+	}
+}
+
+// TestMaildirForwardedDovecot serves a Maildir written by the sink with
+// Dovecot: a message flagged $Forwarded shows $Forwarded there (Dovecot
+// reads the keyword, not mutt's 'P', which is written too).
+func TestMaildirForwardedDovecot(t *testing.T) {
+	d := testserver.StartDovecot(t)
+	root := d.MaildirPath("alice")
+	rep := copyInto(t, &fakeSource{names: []string{"INBOX", "Sent"}, flags: []string{`\Seen`, "$Forwarded"}}, root, maildir.PlusPlus)
+	if rep.Copied != 2 {
+		t.Fatalf("copied %d", rep.Copied)
+	}
+	files, _ := filepath.Glob(filepath.Join(root, "cur", "*"))
+	if len(files) != 1 || !strings.HasSuffix(files[0], ":2,PSa") {
+		t.Errorf("INBOX files %v, want info PSa (P and the $Forwarded keyword)", files)
+	}
+	if err := d.Chown("alice"); err != nil {
+		t.Fatal(err)
+	}
+	got := dump(t, client(t, d, "alice"))
+	for _, f := range []string{"INBOX", "Sent"} {
+		if len(got[f]) != 1 || got[f][0].flags != `$Forwarded \Seen` {
+			t.Errorf("%s as Dovecot serves it: %+v", f, got[f])
 		}
 	}
 }

@@ -517,20 +517,39 @@ func SplitName(file string) (base, info string) {
 }
 
 var letterFlags = map[byte]string{
-	'P': "$Forwarded", 'R': `\Answered`, 'S': `\Seen`, 'T': `\Deleted`, 'D': `\Draft`, 'F': `\Flagged`,
+	'P': Forwarded, 'R': `\Answered`, 'S': `\Seen`, 'T': `\Deleted`, 'D': `\Draft`, 'F': `\Flagged`,
 }
 
+// Forwarded is the IMAP keyword for a forwarded message (RFC 5788). In a
+// Maildir it is the info letter 'P' ("passed", what mutt reads) and also
+// the keyword "$Forwarded" in dovecot-keywords (Dovecot does not map 'P'
+// to any flag, but shows keywords): InfoFromFlags writes both, and
+// FlagsFromInfo reads either.
+const Forwarded = "$Forwarded"
+
 // FlagsFromInfo converts info letters to IMAP flags; lowercase letters are
-// looked up in kw (Dovecot keywords).
+// looked up in kw (Dovecot keywords). A flag is returned once, however
+// many letters stand for it ('P' and the keyword $Forwarded).
 func FlagsFromInfo(info string, kw *Keywords) []string {
 	var flags []string
+	add := func(f string) {
+		for _, g := range flags {
+			if strings.EqualFold(g, f) {
+				return
+			}
+		}
+		flags = append(flags, f)
+	}
 	for i := 0; i < len(info); i++ {
 		c := info[i]
 		if f, ok := letterFlags[c]; ok {
-			flags = append(flags, f)
+			add(f)
 		} else if c >= 'a' && c <= 'z' && kw != nil {
 			if name := kw.Name(int(c - 'a')); name != "" {
-				flags = append(flags, name)
+				if strings.EqualFold(name, Forwarded) {
+					name = Forwarded
+				}
+				add(name)
 			}
 		}
 	}
@@ -538,11 +557,21 @@ func FlagsFromInfo(info string, kw *Keywords) []string {
 }
 
 // InfoFromFlags converts IMAP flags to sorted info letters, assigning
-// keyword letters through kw (which may grow). Keywords beyond the 26
+// keyword letters through kw (which may grow). $Forwarded becomes 'P' and,
+// when kw has room, its keyword letter too. Keywords beyond the 26
 // letters are returned in dropped. \Recent is never stored.
 func InfoFromFlags(flags []string, kw *Keywords) (info string, dropped []string) {
 	var letters []byte
 	for _, f := range flags {
+		if strings.EqualFold(f, Forwarded) {
+			letters = append(letters, 'P')
+			if kw != nil {
+				if idx := kw.Index(Forwarded); idx >= 0 {
+					letters = append(letters, byte('a'+idx))
+				}
+			}
+			continue
+		}
 		found := false
 		for c, name := range letterFlags {
 			if strings.EqualFold(f, name) {

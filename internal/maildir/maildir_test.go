@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -31,7 +32,7 @@ func TestPlusPlusNames(t *testing.T) {
 func TestInfoFlags(t *testing.T) {
 	kw := &Keywords{}
 	info, dropped := InfoFromFlags([]string{`\Seen`, `\Flagged`, "$Forwarded", "Work", `\Recent`, `\Answered`, "Work"}, kw)
-	if info != "FPRSa" || len(dropped) != 0 {
+	if info != "FPRSab" || len(dropped) != 0 || kw.Name(0) != "$Forwarded" || kw.Name(1) != "Work" {
 		t.Fatalf("info %q dropped %v", info, dropped)
 	}
 	got := FlagsFromInfo(info, kw)
@@ -50,7 +51,7 @@ func TestInfoFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	back, err := ReadKeywords(dir)
-	if err != nil || back.Name(0) != "Work" || back.Name(25) == "" {
+	if err != nil || back.Name(1) != "Work" || back.Name(25) == "" {
 		t.Fatalf("keywords file round trip: %v %v", back, err)
 	}
 }
@@ -259,5 +260,35 @@ func TestIsMaildirPartial(t *testing.T) {
 	}
 	if strings.Join(names, ",") != "curonly,newonly,parent/new" || strings.Join(noSel, ",") != "parent" {
 		t.Errorf("folders %v noselect %v", names, noSel)
+	}
+}
+
+// TestForwardedBothForms: $Forwarded is written as mutt's 'P' and as
+// Dovecot's keyword; either form alone reads as $Forwarded, both once.
+func TestForwardedBothForms(t *testing.T) {
+	kw := &Keywords{}
+	kw.Index("Other")
+	if info, _ := InfoFromFlags([]string{"$forwarded"}, kw); info != "Pb" || kw.Name(1) != "$Forwarded" {
+		t.Errorf("info %q, keywords %q", info, kw.names)
+	}
+	for _, info := range []string{"P", "b", "Pb", "PSb"} {
+		got := FlagsFromInfo(info, kw)
+		n := 0
+		for _, f := range got {
+			if f == "$Forwarded" {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("FlagsFromInfo(%q) = %v", info, got)
+		}
+	}
+	// A full keyword table: 'P' alone still keeps it (for mutt).
+	full := &Keywords{}
+	for i := 0; i < 26; i++ {
+		full.Index(fmt.Sprintf("k%d", i))
+	}
+	if info, dropped := InfoFromFlags([]string{"$Forwarded"}, full); info != "P" || len(dropped) != 0 {
+		t.Errorf("full table: %q %v", info, dropped)
 	}
 }
