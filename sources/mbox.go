@@ -372,7 +372,7 @@ func (s *Mbox) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 			s.mu.Unlock()
 		}
 		msg := migrate.Message{
-			Mailbox: mb.Name, Size: m.Size, Flags: m.Flags, Date: m.Date,
+			Mailbox: mb.Name, Size: m.Size, Flags: m.Flags, Date: m.Date, Expunged: m.Expunged,
 			Loc: strconv.FormatInt(m.Start, 10) + ":" + strconv.FormatInt(m.Len, 10) + ":" + locFormats[m.Layout.Format],
 		}
 		if msg.Date.IsZero() {
