@@ -405,7 +405,7 @@ func (s *Mbox) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 	st := r.Stats()
 	s.opts.Info(fmt.Sprintf("mbox %s: %s", f.path, st))
 	if st.Doubtful > 0 {
-		s.opts.Warn(fmt.Errorf("mbox %s: %d messages (the first at offset %d) hold >>From lines, which mboxo keeps and mboxrd unquotes to >From, and nothing tells which program wrote them: copied as written; if this file is mboxrd, copy it with --mbox-format mboxrd (before the first run: the choice changes those messages' identity)", f.path, st.Doubtful, st.FirstDoubtful))
+		s.opts.Warn(fmt.Errorf("mbox %s: %d message(s) (the first at offset %d) hold >>From lines, which mboxo keeps and mboxrd unquotes to >From, and nothing tells which program wrote them: copied as written; if this file is mboxrd, copy it with --mbox-format mboxrd (before the first run: the choice changes those messages' identity)", f.path, st.Doubtful, st.FirstDoubtful))
 	}
 	return nil
 }

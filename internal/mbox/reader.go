@@ -63,11 +63,19 @@ func (s Stats) String() string {
 		}
 	}
 	add(s.Same, "read the same in every dialect")
-	add(s.MboxO-s.Doubtful, "read as mboxo")
+	add(s.MboxO-s.Doubtful, "read as mboxo (mboxrd reads them the same)")
 	add(s.Doubtful, "read as mboxo in doubt (>>From lines kept as written)")
 	add(s.MboxRD, "read as mboxrd")
 	add(s.MboxCL2, "read as mboxcl2")
-	return fmt.Sprintf("%d messages: %s", s.Messages, strings.Join(parts, ", "))
+	return fmt.Sprintf("%s: %s", plural(s.Messages, "message"), strings.Join(parts, ", "))
+}
+
+// plural returns "1 message", "2 messages".
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // Reader scans an mbox file once, sequentially, and returns its messages
