@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -505,5 +506,40 @@ func TestMboxTreeOddFiles(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(warns, "\n"), "Loop skipped: a symbolic link to a directory") {
 		t.Errorf("warnings: %q", warns)
+	}
+}
+
+// TestMboxTreeBindMountLoop: a directory bind-mounted inside itself (a
+// loop no symlink check sees) is read once (device and inode). Needs root
+// to mount; skipped otherwise, except in CI.
+func TestMboxTreeBindMountLoop(t *testing.T) {
+	dir := t.TempDir()
+	copyFile(t, filepath.Join("..", "testdata", "mbox", "mboxo.mbox"), dir, "Inbox")
+	loop := filepath.Join(dir, "Archive.sbd", "Loop.sbd")
+	os.MkdirAll(loop, 0o700)
+	if out, err := exec.Command("mount", "--bind", dir, loop).CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("mount --bind: %v %s", err, out)
+		}
+		t.Skipf("cannot bind-mount (needs root): %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", loop).Run() })
+	var warns []string
+	s, _ := OpenMbox(dir, MboxOptions{Warn: func(err error) { warns = append(warns, err.Error()) }})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mbs, err := s.Mailboxes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, mb := range mbs {
+		names = append(names, mb.Name)
+	}
+	if strings.Join(names, ",") != "INBOX,Archive" {
+		t.Errorf("folders %v", names)
+	}
+	if !strings.Contains(strings.Join(warns, "\n"), "already read (a loop)") {
+		t.Errorf("warnings %q", warns)
 	}
 }
