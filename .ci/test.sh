@@ -28,6 +28,7 @@ go test -race -count=1 -timeout 30m ./...
 # Fuzz targets, briefly (the committed corpora run in the step above too).
 fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-100000x}" "$1"; }
 fuzz ./internal/maildir FuzzDecodePlusPlus
+fuzz ./internal/maildir FuzzFolderDir
 fuzz ./internal/maildir FuzzSplitName
 fuzz ./migrate FuzzMessageIDFromHeader
 if grep -q 'func FuzzReader' internal/mbox/*_test.go 2>/dev/null; then

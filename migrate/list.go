@@ -14,13 +14,15 @@ const listChunk = 128
 // neither filtered nor already copied are sent on out in chunks of up to
 // listChunk jobs of one folder (see interleave).
 //
-// A folder that cannot be prepared or listed (a Skip-classified error) is
-// reported as skipped (with an empty message ID) and the run goes on with
-// the next folder; what was listed before the error is still copied;
-// fatal errors end the run. Transient (Retry) errors of Mailboxes, Prepare
-// and Index are retried with backoff, and so are those of List until it
-// delivered its first message (a source that can fail later resumes its
-// own listing: see sources/imap.go).
+// A folder that cannot be listed, or that a Checker source refuses, (a
+// Skip-classified error) is reported as skipped (with an empty message ID)
+// and the run goes on with the next folder; what was listed before the
+// error is still copied. A folder the sink cannot create (a Skip-classified
+// Prepare error) has each of its messages reported as skipped, so the
+// summary counts them all. Fatal errors end the run. Transient (Retry)
+// errors of Mailboxes, Prepare and Index are retried with backoff, and so
+// are those of List until it delivered its first message (a source that
+// can fail later resumes its own listing: see sources/imap.go).
 func (e *engine) list(ctx context.Context, out chan<- []*job) error {
 	var mbs []Mailbox
 	err := e.retry(ctx, &job{}, "list source folders", func() error {
@@ -48,7 +50,21 @@ func (e *engine) list(ctx context.Context, out chan<- []*job) error {
 	return nil
 }
 
+// Checker is implemented by sources that can tell, before anything is
+// written, that a folder cannot be read at all (in an mbox tree, a file
+// that is not an mbox file). CheckMailbox returns a SkipMessage-classified
+// error for such a folder: the engine reports the folder as skipped
+// without asking the sink to create it. Called from the lister goroutine.
+type Checker interface {
+	CheckMailbox(ctx context.Context, mb Mailbox) error
+}
+
 func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job) error {
+	if c, ok := e.o.Source.(Checker); ok {
+		if err := c.CheckMailbox(ctx, mb); err != nil {
+			return err
+		}
+	}
 	dest := e.o.MapName(mb.Name)
 	prep := mb
 	if e.o.Mapped(mb.Name) {
@@ -64,7 +80,11 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job)
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("prepare destination folder for %q: %w", mb.Name, err)
+			err = fmt.Errorf("prepare destination folder for %q: %w", mb.Name, err)
+			if Classify(err) != Skip || mb.NoSelect {
+				return err
+			}
+			return e.skipFolder(ctx, mb, name, err)
 		}
 	}
 	if mb.Epoch != "" && e.o.Checkpoint != nil {
@@ -160,6 +180,42 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job)
 		}
 	}
 	return err
+}
+
+// skipFolder reports every message of mb that would have been copied as
+// skipped with reason why (the destination folder could not be created),
+// so that the summary counts them and the next run tries them again. A
+// folder without such messages is skipped as a whole (the error is
+// returned).
+func (e *engine) skipFolder(ctx context.Context, mb Mailbox, dest string, why error) error {
+	e.rep(Event{Kind: FolderStart, Folder: mb.Name, Dest: dest})
+	n := 0
+	err := e.o.Source.List(ctx, mb, func(m Message) error {
+		if f := e.o.filter(m); f != "" {
+			e.rep(Event{Kind: Filtered, Folder: mb.Name, Dest: dest, ID: m.ID, Err: fmt.Errorf("%s", f)})
+			return nil
+		}
+		if e.o.Checkpoint != nil {
+			done, err := e.o.Checkpoint.Done(mb.Name, mb.Epoch, m.ID)
+			if err != nil {
+				return err
+			}
+			if done {
+				e.rep(Event{Kind: Already, Folder: mb.Name, Dest: dest, ID: m.ID})
+				return nil
+			}
+		}
+		n++
+		e.rep(Event{Kind: Skipped, Folder: mb.Name, Dest: dest, ID: m.ID, Err: why})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return why
+	}
+	return nil
 }
 
 // interleave feeds the fetchers from up to window chunks at once, one job

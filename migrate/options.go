@@ -25,8 +25,14 @@ type Options struct {
 	Since, Before time.Time
 	// MaxSize skips (as filtered) messages larger than this; 0 = no limit.
 	MaxSize int64
-	// IncludeDeleted copies messages flagged \Deleted (default: skipped as
-	// filtered, they are marked for purge on the source).
+	// Messages flagged \Deleted (IMAP; Maildir "T"; mbox Status "D") are
+	// copied with the flag, as mbsync, dsync and imapsync do: a user of a
+	// "mark as deleted" mail client still sees them. SkipDeleted leaves
+	// them out (as filtered).
+	SkipDeleted bool
+	// IncludeDeleted also copies messages the source already treats as
+	// gone (Message.Expunged: Thunderbird's expunged-but-not-compacted),
+	// which are left out (as filtered) by default.
 	IncludeDeleted bool
 
 	// Dedupe skips a message when the destination folder already holds a
@@ -209,10 +215,13 @@ func (o *Options) filter(m Message) string {
 	if o.MaxSize > 0 && m.Size > o.MaxSize {
 		return "larger than --max-size"
 	}
-	if !o.IncludeDeleted {
+	if m.Expunged && !o.IncludeDeleted {
+		return "expunged on the source (deleted, folder not compacted yet): --include-deleted copies it"
+	}
+	if o.SkipDeleted {
 		for _, f := range m.Flags {
 			if strings.EqualFold(f, `\Deleted`) {
-				return `flagged \Deleted`
+				return `flagged \Deleted (--skip-deleted)`
 			}
 		}
 	}

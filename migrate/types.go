@@ -54,6 +54,11 @@ type Message struct {
 	Flags []string
 	// Date is the internal (arrival) date; zero when unknown.
 	Date time.Time
+	// Expunged is set for a message the source store already treats as
+	// gone although its bytes are still there (Thunderbird's
+	// expunged-but-not-compacted, X-Mozilla-Status 0x0008): it is left out
+	// unless Options.IncludeDeleted. Flags then hold \Deleted.
+	Expunged bool
 	// MessageID is the Message-ID header, filled by sources that get it
 	// cheaply while listing (IMAP); "" otherwise. It is used to re-match
 	// messages after an epoch (UIDVALIDITY) change.

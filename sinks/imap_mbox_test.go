@@ -23,10 +23,11 @@ func TestMboxToIMAP(t *testing.T) {
 	d := testserver.StartDovecot(t)
 	ctx := context.Background()
 	root, _ := filepath.Abs("../testdata/thunderbird/Mail/Local Folders")
-	src, err := sources.OpenMbox(root, sources.MboxOptions{})
+	mb, err := sources.OpenMbox(root, sources.MboxOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	src := withoutFolder{mb, "notes.txt"} // not an mbox file: a skipped folder
 	// What the source hands out: folder -> bodies, flags, dates.
 	type want struct {
 		folder string
@@ -91,4 +92,21 @@ func TestMboxToIMAP(t *testing.T) {
 			t.Errorf("%s %q: INTERNALDATE %v, want the From_ date %v", w.folder, firstLine(body), m.date, w.date.UTC())
 		}
 	}
+}
+
+// withoutFolder hides one folder of a source.
+type withoutFolder struct {
+	*sources.Mbox
+	name string
+}
+
+func (w withoutFolder) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
+	mbs, err := w.Mbox.Mailboxes(ctx)
+	var out []migrate.Mailbox
+	for _, mb := range mbs {
+		if mb.Name != w.name {
+			out = append(out, mb)
+		}
+	}
+	return out, err
 }

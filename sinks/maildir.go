@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -73,21 +74,35 @@ func (s *Maildir) dir(folder string) string { return maildir.FolderDir(s.root, s
 // Prepare implements migrate.Sink: it creates the folder (cur, new, tmp and,
 // for Maildir++, the maildirfolder marker). Names keep the source's name;
 // Maildir has no special-use metadata to map.
+//
+// Folder names are untrusted (a source may call a folder "../../x"): the
+// directory comes from maildir.FolderDir, which escapes every component so
+// that it stays inside the destination and two names never share one
+// directory, and shortens names longer than a file system takes; a
+// directory that would still be outside the destination is refused. A
+// folder whose directory cannot be created for reasons of its own (name
+// too long for the path, a file in the way, bytes the file system
+// refuses) is a Skip-classified error: the engine skips that folder's
+// messages and goes on. Anything else (disk full, read-only, no
+// permission) is fatal.
 func (s *Maildir) Prepare(ctx context.Context, src migrate.Mailbox, name string) (string, error) {
 	if strings.EqualFold(name, "INBOX") {
 		name = "INBOX"
 	}
 	dir := s.dir(name)
+	if rel, err := filepath.Rel(s.root, dir); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return "", migrate.SkipMessage(fmt.Errorf("maildir folder %q: directory %s would be outside the destination %s", name, dir, s.root))
+	}
 	for _, sub := range []string{"cur", "new", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
-			return "", fmt.Errorf("create maildir folder %s: %w", dir, err)
+			return "", folderError(fmt.Errorf("create maildir folder %s: %w", dir, err))
 		}
 	}
 	if s.layout == maildir.PlusPlus && name != "INBOX" {
 		marker := filepath.Join(dir, "maildirfolder")
 		if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
 			if err := os.WriteFile(marker, nil, 0o600); err != nil {
-				return "", fmt.Errorf("create maildir folder %s: %w", dir, err)
+				return "", folderError(fmt.Errorf("create maildir folder %s: %w", dir, err))
 			}
 		}
 	}
@@ -95,6 +110,17 @@ func (s *Maildir) Prepare(ctx context.Context, src migrate.Mailbox, name string)
 		return "", fmt.Errorf("sync %s: %w", filepath.Dir(dir), err)
 	}
 	return name, nil
+}
+
+// folderError classifies an error creating one folder: Skip when the
+// cause is that folder's own name or path, fatal otherwise.
+func folderError(err error) error {
+	for _, e := range []error{syscall.ENAMETOOLONG, syscall.ENOTDIR, syscall.EEXIST, syscall.EINVAL, syscall.EILSEQ, syscall.ELOOP, syscall.EISDIR} {
+		if errors.Is(err, e) {
+			return migrate.SkipMessage(err)
+		}
+	}
+	return err
 }
 
 // baseName is the deterministic unique part of the file name of a copy:

@@ -21,8 +21,16 @@ import (
 
 // Maildir reads a Maildir tree: Maildir++ (Dovecot/Courier ".A.B" folders,
 // modified UTF-7 names) or a plain nested tree, auto-detected. Messages in
-// new/ and cur/ are read in place; nothing is moved, renamed or touched.
+// new/ and cur/ are read in place; nothing is moved, renamed or touched. A
+// folder needs only one of cur/ and new/ (archives kept in git have no
+// empty directories). Symbolic links to folders are followed, each
+// directory once (see maildir.Walk).
 type Maildir struct {
+	// Warn, if not nil, receives problems of the walk that do not stop the
+	// run (a symbolic link loop, a second link to one folder, a tree
+	// deeper than maildir.MaxDepth). Set it before Mailboxes.
+	Warn func(error)
+
 	root    string
 	layout  maildir.Layout
 	folders map[string]string // name -> dir
@@ -49,12 +57,12 @@ func (s *Maildir) Layout() maildir.Layout { return s.layout }
 
 // Mailboxes implements migrate.Source.
 func (s *Maildir) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
-	folders, noSelect, err := maildir.Folders(s.root, s.layout)
+	folders, noSelect, err := maildir.Walk(ctx, s.root, s.layout, s.Warn)
 	if err != nil {
 		return nil, err
 	}
 	if len(folders) == 0 && len(noSelect) == 0 {
-		return nil, fmt.Errorf("maildir source %s: no maildir here (no cur/ and new/ in it or in its folders)", s.root)
+		return nil, fmt.Errorf("maildir source %s: no maildir here (no cur/ or new/ in it or in its folders)", s.root)
 	}
 	var out []migrate.Mailbox
 	for _, n := range noSelect {
@@ -69,8 +77,8 @@ func (s *Maildir) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 }
 
 // List implements migrate.Source. Messages of new/ come first, then cur/,
-// each sorted by name. A file present in both (a client moved it while we
-// listed) is listed once.
+// each sorted by name; a folder without one of them lists the other. A
+// file present in both (a client moved it while we listed) is listed once.
 func (s *Maildir) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Message) error) error {
 	dir, ok := s.folders[mb.Name]
 	if !ok {
@@ -84,7 +92,13 @@ func (s *Maildir) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.
 	seen := map[string]bool{}
 	for _, sub := range []string{"new", "cur"} {
 		subdir := filepath.Join(dir, sub)
+		if maildir.IsMaildir(subdir) {
+			continue // a subfolder named cur or new, not dir's own
+		}
 		f, err := os.Open(subdir)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return migrate.SkipMessage(fmt.Errorf("read maildir folder %s: %w", subdir, err))
 		}

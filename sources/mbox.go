@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mailhaul/mailhaul/internal/mbox"
@@ -27,15 +29,21 @@ type MboxOptions struct {
 	// Location is the zone of From_ line dates without one (nil: UTC).
 	Location *time.Location
 	// Warn, if not nil, receives problems that do not stop a message from
-	// being copied (unparseable From_ date, lying Content-Length, files
-	// skipped in a tree). Called from the lister goroutine.
+	// being copied (unparseable From_ date, lying Content-Length, a NUL
+	// byte, messages whose dialect is in doubt). Called from the lister
+	// goroutine.
 	Warn func(error)
+	// Info, if not nil, receives one line per file saying which dialect
+	// its messages were read in (log level info). Called from the lister
+	// goroutine.
+	Info func(msg string)
 }
 
 // Mbox reads one mbox file or a tree of them in Thunderbird's layout
-// (`Inbox`, `Sent`, `Folder.sbd/Sub`; `.msf` indexes and other files that
-// do not start with "From " are not folders). Files are opened read-only
-// and never changed.
+// (`Inbox`, `Sent`, `Folder.sbd/Sub`; `.msf` indexes and the other files
+// Thunderbird keeps beside its folders are not folders; any other file is
+// one, and is skipped with a reason when it is not an mbox file). Files
+// are opened read-only and never changed.
 //
 // Message IDs are content hashes: the first 32 hex digits of the SHA-256
 // of the message bytes without the flag headers that clients rewrite in
@@ -45,10 +53,10 @@ type MboxOptions struct {
 // So a file that was compacted or appended to between runs, or whose
 // messages were marked read, keeps the IDs of what was already copied.
 //
-// Msg.Loc is "start:length" of the raw message in the file. Fetch reads
-// that range again, unquotes it, and checks the content hash against the
-// ID: a file changed since List gives a skipped message, never wrong
-// bytes.
+// Msg.Loc is "start:length:dialect" of the raw message in the file (the
+// dialect is chosen per message, see package mbox). Fetch reads that
+// range again, unquotes it, and checks the content hash against the ID: a
+// file changed since List gives a skipped message, never wrong bytes.
 type Mbox struct {
 	root string
 	opts MboxOptions
@@ -60,8 +68,23 @@ type Mbox struct {
 
 type mboxFolder struct {
 	path   string
-	layout mbox.Layout
+	listed bool             // List has read the first message: eol is known
+	eol    byte             // line break of the file
 	bad    map[string]error // ID -> why it cannot be copied
+	// notMbox says why the file is not an mbox file; nil if it is one.
+	notMbox error
+}
+
+// locFormats names the dialect of a message in Msg.Loc.
+var locFormats = map[mbox.Format]string{mbox.MboxO: "o", mbox.MboxRD: "rd", mbox.MboxCL2: "cl2"}
+
+func parseLocFormat(s string) (mbox.Format, bool) {
+	for f, n := range locFormats {
+		if n == s {
+			return f, true
+		}
+	}
+	return mbox.Auto, false
 }
 
 // OpenMbox opens path: one mbox file (one folder) or a directory tree.
@@ -72,6 +95,9 @@ func OpenMbox(path string, opts MboxOptions) (*Mbox, error) {
 	}
 	if opts.Warn == nil {
 		opts.Warn = func(error) {}
+	}
+	if opts.Info == nil {
+		opts.Info = func(string) {}
 	}
 	s := &Mbox{root: path, opts: opts, folders: map[string]*mboxFolder{}}
 	switch {
@@ -107,33 +133,82 @@ var notMboxExt = map[string]bool{
 	".sqlite-wal": true, ".sqlite-shm": true, ".log": true, ".lock": true, ".bak": true,
 }
 
-// looksLikeMbox reports whether the file at p is empty or starts with
-// "From ".
-func looksLikeMbox(p string) (bool, error) {
+// sniffLen is how much of a file looksLikeMbox reads.
+const sniffLen = 64 << 10
+
+// looksLikeMbox returns nil if the file at p is empty or an mbox file: it
+// starts with "From " after an optional UTF-8 byte-order mark and blank or
+// whitespace-only lines, or a valid From_ line (`From <sender> <date>`)
+// starts a line in its first 64 KiB (junk at the top is then reported by
+// the reader with its offset). Otherwise it says why the file is not one.
+func looksLikeMbox(p string) error {
 	f, err := os.Open(p)
 	if err != nil {
-		return false, err
+		return err
 	}
 	defer f.Close()
-	var b [5]byte
-	n, err := io.ReadFull(f, b[:])
-	if n == 0 && (err == io.EOF) {
-		return true, nil
+	buf := make([]byte, sniffLen)
+	n, err := io.ReadFull(f, buf)
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		return fmt.Errorf("read %s: %w", p, err)
 	}
-	return n == 5 && string(b[:]) == "From ", nil
+	buf = buf[:n]
+	if n == 0 {
+		return nil
+	}
+	head := bytes.TrimLeft(bytes.TrimPrefix(buf, []byte("\xef\xbb\xbf")), " \t\r\n")
+	if bytes.HasPrefix(head, []byte("From ")) || len(head) == 0 {
+		return nil
+	}
+	for rest := buf; ; {
+		i := bytes.Index(rest, []byte("\nFrom "))
+		if i < 0 {
+			break
+		}
+		rest = rest[i+1:]
+		line, _, _ := bytes.Cut(rest, []byte("\n"))
+		if _, _, ok := mbox.ParseFromLine(strings.TrimSuffix(string(line[len("From "):]), "\r"), nil); ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is not an mbox file (no From_ line at its start or in its first %d KiB)", p, sniffLen>>10)
+}
+
+// maxTreeDepth bounds how deep the tree walk descends (Thunderbird's own
+// nesting is far shallower).
+const maxTreeDepth = 64
+
+// dirID identifies a directory by device and inode, to recognise one
+// reached twice (a bind mount of a parent inside itself).
+type dirID struct{ dev, ino uint64 }
+
+func dirIDOf(fi os.FileInfo) (dirID, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return dirID{}, false
+	}
+	return dirID{uint64(st.Dev), uint64(st.Ino)}, true
 }
 
 // Mailboxes implements migrate.Source. A directory "X.sbd" without a file
 // "X", and any other directory, is a NoSelect folder holding the folders
 // found in it.
+//
+// The walk reads every directory once (by device and inode: a bind mount
+// of a parent inside itself is no loop), descends at most 64 levels,
+// stops when ctx is cancelled, and does not follow symbolic links to
+// directories (they are reported with Warn); a symbolic link to a file is
+// read like the file. A file that is not an mbox file (see looksLikeMbox)
+// is still a folder: it is reported as skipped (CheckMailbox), so that
+// the run's summary and exit code say that something was not copied.
 func (s *Mbox) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 	var out []migrate.Mailbox
-	add := func(name, path string, noSelect bool) {
+	add := func(name, path string, noSelect bool, bad error) {
 		out = append(out, migrate.Mailbox{Name: name, SpecialUse: migrate.SpecialUseByName(name), NoSelect: noSelect})
 		if !noSelect {
 			s.mu.Lock()
 			if _, ok := s.folders[name]; !ok {
-				s.folders[name] = &mboxFolder{path: path}
+				s.folders[name] = &mboxFolder{path: path, notMbox: bad}
 			}
 			s.mu.Unlock()
 		}
@@ -147,10 +222,16 @@ func (s *Mbox) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 		if strings.EqualFold(name, "inbox") {
 			name = "INBOX"
 		}
-		add(name, s.root, false)
+		add(name, s.root, false, looksLikeMbox(s.root))
 		return out, nil
 	}
-	if err := s.walk(ctx, s.root, "", add); err != nil {
+	seen := map[dirID]bool{}
+	if fi, err := os.Stat(s.root); err == nil {
+		if id, ok := dirIDOf(fi); ok {
+			seen[id] = true
+		}
+	}
+	if err := s.walk(ctx, s.root, "", 0, seen, add); err != nil {
 		return nil, err
 	}
 	if len(out) == 0 {
@@ -160,7 +241,10 @@ func (s *Mbox) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 	return out, nil
 }
 
-func (s *Mbox) walk(ctx context.Context, dir, prefix string, add func(name, path string, noSelect bool)) error {
+func (s *Mbox) walk(ctx context.Context, dir, prefix string, depth int, seen map[dirID]bool, add func(name, path string, noSelect bool, bad error)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("mbox source: read directory %s: %w", dir, err)
@@ -179,34 +263,58 @@ func (s *Mbox) walk(ctx context.Context, dir, prefix string, add func(name, path
 			continue
 		}
 		fi, err := os.Stat(p)
-		if err != nil || !fi.Mode().IsRegular() {
-			continue
-		}
-		ok, err := looksLikeMbox(p)
 		if err != nil {
 			s.opts.Warn(fmt.Errorf("mbox source: %s skipped: %w", p, err))
 			continue
 		}
-		if !ok {
-			s.opts.Warn(fmt.Errorf("mbox source: %s skipped: not an mbox file (does not start with \"From \")", p))
+		if fi.IsDir() {
+			s.opts.Warn(fmt.Errorf("mbox source: %s skipped: a symbolic link to a directory (not followed)", p))
+			continue
+		}
+		if !fi.Mode().IsRegular() {
 			continue
 		}
 		files[n] = true
-		add(folderName(prefix, n), p, false)
+		add(folderName(prefix, n), p, false, looksLikeMbox(p))
 	}
 	for _, e := range entries {
 		n := e.Name()
 		if strings.HasPrefix(n, ".") || !e.IsDir() {
 			continue
 		}
+		sub := filepath.Join(dir, n)
+		fi, err := os.Stat(sub)
+		if err != nil {
+			return fmt.Errorf("mbox source: read directory %s: %w", sub, err)
+		}
+		if id, ok := dirIDOf(fi); ok {
+			if seen[id] {
+				s.opts.Warn(fmt.Errorf("mbox source: %s skipped: the same directory was already read (a loop)", sub))
+				continue
+			}
+			seen[id] = true
+		}
+		if depth+1 > maxTreeDepth {
+			s.opts.Warn(fmt.Errorf("mbox source: %s skipped: deeper than %d levels", sub, maxTreeDepth))
+			continue
+		}
 		base := strings.TrimSuffix(n, ".sbd")
 		name := folderName(prefix, base)
 		if !files[base] {
-			add(name, "", true)
+			add(name, "", true, nil)
 		}
-		if err := s.walk(ctx, filepath.Join(dir, n), name, add); err != nil {
+		if err := s.walk(ctx, sub, name, depth+1, seen, add); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// CheckMailbox implements migrate.Checker: a folder whose file is not an
+// mbox file is skipped before the destination creates it.
+func (s *Mbox) CheckMailbox(ctx context.Context, mb migrate.Mailbox) error {
+	if f, ok := s.folder(mb.Name); ok && f.notMbox != nil {
+		return migrate.SkipMessage(fmt.Errorf("mbox source: %w", f.notMbox))
 	}
 	return nil
 }
@@ -226,6 +334,9 @@ func (s *Mbox) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 	f, ok := s.folder(mb.Name)
 	if !ok {
 		return migrate.SkipMessage(fmt.Errorf("mbox folder %q not found under %s", mb.Name, s.root))
+	}
+	if f.notMbox != nil {
+		return migrate.SkipMessage(fmt.Errorf("mbox source: %w", f.notMbox))
 	}
 	fh, err := os.Open(f.path)
 	if err != nil {
@@ -256,13 +367,13 @@ func (s *Mbox) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 			// may run before List returns.
 			first = false
 			s.mu.Lock()
-			f.layout = r.Layout()
+			f.listed, f.eol = true, r.Layout().EOL
 			f.bad = bad
 			s.mu.Unlock()
 		}
 		msg := migrate.Message{
-			Mailbox: mb.Name, Size: m.Size, Flags: m.Flags, Date: m.Date,
-			Loc: strconv.FormatInt(m.Start, 10) + ":" + strconv.FormatInt(m.Len, 10),
+			Mailbox: mb.Name, Size: m.Size, Flags: m.Flags, Date: m.Date, Expunged: m.Expunged,
+			Loc: strconv.FormatInt(m.Start, 10) + ":" + strconv.FormatInt(m.Len, 10) + ":" + locFormats[m.Layout.Format],
 		}
 		if msg.Date.IsZero() {
 			msg.Date = m.HeaderDate
@@ -291,6 +402,11 @@ func (s *Mbox) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 			return err
 		}
 	}
+	st := r.Stats()
+	s.opts.Info(fmt.Sprintf("mbox %s: %s", f.path, st))
+	if st.Doubtful > 0 {
+		s.opts.Warn(fmt.Errorf("mbox %s: %d message(s) (the first at offset %d) hold >>From lines, which mboxo keeps and mboxrd unquotes to >From, and nothing tells which program wrote them: copied as written; if this file is mboxrd, copy it with --mbox-format mboxrd (before the first run: the choice changes those messages' identity)", f.path, st.Doubtful, st.FirstDoubtful))
+	}
 	return nil
 }
 
@@ -305,20 +421,27 @@ func (s *Mbox) Fetch(ctx context.Context, msg migrate.Message, w io.Writer) erro
 	}
 	s.mu.Lock()
 	perr := f.bad[msg.ID]
-	layout := f.layout
+	listed, eol := f.listed, f.eol
 	s.mu.Unlock()
 	if perr != nil {
 		return migrate.SkipMessage(perr)
 	}
-	startS, lenS, _ := strings.Cut(msg.Loc, ":")
-	start, err1 := strconv.ParseInt(startS, 10, 64)
-	length, err2 := strconv.ParseInt(lenS, 10, 64)
-	if err1 != nil || err2 != nil || start < 0 || length < 0 {
+	parts := strings.Split(msg.Loc, ":")
+	var start, length int64
+	var err1, err2 error
+	format, ok := mbox.Auto, false
+	if len(parts) == 3 {
+		start, err1 = strconv.ParseInt(parts[0], 10, 64)
+		length, err2 = strconv.ParseInt(parts[1], 10, 64)
+		format, ok = parseLocFormat(parts[2])
+	}
+	if !ok || err1 != nil || err2 != nil || start < 0 || length < 0 {
 		return migrate.SkipMessage(fmt.Errorf("mbox %s: bad locator %q for message %s", f.path, msg.Loc, msg.ID))
 	}
-	if layout.Format == mbox.Auto {
+	if !listed {
 		return migrate.SkipMessage(fmt.Errorf("mbox %s: folder %q not listed yet", f.path, msg.Mailbox))
 	}
+	layout := mbox.Layout{Format: format, EOL: eol}
 	fh, err := os.Open(f.path)
 	if err != nil {
 		return migrate.SkipMessage(fmt.Errorf("open mbox %s: %w", f.path, err))
@@ -345,4 +468,7 @@ func (s *Mbox) Limits() migrate.Limits { return migrate.Limits{Connections: 1} }
 // Close implements migrate.Source.
 func (s *Mbox) Close() error { return nil }
 
-var _ migrate.Source = (*Mbox)(nil)
+var (
+	_ migrate.Source  = (*Mbox)(nil)
+	_ migrate.Checker = (*Mbox)(nil)
+)

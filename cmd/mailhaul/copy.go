@@ -28,6 +28,7 @@ type copyFlags struct {
 	stateDir       string
 	transfers      int
 	includeDeleted bool
+	skipDeleted    bool
 	dedupe         bool
 	maildirLayout  string
 	tempDir        string
@@ -45,8 +46,11 @@ func copyCommand(g *globalFlags) *cobra.Command {
 		Long: `Copy every message of SRC that an earlier run has not copied into DST.
 
 Folders keep their names (and hierarchy) unless --map renames them. Flags
-(read, answered, flagged, draft, forwarded, keywords) and the internal date
-are kept. Message bytes are never changed.
+(read, answered, flagged, draft, forwarded, deleted, keywords) and the
+internal date are kept. Message bytes are never changed. Messages flagged
+\Deleted are copied with the flag (--skip-deleted leaves them out);
+Thunderbird's deleted-but-not-compacted messages are left out
+(--include-deleted copies them).
 
 The run can be interrupted at any moment (Ctrl-C, kill -9, power loss);
 running the same command again resumes without losing or duplicating a
@@ -71,7 +75,8 @@ message. The source is never modified.`,
 	fl.StringVar(&f.stateDir, "state-dir", defaultStateDir(), "where checkpoints are kept")
 	fl.IntVar(&f.transfers, "transfers", 8, "parallel transfers per side: connections to an IMAP server (each pipelining several commands), files written at once for Maildir")
 	fl.BoolVar(&f.dedupe, "dedupe", false, "skip messages the destination folder already holds (same Message-ID and size): for merging a second source or after losing the state dir")
-	fl.BoolVar(&f.includeDeleted, "include-deleted", false, `also copy messages flagged \Deleted (Maildir "T")`)
+	fl.BoolVar(&f.skipDeleted, "skip-deleted", false, `leave out messages flagged \Deleted (Maildir "T", mbox Status "D"); by default they are copied with the flag`)
+	fl.BoolVar(&f.includeDeleted, "include-deleted", false, `also copy messages that are already gone for the user: Thunderbird's deleted-but-not-compacted (X-Mozilla-Status 0x0008), with \Deleted`)
 	fl.StringVar(&f.maildirLayout, "maildir-layout", "maildir++", "layout of a Maildir destination: maildir++ (Dovecot, Courier) or fs (nested directories)")
 	fl.StringVar(&f.tempDir, "temp-dir", "", "where bodies larger than 2 MiB are spooled (default: the system temp dir)")
 	fl.StringVar(&f.toFolder, "to-folder", "", "folder name for a single-file mbox source (default: the file's name), e.g. INBOX")
@@ -88,8 +93,11 @@ func usageErr(format string, a ...any) error {
 func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 	o := migrate.Options{
 		Include: f.include, Exclude: f.exclude, Transfers: f.transfers,
-		DryRun: f.dryRun, IncludeDeleted: f.includeDeleted, Dedupe: f.dedupe, TempDir: f.tempDir,
+		DryRun: f.dryRun, IncludeDeleted: f.includeDeleted, SkipDeleted: f.skipDeleted, Dedupe: f.dedupe, TempDir: f.tempDir,
 		SettleDelay: f.settleDelay,
+	}
+	if f.includeDeleted && f.skipDeleted {
+		return usageErr("--include-deleted and --skip-deleted contradict each other (expunged messages are flagged \\Deleted too)")
 	}
 	if err := migrate.CheckGlobs(append(append([]string{}, f.include...), f.exclude...)); err != nil {
 		return usageErr("%v", err)
@@ -130,7 +138,8 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 	defer stop()
 	o.Stop = stopCh
 	rend := newRenderer(g, os.Stderr)
-	env := endpointEnv{g: g, c: f, warn: func(err error) { rend.Event(migrate.Event{Kind: migrate.Warning, Err: err}) }}
+	env := endpointEnv{g: g, c: f, warn: func(err error) { rend.Event(migrate.Event{Kind: migrate.Warning, Err: err}) },
+		info: func(s string) { g.log.Info(s) }}
 
 	src, err := openSource(ctx, srcEP, env)
 	if err != nil {

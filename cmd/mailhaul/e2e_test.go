@@ -322,13 +322,13 @@ func TestCopyMaildirRoundTrip(t *testing.T) {
 	assertExactlyOnce(t, want, dst)
 }
 
-func TestCopyDeletedSkippedByDefault(t *testing.T) {
-	src, dst, state := t.TempDir(), t.TempDir(), t.TempDir()
+// TestCopyDeletedPolicy: messages flagged \Deleted (Maildir "T") are
+// copied with the flag by default, as mbsync, dsync and imapsync do;
+// --skip-deleted leaves them out (counted as filtered); --skip-deleted with
+// --include-deleted is a usage error.
+func TestCopyDeletedPolicy(t *testing.T) {
+	src := t.TempDir()
 	want := genTree(t, src, 12)
-	r := runMailhaul(t, nil, "copy", "--state-dir", state, "maildir:"+src, "maildir:"+dst)
-	if r.code != 0 {
-		t.Fatalf("exit %d\n%s", r.code, r.stderr)
-	}
 	deleted := 0
 	for _, m := range want {
 		if strings.Contains(m.info, "T") {
@@ -338,12 +338,40 @@ func TestCopyDeletedSkippedByDefault(t *testing.T) {
 	if deleted == 0 {
 		t.Fatal("generator made no \\Deleted message")
 	}
+	dst := t.TempDir()
+	if r := runMailhaul(t, nil, "copy", "--state-dir", t.TempDir(), "maildir:"+src, "maildir:"+dst); r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	assertExactlyOnce(t, want, dst)
+	flagged := 0
+	for _, ms := range readTree(t, dst) {
+		for _, m := range ms {
+			if strings.Contains(strings.Join(m.flags, " "), `\Deleted`) {
+				flagged++
+			}
+		}
+	}
+	if flagged != deleted {
+		t.Errorf("%d copies flagged \\Deleted, want %d", flagged, deleted)
+	}
+
+	dst = t.TempDir()
+	r := runMailhaul(t, nil, "copy", "--skip-deleted", "--json", "--state-dir", t.TempDir(), "maildir:"+src, "maildir:"+dst)
+	if r.code != 0 {
+		t.Fatalf("--skip-deleted: exit %d\n%s", r.code, r.stderr)
+	}
+	var rep struct{ Copied, Filtered int }
+	json.Unmarshal([]byte(r.stdout), &rep)
 	n := 0
 	for _, ms := range readTree(t, dst) {
 		n += len(ms)
 	}
-	if n != len(want)-deleted {
-		t.Errorf("copied %d, want %d (all but %d \\Deleted)", n, len(want)-deleted, deleted)
+	if n != len(want)-deleted || rep.Filtered != deleted {
+		t.Errorf("--skip-deleted: copied %d, filtered %d; want %d and %d", n, rep.Filtered, len(want)-deleted, deleted)
+	}
+	r = runMailhaul(t, nil, "copy", "--skip-deleted", "--include-deleted", "--state-dir", t.TempDir(), "maildir:"+src, "maildir:"+t.TempDir())
+	if r.code != exitUsage || !strings.Contains(r.stderr, "contradict") {
+		t.Errorf("--skip-deleted --include-deleted: exit %d\n%s", r.code, r.stderr)
 	}
 }
 

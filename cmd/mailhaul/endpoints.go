@@ -71,6 +71,7 @@ type endpointEnv struct {
 	c    *copyFlags // nil for commands that only read
 	im   *imapFlags // IMAP flags of commands without copyFlags (ls)
 	warn func(error)
+	info func(string) // a log line at info level (may be nil)
 }
 
 type sourceOpener func(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Source, error)
@@ -133,7 +134,12 @@ func openMaildirSource(ctx context.Context, ep endpoint, env endpointEnv) (migra
 	if err != nil {
 		return nil, err
 	}
-	return sources.OpenMaildir(p)
+	s, err := sources.OpenMaildir(p)
+	if err != nil {
+		return nil, err
+	}
+	s.Warn = env.warn
+	return s, nil
 }
 
 // openMboxSource opens "mbox:PATH": one mbox file or a Thunderbird-style
@@ -143,7 +149,7 @@ func openMboxSource(ctx context.Context, ep endpoint, env endpointEnv) (migrate.
 	if err != nil {
 		return nil, err
 	}
-	o := sources.MboxOptions{Location: time.Local, Warn: env.warn}
+	o := sources.MboxOptions{Location: time.Local, Warn: env.warn, Info: env.info}
 	if env.c != nil {
 		o.ToFolder = env.c.toFolder
 		if o.Format, err = mbox.ParseFormat(env.c.mboxFormat); err != nil {

@@ -33,7 +33,7 @@ func lsCommand(g *globalFlags) *cobra.Command {
 			}
 			ctx, stop := signalContext(g.log)
 			defer stop()
-			src, err := openSource(ctx, ep, endpointEnv{g: g, im: im, warn: func(err error) { g.log.Warn(err.Error()) }})
+			src, err := openSource(ctx, ep, endpointEnv{g: g, im: im, warn: func(err error) { g.log.Warn(err.Error()) }, info: func(s string) { g.log.Info(s) }})
 			if err != nil {
 				return &exitError{exitFatal, err}
 			}

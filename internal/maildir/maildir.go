@@ -13,6 +13,9 @@ package maildir
 
 import (
 	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -21,6 +24,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
+	"unicode/utf8"
 
 	"github.com/emersion/go-imap/utf7"
 
@@ -66,34 +71,89 @@ type Folder struct {
 	Dir  string
 }
 
-// IsMaildir reports whether dir has cur/ and new/.
+// isDir reports whether p is a directory (following a symbolic link).
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
+// IsMaildir reports whether dir is a maildir folder: it has a cur/ or a
+// new/ directory. One of them is enough (git, and archives made with it,
+// drop empty directories, so a copied Maildir often lacks new/ or tmp/);
+// a cur/ or new/ that is itself a maildir is a subfolder of that name in
+// a nested tree, not dir's own.
 func IsMaildir(dir string) bool {
 	for _, sub := range []string{"cur", "new"} {
-		fi, err := os.Stat(filepath.Join(dir, sub))
-		if err != nil || !fi.IsDir() {
-			return false
+		if p := filepath.Join(dir, sub); isDir(p) && !hasMailDirs(p) {
+			return true
 		}
 	}
-	return true
+	return false
+}
+
+// hasMailDirs reports whether dir has a cur/ or new/ directory.
+func hasMailDirs(dir string) bool {
+	return isDir(filepath.Join(dir, "cur")) || isDir(filepath.Join(dir, "new"))
+}
+
+// isOwnSubdir reports whether the entry n of dir is dir's own cur/, new/
+// or tmp/ (and not a subfolder of that name).
+func isOwnSubdir(dir, n string) bool {
+	if n != "cur" && n != "new" && n != "tmp" {
+		return false
+	}
+	return !hasMailDirs(filepath.Join(dir, n))
+}
+
+// MaxDepth bounds how deep a walk of a nested tree descends.
+const MaxDepth = 64
+
+// dirID identifies a directory by device and inode.
+type dirID struct{ dev, ino uint64 }
+
+// visited is the set of directories a walk has read, so that each is read
+// once whatever the number of paths to it (symbolic links, loops).
+type visited map[dirID]string
+
+// enter records dir (reached as folder name) and reports whether it is
+// new; else it returns the name it was first reached as.
+func (v visited) enter(dir, name string) (first string, ok bool) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return "", true // reading it will report the error
+	}
+	st, isUnix := fi.Sys().(*syscall.Stat_t)
+	if !isUnix {
+		return "", true
+	}
+	id := dirID{uint64(st.Dev), uint64(st.Ino)}
+	if f, seen := v[id]; seen {
+		return f, false
+	}
+	v[id] = name
+	return "", true
 }
 
 // Detect guesses the layout of root: Maildir++ if any ".X" subdirectory is
-// a maildir, Nested if any other subdirectory is, Maildir++ otherwise.
+// a maildir, Nested if any other subdirectory holds a maildir (at most
+// MaxDepth levels down), Maildir++ otherwise.
 func Detect(root string) (Layout, error) {
 	ents, err := os.ReadDir(root)
 	if err != nil {
 		return PlusPlus, err
 	}
 	nested := false
+	seen := visited{}
+	seen.enter(root, "INBOX")
 	for _, e := range ents {
 		n := e.Name()
-		if !isDirEntry(root, e) || n == "cur" || n == "new" || n == "tmp" {
+		if !isDirEntry(root, e) || isOwnSubdir(root, n) {
 			continue
 		}
 		if strings.HasPrefix(n, ".") && n != "." && n != ".." && IsMaildir(filepath.Join(root, n)) {
 			return PlusPlus, nil
 		}
-		if !strings.HasPrefix(n, ".") && containsMaildir(filepath.Join(root, n), 4) {
+		if !nested && !strings.HasPrefix(n, ".") && containsMaildir(filepath.Join(root, n), MaxDepth, seen) {
 			nested = true
 		}
 	}
@@ -108,13 +168,17 @@ func isDirEntry(parent string, e fs.DirEntry) bool {
 		return true
 	}
 	if e.Type()&fs.ModeSymlink != 0 {
-		fi, err := os.Stat(filepath.Join(parent, e.Name()))
-		return err == nil && fi.IsDir()
+		return isDir(filepath.Join(parent, e.Name()))
 	}
 	return false
 }
 
-func containsMaildir(dir string, depth int) bool {
+// containsMaildir reports whether dir or a directory below it (at most
+// depth levels, each directory once) is a maildir.
+func containsMaildir(dir string, depth int, seen visited) bool {
+	if _, ok := seen.enter(dir, dir); !ok {
+		return false
+	}
 	if IsMaildir(dir) {
 		return true
 	}
@@ -126,17 +190,35 @@ func containsMaildir(dir string, depth int) bool {
 		return false
 	}
 	for _, e := range ents {
-		if isDirEntry(dir, e) && !strings.HasPrefix(e.Name(), ".") && containsMaildir(filepath.Join(dir, e.Name()), depth-1) {
+		if isDirEntry(dir, e) && !strings.HasPrefix(e.Name(), ".") && containsMaildir(filepath.Join(dir, e.Name()), depth-1, seen) {
 			return true
 		}
 	}
 	return false
 }
 
-// Folders lists the folders under root, INBOX first and parents before
+// Folders is Walk without cancellation or warnings.
+func Folders(root string, layout Layout) (folders []Folder, noSelect []string, err error) {
+	return Walk(context.Background(), root, layout, nil)
+}
+
+// Walk lists the folders under root, INBOX first and parents before
 // children. In the nested layout, directories that are not maildirs but
 // hold maildirs below them are returned in noSelect (structure only).
-func Folders(root string, layout Layout) (folders []Folder, noSelect []string, err error) {
+//
+// Symbolic links to folder directories are followed (a folder kept on
+// another disk), but every directory is read once, identified by device
+// and inode: a second path to a directory already listed (a symbolic link
+// to a parent, which would loop, or a second link to one folder) is
+// skipped and reported to warn (which may be nil). A nested tree is read
+// at most MaxDepth levels deep (deeper directories are reported and
+// skipped). Walk stops with ctx's error when ctx is cancelled.
+func Walk(ctx context.Context, root string, layout Layout, warn func(error)) (folders []Folder, noSelect []string, err error) {
+	if warn == nil {
+		warn = func(error) {}
+	}
+	seen := visited{}
+	seen.enter(root, "INBOX")
 	if IsMaildir(root) {
 		folders = append(folders, Folder{Name: "INBOX", Dir: root})
 	}
@@ -147,6 +229,9 @@ func Folders(root string, layout Layout) (folders []Folder, noSelect []string, e
 			return nil, nil, fmt.Errorf("read maildir %s: %w", root, err)
 		}
 		for _, e := range ents {
+			if err := ctx.Err(); err != nil {
+				return nil, nil, err
+			}
 			n := e.Name()
 			if !strings.HasPrefix(n, ".") || n == "." || n == ".." || !isDirEntry(root, e) {
 				continue
@@ -159,58 +244,222 @@ func Folders(root string, layout Layout) (folders []Folder, noSelect []string, e
 			if err != nil {
 				return nil, nil, fmt.Errorf("folder %s: %w", dir, err)
 			}
+			if first, ok := seen.enter(dir, name); !ok {
+				warn(fmt.Errorf("maildir %s: skipped: the same directory as folder %q (a symbolic link)", dir, first))
+				continue
+			}
 			folders = append(folders, Folder{Name: name, Dir: dir})
 		}
 	case Nested:
-		err := walkNested(root, "", &folders, &noSelect)
-		if err != nil {
+		w := &nestedWalk{ctx: ctx, seen: seen, warn: warn}
+		if _, err := w.walk(root, "", 0); err != nil {
 			return nil, nil, err
 		}
+		folders = append(folders, w.folders...)
+		noSelect = w.noSelect
 	}
 	sort.Slice(folders, func(i, j int) bool { return migrate.MailboxLess(folders[i].Name, folders[j].Name) })
 	return folders, noSelect, nil
 }
 
-func walkNested(dir, prefix string, out *[]Folder, noSelect *[]string) error {
+type nestedWalk struct {
+	ctx      context.Context
+	seen     visited
+	warn     func(error)
+	folders  []Folder
+	noSelect []string
+}
+
+// walk lists the folders below dir (folder name prefix) and reports
+// whether it found any.
+func (w *nestedWalk) walk(dir, prefix string, depth int) (bool, error) {
+	if err := w.ctx.Err(); err != nil {
+		return false, err
+	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("read maildir folder %s: %w", dir, err)
+		return false, fmt.Errorf("read maildir folder %s: %w", dir, err)
 	}
+	found := false
 	for _, e := range ents {
+		if err := w.ctx.Err(); err != nil {
+			return false, err
+		}
 		n := e.Name()
-		if strings.HasPrefix(n, ".") || !isDirEntry(dir, e) {
-			continue
-		}
-		if prefix == "" && (n == "cur" || n == "new" || n == "tmp") {
-			continue
-		}
-		if prefix != "" && (n == "cur" || n == "new" || n == "tmp") && IsMaildir(dir) {
+		if strings.HasPrefix(n, ".") || !isDirEntry(dir, e) || isOwnSubdir(dir, n) {
 			continue
 		}
 		sub := filepath.Join(dir, n)
-		name := n
-		if prefix != "" {
-			name = prefix + "/" + n
-		}
-		if prefix == "" && strings.EqualFold(n, "INBOX") && IsMaildir(sub) {
+		name := DecodeNested(n)
+		if depth > 0 {
+			name = prefix + "/" + name
+		} else if strings.EqualFold(n, "INBOX") && IsMaildir(sub) {
 			name = "INBOX"
 		}
-		if IsMaildir(sub) {
-			*out = append(*out, Folder{Name: name, Dir: sub})
-		} else if containsMaildir(sub, 8) {
-			*noSelect = append(*noSelect, name)
-		} else {
+		if first, ok := w.seen.enter(sub, name); !ok {
+			w.warn(fmt.Errorf("maildir %s: skipped: the same directory as folder %q (a symbolic link loop or a second link)", sub, first))
 			continue
 		}
-		if err := walkNested(sub, name, out, noSelect); err != nil {
-			return err
+		if depth+1 > MaxDepth {
+			w.warn(fmt.Errorf("maildir %s: skipped: deeper than %d levels", sub, MaxDepth))
+			continue
 		}
+		isMail := IsMaildir(sub)
+		if isMail {
+			w.folders = append(w.folders, Folder{Name: name, Dir: sub})
+		}
+		at := len(w.noSelect)
+		below, err := w.walk(sub, name, depth+1)
+		if err != nil {
+			return false, err
+		}
+		if !isMail && below {
+			// Structure only: listed before its children.
+			w.noSelect = append(w.noSelect[:at], append([]string{name}, w.noSelect[at:]...)...)
+		}
+		found = found || isMail || below
 	}
-	return nil
+	return found, nil
 }
 
-// DecodePlusPlus turns a Maildir++ directory name (".A.B", modified UTF-7)
-// into a "/" folder name.
+// # Folder names on disk
+//
+// Folder names come from sources mailhaul does not control (an IMAP server
+// may list "../../etc"), so every component of a "/"-separated name is
+// escaped before it becomes part of a path, the same way in both layouts,
+// and the mapping is one to one: two different names never share a
+// directory, and no name reaches outside the root.
+//
+// The escape character is '~'; an escaped byte is "~XX" (two upper-case
+// hex digits). Escaped are: '~' itself; control bytes (NUL included) and
+// DEL; bytes that are not valid UTF-8 (so "Caf\xe8" and "Caf\xe9" stay
+// apart); '.' in Maildir++ (the hierarchy separator) and a leading '.' in
+// the fs layout (".", "..", hidden directories). An empty component is
+// "~". In the fs layout a component named cur, new or tmp (any case) has
+// its first letter escaped ("~63ur"), so that it cannot land in a
+// maildir's own directories. Maildir++ names are then written in modified
+// UTF-7, as Dovecot does. A directory name longer than 255 bytes keeps its
+// first part and ends in "~~" and 16 hex digits of the SHA-256 of the full
+// name (a Maildir++ subfolder whose parent's name leaves no room is "."
+// and that tag alone); such a name cannot be decoded back.
+//
+// Readers decode "~XX" and "~" (DecodePlusPlus, DecodeNested). Earlier
+// versions of mailhaul wrote '.' in Maildir++ names as '_'; such
+// directories are read with their '_'.
+
+// escChar is the escape character of folder name components on disk.
+const escChar = '~'
+
+// maxNameLen is the longest directory name most file systems take.
+const maxNameLen = 255
+
+// escapeComponent escapes one name component for layout l (see "Folder
+// names on disk").
+func escapeComponent(c string, l Layout) string {
+	if c == "" {
+		return string(escChar)
+	}
+	var b strings.Builder
+	esc := func(x byte) { fmt.Fprintf(&b, "%c%02X", escChar, x) }
+	for i := 0; i < len(c); {
+		r, size := utf8.DecodeRuneInString(c[i:])
+		x := c[i]
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			esc(x)
+		case x == escChar || x < 0x20 || x == 0x7f:
+			esc(x)
+		case x == '.' && (l == PlusPlus || i == 0):
+			esc(x)
+		case i == 0 && l == Nested && isReserved(c):
+			esc(x)
+		default:
+			b.WriteString(c[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// isReserved reports whether c would collide with a maildir's own
+// directories in the fs layout.
+func isReserved(c string) bool {
+	return strings.EqualFold(c, "cur") || strings.EqualFold(c, "new") || strings.EqualFold(c, "tmp")
+}
+
+// unescapeComponent undoes escapeComponent (not the shortening).
+func unescapeComponent(c string) string {
+	if c == string(escChar) {
+		return ""
+	}
+	if strings.IndexByte(c, escChar) < 0 || strings.Contains(c, "~~") {
+		return c
+	}
+	var b strings.Builder
+	for i := 0; i < len(c); i++ {
+		if c[i] == escChar && i+2 < len(c) && isUpperHex(c[i+1]) && isUpperHex(c[i+2]) {
+			v, _ := strconv.ParseUint(c[i+1:i+3], 16, 8)
+			b.WriteByte(byte(v))
+			i += 2
+			continue
+		}
+		b.WriteByte(c[i])
+	}
+	return b.String()
+}
+
+func isUpperHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'A' && c <= 'F' }
+
+// shorten returns prefix+encode(c) if it fits maxNameLen bytes. Else it
+// keeps the longest prefix of c (cut at a rune, never inside "~XX") whose
+// encoded form fits with a tag, "~~" and 16 hex digits of the SHA-256 of
+// the full name, appended. prefix is kept whole (a Maildir++ parent's
+// name and the separator); when it alone leaves no room, the result is
+// lead and the tag (the hierarchy cannot be kept).
+func shorten(lead, prefix, c string, encode func(string) string) string {
+	full := prefix + encode(c)
+	if len(full) <= maxNameLen {
+		return full
+	}
+	sum := sha256.Sum256([]byte(full))
+	tag := "~~" + hex.EncodeToString(sum[:8])
+	if len(prefix)+len(tag) > maxNameLen {
+		return lead + tag
+	}
+	var cuts []int // rune and escape boundaries of c
+	for i := 0; i < len(c); {
+		n := 1
+		if c[i] == escChar && i+2 < len(c) {
+			n = 3
+		} else {
+			_, n = utf8.DecodeRuneInString(c[i:])
+		}
+		i += n
+		cuts = append(cuts, i)
+	}
+	best := prefix + tag
+	for _, cut := range cuts {
+		cand := prefix + encode(c[:cut]) + tag
+		if len(cand) > maxNameLen {
+			break
+		}
+		best = cand
+	}
+	return best
+}
+
+func identity(s string) string { return s }
+
+func encodeUTF7(s string) string {
+	e, err := utf7.Encoding.NewEncoder().String(s)
+	if err != nil {
+		return s // cannot happen: escaped names are valid UTF-8
+	}
+	return e
+}
+
+// DecodePlusPlus turns a Maildir++ directory name (".A.B", modified UTF-7,
+// escaped as described in "Folder names on disk") into a "/" folder name.
 func DecodePlusPlus(dir string) (string, error) {
 	segs := strings.Split(strings.TrimPrefix(dir, "."), ".")
 	for i, s := range segs {
@@ -219,34 +468,38 @@ func DecodePlusPlus(dir string) (string, error) {
 			// Not valid modified UTF-7: keep the raw name rather than fail.
 			d = s
 		}
-		segs[i] = d
+		segs[i] = unescapeComponent(d)
 	}
 	return strings.Join(segs, "/"), nil
 }
 
-// EncodePlusPlus turns a "/" folder name into a Maildir++ directory name.
-// A "." inside a name segment cannot be represented (it is the separator)
-// and becomes "_"; "/" in a segment cannot occur.
+// DecodeNested turns a directory name of the fs layout into a folder name
+// component.
+func DecodeNested(dir string) string { return unescapeComponent(dir) }
+
+// EncodePlusPlus turns a "/" folder name into a Maildir++ directory name
+// (".A.B"), escaped as described in "Folder names on disk".
 func EncodePlusPlus(name string) string {
-	segs := strings.Split(name, "/")
-	for i, s := range segs {
-		s = strings.ReplaceAll(s, ".", "_")
-		e, err := utf7.Encoding.NewEncoder().String(s)
-		if err != nil {
-			e = s
-		}
-		segs[i] = e
+	dir := ""
+	for _, seg := range strings.Split(name, "/") {
+		dir = shorten(".", dir+".", escapeComponent(seg, PlusPlus), encodeUTF7)
 	}
-	return "." + strings.Join(segs, ".")
+	return dir
 }
 
-// FolderDir is the directory of folder name under root.
+// FolderDir is the directory of folder name under root: root itself for
+// INBOX, else a path that is always inside root (see "Folder names on
+// disk").
 func FolderDir(root string, layout Layout, name string) string {
 	if strings.EqualFold(name, "INBOX") {
 		return root
 	}
 	if layout == Nested {
-		return filepath.Join(root, filepath.FromSlash(name))
+		segs := strings.Split(name, "/")
+		for i, s := range segs {
+			segs[i] = shorten("", "", escapeComponent(s, Nested), identity)
+		}
+		return filepath.Join(append([]string{root}, segs...)...)
 	}
 	return filepath.Join(root, EncodePlusPlus(name))
 }
@@ -264,20 +517,39 @@ func SplitName(file string) (base, info string) {
 }
 
 var letterFlags = map[byte]string{
-	'P': "$Forwarded", 'R': `\Answered`, 'S': `\Seen`, 'T': `\Deleted`, 'D': `\Draft`, 'F': `\Flagged`,
+	'P': Forwarded, 'R': `\Answered`, 'S': `\Seen`, 'T': `\Deleted`, 'D': `\Draft`, 'F': `\Flagged`,
 }
 
+// Forwarded is the IMAP keyword for a forwarded message (RFC 5788). In a
+// Maildir it is the info letter 'P' ("passed", what mutt reads) and also
+// the keyword "$Forwarded" in dovecot-keywords (Dovecot does not map 'P'
+// to any flag, but shows keywords): InfoFromFlags writes both, and
+// FlagsFromInfo reads either.
+const Forwarded = "$Forwarded"
+
 // FlagsFromInfo converts info letters to IMAP flags; lowercase letters are
-// looked up in kw (Dovecot keywords).
+// looked up in kw (Dovecot keywords). A flag is returned once, however
+// many letters stand for it ('P' and the keyword $Forwarded).
 func FlagsFromInfo(info string, kw *Keywords) []string {
 	var flags []string
+	add := func(f string) {
+		for _, g := range flags {
+			if strings.EqualFold(g, f) {
+				return
+			}
+		}
+		flags = append(flags, f)
+	}
 	for i := 0; i < len(info); i++ {
 		c := info[i]
 		if f, ok := letterFlags[c]; ok {
-			flags = append(flags, f)
+			add(f)
 		} else if c >= 'a' && c <= 'z' && kw != nil {
 			if name := kw.Name(int(c - 'a')); name != "" {
-				flags = append(flags, name)
+				if strings.EqualFold(name, Forwarded) {
+					name = Forwarded
+				}
+				add(name)
 			}
 		}
 	}
@@ -285,11 +557,21 @@ func FlagsFromInfo(info string, kw *Keywords) []string {
 }
 
 // InfoFromFlags converts IMAP flags to sorted info letters, assigning
-// keyword letters through kw (which may grow). Keywords beyond the 26
+// keyword letters through kw (which may grow). $Forwarded becomes 'P' and,
+// when kw has room, its keyword letter too. Keywords beyond the 26
 // letters are returned in dropped. \Recent is never stored.
 func InfoFromFlags(flags []string, kw *Keywords) (info string, dropped []string) {
 	var letters []byte
 	for _, f := range flags {
+		if strings.EqualFold(f, Forwarded) {
+			letters = append(letters, 'P')
+			if kw != nil {
+				if idx := kw.Index(Forwarded); idx >= 0 {
+					letters = append(letters, byte('a'+idx))
+				}
+			}
+			continue
+		}
 		found := false
 		for c, name := range letterFlags {
 			if strings.EqualFold(f, name) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding"
 	"errors"
 	"fmt"
 	"hash"
@@ -17,10 +18,12 @@ const bufSize = 64 << 10
 
 var fromSp = []byte("From ")
 
-// unquote removes the writer's quoting from the first fragment of a line.
+// unquote removes the writer's quoting from the first fragment of a line
+// as format f reads it. Auto reads like MboxO (the quoting every dialect
+// but mboxcl2 agrees on).
 func unquote(b []byte, f Format) []byte {
 	switch f {
-	case MboxO:
+	case MboxO, Auto:
 		if len(b) > len(fromSp) && b[0] == '>' && bytes.HasPrefix(b[1:], fromSp) {
 			return b[1:]
 		}
@@ -44,30 +47,103 @@ func isBlank(b []byte, eol byte) bool {
 	return eol == '\n' && len(b) == 2 && b[0] == '\r' && b[1] == '\n'
 }
 
+// formatBit is the bit of f in a reading's set of formats.
+func formatBit(f Format) uint8 { return 1 << uint(f) }
+
+// allReadings are the formats an Auto Reader keeps track of.
+const allReadings = 1<<MboxO | 1<<MboxRD | 1<<MboxCL2
+
+// reading is the hash and length of a message as one or more formats read
+// it; formats that have produced the same bytes so far share one.
+type reading struct {
+	formats uint8 // set of formatBit
+	h       hash.Hash
+	n       int64
+}
+
+// first returns the lowest format in r.
+func (r *reading) first() Format {
+	for f := MboxO; f <= MboxCL2; f++ {
+		if r.formats&formatBit(f) != 0 {
+			return f
+		}
+	}
+	return MboxO
+}
+
 // emitter turns raw (quoted) line fragments of one message into message
 // bytes: it unquotes, counts, hashes (leaving out flag header fields) and
 // optionally writes them.
+//
+// An emitter for Auto follows the three readings (mboxo, mboxrd, mboxcl2)
+// at once without hashing anything twice while they agree: a reading is
+// split off, with a copy of the hash state, at the first line it unquotes
+// differently. Most messages have no such line and cost one hash.
 type emitter struct {
 	w        io.Writer
-	h        hash.Hash
-	layout   Layout
+	eol      byte
+	rs       []*reading
 	inHeader bool
 	skip     bool // inside a flag header field: not hashed
-	n        int64
 }
 
+// newEmitter returns an emitter for l; w (may be nil) receives the bytes
+// and needs a single format (not Auto).
 func newEmitter(w io.Writer, l Layout) *emitter {
-	return &emitter{w: w, h: sha256.New(), layout: l, inHeader: true}
+	set := uint8(allReadings)
+	if l.Format != Auto {
+		set = formatBit(l.Format)
+	}
+	eol := l.EOL
+	if eol == 0 {
+		eol = '\n'
+	}
+	return &emitter{w: w, eol: eol, rs: []*reading{{formats: set, h: sha256.New()}}, inHeader: true}
+}
+
+// split separates the formats of r that unquote line start b differently.
+func (e *emitter) split(b []byte) {
+	for i := 0; i < len(e.rs); i++ {
+		r := e.rs[i]
+		if r.formats&(r.formats-1) == 0 {
+			continue // one format: nothing to split
+		}
+		want := unquote(b, r.first())
+		var other uint8
+		for f := MboxO; f <= MboxCL2; f++ {
+			if r.formats&formatBit(f) != 0 && len(unquote(b, f)) != len(want) {
+				other |= formatBit(f)
+			}
+		}
+		if other == 0 {
+			continue
+		}
+		r.formats &^= other
+		e.rs = append(e.rs, &reading{formats: other, h: cloneHash(r.h), n: r.n})
+	}
+}
+
+func cloneHash(h hash.Hash) hash.Hash {
+	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		panic("mbox: sha256 state: " + err.Error())
+	}
+	c := sha256.New()
+	if err := c.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
+		panic("mbox: sha256 state: " + err.Error())
+	}
+	return c
 }
 
 // write processes one fragment; start is true for the first fragment of a
-// line. It returns the fragment as written (after unquoting).
-func (e *emitter) write(b []byte, start bool) ([]byte, error) {
+// line. Unquoting never changes how a line is classified (blank,
+// continuation, flag header): a quoted line starts with '>' and its
+// unquoted form with "From ", neither of which is any of those.
+func (e *emitter) write(b []byte, start bool) error {
 	if start {
-		b = unquote(b, e.layout.Format)
 		if e.inHeader && len(b) > 0 {
 			switch {
-			case isBlank(b, e.layout.EOL):
+			case isBlank(b, e.eol):
 				e.inHeader, e.skip = false, false
 			case b[0] == ' ' || b[0] == '\t':
 				// continuation: same field
@@ -75,21 +151,44 @@ func (e *emitter) write(b []byte, start bool) ([]byte, error) {
 				e.skip = isFlagHeader(b)
 			}
 		}
-	}
-	if !e.skip {
-		e.h.Write(b)
-	}
-	e.n += int64(len(b))
-	if e.w != nil && len(b) > 0 {
-		if _, err := e.w.Write(b); err != nil {
-			return b, &WriteError{err}
+		if len(b) > len(fromSp) && b[0] == '>' {
+			e.split(b)
 		}
 	}
-	return b, nil
+	quoted := start && len(b) > len(fromSp) && b[0] == '>'
+	for _, r := range e.rs {
+		out := b
+		if quoted {
+			out = unquote(b, r.first())
+		}
+		if !e.skip {
+			r.h.Write(out)
+		}
+		r.n += int64(len(out))
+		if e.w != nil && len(out) > 0 {
+			if _, err := e.w.Write(out); err != nil {
+				return &WriteError{err}
+			}
+		}
+	}
+	return nil
 }
 
-func (e *emitter) sum() (s [32]byte) {
-	e.h.Sum(s[:0])
+// reading returns the reading of format f.
+func (e *emitter) reading(f Format) *reading {
+	for _, r := range e.rs {
+		if r.formats&formatBit(f) != 0 {
+			return r
+		}
+	}
+	return e.rs[0]
+}
+
+// differ reports whether formats a and b have read the message differently.
+func (e *emitter) differ(a, b Format) bool { return e.reading(a) != e.reading(b) }
+
+func sum(r *reading) (s [32]byte) {
+	r.h.Sum(s[:0])
 	return s
 }
 
@@ -105,8 +204,9 @@ func (e *WriteError) Unwrap() error { return e.Err }
 var ErrChanged = errors.New("file changed since it was read: message range is past the end")
 
 // Copy writes one message to w: the raw bytes [start, start+length) of r,
-// unquoted as l says (see the package doc), line endings unchanged. It
-// streams through a 64 KiB buffer whatever the message size.
+// unquoted as l says (see the package doc; pass the Message's Layout),
+// line endings unchanged. It streams through a 64 KiB buffer whatever the
+// message size.
 //
 // It returns the number of bytes written and the content sum: the SHA-256
 // of the written bytes without the header fields that mail clients rewrite
@@ -118,17 +218,18 @@ var ErrChanged = errors.New("file changed since it was read: message range is pa
 // (name) and offset. Copy is safe for concurrent use on one io.ReaderAt
 // (it only calls ReadAt).
 func Copy(w io.Writer, r io.ReaderAt, name string, start, length int64, l Layout) (int64, [32]byte, error) {
-	if l.EOL == 0 {
-		l.EOL = '\n'
+	if l.Format == Auto {
+		l.Format = MboxO
 	}
 	em := newEmitter(w, l)
+	out := em.rs[0]
 	br := bufio.NewReaderSize(io.NewSectionReader(r, start, length), bufSize)
 	pos, lineStart := start, true
 	for {
-		b, err := br.ReadSlice(l.EOL)
+		b, err := br.ReadSlice(em.eol)
 		if len(b) > 0 {
-			if _, werr := em.write(b, lineStart); werr != nil {
-				return em.n, [32]byte{}, werr
+			if werr := em.write(b, lineStart); werr != nil {
+				return out.n, [32]byte{}, werr
 			}
 			pos += int64(len(b))
 		}
@@ -139,11 +240,11 @@ func Copy(w io.Writer, r io.ReaderAt, name string, start, length int64, l Layout
 			lineStart = false
 		case io.EOF:
 			if pos != start+length {
-				return em.n, [32]byte{}, fmt.Errorf("mbox %s: offset %d: %w", name, pos, ErrChanged)
+				return out.n, [32]byte{}, fmt.Errorf("mbox %s: offset %d: %w", name, pos, ErrChanged)
 			}
-			return em.n, em.sum(), nil
+			return out.n, sum(out), nil
 		default:
-			return em.n, [32]byte{}, fmt.Errorf("mbox %s: read at offset %d: %w", name, pos, err)
+			return out.n, [32]byte{}, fmt.Errorf("mbox %s: read at offset %d: %w", name, pos, err)
 		}
 	}
 }

@@ -15,19 +15,27 @@
 //
 // # Message boundaries
 //
-// A message starts with a From_ line: a line beginning with "From " at the
-// top of the file or right after a blank line ("\n" or "\r\n"). The
-// message bytes are everything after the From_ line up to, not including,
-// the blank line that precedes the next From_ line (or up to EOF; one
-// trailing blank line at EOF is the separator of the last message and is
-// not part of it).
+// A message starts with a From_ line. At the top of the file (after an
+// optional UTF-8 byte-order mark and blank or whitespace-only lines) any
+// line beginning with "From " is one. Further down, a line starts a new
+// message when it is a valid From_ line, `From <sender> <asctime date>`
+// whose date parses, with or without a blank line before it (several
+// writers put none); right after a blank line, a "From " line followed by
+// a header field starts one too (a From_ line with a date we cannot
+// read). Any other line beginning with "From " is a body line that a
+// writer failed to quote: it does not split the message.
+//
+// The message bytes are everything after the From_ line up to, not
+// including, the next From_ line; a blank line ("\n" or "\r\n") right
+// before it is the separator and not part of the message, and so is one
+// trailing blank line at EOF.
 //
 // A Content-Length header (mboxcl, mboxcl2) is trusted only when it checks
 // out: the body then ends at a line break, and the bytes that follow are
-// EOF, a blank line and EOF, or a blank line and a From_ line. A trusted
-// Content-Length lets a body contain unquoted "From " lines (mboxcl2). A
-// Content-Length that lies is ignored with a recorded Problem, and the
-// message ends at the next From_ line as usual.
+// EOF, a blank line and EOF, a blank line and a From_ line, or a From_
+// line. A trusted Content-Length lets a body contain unquoted "From " lines
+// (mboxcl2). A Content-Length that lies is ignored with a recorded
+// Problem, and the message ends at the next From_ line as usual.
 //
 // # The >From policy
 //
@@ -45,14 +53,32 @@
 // Unquoting applies to header and body lines alike (writers quote every
 // line after the From_ line).
 //
-// # Format detection
+// # Choosing the dialect
 //
-// With Auto, the format is chosen per file from its first DetectWindow
-// bytes: a body line matching `^>>+From ` means mboxrd (mboxo writers only
-// produce it for an original `>>From ` line, which is rare); otherwise a
-// body that contains an unquoted "From " line inside a trusted
-// Content-Length means mboxcl2; otherwise mboxo (what Thunderbird, mutt and
-// Pine write). Detection is a heuristic: Options.Format forces a format.
+// With Auto the dialect is chosen per message, from evidence in the
+// message that cannot mislead, never from a sample of the file: a file
+// may mix dialects (Thunderbird wrote mboxo, and mboxrd since its mbox
+// code was rewritten, into the same folder files), and a decision per
+// message does not change when mail is appended to the file or the file
+// is compacted, so message identities stay stable across runs.
+//
+//   - A trusted Content-Length body holding an unquoted "From " line was
+//     written without quoting: mboxcl2.
+//   - A message with no `>>+From ` line reads the same in mboxo and mboxrd:
+//     mboxo (and mboxrd) it is.
+//   - A message with `>>+From ` lines and an X-Mozilla-Status header was
+//     written by Thunderbird, which reads every mbox as mboxrd (its own
+//     reader removes one '>'): mboxrd, so the copy shows what Thunderbird
+//     showed.
+//   - Otherwise the doubt cannot be settled from the bytes (a `>>From `
+//     line is an mboxrd-quoted `>From ` or an mboxo original): the message
+//     is read as mboxo, which keeps those lines as written, and the doubt
+//     is counted in Stats so that the caller can say so (and the user can
+//     force mboxrd with Options.Format).
+//
+// The Reader follows the three readings of a message at once, hashing
+// twice only from the first line they disagree on (most messages have
+// none), so the choice costs no second pass over the file.
 //
 // # Line endings
 //
@@ -64,17 +90,22 @@
 //
 // Nothing aborts a scan except an I/O error of the underlying reader.
 // Every oddity is a Problem naming the file and byte offset; a Problem with
-// Bad set means the message should not be copied:
+// Bad set means the message should not be copied. A message is only
+// refused when it truly is not one:
 //
-//   - bytes before the first From_ line (a file that does not start with
-//     "From "): handed out as a Junk message, Bad;
-//   - a NUL byte in a message (binary junk): Bad;
-//   - a From_ line not followed by a header field: Bad;
-//   - a message that ends inside its header, or whose Content-Length
-//     reaches past EOF (truncated file): Bad;
-//   - a From_ line whose date cannot be parsed: zero Date, not Bad;
-//   - a lying Content-Length, CR-only line breaks, a missing final line
-//     break: not Bad.
+//   - bytes before the first From_ line that are not blank (a file that
+//     does not start with "From "): handed out as a Junk message, Bad;
+//   - a From_ line not followed by something a mail reader takes for a
+//     header: a header field (also the obsolete "Name : value" form), a
+//     blank or whitespace-only line, a folded line, a (quoted) "From "
+//     line, each possibly after a byte-order mark: Bad (binary junk);
+//   - a message that ends inside its header at EOF, or whose
+//     Content-Length reaches past EOF (truncated file): Bad;
+//   - a From_ line and nothing else: Bad;
+//   - a NUL byte (legal in mbox and Maildir bodies), a From_ line whose
+//     date cannot be parsed (zero Date), a lying Content-Length, CR-only
+//     line breaks, a byte-order mark at the top, a missing final line
+//     break: recorded, not Bad.
 //
 // Memory is bounded by the bufio buffer (64 KiB) whatever the line or
 // message length: a 1 MB line or a 100 MB message is read in fragments.
@@ -131,11 +162,14 @@ func ParseFormat(s string) (Format, error) {
 	return Auto, fmt.Errorf("unknown mbox format %q: want auto, mboxo, mboxrd or mboxcl2", s)
 }
 
-// Layout is what a Reader found out about a file and what Copy needs to
-// extract a message from it again.
+// Layout is how the bytes of a message are laid out in a file: what Copy
+// needs to extract it again.
 type Layout struct {
-	Format Format // never Auto
-	EOL    byte   // '\n', or '\r' for a CR-only file
+	// Format is the dialect a message was read in (never Auto in a
+	// Message's Layout; Reader.Layout reports Auto when it chooses per
+	// message).
+	Format Format
+	EOL    byte // '\n', or '\r' for a CR-only file
 }
 
 // Problem is something wrong in a file, at a byte offset.
@@ -168,6 +202,9 @@ type Message struct {
 	Start, Len int64
 	// Size is the length after unquoting: what Copy writes.
 	Size int64
+	// Layout is the dialect this message was read in and the file's line
+	// break: pass it to Copy.
+	Layout Layout
 	// Sum is the content hash computed by Copy (see Copy); not set for
 	// Junk.
 	Sum [32]byte
@@ -332,16 +369,20 @@ func isFlagHeader(line []byte) bool {
 	return false
 }
 
-// isHeaderField reports whether line starts like "Name:" (RFC 5322
-// field-name: printable ASCII except ':').
+// isHeaderField reports whether line starts like a header field: a field
+// name (printable ASCII except ':') and a colon, with the white space the
+// obsolete syntax allows before the colon ("Subject : x", RFC 5322
+// section 4.5.3).
 func isHeaderField(line []byte) bool {
-	for i, c := range line {
-		if c == ':' {
-			return i > 0
-		}
-		if c <= ' ' || c >= 0x7f {
-			return false
-		}
+	i := 0
+	for i < len(line) && line[i] > ' ' && line[i] < 0x7f && line[i] != ':' {
+		i++
 	}
-	return false
+	if i == 0 {
+		return false
+	}
+	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
+		i++
+	}
+	return i < len(line) && line[i] == ':'
 }

@@ -10,24 +10,72 @@ import (
 	"time"
 )
 
-// DefaultDetectWindow is how much of a file Auto looks at to choose the
-// format.
-const DefaultDetectWindow = 8 << 20
-
 // maxField bounds how much of a header field value or From_ line is kept.
 const maxField = 1 << 10
 
+// peekLen is how far ahead a Reader looks to decide whether a "From " line
+// starts a message (the From_ line and the line after it).
+const peekLen = 2 * maxField
+
+// bom is the UTF-8 byte-order mark some programs write at the start of a
+// text file.
+var bom = []byte("\xef\xbb\xbf")
+
 // Options configure a Reader.
 type Options struct {
-	// Format forces a format; Auto (the zero value) detects it per file.
+	// Format forces a format; Auto (the zero value) decides per message
+	// (see the package doc).
 	Format Format
 	// Location is the time zone of From_ line dates that carry none
 	// (asctime is local time of the machine that wrote the file); nil is
 	// UTC.
 	Location *time.Location
-	// DetectWindow is how many bytes Auto detection reads (default
-	// DefaultDetectWindow).
-	DetectWindow int64
+}
+
+// Stats says how a Reader has read a file so far: how many messages each
+// dialect was chosen for, and how many were in doubt.
+type Stats struct {
+	// Messages counts messages (not junk).
+	Messages int
+	// Same counts messages that every dialect reads the same way (no
+	// quoted "From " line they unquote differently).
+	Same int
+	// MboxO, MboxRD and MboxCL2 count the other messages by the dialect
+	// they were read in.
+	MboxO, MboxRD, MboxCL2 int
+	// Doubtful counts messages read as mboxo although they hold
+	// `>>From ` lines, which mboxrd reads with one '>' less, and nothing
+	// in the message tells which dialect wrote it. FirstDoubtful is the
+	// offset of the first one.
+	Doubtful      int
+	FirstDoubtful int64
+}
+
+// String describes the dialect chosen for a file, for a log line.
+func (s Stats) String() string {
+	if s.Messages == 0 {
+		return "no messages"
+	}
+	var parts []string
+	add := func(n int, what string) {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, what))
+		}
+	}
+	add(s.Same, "read the same in every dialect")
+	add(s.MboxO-s.Doubtful, "read as mboxo (mboxrd reads them the same)")
+	add(s.Doubtful, "read as mboxo in doubt (>>From lines kept as written)")
+	add(s.MboxRD, "read as mboxrd")
+	add(s.MboxCL2, "read as mboxcl2")
+	return fmt.Sprintf("%s: %s", plural(s.Messages, "message"), strings.Join(parts, ", "))
+}
+
+// plural returns "1 message", "2 messages".
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // Reader scans an mbox file once, sequentially, and returns its messages
@@ -49,33 +97,31 @@ type Reader struct {
 	started bool
 	err     error // sticky: io.EOF or a read error
 	filePbs []*Problem
-
-	// statistics for format detection
-	rdLines     int // body lines matching ^>>+From
-	clFromLines int // "From " lines inside a trusted Content-Length body
+	stats   Stats
 }
 
 // NewReader returns a Reader over the first size bytes of r; name (the
 // file path) is used in errors and problems.
 func NewReader(r io.ReaderAt, size int64, name string, opts Options) *Reader {
-	if opts.DetectWindow <= 0 {
-		opts.DetectWindow = DefaultDetectWindow
-	}
 	return &Reader{
 		r: r, size: size, name: name, opts: opts,
 		br: bufio.NewReaderSize(io.NewSectionReader(r, 0, size), bufSize),
 	}
 }
 
-// Layout returns the format and line break in use; valid after the first
-// call to Next.
+// Layout returns the line break in use and the forced format (Auto when
+// the format is chosen per message: see Message.Layout); valid after the
+// first call to Next.
 func (r *Reader) Layout() Layout { return r.layout }
+
+// Stats returns what the Reader found out about the dialect so far.
+func (r *Reader) Stats() Stats { return r.stats }
 
 func (r *Reader) problem(off int64, bad bool, format string, a ...any) *Problem {
 	return &Problem{File: r.name, Offset: off, Bad: bad, Msg: fmt.Sprintf(format, a...)}
 }
 
-// start detects line breaks and, for Auto, the format.
+// start detects line breaks and skips a byte-order mark.
 func (r *Reader) start() error {
 	r.started = true
 	head := make([]byte, 4096)
@@ -94,25 +140,13 @@ func (r *Reader) start() error {
 			r.filePbs = append(r.filePbs, r.problem(int64(i), false, "lines end in a lone CR (classic Mac OS); read with CR as the line break, bytes kept unchanged"))
 		}
 	}
-	if r.layout.Format == Auto {
-		w := min(r.size, r.opts.DetectWindow)
-		d := NewReader(r.r, w, r.name, Options{Format: MboxO, Location: r.opts.Location})
-		d.started, d.layout = true, Layout{Format: MboxO, EOL: r.layout.EOL}
-		for {
-			if _, err := d.Next(); err != nil {
-				break
-			}
+	if bytes.HasPrefix(head, bom) {
+		if _, err := r.br.Discard(len(bom)); err != nil {
+			return fmt.Errorf("mbox %s: read at offset 0: %w", r.name, err)
 		}
-		switch {
-		case d.rdLines > 0:
-			r.layout.Format = MboxRD
-		case d.clFromLines > 0:
-			r.layout.Format = MboxCL2
-		default:
-			r.layout.Format = MboxO
-		}
+		r.pos = int64(len(bom))
+		r.filePbs = append(r.filePbs, r.problem(0, false, "UTF-8 byte-order mark at the start of the file: ignored"))
 	}
-	r.br.Reset(io.NewSectionReader(r.r, 0, r.size))
 	return nil
 }
 
@@ -149,18 +183,40 @@ func (r *Reader) skipLine() error {
 	return nil
 }
 
-// peekFrom reports whether the next line starts with "From " and whether
-// its date parses. Call at a line start.
-func (r *Reader) peekFrom() (isFrom, dateOK bool) {
-	p, _ := r.br.Peek(maxField)
-	if !bytes.HasPrefix(p, fromSp) {
-		return false, false
+// atFrom reports whether the next line starts with "From ". Call at a
+// line start.
+func (r *Reader) atFrom() bool {
+	p, _ := r.br.Peek(len(fromSp))
+	return bytes.Equal(p, fromSp)
+}
+
+// boundary reports whether the line at the read position starts a new
+// message (call at a line start): it is a From_ line whose date parses
+// (`From <sender> <asctime date>`), or, right after a blank line
+// (afterBlank), a "From " line followed by a header field. Anything else
+// that begins with "From " is a body line a writer failed to quote.
+func (r *Reader) boundary(afterBlank bool) bool {
+	if !r.atFrom() {
+		return false
 	}
-	if i := bytes.IndexByte(p, r.layout.EOL); i >= 0 {
-		p = p[:i]
+	p, _ := r.br.Peek(peekLen)
+	eol := r.layout.EOL
+	line, next, hasNext := bytes.Cut(p, []byte{eol})
+	if _, _, ok := ParseFromLine(string(trimEOL(line[len(fromSp):], eol)), r.opts.Location); ok {
+		return true
 	}
-	_, _, ok := ParseFromLine(string(p[len(fromSp):]), r.opts.Location)
-	return true, ok
+	if !afterBlank || !hasNext {
+		return false
+	}
+	next, _, _ = bytes.Cut(next, []byte{eol})
+	return isHeaderField(next)
+}
+
+func trimEOL(b []byte, eol byte) []byte {
+	if eol == '\n' {
+		b = bytes.TrimSuffix(b, []byte{'\r'})
+	}
+	return b
 }
 
 // Next returns the next message, or io.EOF after the last one. Problems
@@ -182,7 +238,7 @@ func (r *Reader) Next() (*Message, error) {
 				return nil, r.fail(err)
 			}
 		}
-		if isFrom, _ := r.peekFrom(); isFrom {
+		if r.atFrom() {
 			m, err := r.message()
 			if err != nil {
 				return nil, r.fail(err)
@@ -204,19 +260,26 @@ func (r *Reader) fail(err error) error {
 	return err
 }
 
-// junk consumes bytes up to the next acceptable From_ line: one preceded
-// by a blank line, or one whose date parses. It returns nil if they were
-// blank lines only, else a Junk message.
+// isSpaceLine reports whether a complete line holds only spaces and tabs.
+func isSpaceLine(b []byte) bool {
+	return len(bytes.Trim(b, " \t\r\n")) == 0
+}
+
+// junk consumes bytes up to the next From_ line that starts a message (see
+// boundary). It returns nil if they were blank or whitespace-only lines
+// (before the first message, say), else a Junk message.
 func (r *Reader) junk() (*Message, error) {
 	off := r.pos
 	end, size := off, int64(0)
-	em := newEmitter(nil, r.layout) // for the size Copy will report
-	allBlank, prevBlank := true, false
+	l := Layout{Format: r.layout.Format, EOL: r.layout.EOL}
+	if l.Format == Auto {
+		l.Format = MboxO
+	}
+	em := newEmitter(nil, l) // for the size Copy will report
+	allBlank, prevBlank := true, off == 0 || r.pos == int64(len(bom))
 	for {
-		if !r.midLine {
-			if isFrom, dateOK := r.peekFrom(); isFrom && (prevBlank || dateOK) {
-				break
-			}
+		if !r.midLine && r.boundary(prevBlank) {
+			break
 		}
 		b, start, err := r.readFrag()
 		if err == io.EOF {
@@ -225,11 +288,11 @@ func (r *Reader) junk() (*Message, error) {
 		if err != nil {
 			return nil, err
 		}
-		blank := start && !r.midLine && isBlank(b, r.layout.EOL)
+		blank := start && !r.midLine && isSpaceLine(b)
 		em.write(b, start)
 		if !blank {
 			allBlank = false
-			end, size = r.pos, em.n
+			end, size = r.pos, em.rs[0].n
 		}
 		if !r.midLine {
 			prevBlank = blank
@@ -243,10 +306,10 @@ func (r *Reader) junk() (*Message, error) {
 		return nil, nil
 	}
 	what := "do not belong to any message: the file does not start with a From_ line"
-	if off > 0 {
+	if off > int64(len(bom)) {
 		what = "do not belong to any message: no From_ line before them"
 	}
-	m := &Message{Offset: off, Start: off, Len: end - off, Size: size, Junk: true}
+	m := &Message{Offset: off, Start: off, Len: end - off, Size: size, Junk: true, Layout: l}
 	m.Problems = append(r.takeFilePbs(), r.problem(off, true, "%d bytes %s", end-off, what))
 	return m, nil
 }
@@ -257,6 +320,20 @@ func (r *Reader) takeFilePbs() []*Problem {
 	return p
 }
 
+// firstLineOK reports whether the first line after a From_ line can start
+// a message, as leniently as a mail reader takes it: a header field (also
+// the obsolete "Name : value" form), a blank or whitespace-only line, a
+// folded line, or a quoted or unquoted "From " line; a byte-order mark
+// before it is ignored.
+func firstLineOK(b []byte) bool {
+	b = bytes.TrimPrefix(b, bom)
+	if isSpaceLine(b) {
+		return true
+	}
+	b = bytes.TrimLeft(b, " \t")
+	return isHeaderField(b) || bytes.HasPrefix(b, []byte(">From ")) || bytes.HasPrefix(b, fromSp)
+}
+
 // message reads one message; the next line is its From_ line.
 func (r *Reader) message() (*Message, error) {
 	m := &Message{Offset: r.pos, Problems: r.takeFilePbs()}
@@ -264,7 +341,7 @@ func (r *Reader) message() (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	line := b[len(fromSp):] // peekFrom saw "From "; no line break in it
+	line := b[len(fromSp):] // atFrom saw "From "; no line break in it
 	if len(line) > maxField {
 		line = line[:maxField]
 	}
@@ -282,11 +359,13 @@ func (r *Reader) message() (*Message, error) {
 	em := newEmitter(nil, r.layout)
 	h := headerState{cl: -1, bodyStart: -1}
 	var (
-		first   = true
-		nulSeen = false
-		clEnd   = int64(-1) // end of a trusted Content-Length body
-		end     = int64(-1)
-		noEOL   = false
+		first       = true
+		nulSeen     = false
+		clEnd       = int64(-1) // end of a trusted Content-Length body
+		end         = int64(-1)
+		noEOL       = false
+		rdLines     = 0 // body lines matching ^>>+From (mboxo and mboxrd differ)
+		clFromLines = 0 // "From " lines inside a trusted Content-Length body
 	)
 	for {
 		if clEnd >= 0 && r.pos >= clEnd && !r.midLine {
@@ -301,6 +380,10 @@ func (r *Reader) message() (*Message, error) {
 			break
 		}
 		lineOff := r.pos
+		if !r.midLine && clEnd < 0 && r.boundary(false) {
+			end = lineOff // a From_ line right after a message line
+			break
+		}
 		b, start, err := r.readFrag()
 		if err == io.EOF {
 			end = r.pos
@@ -314,64 +397,63 @@ func (r *Reader) message() (*Message, error) {
 		if !nulSeen {
 			if i := bytes.IndexByte(b, 0); i >= 0 {
 				nulSeen = true
-				m.Problems = append(m.Problems, r.problem(lineOff+int64(i), true, "NUL byte: binary data, not a mail message"))
-			}
-		}
-		if start && complete && clEnd < 0 && isBlank(b, r.layout.EOL) {
-			// A blank line: the separator if a From_ line or EOF follows.
-			// Peek may move the buffer under b: keep a copy (<= 2 bytes).
-			var keep [2]byte
-			b = keep[:copy(keep[:], b)]
-			p, _ := r.br.Peek(len(fromSp))
-			if len(p) == 0 || bytes.Equal(p, fromSp) {
-				end = lineOff
-				break
+				m.Problems = append(m.Problems, r.problem(lineOff+int64(i), false, "NUL byte in the message: copied as it is (an IMAP destination without BINARY support may refuse it)"))
 			}
 		}
 		if first && start {
 			first = false
-			if !isBlank(b, r.layout.EOL) && !isHeaderField(b) && !bytes.HasPrefix(b, []byte(">From ")) && !bytes.HasPrefix(b, fromSp) {
+			if !firstLineOK(b) {
 				m.Problems = append(m.Problems, r.problem(lineOff, true, "no header field after the From_ line: not a mail message (binary junk?)"))
 			}
 		}
-		wasHeader := em.inHeader
-		out, _ := em.write(b, start)
-		if wasHeader {
-			if start {
-				h.line(out, em.inHeader)
-			} else {
-				h.more(out)
-			}
-			if !em.inHeader {
-				h.bodyStart = r.pos
-			}
-			if !em.inHeader && h.cl >= 0 {
-				h.finish()
+		blank := start && complete && isBlank(b, r.layout.EOL)
+		if blank && em.inHeader {
+			// The header ends here; a Content-Length that checks out
+			// delimits the body.
+			h.finish()
+			h.bodyStart = r.pos
+			if h.cl >= 0 {
 				if e, ok := r.verifyCL(r.pos, h.cl); ok {
 					clEnd = e
 				}
 			}
-			continue
 		}
-		if start {
-			if clEnd >= 0 {
-				if bytes.HasPrefix(b, fromSp) {
-					r.clFromLines++
-				}
-			} else if len(b) > 6 && b[0] == '>' && b[1] == '>' {
-				i := 0
-				for i < len(b) && b[i] == '>' {
-					i++
-				}
-				if bytes.HasPrefix(b[i:], fromSp) {
-					r.rdLines++
+		if blank && clEnd < 0 {
+			// A blank line before EOF or a From_ line separates messages.
+			// Peek may move the buffer under b: keep a copy (<= 2 bytes).
+			var keep [2]byte
+			b = keep[:copy(keep[:], b)]
+			if p, _ := r.br.Peek(1); len(p) == 0 || r.boundary(true) {
+				end = lineOff
+				break
+			}
+		}
+		if start && len(b) > 6 && b[0] == '>' && b[1] == '>' {
+			i := 0
+			for i < len(b) && b[i] == '>' {
+				i++
+			}
+			if bytes.HasPrefix(b[i:], fromSp) {
+				rdLines++
+			}
+		}
+		wasHeader := em.inHeader
+		em.write(b, start)
+		if wasHeader {
+			if !blank {
+				if start {
+					h.line(b, true)
+				} else {
+					h.more(b)
 				}
 			}
+			continue
+		}
+		if start && clEnd >= 0 && bytes.HasPrefix(b, fromSp) {
+			clFromLines++
 		}
 	}
 	m.Len = end - m.Start
-	m.Size = em.n
-	m.Sum = em.sum()
 	if m.Len == 0 {
 		m.Problems = append(m.Problems, r.problem(m.Offset, true, "empty message (a From_ line and nothing else)"))
 	}
@@ -392,6 +474,40 @@ func (r *Reader) message() (*Message, error) {
 	if noEOL && end == r.size {
 		m.Problems = append(m.Problems, r.problem(end, false, "file ends in the middle of a line (truncated?)"))
 	}
+
+	// The dialect of this message (see the package doc).
+	f := r.layout.Format
+	r.stats.Messages++
+	if f == Auto {
+		switch {
+		case clEnd >= 0 && clFromLines > 0:
+			f = MboxCL2
+		case rdLines > 0 && h.seenMoz:
+			f = MboxRD
+		default:
+			f = MboxO
+			if rdLines > 0 && em.differ(MboxO, MboxRD) {
+				if r.stats.Doubtful == 0 {
+					r.stats.FirstDoubtful = m.Offset
+				}
+				r.stats.Doubtful++
+			}
+		}
+	}
+	switch {
+	case r.layout.Format == Auto && !em.differ(MboxO, MboxRD) && !em.differ(MboxO, MboxCL2):
+		r.stats.Same++
+	case f == MboxO:
+		r.stats.MboxO++
+	case f == MboxRD:
+		r.stats.MboxRD++
+	case f == MboxCL2:
+		r.stats.MboxCL2++
+	}
+	m.Layout = Layout{Format: f, EOL: r.layout.EOL}
+	out := em.reading(f)
+	m.Size = out.n
+	m.Sum = sum(out)
 	m.HeaderDate = h.date
 	m.Flags = h.flags
 	m.Expunged = h.expunged
@@ -400,8 +516,9 @@ func (r *Reader) message() (*Message, error) {
 
 // verifyCL checks a Content-Length of cl body bytes starting at bodyStart.
 // It returns the message end when the body ends at a line break and is
-// followed by EOF, a blank line and EOF, or a blank line and a From_ line.
-// A length that includes the separating blank line is accepted too.
+// followed by EOF, a blank line and EOF, a blank line and a From_ line, or
+// a From_ line. A length that includes the separating blank line is
+// accepted too.
 func (r *Reader) verifyCL(bodyStart, cl int64) (int64, bool) {
 	e := bodyStart + cl
 	if cl < 0 || e > r.size {
@@ -444,6 +561,11 @@ func (r *Reader) verifyCL(bodyStart, cl int64) (int64, bool) {
 			return e - 2, true
 		}
 	}
+	// A From_ line right after the body (a writer that puts no blank line
+	// between messages).
+	if bytes.HasPrefix(after, fromSp) {
+		return e, true
+	}
 	return 0, false
 }
 
@@ -485,7 +607,7 @@ func (h *headerState) line(b []byte, stillHeader bool) {
 	if i <= 0 {
 		return
 	}
-	switch n := strings.ToLower(string(b[:i])); n {
+	switch n := strings.ToLower(strings.TrimRight(string(b[:i]), " \t")); n {
 	case "status", "x-status", "x-mozilla-status", "x-mozilla-keys", "date", "content-length":
 		h.name = n
 		h.val = append(h.val[:0], b[i+1:min(len(b), i+1+maxField)]...)
@@ -507,6 +629,7 @@ func (h *headerState) flush() {
 	case "status", "x-status":
 		statusFlags(v, h.add)
 	case "x-mozilla-status":
+		h.seenMoz = true
 		if exp, ok := mozillaFlags(v, h.add); ok {
 			h.expunged = h.expunged || exp
 		}

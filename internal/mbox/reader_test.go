@@ -37,7 +37,7 @@ func readAll(t *testing.T, name string, data []byte, opts Options) ([]got, Layou
 			t.Fatalf("%s: Next: %v", name, err)
 		}
 		var b bytes.Buffer
-		n, sum, err := Copy(&b, ra, name, m.Start, m.Len, r.Layout())
+		n, sum, err := Copy(&b, ra, name, m.Start, m.Len, m.Layout)
 		if err != nil {
 			t.Fatalf("%s: Copy at %d: %v", name, m.Start, err)
 		}
@@ -164,14 +164,45 @@ func TestGoMboxCrossCheck(t *testing.T) {
 }
 
 func TestMboxRD(t *testing.T) {
-	gs, l := readFile(t, "mboxrd.mbox", Options{})
-	if l.Format != MboxRD {
-		t.Fatalf("detected %v, want mboxrd", l.Format)
-	}
-	wantBodies(t, gs,
+	rd := []string{
 		"From: Alice <alice@example.org>\nSubject: rd one\nMessage-ID: <rd1@example.org>\nStatus: R\n\nFrom the start.\n>From once quoted.\n>>From twice quoted.\n> From with a space stays.\n",
-		"From: Bob <bob@example.org>\nSubject: rd two\nMessage-ID: <rd2@example.org>\n\nplain\n")
+		"From: Bob <bob@example.org>\nSubject: rd two\nMessage-ID: <rd2@example.org>\n\nplain\n"}
+	gs, _ := readFile(t, "mboxrd.mbox", Options{Format: MboxRD})
+	wantBodies(t, gs, rd...)
 	wantFlags(t, gs[0].m, `\Seen`)
+	if gs[0].m.Layout.Format != MboxRD {
+		t.Errorf("forced format: message read as %v", gs[0].m.Layout.Format)
+	}
+	// Auto: nothing in the file says who wrote it, and its >>From lines
+	// read differently as mboxo and mboxrd: they are kept as written, and
+	// the doubt is counted.
+	gs, st := readStats(t, "mboxrd.mbox", mustRead(t, "mboxrd.mbox"), Options{})
+	wantBodies(t, gs, strings.Replace(strings.Replace(rd[0], "\n>From once", "\n>>From once", 1), "\n>>From twice", "\n>>>From twice", 1), rd[1])
+	if st.Messages != 2 || st.Doubtful != 1 || st.FirstDoubtful != 0 || st.Same != 1 {
+		t.Errorf("stats %+v (%s)", st, st)
+	}
+}
+
+// readStats is readAll that also returns the Reader's Stats.
+func readStats(t *testing.T, name string, data []byte, opts Options) ([]got, Stats) {
+	t.Helper()
+	gs, _ := readAll(t, name, data, opts)
+	r := NewReader(bytes.NewReader(data), int64(len(data)), name, opts)
+	for {
+		if _, err := r.Next(); err != nil {
+			break
+		}
+	}
+	return gs, r.Stats()
+}
+
+func mustRead(t *testing.T, file string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "mbox", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // TestMboxRDRoundTrip writes bodies the mboxrd way and reads them back.
@@ -197,9 +228,9 @@ func TestMboxRDRoundTrip(t *testing.T) {
 }
 
 func TestMboxCL2(t *testing.T) {
-	gs, l := readFile(t, "mboxcl2.mbox", Options{})
-	if l.Format != MboxCL2 {
-		t.Fatalf("detected %v, want mboxcl2", l.Format)
+	gs, _ := readFile(t, "mboxcl2.mbox", Options{})
+	if gs[0].m.Layout.Format != MboxCL2 {
+		t.Fatalf("read as %v, want mboxcl2", gs[0].m.Layout.Format)
 	}
 	wantBodies(t, gs,
 		"From: Alice <alice@example.org>\nSubject: cl2 one\nMessage-ID: <cl1@example.org>\nContent-Length: 56\n\nunquoted lines follow\n\nFrom inside the body\n>From stays\n",
@@ -209,12 +240,18 @@ func TestMboxCL2(t *testing.T) {
 			t.Errorf("problems: %s", problems(g.m))
 		}
 	}
-	// Without Content-Length, the same body would be split in two.
-	data, _ := os.ReadFile(filepath.Join("..", "..", "testdata", "mbox", "mboxcl2.mbox"))
+	// Without Content-Length, "From inside the body" still does not split
+	// the message (it is no From_ line: no date), but a real From_ line
+	// in its place would.
+	data := mustRead(t, "mboxcl2.mbox")
 	stripped := bytes.ReplaceAll(bytes.ReplaceAll(data, []byte("Content-Length: 56\n"), nil), []byte("Content-Length: 6\n"), nil)
 	gs2, _ := readAll(t, "nocl.mbox", stripped, Options{Format: MboxCL2})
-	if len(gs2) != 3 {
-		t.Errorf("without Content-Length: %d messages, want 3", len(gs2))
+	if len(gs2) != 2 || !strings.Contains(gs2[0].body, "\nFrom inside the body\n") {
+		t.Errorf("without Content-Length: %d messages, want 2", len(gs2))
+	}
+	dated := bytes.Replace(stripped, []byte("From inside the body"), []byte("From x@y Sat Jan  1 00:00:00 2000"), 1)
+	if gs3, _ := readAll(t, "nocl2.mbox", dated, Options{Format: MboxCL2}); len(gs3) != 3 {
+		t.Errorf("without Content-Length, a From_ line in the body: %d messages, want 3", len(gs3))
 	}
 }
 
@@ -251,7 +288,7 @@ func TestBinaryJunkAndNUL(t *testing.T) {
 		t.Fatalf("%d messages", len(gs))
 	}
 	err := gs[1].m.Err()
-	if err == nil || !strings.Contains(err.Error(), "bad-nul-binary.mbox: offset 133: NUL byte") {
+	if err == nil || !strings.Contains(err.Error(), "bad-nul-binary.mbox: offset 133: no header field") {
 		t.Errorf("binary message: %v", err)
 	}
 	for _, i := range []int{0, 2} {
@@ -454,7 +491,7 @@ func TestHugeMessage(t *testing.T) {
 		t.Fatalf("size %d, want %d", m.Size, written)
 	}
 	h := sha256.New()
-	n, _, err := Copy(h, fh, p, m.Start, m.Len, r.Layout())
+	n, _, err := Copy(h, fh, p, m.Start, m.Len, m.Layout)
 	if err != nil || n != written {
 		t.Fatalf("copy: %d, %v", n, err)
 	}
@@ -498,5 +535,121 @@ func TestParseFormat(t *testing.T) {
 	}
 	if _, err := ParseFormat("babyl"); err == nil {
 		t.Error("babyl accepted")
+	}
+}
+
+// TestNoBlankSeparator: a valid From_ line starts a message with or
+// without a blank line before it; a "From " line that is no From_ line
+// (no date) does not split a message, blank line or not.
+func TestNoBlankSeparator(t *testing.T) {
+	gs, _ := readFile(t, "no-blank-separator.mbox", Options{})
+	wantBodies(t, gs,
+		"From: Alice <alice@example.org>\nSubject: one\nMessage-ID: <nb1@example.org>\n\nfirst body\n",
+		"From: Bob <bob@example.org>\nSubject: two\nMessage-ID: <nb2@example.org>\n\nsecond body\n\nFrom here on the writer forgot to quote this line.\nstill the second message\n",
+		"From: Carol <carol@example.org>\nSubject: three\nMessage-ID: <nb3@example.org>\n\nFrom the desk of Carol: not a From_ line either\nthird body\n")
+	for i, g := range gs {
+		if g.m.Err() != nil || g.m.Date.IsZero() {
+			t.Errorf("message %d: %v, date %v", i, g.m.Err(), g.m.Date)
+		}
+	}
+	if gs[1].m.Offset != 135 {
+		t.Errorf("second message at offset %d, want 135", gs[1].m.Offset)
+	}
+}
+
+// TestBOMAndBlankStart: a byte-order mark or blank (also whitespace-only)
+// lines before the first From_ line do not cost the first message.
+func TestBOMAndBlankStart(t *testing.T) {
+	gs, _ := readFile(t, "bom-start.mbox", Options{})
+	wantBodies(t, gs,
+		"From: Alice <alice@example.org>\nSubject: after a byte-order mark\nMessage-ID: <bom1@example.org>\n\nkept\n",
+		"From: Bob <bob@example.org>\nSubject: second\nMessage-ID: <bom2@example.org>\n\nkept too\n")
+	if gs[0].m.Err() != nil || gs[0].m.Offset != 3 || !strings.Contains(problems(gs[0].m), "byte-order mark") {
+		t.Errorf("first message: offset %d, %s", gs[0].m.Offset, problems(gs[0].m))
+	}
+	gs, _ = readFile(t, "blank-start.mbox", Options{})
+	wantBodies(t, gs, "From: Alice <alice@example.org>\nSubject: after blank lines\nMessage-ID: <bl1@example.org>\n\nkept\n")
+	if gs[0].m.Err() != nil || gs[0].m.Junk {
+		t.Errorf("first message: %s", problems(gs[0].m))
+	}
+}
+
+// TestNULInText: a NUL byte does not make a text message junk; it is
+// copied as it is, with a warning.
+func TestNULInText(t *testing.T) {
+	gs, _ := readFile(t, "nul-in-text.mbox", Options{})
+	wantBodies(t, gs,
+		"From: Alice <alice@example.org>\nSubject: a text message with one NUL byte\nMessage-ID: <nul1@example.org>\n\na stray \x00 byte in a line\n",
+		"From: Bob <bob@example.org>\nSubject: plain\nMessage-ID: <nul2@example.org>\n\nok\n")
+	if gs[0].m.Err() != nil || !strings.Contains(problems(gs[0].m), "nul-in-text.mbox: offset 162: NUL byte") {
+		t.Errorf("NUL message: %v; %s", gs[0].m.Err(), problems(gs[0].m))
+	}
+}
+
+// TestLenientHeaders: what mail readers accept as a header is a message.
+func TestLenientHeaders(t *testing.T) {
+	gs, _ := readFile(t, "lenient-headers.mbox", Options{})
+	if len(gs) != 3 {
+		t.Fatalf("%d messages", len(gs))
+	}
+	for i, want := range []string{"Subject : obsolete", "   \nFrom: Bob", "\xef\xbb\xbfFrom: Carol"} {
+		if err := gs[i].m.Err(); err != nil || !strings.HasPrefix(gs[i].body, want) {
+			t.Errorf("message %d: %v %q", i, err, gs[i].body)
+		}
+	}
+	for _, c := range []struct {
+		line string
+		ok   bool
+	}{
+		{"Subject: x\n", true}, {"Subject : x\n", true}, {"Subject\t: x\n", true}, {"  \n", true}, {"\n", true},
+		{"\xef\xbb\xbfSubject: x\n", true}, {" folded: x\n", true}, {">From x\n", true},
+		{"\x00\x01binary\n", false}, {"no colon here\n", false}, {": no name\n", false}, {"\x89PNG\r\n", false},
+	} {
+		if got := firstLineOK([]byte(c.line)); got != c.ok {
+			t.Errorf("firstLineOK(%q) = %v", c.line, got)
+		}
+	}
+}
+
+// TestDialectPerMessage: the dialect is chosen per message from what
+// cannot mislead. A mboxo file with one >>From line stays mboxo (the line
+// is kept as written, and the doubt is counted); a message written by
+// Thunderbird, which reads every mbox as mboxrd, is read as mboxrd, also
+// far into a large file.
+func TestDialectPerMessage(t *testing.T) {
+	gs, st := readStats(t, "mboxo-one-rdline.mbox", mustRead(t, "mboxo-one-rdline.mbox"), Options{})
+	if len(gs) != 3 {
+		t.Fatalf("%d messages", len(gs))
+	}
+	if !strings.HasSuffix(gs[0].body, "\n\nFrom the start, quoted by the writer.\n") {
+		t.Errorf("message 0: %q", gs[0].body)
+	}
+	if !strings.HasSuffix(gs[1].body, "\n>>From the start, quoted by the writer.\n") || gs[1].m.Layout.Format != MboxO {
+		t.Errorf("mboxo message with a >>From line changed: %q (%v)", gs[1].body, gs[1].m.Layout.Format)
+	}
+	if !strings.HasSuffix(gs[2].body, "\n>From a line that was >From before.\n") || gs[2].m.Layout.Format != MboxRD {
+		t.Errorf("Thunderbird message: %q (%v)", gs[2].body, gs[2].m.Layout.Format)
+	}
+	if st.Messages != 3 || st.MboxO != 2 || st.Doubtful != 1 || st.FirstDoubtful != gs[1].m.Offset || st.MboxRD != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	if s := st.String(); !strings.Contains(s, "1 read as mboxo in doubt") || !strings.Contains(s, "1 read as mboxrd") {
+		t.Errorf("stats string %q", s)
+	}
+
+	// 9 MiB of plain messages, then the same two messages: read the same
+	// way as at the start of a file.
+	var big bytes.Buffer
+	filler := "From a@b Sat Jan  1 00:00:00 2000\nSubject: filler\n\n" + strings.Repeat("x", 1000) + "\n\n"
+	for big.Len() < 9<<20 {
+		big.WriteString(filler)
+	}
+	tail := mustRead(t, "mboxo-one-rdline.mbox")
+	tail = tail[bytes.Index(tail, []byte("From bob@")):]
+	big.Write(tail)
+	gs, _ = readAll(t, "big.mbox", big.Bytes(), Options{})
+	n := len(gs)
+	if !strings.HasSuffix(gs[n-2].body, "\n>>From the start, quoted by the writer.\n") || !strings.HasSuffix(gs[n-1].body, "\n>From a line that was >From before.\n") {
+		t.Errorf("past 9 MiB: %q / %q", gs[n-2].body, gs[n-1].body)
 	}
 }

@@ -1,0 +1,130 @@
+package sources
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/mailhaul/mailhaul/migrate"
+)
+
+// listAll returns folder name -> message IDs.
+func listAll(t *testing.T, s migrate.Source) map[string][]string {
+	t.Helper()
+	ctx := context.Background()
+	mbs, err := s.Mailboxes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, mb := range mbs {
+		if mb.NoSelect {
+			out[mb.Name] = nil
+			continue
+		}
+		if _, dup := out[mb.Name]; dup {
+			t.Errorf("folder %q listed twice", mb.Name)
+		}
+		out[mb.Name] = []string{}
+		if err := s.List(ctx, mb, func(m migrate.Message) error {
+			out[mb.Name] = append(out[mb.Name], m.ID+" "+strings.Join(m.Flags, ","))
+			return nil
+		}); err != nil {
+			t.Fatalf("list %s: %v", mb.Name, err)
+		}
+	}
+	return out
+}
+
+// TestMaildirWithoutNewOrCur reads testdata/maildir-git, a Maildir++ tree
+// as git stores it (no empty directories): INBOX has cur/ only, Archive
+// new/ only, Sent cur/ only. Every folder and message is there.
+func TestMaildirWithoutNewOrCur(t *testing.T) {
+	s, err := OpenMaildir(filepath.Join("..", "testdata", "maildir-git"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := listAll(t, s)
+	want := map[string][]string{
+		"INBOX":   {`1559548800.M1P1.archive \Seen`},
+		"Archive": {"1559635200.M2P1.archive "},
+		"Sent":    {`1559721600.M3P1.archive \Answered,\Seen`},
+	}
+	if len(got) != len(want) {
+		t.Errorf("folders %v", got)
+	}
+	for f, w := range want {
+		if strings.Join(got[f], "|") != strings.Join(w, "|") {
+			t.Errorf("%s: %q, want %q", f, got[f], w)
+		}
+	}
+}
+
+func mkMaildir(t *testing.T, dir string, msgs ...string) {
+	t.Helper()
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range msgs {
+		if err := os.WriteFile(filepath.Join(dir, "cur", m+":2,S"), []byte("Subject: "+m+"\n\nx\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestMaildirSymlinkLoops: symbolic links to a parent in a nested tree
+// (one gave 64 bogus folders and 29 copies of a message; two made the walk
+// grow without bound) are read once: no duplicate folder, every message
+// once, and the loops are reported. A link to a folder elsewhere is
+// followed. A cancelled context stops the walk.
+func TestMaildirSymlinkLoops(t *testing.T) {
+	root := t.TempDir()
+	mkMaildir(t, root, "inbox1")
+	mkMaildir(t, filepath.Join(root, "A"), "a1")
+	mkMaildir(t, filepath.Join(root, "A", "B"), "b1")
+	os.MkdirAll(filepath.Join(root, "Only", "Structure"), 0o700)
+	mkMaildir(t, filepath.Join(root, "Only", "Structure", "Deep"), "d1")
+	for link, target := range map[string]string{"A/up": "..", "A/B/up2": "../..", "A/B/self": ".", "A/again": "B"} {
+		if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	elsewhere := t.TempDir()
+	mkMaildir(t, filepath.Join(elsewhere, "Far"), "f1")
+	os.Symlink(filepath.Join(elsewhere, "Far"), filepath.Join(root, "Far"))
+
+	s, err := OpenMaildir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var warns []string
+	s.Warn = func(err error) { warns = append(warns, err.Error()) }
+	got := listAll(t, s)
+	var names []string
+	for n := range got {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if strings.Join(names, ",") != "A,A/B,Far,INBOX,Only,Only/Structure,Only/Structure/Deep" {
+		t.Errorf("folders %v", names)
+	}
+	if len(got["INBOX"]) != 1 || len(got["A/B"]) != 1 || len(got["Far"]) != 1 {
+		t.Errorf("messages %v", got)
+	}
+	if len(warns) != 4 || !strings.Contains(strings.Join(warns, "\n"), "the same directory as folder") {
+		t.Errorf("warnings %q", warns)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s2, _ := OpenMaildir(root)
+	if _, err := s2.Mailboxes(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled walk: %v", err)
+	}
+}
