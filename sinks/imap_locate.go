@@ -198,6 +198,12 @@ func normMID(mid string) string {
 // not exist.
 func (s *IMAP) examine(ctx context.Context, c *imapconn.Conn, folder string) (data *imap.SelectData, fresh bool, err error) {
 	if c.Selected == folder && c.SelectData != nil {
+		// A selection kept from earlier sees messages other connections
+		// appended only once the server has announced them (Dovecot and
+		// imapserver do so after a command): NOOP first.
+		if err := c.Do(ctx, func() error { return c.Noop().Wait() }); err != nil {
+			return nil, false, imapconn.Classify(fmt.Errorf("noop: %w", err))
+		}
 		return c.SelectData, false, nil
 	}
 	data, err = c.Select(ctx, folder, true)
