@@ -31,6 +31,7 @@ fuzz ./internal/maildir FuzzDecodePlusPlus
 fuzz ./internal/maildir FuzzFolderDir
 fuzz ./internal/maildir FuzzSplitName
 fuzz ./migrate FuzzMessageIDFromHeader
+fuzz ./sinks FuzzEscapeComponent
 if grep -q 'func FuzzReader' internal/mbox/*_test.go 2>/dev/null; then
   fuzz ./internal/mbox FuzzReader
 fi

@@ -33,6 +33,17 @@ func (e *engine) list(ctx context.Context, out chan<- []*job) error {
 	if err != nil {
 		return fmt.Errorf("list source folders: %w", err)
 	}
+	var sel []Mailbox
+	for _, mb := range mbs {
+		if e.o.Selected(mb.Name) {
+			if e.o.Mapped(mb.Name) {
+				mb.SpecialUse, mb.UseGuessed = "", false // an explicit --map wins
+			}
+			sel = append(sel, mb)
+		}
+	}
+	AssignSpecialUses(sel)
+	mbs = sel
 	for _, mb := range mbs {
 		if err := ctx.Err(); err != nil {
 			return err

@@ -34,6 +34,9 @@ const (
 	Settled
 	// Waiting: the run waits (Err says for what, Bytes how many messages).
 	Waiting
+	// FlagsDropped: a message was stored without Flags, which the
+	// destination does not keep (Err says why).
+	FlagsDropped
 )
 
 // Event is one thing that happened during a run. Reporters receive events
@@ -45,7 +48,8 @@ type Event struct {
 	ID     string // source message id
 	Bytes  int64
 	Found  bool
-	How    string // Settled: SettledFound, SettledResent, SettledRemoved, SettledPossibleDuplicate
+	How    string   // Settled: SettledFound, SettledResent, SettledRemoved, SettledPossibleDuplicate
+	Flags  []string // FlagsDropped
 	Err    error
 }
 
@@ -78,6 +82,15 @@ type SettledCopy struct {
 	Detail string `json:"detail,omitempty"`
 }
 
+// DroppedFlag counts the messages stored without a flag the destination
+// folder does not keep.
+type DroppedFlag struct {
+	Dest     string `json:"dest"`
+	Flag     string `json:"flag"`
+	Messages int    `json:"messages"`
+	Reason   string `json:"reason"`
+}
+
 // FolderReport counts one folder.
 type FolderReport struct {
 	Name     string `json:"name"`
@@ -100,12 +113,14 @@ type Report struct {
 	Recovered  int   `json:"recovered"` // intents of a killed run found on the sink
 	// Settled lists every append whose outcome was unknown (connection
 	// lost, process killed with it on the wire) and how it was settled.
-	Settled  []SettledCopy    `json:"settled"`
-	Skipped  []SkippedMessage `json:"skipped"`
-	Folders  []FolderReport   `json:"folders"`
-	Warnings []string         `json:"warnings,omitempty"`
-	Elapsed  time.Duration    `json:"elapsed_ns"`
-	Error    string           `json:"error,omitempty"`
+	Settled []SettledCopy    `json:"settled"`
+	Skipped []SkippedMessage `json:"skipped"`
+	// DroppedFlags lists flags the destination did not keep, per folder.
+	DroppedFlags []DroppedFlag  `json:"dropped_flags,omitempty"`
+	Folders      []FolderReport `json:"folders"`
+	Warnings     []string       `json:"warnings,omitempty"`
+	Elapsed      time.Duration  `json:"elapsed_ns"`
+	Error        string         `json:"error,omitempty"`
 	// Interrupted is set when the context was cancelled before the end.
 	Interrupted bool `json:"interrupted"`
 }
@@ -116,10 +131,12 @@ type tally struct {
 	r       Report
 	folders map[string]*FolderReport
 	order   []string
+	dropped map[[2]string]*DroppedFlag
+	dorder  [][2]string
 }
 
 func newTally(dry bool) *tally {
-	return &tally{r: Report{DryRun: dry, Skipped: []SkippedMessage{}, Settled: []SettledCopy{}}, folders: map[string]*FolderReport{}}
+	return &tally{r: Report{DryRun: dry, Skipped: []SkippedMessage{}, Settled: []SettledCopy{}}, folders: map[string]*FolderReport{}, dropped: map[[2]string]*DroppedFlag{}}
 }
 
 func (t *tally) folder(name, dest string) *FolderReport {
@@ -175,6 +192,20 @@ func (t *tally) add(e Event) {
 		if e.Found {
 			t.r.Recovered++
 		}
+	case FlagsDropped:
+		for _, f := range e.Flags {
+			k := [2]string{e.Dest, f}
+			d, ok := t.dropped[k]
+			if !ok {
+				d = &DroppedFlag{Dest: e.Dest, Flag: f}
+				if e.Err != nil {
+					d.Reason = e.Err.Error()
+				}
+				t.dropped[k] = d
+				t.dorder = append(t.dorder, k)
+			}
+			d.Messages++
+		}
 	case Settled:
 		sc := SettledCopy{Folder: e.Folder, ID: e.ID, Dest: e.Dest, How: e.How}
 		if e.Err != nil {
@@ -199,6 +230,10 @@ func (t *tally) report() Report {
 	}
 	r.Skipped = append([]SkippedMessage{}, t.r.Skipped...)
 	r.Settled = append([]SettledCopy{}, t.r.Settled...)
+	r.DroppedFlags = nil
+	for _, k := range t.dorder {
+		r.DroppedFlags = append(r.DroppedFlags, *t.dropped[k])
+	}
 	sort.SliceStable(r.Skipped, func(i, j int) bool {
 		if r.Skipped[i].Folder != r.Skipped[j].Folder {
 			return r.Skipped[i].Folder < r.Skipped[j].Folder

@@ -95,6 +95,11 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if o.Checkpoint == nil && !o.DryRun {
 		return Report{}, errors.New("migrate: no checkpoint")
 	}
+	if fd, ok := o.Sink.(FlagDropper); ok {
+		fd.SetDropped(func(dest string, m Message, flags []string, why string) {
+			e.rep(Event{Kind: FlagsDropped, Folder: m.Mailbox, Dest: dest, ID: m.ID, Flags: flags, Err: errors.New(why)})
+		})
+	}
 	var err error
 	if !o.DryRun {
 		err = e.recoverPending(ctx)

@@ -61,3 +61,39 @@ func MailboxLess(a, b string) bool {
 	}
 	return strings.ReplaceAll(a, "/", "\x00") < strings.ReplaceAll(b, "/", "\x00")
 }
+
+// GuessSpecialUse sets mb's SpecialUse from its name when the store gave
+// it none, marking it guessed.
+func GuessSpecialUse(mb *Mailbox) {
+	if mb.SpecialUse == "" {
+		if u := SpecialUseByName(mb.Name); u != "" {
+			mb.SpecialUse, mb.UseGuessed = u, true
+		}
+	}
+}
+
+// AssignSpecialUses makes each special use belong to one source folder at
+// most, so that two source folders are never merged into the destination's
+// folder of that use: the first folder (in mailbox order) that carries the
+// use as an attribute keeps it, else the first whose name guesses it; every
+// other folder claiming it loses the use and keeps its own name ("Sent
+// Items" with \Sent and "Gesendet" both become... only the former goes to
+// the destination's Sent folder).
+func AssignSpecialUses(mbs []Mailbox) {
+	owner := map[string]int{}
+	for pass := 0; pass < 2; pass++ {
+		for i, mb := range mbs {
+			if mb.SpecialUse == "" || mb.UseGuessed != (pass == 1) {
+				continue
+			}
+			if _, taken := owner[mb.SpecialUse]; !taken {
+				owner[mb.SpecialUse] = i
+			}
+		}
+	}
+	for i := range mbs {
+		if u := mbs[i].SpecialUse; u != "" && owner[u] != i {
+			mbs[i].SpecialUse, mbs[i].UseGuessed = "", false
+		}
+	}
+}

@@ -32,6 +32,10 @@ type Mailbox struct {
 	// SpecialUse is an RFC 6154 attribute such as `\Sent` or `\Trash`, taken
 	// from the server or guessed from a well-known name; "" if none.
 	SpecialUse string
+	// UseGuessed says SpecialUse comes from the folder's name, not from an
+	// attribute the store gave it. The engine decides which folder keeps
+	// a guessed use (AssignSpecialUses).
+	UseGuessed bool
 	// Epoch is what makes message IDs meaningful: IMAP UIDVALIDITY, ""
 	// for stores whose IDs never reset (Maildir, mbox, POP3).
 	Epoch string
@@ -130,6 +134,16 @@ type Sink interface {
 	Append(ctx context.Context, folder string, msg Message, body *Body) (ref string, err error)
 	Limits() Limits
 	Close() error
+}
+
+// FlagDropper is implemented by sinks that store a message without some of
+// its flags when the destination cannot keep them (IMAP PERMANENTFLAGS, the
+// 26 keywords of a Dovecot Maildir folder). Run calls SetDropped once,
+// before anything else, with the function through which the sink reports
+// each such message (from the appender goroutines: it must not block); the
+// run's report lists them per destination folder and flag.
+type FlagDropper interface {
+	SetDropped(func(dest string, msg Message, flags []string, why string))
 }
 
 // Syncer is implemented by sinks whose Append is not durable on its own.

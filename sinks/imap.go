@@ -27,8 +27,9 @@ import (
 // Folder names: Prepare turns mailhaul's "/" names into the server's
 // syntax (personal namespace prefix such as Courier's "INBOX." and the
 // hierarchy delimiter) and returns that server name; Append and the
-// intents recorded by the engine use it. A "/"-component that contains the
-// server's delimiter has it replaced by "_" (it cannot be represented).
+// intents recorded by the engine use it. Components are escaped so that
+// distinct source folders stay distinct (imap_names.go); a name the server
+// refuses is escaped further and created again, with a warning.
 //
 // Special use: a source folder with SpecialUse \Sent, \Drafts, \Trash,
 // \Junk or \Archive lands in the destination folder with that attribute
@@ -57,13 +58,20 @@ type IMAP struct {
 	pool   *imapconn.Pool
 	shared *imapconn.Shared // appends
 	warn   func(error)
+	// dropped reports messages stored without some flags (SetDropped).
+	dropped func(dest string, msg migrate.Message, flags []string, why string)
 
 	mu       sync.Mutex
 	meta     *serverMeta
 	folders  map[string]*folderInfo // server name -> info
 	warned   map[string]bool
-	claimed  map[string]bool // refs identified after APPENDs without APPENDUID
-	prefixTo string          // endpoint folder (server syntax) everything goes under
+	claimed  map[string]bool   // refs identified after APPENDs without APPENDUID
+	assigned map[string]string // destination folder -> the source folder Prepare gave it
+	prefixTo string            // endpoint folder (server syntax) everything goes under
+	// What the server refuses in folder names, learned from NO [CANNOT]
+	// (see imap_names.go), and the names it found too long.
+	rules   nameRules
+	tooLong map[string]bool
 }
 
 type serverMeta struct {
@@ -108,7 +116,7 @@ func OpenIMAP(ctx context.Context, cfg *imapconn.Config, conns int, warn func(er
 	}
 	pool := imapconn.NewPool(cfg, conns+1)
 	s := &IMAP{cfg: cfg, pool: pool, warn: warn,
-		folders: map[string]*folderInfo{}, warned: map[string]bool{}, claimed: map[string]bool{}}
+		folders: map[string]*folderInfo{}, warned: map[string]bool{}, claimed: map[string]bool{}, assigned: map[string]string{}, tooLong: map[string]bool{}}
 	c, err := s.pool.Get(ctx)
 	if err != nil {
 		return nil, err
@@ -216,9 +224,10 @@ func (s *IMAP) CRLF() {}
 func (s *IMAP) Close() error { return s.pool.Close() }
 
 var (
-	_ migrate.Indexer  = (*IMAP)(nil)
-	_ migrate.Sink     = (*IMAP)(nil)
-	_ migrate.Finder   = (*IMAP)(nil)
-	_ migrate.Remover  = (*IMAP)(nil)
-	_ migrate.CRLFSink = (*IMAP)(nil)
+	_ migrate.Indexer     = (*IMAP)(nil)
+	_ migrate.Sink        = (*IMAP)(nil)
+	_ migrate.Finder      = (*IMAP)(nil)
+	_ migrate.Remover     = (*IMAP)(nil)
+	_ migrate.CRLFSink    = (*IMAP)(nil)
+	_ migrate.FlagDropper = (*IMAP)(nil)
 )

@@ -55,7 +55,7 @@ func (s *IMAP) appendOn(ctx context.Context, c *imapconn.Conn, folder string, ms
 	s.mu.Lock()
 	before := fi.uidNext // a lower bound of this copy's UID
 	s.mu.Unlock()
-	opts := &imap.AppendOptions{Flags: s.flagsFor(folder, fi, msg.Flags), Time: msg.Date}
+	opts := &imap.AppendOptions{Flags: s.flagsFor(folder, fi, msg), Time: msg.Date}
 	var data *imap.AppendData
 	sent := false
 	err = c.Do(ctx, func() error {

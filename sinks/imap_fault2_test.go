@@ -75,12 +75,15 @@ func newBody(t *testing.T, s string) *migrate.Body {
 	return b
 }
 
-// A keyword the folder cannot store is dropped with a warning; the
+// A keyword the folder cannot store is dropped and reported; the
 // message is still appended with the flags that can be stored.
 func TestIMAPSinkPermanentFlags(t *testing.T) {
 	addr, _ := startMem(t, imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}}, func(s imapserver.Session) imapserver.Session { return strictSession{s} })
 	var warns []string
-	sink := memSink(t, addr, func(err error) { warns = append(warns, err.Error()) })
+	sink := memSink(t, addr, nil)
+	sink.SetDropped(func(dest string, m migrate.Message, flags []string, why string) {
+		warns = append(warns, dest+": "+strings.Join(flags, " ")+" "+why)
+	})
 	ctx := context.Background()
 	dest, err := sink.Prepare(ctx, migrate.Mailbox{Name: "INBOX"}, "INBOX")
 	if err != nil {

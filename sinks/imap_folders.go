@@ -50,7 +50,7 @@ func (s *IMAP) serverNameLocked(name string) string {
 	}
 	parts := strings.Split(name, "/")
 	for i, p := range parts {
-		parts[i] = strings.ReplaceAll(p, string(m.delim), "_")
+		parts[i] = escapeComponent(p, m.delim, s.rules, s.tooLong[name])
 	}
 	n := strings.Join(parts, string(m.delim))
 	if s.prefixTo != "" {
@@ -90,19 +90,44 @@ func (s *IMAP) Prepare(ctx context.Context, src migrate.Mailbox, name string) (s
 }
 
 func (s *IMAP) prepare(ctx context.Context, c *imapconn.Conn, src migrate.Mailbox, name string) (string, error) {
+	for attempt := 0; ; attempt++ {
+		dest, err := s.prepareAs(ctx, c, src, name)
+		ie := imapconn.IMAPError(err)
+		if ie == nil || ie.Code == imap.ResponseCodeOverQuota || attempt >= 3 {
+			return dest, err
+		}
+		// The server refused the name: escape what it refuses, once
+		// learned for every later name, and try again.
+		s.mu.Lock()
+		before := s.serverNameLocked(name)
+		learned, long := s.rules.learn(ie.Text)
+		if long {
+			s.tooLong[name] = true
+		}
+		after := s.serverNameLocked(name)
+		s.mu.Unlock()
+		if !(learned || long) || after == before {
+			return dest, err
+		}
+		s.warn(fmt.Errorf("IMAP destination %s refused folder name %q (%s); creating it as %q", s.cfg.Addr(), before, ie.Text, after))
+	}
+}
+
+// prepareAs is one attempt of prepare with the names as escaped now.
+func (s *IMAP) prepareAs(ctx context.Context, c *imapconn.Conn, src migrate.Mailbox, name string) (string, error) {
 	s.mu.Lock()
 	m := s.meta
 	dest := s.serverNameLocked(name)
 	s.mu.Unlock()
+	// The engine decided which source folder has which use (it never
+	// gives one use to two folders); the sink does not guess again, and
+	// never sends a use to a folder it already gave another source folder.
 	use := src.SpecialUse
-	if use == "" {
-		use = migrate.SpecialUseByName(src.Name)
-	}
 	create := &imap.CreateOptions{}
 	if mappedUses[use] && s.prefixTo == "" {
-		if found := findByUse(m, use); found != "" {
+		if found := findByUse(m, use); found != "" && s.free(found, src.Name) {
 			dest = found
-		} else if m.caps.Has(imap.CapCreateSpecialUse) {
+		} else if m.caps.Has(imap.CapCreateSpecialUse) && findByUse(m, use) == "" {
 			create.SpecialUse = []imap.MailboxAttr{imap.MailboxAttr(use)}
 		}
 	}
@@ -128,6 +153,9 @@ func (s *IMAP) prepare(ctx context.Context, c *imapconn.Conn, src migrate.Mailbo
 			return "", err
 		}
 	}
+	s.mu.Lock()
+	s.assigned[dest] = src.Name
+	s.mu.Unlock()
 	if src.NoSelect {
 		return dest, nil
 	}
@@ -135,6 +163,15 @@ func (s *IMAP) prepare(ctx context.Context, c *imapconn.Conn, src migrate.Mailbo
 		return "", err
 	}
 	return dest, nil
+}
+
+// free reports whether destination folder dest may receive source folder
+// name: it was not given to another source folder by this sink.
+func (s *IMAP) free(dest, name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	owner, ok := s.assigned[dest]
+	return !ok || owner == name
 }
 
 func findByUse(m *serverMeta, use string) string {
@@ -206,30 +243,33 @@ func (s *IMAP) folder(ctx context.Context, c *imapconn.Conn, dest string) (*fold
 	return fi, nil
 }
 
-// flagsFor filters msg's flags by what the folder keeps.
-func (s *IMAP) flagsFor(dest string, fi *folderInfo, flags []string) []imap.Flag {
+// flagsFor filters msg's flags by what the folder keeps (PERMANENTFLAGS)
+// and reports the message when some are dropped (SetDropped).
+func (s *IMAP) flagsFor(dest string, fi *folderInfo, msg migrate.Message) []imap.Flag {
 	var out []imap.Flag
+	var dropped []string
 	seen := map[string]bool{}
-	for _, f := range flags {
+	for _, f := range msg.Flags {
 		lf := strings.ToLower(f)
 		if lf == `\recent` || f == "" || seen[lf] {
 			continue
 		}
 		seen[lf] = true
-		ok := fi.permanent[lf] || (fi.anyKeyword && !strings.HasPrefix(f, `\`))
-		if !ok {
-			s.mu.Lock()
-			first := !s.warned[dest+"\x00"+lf]
-			s.warned[dest+"\x00"+lf] = true
-			s.mu.Unlock()
-			if first {
-				s.warn(fmt.Errorf("IMAP destination %s folder %q does not keep flag %s (not in PERMANENTFLAGS); messages are copied without it", s.cfg.Addr(), dest, f))
-			}
-			continue
+		if fi.permanent[lf] || (fi.anyKeyword && !strings.HasPrefix(f, `\`)) {
+			out = append(out, imap.Flag(f))
+		} else {
+			dropped = append(dropped, f)
 		}
-		out = append(out, imap.Flag(f))
+	}
+	if len(dropped) > 0 && s.dropped != nil {
+		s.dropped(dest, msg, dropped, "not in the folder's PERMANENTFLAGS")
 	}
 	return out
+}
+
+// SetDropped implements migrate.FlagDropper.
+func (s *IMAP) SetDropped(f func(dest string, msg migrate.Message, flags []string, why string)) {
+	s.dropped = f
 }
 
 // noteUID raises folder's known UIDNEXT past uid (an APPEND returned it).

@@ -302,7 +302,7 @@ func TestMaildirToIMAPToMaildir(t *testing.T) {
 	}
 	defer source.Close()
 	out := t.TempDir()
-	msink, err := sinks.OpenMaildir(out, maildir.PlusPlus, nil)
+	msink, err := sinks.OpenMaildir(out, maildir.PlusPlus)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,8 +48,7 @@ type Maildir struct {
 
 	mu       sync.Mutex
 	keywords map[string]*folderKeywords // dir -> table
-	warned   map[string]bool
-	report   func(error)
+	dropped  func(dest string, msg migrate.Message, flags []string, why string)
 }
 
 type folderKeywords struct {
@@ -57,16 +56,13 @@ type folderKeywords struct {
 	kw *maildir.Keywords
 }
 
-// OpenMaildir opens (creating if needed) a Maildir tree at root. warn, if
-// not nil, receives non-fatal problems (keywords that cannot be stored).
-func OpenMaildir(root string, layout maildir.Layout, warn func(error)) (*Maildir, error) {
+// OpenMaildir opens (creating if needed) a Maildir tree at root. Keywords
+// it cannot store are reported through SetDropped.
+func OpenMaildir(root string, layout maildir.Layout) (*Maildir, error) {
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("maildir destination %s: %w", root, err)
 	}
-	if warn == nil {
-		warn = func(error) {}
-	}
-	return &Maildir{root: root, layout: layout, keywords: map[string]*folderKeywords{}, warned: map[string]bool{}, report: warn}, nil
+	return &Maildir{root: root, layout: layout, keywords: map[string]*folderKeywords{}}, nil
 }
 
 func (s *Maildir) dir(folder string) string { return maildir.FolderDir(s.root, s.layout, folder) }
@@ -152,9 +148,11 @@ func (s *Maildir) keywordTable(dir string) (*folderKeywords, error) {
 	return fk, nil
 }
 
-// info returns the ":2," letters for flags in dir, persisting new keywords
-// to dovecot-keywords before any message refers to them.
-func (s *Maildir) info(dir string, flags []string) (string, error) {
+// info returns the ":2," letters for msg's flags in dir, persisting new
+// keywords to dovecot-keywords before any message refers to them; keywords
+// past the table's 26 are reported (SetDropped).
+func (s *Maildir) info(dir, folder string, msg migrate.Message) (string, error) {
+	flags := msg.Flags
 	fk, err := s.keywordTable(dir)
 	if err != nil {
 		return "", err
@@ -167,14 +165,8 @@ func (s *Maildir) info(dir string, flags []string) (string, error) {
 			return "", fmt.Errorf("write %s: %w", filepath.Join(dir, maildir.KeywordsFile), err)
 		}
 	}
-	for _, d := range dropped {
-		s.mu.Lock()
-		first := !s.warned[dir+"\x00"+d]
-		s.warned[dir+"\x00"+d] = true
-		s.mu.Unlock()
-		if first {
-			s.report(fmt.Errorf("maildir %s: keyword %q not stored: Dovecot's keyword table holds 26 keywords per folder", dir, d))
-		}
+	if len(dropped) > 0 && s.dropped != nil {
+		s.dropped(folder, msg, dropped, "a Dovecot Maildir folder keeps at most 26 keywords (dovecot-keywords)")
 	}
 	return info, nil
 }
@@ -185,7 +177,7 @@ func (s *Maildir) info(dir string, flags []string) (string, error) {
 func (s *Maildir) Append(ctx context.Context, folder string, msg migrate.Message, body *migrate.Body) (string, error) {
 	dir := s.dir(folder)
 	base := baseName(msg.Mailbox, msg.ID, body.SHA256(), msg.Date, body.Size())
-	info, err := s.info(dir, msg.Flags)
+	info, err := s.info(dir, folder, msg)
 	if err != nil {
 		return "", err
 	}
@@ -350,6 +342,11 @@ func (s *Maildir) Index(ctx context.Context, folder string, fn func(string, int6
 		}
 	}
 	return nil
+}
+
+// SetDropped implements migrate.FlagDropper.
+func (s *Maildir) SetDropped(f func(dest string, msg migrate.Message, flags []string, why string)) {
+	s.dropped = f
 }
 
 // Limits implements migrate.Sink.

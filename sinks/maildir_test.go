@@ -58,7 +58,7 @@ func (f *fakeSource) Close() error           { return nil }
 // copyInto runs the engine from src into a Maildir at dst.
 func copyInto(t *testing.T, src migrate.Source, dst string, layout maildir.Layout) migrate.Report {
 	t.Helper()
-	sink, err := sinks.OpenMaildir(dst, layout, nil)
+	sink, err := sinks.OpenMaildir(dst, layout)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -131,9 +131,7 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 				mb.SpecialUse = `\` + strings.ToUpper(u[1:2]) + strings.ToLower(u[2:])
 			}
 		}
-		if mb.SpecialUse == "" {
-			mb.SpecialUse = migrate.SpecialUseByName(name)
-		}
+		migrate.GuessSpecialUse(&mb)
 		s.mu.Lock()
 		s.server[name] = l.Mailbox
 		s.mu.Unlock()

@@ -66,11 +66,13 @@ func (s *Maildir) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 	}
 	var out []migrate.Mailbox
 	for _, n := range noSelect {
-		out = append(out, migrate.Mailbox{Name: n, NoSelect: true, SpecialUse: migrate.SpecialUseByName(n)})
+		out = append(out, migrate.Mailbox{Name: n, NoSelect: true})
+		migrate.GuessSpecialUse(&out[len(out)-1])
 	}
 	for _, f := range folders {
 		s.folders[f.Name] = f.Dir
-		out = append(out, migrate.Mailbox{Name: f.Name, SpecialUse: migrate.SpecialUseByName(f.Name)})
+		out = append(out, migrate.Mailbox{Name: f.Name})
+		migrate.GuessSpecialUse(&out[len(out)-1])
 	}
 	migrate.SortMailboxes(out)
 	return out, nil

@@ -204,7 +204,8 @@ func dirIDOf(fi os.FileInfo) (dirID, bool) {
 func (s *Mbox) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 	var out []migrate.Mailbox
 	add := func(name, path string, noSelect bool, bad error) {
-		out = append(out, migrate.Mailbox{Name: name, SpecialUse: migrate.SpecialUseByName(name), NoSelect: noSelect})
+		out = append(out, migrate.Mailbox{Name: name, NoSelect: noSelect})
+		migrate.GuessSpecialUse(&out[len(out)-1])
 		if !noSelect {
 			s.mu.Lock()
 			if _, ok := s.folders[name]; !ok {

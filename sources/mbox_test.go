@@ -115,7 +115,7 @@ func readMaildir(t *testing.T, root string) map[string]map[string]storedMsg {
 
 func runCopy(t *testing.T, src migrate.Source, dst, state string, o migrate.Options) migrate.Report {
 	t.Helper()
-	sink, err := sinks.OpenMaildir(dst, maildir.PlusPlus, nil)
+	sink, err := sinks.OpenMaildir(dst, maildir.PlusPlus)
 	if err != nil {
 		t.Fatal(err)
 	}

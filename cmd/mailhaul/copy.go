@@ -266,6 +266,12 @@ func printSummary(w io.Writer, r migrate.Report) {
 			fmt.Fprintf(w, "  %s %s: %s\n", s.Folder, id, s.Reason)
 		}
 	}
+	if len(r.DroppedFlags) > 0 {
+		fmt.Fprintf(w, "flags the destination does not keep (the messages were copied without them):\n")
+		for _, d := range r.DroppedFlags {
+			fmt.Fprintf(w, "  %s: %s on %d messages (%s)\n", d.Dest, d.Flag, d.Messages, d.Reason)
+		}
+	}
 	for _, wn := range r.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", wn)
 	}

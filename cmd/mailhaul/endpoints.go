@@ -170,5 +170,5 @@ func openMaildirSink(ctx context.Context, ep endpoint, env endpointEnv) (migrate
 			return nil, err
 		}
 	}
-	return sinks.OpenMaildir(p, layout, env.warn)
+	return sinks.OpenMaildir(p, layout)
 }

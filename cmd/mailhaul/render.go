@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +32,7 @@ type renderer struct {
 	already  int64
 	skipped  int64
 	folder   string
+	dropped  map[string]bool // dest \x00 flag already logged
 	started  time.Time
 	stopTick chan struct{}
 	wg       sync.WaitGroup
@@ -138,6 +140,22 @@ func (r *renderer) Event(e migrate.Event) {
 		}
 	case migrate.Waiting:
 		log.Info(errString(e.Err))
+	case migrate.FlagsDropped:
+		r.mu.Lock()
+		if r.dropped == nil {
+			r.dropped = map[string]bool{}
+		}
+		var first []string
+		for _, f := range e.Flags {
+			if !r.dropped[e.Dest+"\x00"+f] {
+				r.dropped[e.Dest+"\x00"+f] = true
+				first = append(first, f)
+			}
+		}
+		r.mu.Unlock()
+		if len(first) > 0 {
+			log.Warn("destination folder does not keep these flags; messages are copied without them", "folder", e.Dest, "flags", strings.Join(first, " "), "reason", errString(e.Err))
+		}
 	case migrate.Copied:
 		log.Debug("copied", "folder", e.Folder, "id", e.ID, "bytes", e.Bytes)
 	}

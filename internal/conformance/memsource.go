@@ -20,14 +20,17 @@ type MemSource struct {
 }
 
 // NewMemSource returns a source of msgs; uses gives special-use attributes
-// of folders ("Sent" -> `\Sent`).
+// of folders ("Sent" -> `\Sent`); other folders' uses are guessed from
+// their names, as real sources do.
 func NewMemSource(msgs []Msg, uses map[string]string) *MemSource {
 	s := &MemSource{msgs: map[string][]Msg{}}
 	seen := map[string]bool{}
 	for _, m := range msgs {
 		if !seen[m.Folder] {
 			seen[m.Folder] = true
-			s.boxes = append(s.boxes, migrate.Mailbox{Name: m.Folder, SpecialUse: uses[m.Folder]})
+			mb := migrate.Mailbox{Name: m.Folder, SpecialUse: uses[m.Folder]}
+			migrate.GuessSpecialUse(&mb) // as real sources do
+			s.boxes = append(s.boxes, mb)
 		}
 		s.msgs[m.Folder] = append(s.msgs[m.Folder], m)
 	}

@@ -205,8 +205,13 @@ func FlagsCase(t *testing.T, tf TargetFunc) {
 			t.Errorf("%s: internal date %v, want %v", tgt.Name, s.Date.UTC(), m.Date)
 		}
 	}
-	if dropped && len(r.Warnings) == 0 {
-		t.Errorf("%s: keywords dropped without a warning in the report", tgt.Name)
+	if dropped && len(r.DroppedFlags) == 0 {
+		t.Errorf("%s: keywords dropped, but the report does not list them", tgt.Name)
+	}
+	for _, d := range r.DroppedFlags {
+		if !tgt.Q.NoKeywords || d.Messages == 0 || d.Reason == "" {
+			t.Errorf("%s: reported dropped flag %+v", tgt.Name, d)
+		}
 	}
 }
 

@@ -106,7 +106,7 @@ func MaildirTarget(t *testing.T, layout maildir.Layout) Target {
 	return Target{
 		Name: name, Endpoint: "maildir:" + root, Args: []string{"--maildir-layout", arg},
 		Open: func(t *testing.T) migrate.Sink {
-			s, err := sinks.OpenMaildir(root, layout, nil)
+			s, err := sinks.OpenMaildir(root, layout)
 			if err != nil {
 				t.Fatal(err)
 			}
