@@ -228,8 +228,8 @@ func (e *engine) intentFor(j *job, mark string) (Intent, error) {
 		MessageID: j.body.MessageID(), Size: j.body.Size(), SHA256: j.body.SHA256(),
 		Date: j.msg.Date, Flags: j.msg.Flags,
 	}
-	if _, ok := e.o.Sink.(CRLFSink); ok && j.body.CRLFSize() != j.body.Size() {
-		sum, err := j.body.CRLFSHA256()
+	if _, ok := e.o.Sink.(CRLFSink); ok && (j.body.CRLFSize() != j.body.Size() || j.body.HasNUL()) {
+		sum, err := j.body.CompareSHA256()
 		if err != nil {
 			return Intent{}, FatalError(err)
 		}

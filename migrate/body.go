@@ -81,6 +81,7 @@ type Body struct {
 	messageID string
 	hdrDate   time.Time // with Spool.WantHeaderDate: HeaderDate of the message
 	bareLF    int64     // LFs not preceded by CR
+	nul       bool      // holds a NUL byte
 	crlfSum   string    // SHA-256 of the CRLF form, computed on demand
 	mem       []byte
 	file      *os.File
@@ -98,18 +99,24 @@ func (b *Body) SHA256() string { return hex.EncodeToString(b.sum[:]) }
 // written), or "" if the message has none.
 func (b *Body) MessageID() string { return b.messageID }
 
+// HasNUL reports whether the message holds a NUL byte (IMAP takes one only
+// as BINARY, RFC 3516).
+func (b *Body) HasNUL() bool { return b.nul }
+
 // CRLFSize is the size of the message's CRLF form (see crlf.go).
 func (b *Body) CRLFSize() int64 { return b.size + b.bareLF }
 
-// CRLFSHA256 is the hex SHA-256 of the message's CRLF form; it equals
-// SHA256 when the message has no bare LF, and is computed (one read of the
-// body) on the first call otherwise. Not safe for concurrent use.
-func (b *Body) CRLFSHA256() (string, error) {
-	if b.bareLF == 0 {
+// CompareSHA256 is the hex SHA-256 of the message's comparison form (the
+// CRLF form, NUL as 0x80: see crlf.go), what a copy in an IMAP destination
+// is recognised by; it equals SHA256 when the message has no bare LF and
+// no NUL, and is computed (one read of the body) on the first call
+// otherwise. Not safe for concurrent use.
+func (b *Body) CompareSHA256() (string, error) {
+	if b.bareLF == 0 && !b.nul {
 		return b.SHA256(), nil
 	}
 	if b.crlfSum == "" {
-		_, sum, err := CRLFSum(b.Reader())
+		_, sum, err := CompareSum(b.Reader())
 		if err != nil {
 			return "", fmt.Errorf("hash CRLF form of spooled message: %w", err)
 		}
@@ -182,6 +189,7 @@ type Spool struct {
 	wantDate bool
 	bareLF   int64
 	prevCR   bool
+	nul      bool
 	err      error
 }
 
@@ -202,6 +210,9 @@ func (s *Spool) Write(p []byte) (int, error) {
 	s.h.Write(p)
 	s.captureHeader(p)
 	s.bareLF += countBareLF(p, s.prevCR)
+	if !s.nul && bytes.IndexByte(p, 0) >= 0 {
+		s.nul = true
+	}
 	if len(p) > 0 {
 		s.prevCR = p[len(p)-1] == '\r'
 	}
@@ -286,7 +297,7 @@ func (s *Spool) Finish() (*Body, error) {
 		s.Abort()
 		return nil, s.err
 	}
-	b := &Body{size: s.n, messageID: MessageIDFromHeader(s.hdr), bareLF: s.bareLF}
+	b := &Body{size: s.n, messageID: MessageIDFromHeader(s.hdr), bareLF: s.bareLF, nul: s.nul}
 	if s.wantDate {
 		b.hdrDate = HeaderDate(s.hdr)
 	}

@@ -9,11 +9,15 @@ import (
 
 // Line endings. IMAP requires CRLF (RFC 3501 section 2.2; Cyrus refuses a
 // message with a bare LF), while Maildir and mbox files written on Unix use
-// LF. A CRLFSink stores the CRLF form: every LF not preceded by CR becomes
-// CRLF; nothing else changes (a bare CR stays, CRLF stays). The form is
-// idempotent, so a copy read back from the server and put in CRLF form
-// again compares equal to the source's CRLF form whatever mix of line
-// endings the source had.
+// LF. A CRLFSink is sent the CRLF form: every LF not preceded by CR becomes
+// CRLF; nothing else changes (a bare CR stays, CRLF stays).
+//
+// Copies in a CRLFSink are recognised (Locate, --dedupe, check) by the
+// hash of their *comparison form*: the CRLF form with every NUL byte as
+// 0x80. The CRLF form is idempotent, so a copy read back from the server
+// compares equal to the source whatever mix of line endings the source
+// had; and a NUL, which IMAP carries only as BINARY (RFC 3516), is stored
+// by Dovecot as 0x80, so both spellings compare equal.
 
 // countBareLF returns how many LFs in p are not preceded by CR, given
 // whether the byte before p was a CR.
@@ -29,14 +33,19 @@ func countBareLF(p []byte, prevCR bool) int64 {
 // given to w. Writes may split a CR from its LF.
 func CRLFWriter(w io.Writer) io.Writer { return &crlfWriter{w: w} }
 
+// CompareWriter returns a writer that writes the comparison form of what
+// it is given to w: the CRLF form, NUL bytes as 0x80.
+func CompareWriter(w io.Writer) io.Writer { return &crlfWriter{w: w, nul: true} }
+
 type crlfWriter struct {
 	w      io.Writer
+	nul    bool // NUL -> 0x80
 	prevCR bool
 	buf    []byte
 }
 
 func (c *crlfWriter) Write(p []byte) (int, error) {
-	if countBareLF(p, c.prevCR) == 0 {
+	if countBareLF(p, c.prevCR) == 0 && (!c.nul || bytes.IndexByte(p, 0) < 0) {
 		if len(p) > 0 {
 			c.prevCR = p[len(p)-1] == '\r'
 		}
@@ -50,8 +59,11 @@ func (c *crlfWriter) Write(p []byte) (int, error) {
 		if b == '\n' && !c.prevCR {
 			c.buf = append(c.buf, '\r')
 		}
-		c.buf = append(c.buf, b)
 		c.prevCR = b == '\r'
+		if b == 0 && c.nul {
+			b = 0x80
+		}
+		c.buf = append(c.buf, b)
 	}
 	if _, err := c.w.Write(c.buf); err != nil {
 		return 0, err
@@ -96,11 +108,12 @@ func (c *crlfReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// CRLFSum returns the size and hex SHA-256 of the CRLF form of r.
-func CRLFSum(r io.Reader) (int64, string, error) {
+// CompareSum returns the size and hex SHA-256 of the comparison form of
+// r (see above).
+func CompareSum(r io.Reader) (int64, string, error) {
 	h := sha256.New()
 	cw := &countWriter{w: h}
-	if _, err := io.Copy(CRLFWriter(cw), r); err != nil {
+	if _, err := io.Copy(CompareWriter(cw), r); err != nil {
 		return 0, "", err
 	}
 	return cw.n, hex.EncodeToString(h.Sum(nil)), nil

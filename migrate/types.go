@@ -224,9 +224,10 @@ type Intent struct {
 	SHA256    string    `json:"sha256"` // of those bytes
 	Date      time.Time `json:"date"`
 	Flags     []string  `json:"flags,omitempty"`
-	// CRLFSize and CRLFSHA256 describe the bytes a CRLFSink stores (bare
-	// LF turned into CRLF); empty when they equal Size and SHA256 or the
-	// sink stores bytes unchanged.
+	// CRLFSize is the size of the CRLF form a CRLFSink is sent (bare LF
+	// turned into CRLF) and CRLFSHA256 the hash of its comparison form
+	// (NUL as 0x80: see crlf.go); empty when they equal Size and SHA256 or
+	// the sink stores bytes unchanged.
 	CRLFSize   int64  `json:"crlf_size,omitempty"`
 	CRLFSHA256 string `json:"crlf_sha256,omitempty"`
 }

@@ -56,6 +56,13 @@ func (s *IMAP) appendOn(ctx context.Context, c *imapconn.Conn, folder string, ms
 	before := fi.uidNext // a lower bound of this copy's UID
 	s.mu.Unlock()
 	opts := &imap.AppendOptions{Flags: s.flagsFor(folder, fi, msg), Time: msg.Date}
+	if body.HasNUL() {
+		// A NUL byte may only travel as a literal8 (RFC 3516).
+		if !c.Binary() {
+			return "", migrate.SkipMessage(fmt.Errorf("message contains NUL bytes, which IMAP carries only as BINARY (RFC 3516), and the server does not offer BINARY"))
+		}
+		opts.Flags = append(opts.Flags, imapconn.Literal8Flag)
+	}
 	var data *imap.AppendData
 	sent := false
 	err = c.Do(ctx, func() error {
@@ -107,13 +114,13 @@ func (s *IMAP) appendOn(ctx context.Context, c *imapconn.Conn, folder string, ms
 // identify of this process took. Without a conclusive answer the ref is
 // unverified: the copy exists, its UID is unknown.
 func (s *IMAP) identify(ctx context.Context, c *imapconn.Conn, folder string, fi *folderInfo, before imap.UID, body *migrate.Body) (string, error) {
-	sum, err := body.CRLFSHA256()
+	sum, err := body.CompareSHA256()
 	if err != nil {
 		return "", migrate.FatalError(err)
 	}
 	in := migrate.Intent{Dest: folder, MessageID: body.MessageID(), Size: body.Size(), SHA256: body.SHA256(),
 		Mark: fmt.Sprintf("%d:%d", fi.uidValidity, before)}
-	if body.CRLFSize() != body.Size() {
+	if body.CRLFSize() != body.Size() || body.HasNUL() {
 		in.CRLFSize, in.CRLFSHA256 = body.CRLFSize(), sum
 	}
 	cands, err := s.locate(ctx, c, folder, []migrate.Intent{in})

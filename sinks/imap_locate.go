@@ -265,7 +265,7 @@ func (s *IMAP) hashUIDs(ctx context.Context, c *imapconn.Conn, uids []imap.UID) 
 					if it.Literal == nil {
 						continue
 					}
-					if _, err := io.Copy(io.MultiWriter(h, migrate.CRLFWriter(hc), &crlfToLF{w: hl}), it.Literal); err != nil {
+					if _, err := io.Copy(io.MultiWriter(h, migrate.CompareWriter(hc), &crlfToLF{w: hl}), it.Literal); err != nil {
 						cmd.Close()
 						return err
 					}

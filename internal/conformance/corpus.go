@@ -100,8 +100,9 @@ func TwinsCorpus() []Msg {
 	return out
 }
 
-// CrashCorpus is a few dozen varied messages in three folders, twins and
-// messages without a Message-ID among them, for the crash and fault cases.
+// CrashCorpus is n varied messages in three folders, twins, messages
+// without a Message-ID, with LF and with mixed line endings among them,
+// for the crash and fault cases.
 func CrashCorpus(n, pad int) []Msg {
 	var out []Msg
 	for i := 0; i < n; i++ {
@@ -116,6 +117,12 @@ func CrashCorpus(n, pad int) []Msg {
 		body := header(fmt.Sprintf("crash %d", i%40), mid) + "\r\n" + strings.Repeat("line\r\n", i%9)
 		if pad > 0 {
 			body += strings.Repeat(fmt.Sprintf("padding %d\r\n", i), (i*7919)%pad/12)
+		}
+		switch {
+		case i%7 == 3:
+			body = strings.ReplaceAll(body, "\r\n", "\n") // written on Unix
+		case i%19 == 5:
+			body = strings.Replace(body, "\r\n", "\n", 3) // mixed
 		}
 		copies := 1
 		if i%11 == 0 {

@@ -78,7 +78,10 @@ func copyWith(t *testing.T, tgt Target, src migrate.Source, cp string, mod func(
 // want is the body a target holds for a source body.
 func want(tgt Target, body []byte) string {
 	if tgt.Q.CRLF {
-		return string(CRLF(body))
+		body = CRLF(body)
+	}
+	if tgt.Q.NUL == "0x80" {
+		body = bytes.ReplaceAll(body, []byte{0}, []byte{0x80})
 	}
 	return string(body)
 }
@@ -161,6 +164,20 @@ func BytesCase(t *testing.T, tf TargetFunc) {
 	tgt := tf.New(t)
 	msgs := BytesCorpus(8 << 20)
 	r := copyWith(t, tgt, NewMemSource(msgs, nil), "", nil)
+	if tgt.Q.NUL == "refused" {
+		// The NUL message, and only it, is skipped, and the reason says
+		// why; the others are copied.
+		var kept []Msg
+		for _, m := range msgs {
+			if !bytes.Contains(m.Body, []byte{0}) {
+				kept = append(kept, m)
+			}
+		}
+		if len(r.Skipped) != 1 || !strings.Contains(r.Skipped[0].Reason, "BINARY") {
+			t.Errorf("%s: skipped %v, want the NUL message with a reason naming BINARY", tgt.Name, r.Skipped)
+		}
+		msgs, r.Skipped = kept, nil
+	}
 	if len(r.Skipped) != 0 {
 		t.Errorf("%s: skipped %v", tgt.Name, r.Skipped)
 	}
@@ -305,9 +322,9 @@ func LocateCase(t *testing.T, tf TargetFunc) {
 		}
 		b, _ := migrate.NewBody(bytes.NewReader(body), 0, "")
 		in := migrate.Intent{Folder: folder, ID: fmt.Sprint(i), Dest: dest, Mark: mark, MessageID: b.MessageID(), Size: b.Size(), SHA256: b.SHA256(), Date: baseDate}
-		if _, crlf := sink.(migrate.CRLFSink); crlf && b.CRLFSize() != b.Size() {
+		if _, crlf := sink.(migrate.CRLFSink); crlf && (b.CRLFSize() != b.Size() || b.HasNUL()) {
 			in.CRLFSize = b.CRLFSize()
-			in.CRLFSHA256, _ = b.CRLFSHA256()
+			in.CRLFSHA256, _ = b.CompareSHA256()
 		}
 		ref, err := sink.Append(ctx, dest, migrate.Message{Mailbox: folder, ID: fmt.Sprint(i), Date: baseDate}, b)
 		b.Close()

@@ -48,8 +48,12 @@ type Target struct {
 type Quirks struct {
 	CRLF       bool // holds the CRLF form of what it is given (IMAP)
 	NoKeywords bool // keeps system flags only (PERMANENTFLAGS without \*)
-	NoRemove   bool // cannot remove one message (no UIDPLUS)
-	Immediate  bool // nothing can appear after the writer died (Maildir)
+	// NUL is what becomes of a NUL byte: "" kept, "0x80" stored as 0x80
+	// (Dovecot, given a BINARY literal8), "refused" the message is skipped
+	// with a reason naming BINARY (a server without it).
+	NUL       string
+	NoRemove  bool // cannot remove one message (no UIDPLUS)
+	Immediate bool // nothing can appear after the writer died (Maildir)
 }
 
 // Stored is one message read back from a destination.
@@ -133,7 +137,7 @@ func DovecotTarget(t *testing.T) Target {
 			return readIMAP(t, d.IMAPSAddr, d.TLSConfig(), "dst", "dst-Secret-42")
 		},
 		Via: func(t *testing.T, c faultproxy.Config) string { return "imap://dst@" + proxy(t, d.IMAPAddr, c) },
-		Q:   Quirks{CRLF: true},
+		Q:   Quirks{CRLF: true, NUL: "0x80"},
 	}
 }
 
@@ -151,7 +155,8 @@ func FakeTarget(t *testing.T, name string, o fakeimap.Options) Target {
 		Read: func(t *testing.T) []Stored { return readIMAP(t, s.Addr(), nil, "dst", "dst-Secret-42") },
 		Via:  func(t *testing.T, c faultproxy.Config) string { return "imap://dst@" + proxy(t, s.Addr(), c) },
 		Fake: s,
-		Q:    Quirks{CRLF: true, NoRemove: o.NoUIDPlus, NoKeywords: o.PermanentFlags != nil && !slices.Contains(o.PermanentFlags, imap.FlagWildcard)},
+		Q: Quirks{CRLF: true, NoRemove: o.NoUIDPlus, NoKeywords: o.PermanentFlags != nil && !slices.Contains(o.PermanentFlags, imap.FlagWildcard),
+			NUL: "refused"}, // fakeimap has no BINARY
 	}
 }
 

@@ -235,7 +235,7 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 	if err == nil {
 		lp = newLiteralPlusConn(nc, trace)
 		lp.SetDeadline(handshake)
-		cl = imapclient.New(noDeadlines{lp}, opts)
+		cl = imapclient.New(noDeadlines{&binaryConn{Conn: lp}}, opts)
 	}
 	if err == nil {
 		err = cl.WaitGreeting()
@@ -278,6 +278,12 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 		lp.enable()
 	}
 	return c, nil
+}
+
+// Binary reports whether the server takes literal8 (RFC 3516 BINARY): an
+// APPEND flagged Literal8Flag can carry NUL bytes.
+func (c *Conn) Binary() bool {
+	return c.Caps().Has(imap.CapBinary)
 }
 
 // LiteralPlus reports whether APPEND literals on c are sent
