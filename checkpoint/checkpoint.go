@@ -34,6 +34,7 @@
 package checkpoint
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -199,7 +200,7 @@ func QualifyRef(ref, dest string) string {
 		return ref
 	}
 	if u == "" {
-		u = "0"
+		return migrate.UnverifiedPrefix + v + ":0:" + dest
 	}
 	return v + ":" + u + ":" + dest
 }
@@ -220,6 +221,15 @@ func digits(s string) bool {
 // "already there").
 func indexed(ref string) bool {
 	return ref != "" && ref != migrate.DedupeRef && ref != "existing"
+}
+
+// ownerKey is the refs index key of a copy: unverified refs name no one
+// copy (twins share them), so theirs carries the owner too.
+func ownerKey(dest, ref, owner string) []byte {
+	if migrate.Unverified(ref) {
+		return []byte(dest + "\x00" + ref + "\x00" + owner)
+	}
+	return refKey(dest, ref)
 }
 
 func refKey(dest, ref string) []byte { return []byte(dest + "\x00" + ref) }
@@ -364,10 +374,11 @@ func (s *Store) Complete(in []migrate.Intent, refs []string) error {
 				if err != nil {
 					return err
 				}
+				key := string(intentKey(i.Folder, i.Epoch, i.ID))
 				if old := f.Get([]byte(i.ID)); old != nil {
 					var o Record
 					if json.Unmarshal(old, &o) == nil && o.Ref != refs[k] && indexed(o.Ref) {
-						if err := rb.Delete(refKey(o.Dest, o.Ref)); err != nil {
+						if err := rb.Delete(ownerKey(o.Dest, o.Ref, key)); err != nil {
 							return err
 						}
 					}
@@ -384,7 +395,7 @@ func (s *Store) Complete(in []migrate.Intent, refs []string) error {
 					return err
 				}
 				if indexed(refs[k]) {
-					if err := rb.Put(refKey(i.Dest, refs[k]), intentKey(i.Folder, i.Epoch, i.ID)); err != nil {
+					if err := rb.Put(ownerKey(i.Dest, refs[k], key), []byte(key)); err != nil {
 						return err
 					}
 				}
@@ -462,6 +473,27 @@ func (s *Store) Owner(dest, ref string) (string, bool, error) {
 		return nil
 	})
 	return key, ok, err
+}
+
+// Unverified implements migrate.Checkpoint: a scan of dest's unverified
+// refs (servers without UIDPLUS only).
+func (s *Store) Unverified(dest, sum string) (int, error) {
+	n := 0
+	prefix := []byte(dest + "\x00" + migrate.UnverifiedPrefix)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bRefs)
+		if b == nil {
+			return nil
+		}
+		c := b.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			if bytes.Contains(k, []byte("#"+sum+"\x00")) {
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
 }
 
 // Ref implements migrate.Checkpoint.

@@ -86,7 +86,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	start := time.Now()
 	t := newTally(o.DryRun)
 	e := &engine{o: o, budget: NewMemBudget(o.MemBudget),
-		claims: &claims{m: map[string]string{}}, inflight: &inflight{m: map[string]int{}},
+		claims: &claims{m: map[string]string{}, unverified: map[string]int{}}, inflight: &inflight{m: map[string]int{}},
 		settler: newSettler(), recon: &reconcileList{}}
 	if o.DeleteAfterCopy && !o.DryRun {
 		e.del = &deletions{ids: map[string][]string{}}

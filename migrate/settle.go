@@ -51,15 +51,21 @@ import (
 // copy would otherwise look like the uncertain one's.
 
 // claims are the refs this run obtained (appended or located) and has not
-// yet recorded in the checkpoint, with the intent they belong to.
+// yet recorded in the checkpoint, with the intent they belong to; and how
+// many unverified copies of each content it holds so.
 type claims struct {
-	mu sync.Mutex
-	m  map[string]string // dest \x00 ref -> Intent.Key
+	mu         sync.Mutex
+	m          map[string]string // dest \x00 ref -> Intent.Key
+	unverified map[string]int    // dest \x00 stored hash -> count
 }
 
 func (c *claims) claim(dest, ref, key string) {
 	c.mu.Lock()
-	c.m[dest+"\x00"+ref] = key
+	if Unverified(ref) {
+		c.unverified[dest+"\x00"+unverifiedSum(ref)]++
+	} else {
+		c.m[dest+"\x00"+ref] = key
+	}
 	c.mu.Unlock()
 }
 
@@ -69,8 +75,18 @@ func (c *claims) release(dest, ref string) {
 		return
 	}
 	c.mu.Lock()
-	delete(c.m, dest+"\x00"+ref)
+	if k := dest + "\x00" + unverifiedSum(ref); Unverified(ref) && c.unverified[k] > 0 {
+		c.unverified[k]--
+	} else {
+		delete(c.m, dest+"\x00"+ref)
+	}
 	c.mu.Unlock()
+}
+
+func (c *claims) unverifiedCount(dest, sum string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.unverified[dest+"\x00"+sum]
 }
 
 func (c *claims) owner(dest, ref string) (string, bool) {
@@ -122,17 +138,31 @@ func (e *engine) taken(dest, ref, key string) (bool, error) {
 }
 
 // pick returns the first candidate of in that no other source message
-// owns, and claims it for in; "" if there is none.
+// owns, and claims it for in; "" if there is none. Copies of identical
+// content recorded with unverified refs (UnverifiedRef) own one free
+// candidate each, which one is not known: that many free candidates are
+// passed over.
 func (e *engine) pick(in Intent, cands []string) (string, error) {
+	skip := e.claims.unverifiedCount(in.Dest, in.StoredSHA256())
+	if n, err := e.o.Checkpoint.Unverified(in.Dest, in.StoredSHA256()); err != nil {
+		return "", fmt.Errorf("read recorded copies: %w", err)
+	} else {
+		skip += n
+	}
 	for _, ref := range cands {
 		t, err := e.taken(in.Dest, ref, in.Key())
 		if err != nil {
 			return "", err
 		}
-		if !t {
-			e.claims.claim(in.Dest, ref, in.Key())
-			return ref, nil
+		if t {
+			continue
 		}
+		if skip > 0 {
+			skip--
+			continue
+		}
+		e.claims.claim(in.Dest, ref, in.Key())
+		return ref, nil
 	}
 	return "", nil
 }
@@ -395,17 +425,30 @@ func (e *engine) reconcile(ctx context.Context) error {
 	}
 	remover, canRemove := e.o.Sink.(Remover)
 	for i, it := range items {
-		var others []string
+		// The candidates no other source message owns: ours and, if the
+		// first attempt arrived late, that one.
+		var free, others []string
 		for _, ref := range cands[i] {
-			if ref == it.ours {
-				continue
-			}
 			t, err := e.taken(it.in.Dest, ref, it.in.Key())
 			if err != nil {
 				return err
 			}
 			if !t {
-				others = append(others, ref)
+				free = append(free, ref)
+				if ref != it.ours {
+					others = append(others, ref)
+				}
+			}
+		}
+		if Unverified(it.ours) {
+			// Which candidate is ours is not known; copies recorded as
+			// unverified with this content (ours among them) own as many.
+			n, err := e.o.Checkpoint.Unverified(it.in.Dest, it.in.StoredSHA256())
+			if err != nil {
+				return fmt.Errorf("read recorded copies: %w", err)
+			}
+			if len(free) <= n {
+				continue
 			}
 		}
 		if len(others) == 0 {
@@ -413,10 +456,10 @@ func (e *engine) reconcile(ctx context.Context) error {
 		}
 		ev := Event{Kind: Settled, Folder: it.in.Folder, Dest: it.in.Dest, ID: it.in.ID}
 		var rerr error
-		if canRemove {
+		if canRemove && !Unverified(it.ours) {
 			rerr = remover.Remove(ctx, it.in.Dest, it.ours)
 		} else {
-			rerr = ErrCannotRemove
+			rerr = ErrCannotRemove // which copy is ours is not known
 		}
 		switch {
 		case rerr == nil:

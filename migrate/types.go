@@ -19,6 +19,7 @@ package migrate
 import (
 	"context"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -144,6 +145,32 @@ type Sink interface {
 // run's report lists them per destination folder and flag.
 type FlagDropper interface {
 	SetDropped(func(dest string, msg Message, flags []string, why string))
+}
+
+// UnverifiedPrefix starts a ref a sink returns for a copy it stored but
+// cannot point to (an IMAP server without UIDPLUS where the copy was not
+// found right after the APPEND): it is recorded as copied, but never taken
+// to identify one particular message. Such a ref ends in "#" and the
+// stored hash of the copy (UnverifiedRef), so that the engine knows one of
+// the candidates with that content belongs to it and is not free for a
+// twin (see engine.pick).
+const UnverifiedPrefix = "?"
+
+// UnverifiedRef builds an unverified ref from what the sink knows (its
+// folder, say) and the copy's stored hash.
+func UnverifiedRef(where, storedSHA256 string) string {
+	return UnverifiedPrefix + where + "#" + storedSHA256
+}
+
+// Unverified reports whether ref starts with UnverifiedPrefix.
+func Unverified(ref string) bool { return strings.HasPrefix(ref, UnverifiedPrefix) }
+
+// unverifiedSum is the stored hash an unverified ref ends with.
+func unverifiedSum(ref string) string {
+	if i := strings.LastIndexByte(ref, '#'); i >= 0 {
+		return ref[i+1:]
+	}
+	return ""
 }
 
 // Syncer is implemented by sinks whose Append is not durable on its own.
@@ -276,6 +303,9 @@ type Checkpoint interface {
 	Owner(dest, ref string) (key string, ok bool, err error)
 	// Ref returns the ref recorded for a copied message.
 	Ref(folder, epoch, id string) (ref string, ok bool, err error)
+	// Unverified counts the copies recorded in dest with unverified refs
+	// (UnverifiedRef) for content storedSHA256.
+	Unverified(dest, storedSHA256 string) (int, error)
 
 	// Sending and Replied keep the in-flight journal: Sending(slot, key)
 	// is called by appender slot before the bytes of intent key's append

@@ -46,7 +46,7 @@ import (
 // folders the same UIDVALIDITY too. On a server without UIDPLUS the copy is
 // looked up right after the APPEND (Locate above the folder's mark, the
 // newest copy not claimed yet); if that is not conclusive the ref is
-// unverified ("uidvalidity:0:folder", see UnverifiedRef).
+// unverified ("?uidvalidity:0:folder", see migrate.UnverifiedPrefix).
 //
 // Errors: [TOOBIG], APPENDLIMIT exceeded and other NO/BAD replies to an
 // APPEND skip the message; [OVERQUOTA] is fatal; [TRYCREATE] creates the
@@ -186,15 +186,6 @@ func (s *IMAP) metaNow() *serverMeta {
 // makeRef is the ref of the copy at uid in folder.
 func makeRef(uidValidity uint32, uid imap.UID, folder string) string {
 	return fmt.Sprintf("%d:%d:%s", uidValidity, uid, folder)
-}
-
-// UnverifiedRef reports whether ref is one whose UID could not be
-// established (a server without UIDPLUS where the copy was not found
-// right after the APPEND): the copy was stored, but which message it is
-// is not known.
-func UnverifiedRef(ref string) bool {
-	_, uid, _, ok := parseRef(ref)
-	return ok && uid == 0
 }
 
 // parseRef splits "uidvalidity:uid:folder".

@@ -139,5 +139,5 @@ func (s *IMAP) identify(ctx context.Context, c *imapconn.Conn, folder string, fi
 			}
 		}
 	}
-	return makeRef(fi.uidValidity, 0, folder), nil
+	return migrate.UnverifiedRef(makeRef(fi.uidValidity, 0, folder), in.StoredSHA256()), nil
 }

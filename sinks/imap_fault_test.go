@@ -95,7 +95,7 @@ func TestIMAPSinkFaults(t *testing.T) {
 
 	// No UIDPLUS: the ref is still non-empty (found by Message-ID search).
 	ref, err := sink.Append(ctx, dest, m, body("Message-ID: <a@b>\r\nSubject: ok\r\n\r\nhi\r\n"))
-	if err != nil || ref == "" || sinks.UnverifiedRef(ref) {
+	if err != nil || ref == "" || migrate.Unverified(ref) {
 		t.Fatalf("append without UIDPLUS: ref %q, %v", ref, err)
 	}
 	// [TOOBIG] skips the message.

@@ -443,6 +443,10 @@ func writeMaildirSource(t *testing.T, msgs []Msg) string {
 		}
 		info, _ := maildir.InfoFromFlags(m.Flags, nil)
 		p := filepath.Join(dir, "cur", fmt.Sprintf("%d.M%dP1.conformance:2,%s", m.Date.Unix(), i, info))
+		if len(m.Flags) == 0 && i%2 == 0 {
+			// Unread mail a client has not seen yet: in new/, no info.
+			p = filepath.Join(dir, "new", fmt.Sprintf("%d.M%dP1.conformance", m.Date.Unix(), i))
+		}
 		if err := os.WriteFile(p, m.Body, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -499,7 +503,10 @@ func ResetCase(t *testing.T, tf TargetFunc) {
 	msgs := CrashCorpus(120, 20000)
 	src := writeMaildirSource(t, msgs)
 	seed := time.Now().UnixNano()
-	t.Logf("seed %d", seed)
+	if v := os.Getenv("MAILHAUL_TEST_SEED"); v != "" {
+		fmt.Sscan(v, &seed)
+	}
+	t.Logf("seed %d (MAILHAUL_TEST_SEED repeats it)", seed)
 	ep := tgt.Via(t, resetConfig(seed))
 	r := Run(t, tgt.Env, append(append([]string{"--json", "copy", "--transfers", "3", "--settle-delay", "500ms", "--state-dir", t.TempDir()}, tgt.Args...), "maildir:"+src, ep)...)
 	if r.Code != 0 {
