@@ -3,6 +3,7 @@ package migrate
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Class is what the engine does with an error. Backends classify their
@@ -37,6 +38,8 @@ type classified struct {
 	class     Class
 	err       error
 	uncertain bool
+	throttled bool          // a server's "not now" (Backoff)
+	backoff   time.Duration // server-suggested wait before the next attempt
 }
 
 func (e *classified) Error() string { return e.err.Error() }
@@ -76,6 +79,26 @@ func Uncertain(err error) error {
 func IsUncertain(err error) bool {
 	var c *classified
 	return errors.As(err, &c) && c.uncertain
+}
+
+// Backoff marks err as transient, a server's throttling: the next
+// attempt waits at least d (the server's suggestion; 0 when it made none:
+// then Options.ThrottleWait).
+func Backoff(err error, d time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return &classified{class: Retry, err: err, backoff: d, throttled: true}
+}
+
+// BackoffOf returns the wait a throttling error asks for (0: none said),
+// and whether err is one.
+func BackoffOf(err error) (time.Duration, bool) {
+	var c *classified
+	if errors.As(err, &c) && c.throttled {
+		return c.backoff, true
+	}
+	return 0, false
 }
 
 // ErrCannotRemove is returned by a Remover that cannot remove one copy

@@ -79,6 +79,11 @@ type Options struct {
 	// store an APPEND late (default DefaultSettleDelay; see settle.go).
 	SettleDelay time.Duration
 
+	// ThrottleWait is how long to wait when a server throttles without
+	// saying for how long (default DefaultThrottleWait); a suggested time
+	// ("Suggested Backoff Time") is honoured as it is.
+	ThrottleWait time.Duration
+
 	// StepHook, if set, is called at each crash-relevant step of an
 	// appender ("intent", "append", "sync", "done") with the number of
 	// messages involved. Tests use it to kill the process at exact points.
@@ -107,6 +112,9 @@ func (o *Options) defaults() {
 	if o.SettleDelay <= 0 {
 		o.SettleDelay = DefaultSettleDelay
 	}
+	if o.ThrottleWait <= 0 {
+		o.ThrottleWait = DefaultThrottleWait
+	}
 	if o.Reporter == nil {
 		o.Reporter = ReporterFunc(func(Event) {})
 	}
@@ -116,6 +124,9 @@ func (o *Options) defaults() {
 // the whole message stores it within milliseconds; seconds cover a loaded
 // server waiting for a folder lock and a proxy draining its buffers.
 const DefaultSettleDelay = 3 * time.Second
+
+// DefaultThrottleWait is the default Options.ThrottleWait.
+const DefaultThrottleWait = 30 * time.Second
 
 // ParseMap parses "SRC=DST" folder renames.
 func ParseMap(specs []string) (map[string]string, error) {

@@ -225,23 +225,43 @@ const folderWindow = 4
 // retried). A panic in op is turned into a Skip error.
 func (e *engine) retry(ctx context.Context, j *job, what string, op func() error) error {
 	delay := e.o.RetryBase
+	throttled := 0
 	for attempt := 0; ; attempt++ {
 		err := protect(what, op)
 		if err == nil || Classify(err) != Retry || IsUncertain(err) {
 			return err
 		}
-		if attempt >= e.o.Retries {
-			return FatalError(fmt.Errorf("%s: giving up after %d retries: %w", what, attempt, err))
+		wait := delay
+		if d, ok := BackoffOf(err); ok {
+			// The server throttles: wait as long as it asks, and do not
+			// count it against the retries of a failing operation (a
+			// throttled migration is slow, not broken), up to a bound.
+			throttled++
+			if throttled > maxThrottleWaits {
+				return FatalError(fmt.Errorf("%s: the server kept throttling (%d times), giving up; run again later: %w", what, throttled, err))
+			}
+			attempt--
+			if d <= 0 {
+				d = e.o.ThrottleWait
+			}
+			wait = max(d, delay)
+		} else {
+			if attempt >= e.o.Retries {
+				return FatalError(fmt.Errorf("%s: giving up after %d retries: %w", what, attempt, err))
+			}
+			delay *= 2
 		}
-		e.rep(Event{Kind: Retrying, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Err: err})
+		e.rep(Event{Kind: Retrying, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Err: fmt.Errorf("in %s: %w", wait.Round(time.Millisecond), err)})
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(delay):
+		case <-time.After(wait):
 		}
-		delay *= 2
 	}
 }
+
+// maxThrottleWaits bounds how many throttling waits one operation takes.
+const maxThrottleWaits = 20
 
 func protect(what string, op func() error) (err error) {
 	defer func() {

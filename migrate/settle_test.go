@@ -2,7 +2,11 @@ package migrate_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -204,5 +208,58 @@ func TestEpochChangeRematchesWithoutMessageID(t *testing.T) {
 	}
 	if r.Copied != 1 || r.Already != 5 || sink.count() != 6 {
 		t.Fatalf("copied %d already %d sink %d; want 1, 5, 6", r.Copied, r.Already, sink.count())
+	}
+}
+
+// throttledSource fails the first fetches of every message with a
+// throttling error asking for a short wait.
+type throttledSource struct {
+	*fakeSource
+	left map[string]int
+}
+
+func (s *throttledSource) Fetch(ctx context.Context, m migrate.Message, w io.Writer) error {
+	s.mu.Lock()
+	n := s.left[m.ID]
+	if n > 0 {
+		s.left[m.ID] = n - 1
+	}
+	s.mu.Unlock()
+	if n > 0 {
+		return migrate.Backoff(errors.New("NO Request is throttled. Suggested Backoff Time: 60 milliseconds"), 60*time.Millisecond)
+	}
+	return s.fakeSource.Fetch(ctx, m, w)
+}
+
+// TestThrottlingIsWaitedOut: a server that throttles more often than
+// --retries allows still gets every message copied, each wait at least
+// what the server suggested.
+func TestThrottlingIsWaitedOut(t *testing.T) {
+	src := &throttledSource{fakeSource: newFakeSource(map[string]int{"INBOX": 4}), left: map[string]int{}}
+	for _, m := range src.msgs["INBOX"] {
+		src.left[m.ID] = 6
+	}
+	sink := newFakeSink()
+	var waits []string
+	var mu sync.Mutex
+	r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t), Retries: 2, RetryBase: time.Millisecond,
+		Reporter: migrate.ReporterFunc(func(ev migrate.Event) {
+			if ev.Kind == migrate.Retrying {
+				mu.Lock()
+				waits = append(waits, ev.Err.Error())
+				mu.Unlock()
+			}
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exactlyOnce(t, src.fakeSource, sink)
+	if r.Copied != 4 || len(waits) != 24 {
+		t.Fatalf("copied %d after %d waits, want 4 after 24", r.Copied, len(waits))
+	}
+	for _, w := range waits {
+		if !strings.HasPrefix(w, "in 60ms:") {
+			t.Errorf("wait %q, want the server's 60ms", w)
+		}
 	}
 }

@@ -81,6 +81,11 @@ func (s *IMAP) appendOn(ctx context.Context, c *imapconn.Conn, folder string, ms
 		return err
 	})
 	if err != nil {
+		if t := imapconn.Throttled(err); t != nil {
+			// A definite "not now": nothing was stored.
+			s.shared.Throttled()
+			return "", t
+		}
 		ie := imapconn.IMAPError(err)
 		switch {
 		case ie == nil && sent && ctx.Err() == nil:

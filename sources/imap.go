@@ -384,6 +384,10 @@ func (s *IMAP) Fetch(ctx context.Context, msg migrate.Message, w io.Writer) erro
 	// treats that failure as fatal whatever class is given here.
 	switch {
 	case err != nil:
+		if t := imapconn.Throttled(err); t != nil {
+			s.shared.Throttled()
+			return s.wrap(folder, msg.ID, t)
+		}
 		if ie := imapconn.IMAPError(err); ie != nil {
 			return migrate.SkipMessage(s.wrap(folder, msg.ID, err))
 		}

@@ -35,6 +35,7 @@ type copyFlags struct {
 	toFolder       string
 	mboxFormat     string
 	settleDelay    time.Duration
+	throttleWait   time.Duration
 	imap           imapFlags
 }
 
@@ -82,6 +83,7 @@ message. The source is never modified.`,
 	fl.StringVar(&f.toFolder, "to-folder", "", "folder name for a single-file mbox source (default: the file's name), e.g. INBOX")
 	addIMAPFlags(fl, &f.imap)
 	fl.StringVar(&f.mboxFormat, "mbox-format", "auto", "dialect of an mbox source: auto (detected per file), mboxo, mboxrd or mboxcl2")
+	fl.DurationVar(&f.throttleWait, "throttle-wait", migrate.DefaultThrottleWait, "how long to wait when a server throttles without saying how long (a suggested time, as Microsoft 365 gives, is honoured as it is)")
 	fl.DurationVar(&f.settleDelay, "settle-delay", migrate.DefaultSettleDelay, "how long an IMAP append whose outcome is unknown (connection lost, run killed) is given to show up before it is sent again")
 	return cmd
 }
@@ -94,7 +96,7 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 	o := migrate.Options{
 		Include: f.include, Exclude: f.exclude, Transfers: f.transfers,
 		DryRun: f.dryRun, IncludeDeleted: f.includeDeleted, SkipDeleted: f.skipDeleted, Dedupe: f.dedupe, TempDir: f.tempDir,
-		SettleDelay: f.settleDelay,
+		SettleDelay: f.settleDelay, ThrottleWait: f.throttleWait,
 	}
 	if f.includeDeleted && f.skipDeleted {
 		return usageErr("--include-deleted and --skip-deleted contradict each other (expunged messages are flagged \\Deleted too)")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -110,4 +111,52 @@ func LateStoreCase(t *testing.T, tf TargetFunc) {
 			checkExactlyOnce(t, tgt, msgs)
 		})
 	}
+}
+
+// ThrottleCase (emulated servers): the destination throttles — Microsoft
+// 365's "Suggested Backoff Time" on APPENDs, [THROTTLED], and Gmail's BYE
+// for too many connections on a LOGIN — then accepts again. One run
+// completes (exit 0), waits as asked, and holds every message once.
+func ThrottleCase(t *testing.T, tf TargetFunc) {
+	if tf.Fake == nil {
+		t.Skipf("%s: the server has no hooks", tf.Name)
+	}
+	msgs := CrashCorpus(30, 6000)
+	src := writeMaildirSource(t, msgs)
+	var appends, logins atomic.Int32
+	o := *tf.Fake
+	o.Hooks.Command = func(ev fakeimap.CommandEvent) fakeimap.Action {
+		switch ev.Name {
+		case "APPEND":
+			switch n := appends.Add(1); {
+			case n%7 == 3:
+				return fakeimap.Refuse("", "Request is throttled. Suggested Backoff Time: 300 milliseconds")
+			case n%7 == 5:
+				return fakeimap.Refuse("THROTTLED", "slow down")
+			}
+		case "LOGIN", "AUTHENTICATE":
+			if logins.Add(1) == 3 {
+				return fakeimap.Action{Bye: "Too many simultaneous connections. (Failure)"}
+			}
+		}
+		return fakeimap.Action{}
+	}
+	tgt := FakeTarget(t, tf.Name, o)
+	start := time.Now()
+	r := Run(t, tgt.Env, append(append([]string{"copy", "--transfers", "3", "--throttle-wait", "400ms", "--state-dir", t.TempDir()}, tgt.Args...), "maildir:"+src, tgt.Endpoint)...)
+	if r.Code != 0 {
+		t.Fatalf("%s: exit %d\n%s", tgt.Name, r.Code, tail(r.Stderr, 3000))
+	}
+	checkExactlyOnce(t, tgt, msgs)
+	// Every wait after a "Suggested Backoff Time" lasts at least that.
+	waits := regexp.MustCompile(`error="in ([0-9.]+m?s): .*Suggested Backoff Time`).FindAllStringSubmatch(r.Stderr, -1)
+	if len(waits) == 0 {
+		t.Errorf("%s: no wait after a suggested backoff:\n%s", tgt.Name, tail(r.Stderr, 2000))
+	}
+	for _, w := range waits {
+		if d, _ := time.ParseDuration(w[1]); d < 300*time.Millisecond {
+			t.Errorf("%s: waited %s, the server asked for 300ms", tgt.Name, d)
+		}
+	}
+	t.Logf("%s: %d APPENDs, %d logins, %s", tgt.Name, appends.Load(), logins.Load(), time.Since(start).Round(time.Millisecond))
 }

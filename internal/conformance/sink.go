@@ -36,6 +36,7 @@ func SinkCases() []SinkCase {
 		{"crash-points", CrashCase},
 		{"resets", ResetCase},
 		{"late-store", LateStoreCase},
+		{"throttle", ThrottleCase},
 	}
 }
 

@@ -371,6 +371,9 @@ func (c *Conn) login(ctx context.Context, where string) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if t := Throttled(err); t != nil {
+			return migrate.Backoff(fmt.Errorf("%s: login as %s throttled: %v", where, who, oneLine(err)), waitIn(err.Error()))
+		}
 		if isIMAPError(err) || !isNetError(err) {
 			return migrate.FatalError(fmt.Errorf("%s: login as %s failed (%s): %v", where, who, mech, oneLine(err)))
 		}
@@ -593,10 +596,11 @@ func isIMAPError(err error) bool {
 	return errors.As(err, &ie)
 }
 
-// IMAPError returns the server's NO/BAD response in err, if any.
+// IMAPError returns the server's NO/BAD response in err, if any — but not
+// a throttling reply (Throttled), which says "not now", not "no".
 func IMAPError(err error) *imap.Error {
 	var ie *imap.Error
-	if errors.As(err, &ie) {
+	if errors.As(err, &ie) && Throttled(err) == nil {
 		return ie
 	}
 	return nil
@@ -618,11 +622,15 @@ func isCertError(err error) bool {
 }
 
 // Classify turns an error of a command on c into the engine's classes:
-// server NO/BAD responses are returned unchanged (the caller knows what
-// they mean for its command), ctx errors unchanged, and everything else (a
-// dropped or timed-out connection) retryable. The caller must drop a conn
+// throttling replies become Retry with the server's suggested wait
+// (Throttled), other server NO/BAD responses are returned unchanged (the
+// caller knows what they mean for its command), ctx errors unchanged, and
+// everything else (a dropped or timed-out connection) retryable. The caller must drop a conn
 // that failed with a non-IMAP error.
 func Classify(err error) error {
+	if t := Throttled(err); t != nil {
+		return t
+	}
 	if err == nil || isIMAPError(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}

@@ -3,6 +3,7 @@ package imapconn
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // Shared lets several goroutines use one pool connection at once, so that
@@ -42,6 +43,7 @@ type Shared struct {
 	opening int           // connections being dialled or set up, not in active
 	clock   uint64        // release counter, orders idle connections
 	changed chan struct{} // closed and replaced when active changes
+	lastCut time.Time     // last Throttled reduction
 }
 
 // SharedConn is a connection handed out by Shared.Acquire.
@@ -64,6 +66,20 @@ func NewShared(pool *Pool, max, depth int) *Shared {
 	}
 	return &Shared{pool: pool, max: max, depth: depth, changed: make(chan struct{})}
 }
+
+// Throttled gives up one connection (down to one), at most once every
+// throttleSpacing: a server that throttles is asked less of. Connections
+// beyond the new maximum are closed as their users leave.
+func (s *Shared) Throttled() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.max > 1 && time.Since(s.lastCut) >= throttleSpacing {
+		s.max--
+		s.lastCut = time.Now()
+	}
+}
+
+const throttleSpacing = 10 * time.Second
 
 // Depth is the number of users one connection carries at most.
 func (s *Shared) Depth() int { return s.depth }
@@ -161,7 +177,7 @@ func (s *Shared) Release(sc *SharedConn, err error) {
 	}
 	s.clock++
 	sc.released = s.clock
-	drop := sc.bad || sc.Broken()
+	drop := sc.bad || sc.Broken() || len(s.active)+s.opening > s.max
 	if drop {
 		s.removeLocked(sc)
 	}

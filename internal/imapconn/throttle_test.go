@@ -1,0 +1,45 @@
+package imapconn
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/mailhaul/mailhaul/migrate"
+)
+
+func TestThrottled(t *testing.T) {
+	no := func(code imap.ResponseCode, text string) error {
+		return fmt.Errorf("append: %w", &imap.Error{Type: imap.StatusResponseTypeNo, Code: code, Text: text})
+	}
+	for _, c := range []struct {
+		err  error
+		wait time.Duration // 0: not throttling, -1: throttling, no suggested wait
+	}{
+		{no("", "Request is throttled. Suggested Backoff Time: 299609 milliseconds"), 299609 * time.Millisecond},
+		{no("THROTTLED", "slow down"), -1},
+		{no(imap.ResponseCodeUnavailable, "try later"), -1},
+		{no(imap.ResponseCodeInUse, "mailbox locked"), -1},
+		{no(imap.ResponseCodeLimit, "too many"), -1},
+		{errors.New("unexpected EOF (server said: BYE Too many simultaneous connections. (Failure))"), -1},
+		{errors.New("unexpected EOF (server said: BYE Account exceeded command or bandwidth limits)"), -1},
+		{no(imap.ResponseCodeOverQuota, "quota"), 0},
+		{no(imap.ResponseCodeTryCreate, "no such folder"), 0},
+		{errors.New("connection reset by peer"), 0},
+	} {
+		got := Throttled(c.err)
+		d, ok := migrate.BackoffOf(got)
+		switch {
+		case c.wait == 0 && got != nil:
+			t.Errorf("%v: taken for throttling", c.err)
+		case c.wait != 0 && (!ok || d != max(c.wait, 0) || migrate.Classify(got) != migrate.Retry):
+			t.Errorf("%v: throttled %v, wait %v, want %v", c.err, got, d, c.wait)
+		}
+		if c.wait != 0 && IMAPError(c.err) != nil {
+			t.Errorf("%v: a throttling reply still reads as a refusal", c.err)
+		}
+	}
+}
