@@ -628,7 +628,7 @@ func (c *checker) lookElsewhere(ctx context.Context) error {
 		}
 	}
 	for _, name := range order {
-		c.warn(fmt.Errorf("%d missing messages are in destination folder %q, which no source folder maps to (a renamed folder, or moved there?)", moved[name], name))
+		c.warn(fmt.Errorf("%d missing message(s) are in destination folder %q, which no source folder maps to (a renamed folder, or moved there?)", moved[name], name))
 	}
 	sort.SliceStable(c.problems, func(i, j int) bool {
 		a, b := c.problems[i].v, c.problems[j].v
