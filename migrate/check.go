@@ -93,6 +93,14 @@ type MessageIDLister interface {
 	ListsMessageIDs()
 }
 
+// ConcurrentLister is implemented by sources whose List may run for
+// several mailboxes at once (each call takes its own connection or opens
+// its own file): Check lists up to listWindow folders of such a side at
+// once. Other sources are listed one folder at a time.
+type ConcurrentLister interface {
+	ListsConcurrently()
+}
+
 // StoreNamer is implemented by sources whose own name for a mailbox is not
 // its "/" name (IMAP: the server's name, with prefix and delimiter). Check
 // pairs a source folder with the destination folder whose StoreName is
@@ -434,21 +442,31 @@ func storeName(s Source, mb Mailbox) string {
 
 func (c *checker) run(ctx context.Context) error {
 	var srcMbs, dstMbs []Mailbox
-	err := c.e.retry(ctx, &job{}, "list source folders", func() error {
-		var err error
-		srcMbs, err = c.o.Source.Mailboxes(ctx)
-		return err
+	lg, lctx := errgroup.WithContext(ctx)
+	lg.Go(func() error {
+		err := c.e.retry(lctx, &job{}, "list source folders", func() error {
+			var err error
+			srcMbs, err = c.o.Source.Mailboxes(lctx)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("list source folders: %w", err)
+		}
+		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("list source folders: %w", err)
-	}
-	err = c.e.retry(ctx, &job{}, "list destination folders", func() error {
-		var err error
-		dstMbs, err = c.o.Dest.Mailboxes(ctx)
-		return err
+	lg.Go(func() error {
+		err := c.e.retry(lctx, &job{}, "list destination folders", func() error {
+			var err error
+			dstMbs, err = c.o.Dest.Mailboxes(lctx)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("list destination folders: %w", err)
+		}
+		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("list destination folders: %w", err)
+	if err := lg.Wait(); err != nil {
+		return err
 	}
 	dst := map[string]Mailbox{}
 	for _, mb := range dstMbs {
@@ -469,6 +487,7 @@ func (c *checker) run(ctx context.Context) error {
 		}
 		dest := name
 		if c.o.Resolver != nil {
+			var err error
 			if dest, err = c.o.Resolver.Resolve(ctx, prep, name); err != nil {
 				return fmt.Errorf("destination folder of %q: %w", mb.Name, err)
 			}
@@ -514,54 +533,58 @@ func (c *checker) run(ctx context.Context) error {
 	}
 	c.emit(CheckEvent{Kind: CheckPlanned, N: n})
 
-	// Two listers (one goroutine per side, as Source requires) run a
-	// folder ahead of the comparison.
+	// Each side is listed a few folders ahead of the comparison: one
+	// folder at a time (as Source requires), or up to listWindow at once
+	// for a ConcurrentLister. A listing waits in its slot until compared,
+	// so at most window listings per side are held.
 	eg, gctx := errgroup.WithContext(ctx)
-	srcCh := make(chan sideListing, 1)
-	dstCh := make(chan sideListing, 1)
-	lister := func(ch chan<- sideListing, dest bool) func() error {
-		return func() error {
-			defer close(ch)
-			for _, g := range groups {
-				var l sideListing
-				mbs := g.srcs
-				if dest {
-					mbs = nil
-					if g.dmb != nil {
-						mbs = []Mailbox{*g.dmb}
-					}
+	lister := func(dest bool) ([]chan sideListing, chan struct{}) {
+		window := 1
+		if _, ok := c.side(dest).(ConcurrentLister); ok {
+			window = listWindow
+		}
+		slots := make([]chan sideListing, len(groups))
+		for i := range slots {
+			slots[i] = make(chan sideListing, 1)
+		}
+		sem := make(chan struct{}, window)
+		eg.Go(func() error {
+			for i, g := range groups {
+				select {
+				case sem <- struct{}{}:
+				case <-gctx.Done():
+					return gctx.Err()
 				}
-				for _, mb := range mbs {
-					items, err := c.list(gctx, mb, dest)
-					if err != nil && (Classify(err) != Skip || gctx.Err() != nil) {
+				eg.Go(func() error {
+					l, err := c.listGroup(gctx, g, dest)
+					if err != nil {
 						return err
 					}
-					l.items = append(l.items, items)
-					l.errs = append(l.errs, err)
-					ev := CheckEvent{Kind: CheckListed, Folder: mb.Name, N: len(items)}
-					if dest {
-						ev.Folder, ev.Dest = g.dest, g.dest
-					}
-					c.emit(ev)
-				}
+					slots[i] <- l
+					return nil
+				})
+			}
+			return nil
+		})
+		return slots, sem
+	}
+	srcSlots, srcSem := lister(false)
+	dstSlots, dstSem := lister(true)
+	eg.Go(func() error {
+		for i, g := range groups {
+			var sl, dl sideListing
+			for _, x := range []struct {
+				l    *sideListing
+				slot chan sideListing
+			}{{&sl, srcSlots[i]}, {&dl, dstSlots[i]}} {
 				select {
-				case ch <- l:
+				case *x.l = <-x.slot:
 				case <-gctx.Done():
 					return gctx.Err()
 				}
 			}
-			return nil
-		}
-	}
-	eg.Go(lister(srcCh, false))
-	eg.Go(lister(dstCh, true))
-	eg.Go(func() error {
-		for _, g := range groups {
-			sl, ok1 := <-srcCh
-			dl, ok2 := <-dstCh
-			if !ok1 || !ok2 {
-				return nil // a lister failed: Wait returns its error
-			}
+			<-srcSem
+			<-dstSem
 			if err := c.compare(gctx, g, sl, dl); err != nil {
 				return err
 			}
@@ -569,6 +592,38 @@ func (c *checker) run(ctx context.Context) error {
 		return c.lookElsewhere(gctx)
 	})
 	return eg.Wait()
+}
+
+// listWindow is how many folders of a ConcurrentLister side are listed at
+// once: enough to hide a few round trips per folder, few enough to hold
+// little.
+const listWindow = 4
+
+// listGroup lists what one side holds for g: its source folders, or its
+// destination folder.
+func (c *checker) listGroup(ctx context.Context, g *checkGroup, dest bool) (sideListing, error) {
+	var l sideListing
+	mbs := g.srcs
+	if dest {
+		mbs = nil
+		if g.dmb != nil {
+			mbs = []Mailbox{*g.dmb}
+		}
+	}
+	for _, mb := range mbs {
+		items, err := c.list(ctx, mb, dest)
+		if err != nil && (Classify(err) != Skip || ctx.Err() != nil) {
+			return l, err
+		}
+		l.items = append(l.items, items)
+		l.errs = append(l.errs, err)
+		ev := CheckEvent{Kind: CheckListed, Folder: mb.Name, N: len(items)}
+		if dest {
+			ev.Folder, ev.Dest = g.dest, g.dest
+		}
+		c.emit(ev)
+	}
+	return l, nil
 }
 
 // list lists one folder of one side, starting over on a transient error.

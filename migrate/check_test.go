@@ -520,3 +520,21 @@ func TestCheckSelection(t *testing.T) {
 		t.Errorf("folders %+v", r.rep.Folders)
 	}
 }
+
+func TestHeaderEnd(t *testing.T) {
+	for in, want := range map[string]int{
+		"A: b\n\nbody":       6,
+		"A: b\r\n\r\nbody":   8,
+		"A: b\n\r\nbody":     7,
+		"\nbody":             1,
+		"\r\nbody":           2,
+		"A: b\nC: d":         -1,
+		"A: b\r\n\nx\n\nyy":  7,
+		"":                   -1,
+		"A: b\n \n folded\n": -1,
+	} {
+		if got := migrate.HeaderEnd([]byte(in)); got != want {
+			t.Errorf("HeaderEnd(%q) = %d, want %d", in, got, want)
+		}
+	}
+}

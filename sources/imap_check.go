@@ -28,6 +28,10 @@ func (s *IMAP) StoreName(mb migrate.Mailbox) string { return s.serverName(mb.Nam
 // the message has none.
 func (s *IMAP) ListsMessageIDs() {}
 
+// ListsConcurrently implements migrate.ConcurrentLister: each step of List
+// takes a pool connection of its own.
+func (s *IMAP) ListsConcurrently() {}
+
 // CRLF implements migrate.CRLFSink for a source: sizes (RFC822.SIZE) and
 // bytes (BODY[]) are in the CRLF form IMAP serves.
 func (s *IMAP) CRLF() {}
@@ -110,8 +114,9 @@ func (s *IMAP) Headers(ctx context.Context, msgs []migrate.Message, fn func(int,
 }
 
 var (
-	_ migrate.HeaderReader    = (*IMAP)(nil)
-	_ migrate.StoreNamer      = (*IMAP)(nil)
-	_ migrate.MessageIDLister = (*IMAP)(nil)
-	_ migrate.CRLFSink        = (*IMAP)(nil)
+	_ migrate.HeaderReader     = (*IMAP)(nil)
+	_ migrate.StoreNamer       = (*IMAP)(nil)
+	_ migrate.MessageIDLister  = (*IMAP)(nil)
+	_ migrate.CRLFSink         = (*IMAP)(nil)
+	_ migrate.ConcurrentLister = (*IMAP)(nil)
 )

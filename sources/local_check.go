@@ -117,7 +117,13 @@ func (s *Mbox) Headers(ctx context.Context, msgs []migrate.Message, fn func(int,
 	return nil
 }
 
+// ListsConcurrently implements migrate.ConcurrentLister: List reads one
+// folder's directories and shares nothing but the folder table written by
+// Mailboxes.
+func (s *Maildir) ListsConcurrently() {}
+
 var (
-	_ migrate.HeaderReader = (*Maildir)(nil)
-	_ migrate.HeaderReader = (*Mbox)(nil)
+	_ migrate.ConcurrentLister = (*Maildir)(nil)
+	_ migrate.HeaderReader     = (*Maildir)(nil)
+	_ migrate.HeaderReader     = (*Mbox)(nil)
 )

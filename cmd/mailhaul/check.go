@@ -18,6 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/mailhaul/mailhaul/checkpoint"
+	"github.com/mailhaul/mailhaul/internal/imapconn"
 	"github.com/mailhaul/mailhaul/internal/maildir"
 	"github.com/mailhaul/mailhaul/migrate"
 	"github.com/mailhaul/mailhaul/sinks"
@@ -151,16 +152,11 @@ func runCheck(g *globalFlags, f *checkFlags, srcArg, dstArg string) error {
 	defer stop()
 	rend := newCheckRenderer(g, os.Stderr)
 	env := endpointEnv{g: g, c: &f.copyFlags, warn: func(err error) { g.log.Warn(err.Error()) }, info: func(s string) { g.log.Info(s) }}
-	src, err := openSource(ctx, srcEP, env)
+	src, dst, resolver, closeAll, err := openCheckSides(ctx, srcEP, dstEP, env)
 	if err != nil {
 		return &exitError{exitFatal, err}
 	}
-	defer src.Close()
-	dst, resolver, err := openCheckDest(ctx, dstEP, env)
-	if err != nil {
-		return &exitError{exitFatal, err}
-	}
-	defer dst.Close()
+	defer closeAll()
 	co := migrate.CheckOptions{Options: o, Dest: dst, Resolver: resolver, Events: rend}
 	co.Source = src
 
@@ -214,46 +210,104 @@ func runCheck(g *globalFlags, f *checkFlags, srcArg, dstArg string) error {
 	return &exitError{code, nil}
 }
 
-// openCheckDest opens the destination for reading: as a source, with the
-// sink's naming as Resolver. An IMAP sink is opened only to read the
-// server's namespace, delimiter and folder list (LIST, NAMESPACE: one
-// connection, closed at once); a Maildir destination must exist.
-func openCheckDest(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Source, migrate.Resolver, error) {
-	switch ep.Scheme {
-	case "imap", "imaps":
-		cfg, err := imapConfig(ep, env, "dst")
-		if err != nil {
-			return nil, nil, err
+// openCheckSides opens the source, and the destination for reading: as
+// a source, with the sink's naming as Resolver. Credentials are asked for
+// first, one side after the other (a terminal prompt each, at most); then
+// every connection is dialled at once. An IMAP sink is opened only to read
+// the server's namespace, delimiter and folder list (LIST, NAMESPACE: one
+// connection, logged out while the check starts); a Maildir destination
+// must exist. closeAll closes everything, both sides at once.
+func openCheckSides(ctx context.Context, srcEP, dstEP endpoint, env endpointEnv) (src, dst migrate.Source, res migrate.Resolver, closeAll func(), err error) {
+	imapEP := func(e endpoint) bool { return e.Scheme == "imap" || e.Scheme == "imaps" }
+	var srcCfg, dstCfg *imapconn.Config
+	if imapEP(srcEP) {
+		if srcCfg, err = imapConfig(srcEP, env, "src"); err != nil {
+			return nil, nil, nil, nil, err
 		}
-		sink, err := sinks.OpenIMAP(ctx, cfg, 1, env.warn)
-		if err != nil {
-			return nil, nil, err
-		}
-		sink.Close() // Resolve and RefCopy work from what was read
-		src, err := sources.OpenIMAP(ctx, cfg, env.c.transfers)
-		if err != nil {
-			return nil, nil, fmt.Errorf("IMAP destination %s: %w", cfg.Addr(), err)
-		}
-		return src, sink, nil
-	case "maildir":
-		p, err := ep.localPath()
-		if err != nil {
-			return nil, nil, err
-		}
-		src, err := sources.OpenMaildir(p)
-		if err != nil {
-			return nil, nil, fmt.Errorf("destination: %w", err)
-		}
-		src.Warn = env.warn
-		// The tree exists (OpenMaildir checked): opening the sink creates
-		// nothing.
-		sink, err := sinks.OpenMaildir(p, maildir.PlusPlus, env.warn)
-		if err != nil {
-			return nil, nil, err
-		}
-		return src, sink, nil
 	}
-	return nil, nil, usageErr("destination %q: scheme %q cannot be checked", ep.Raw, ep.Scheme)
+	if imapEP(dstEP) {
+		if dstCfg, err = imapConfig(dstEP, env, "dst"); err != nil {
+			return nil, nil, nil, nil, err
+		}
+	}
+	var (
+		wg                   sync.WaitGroup
+		sink                 *sinks.IMAP
+		srcErr, dstErr, rErr error
+		closing              sync.WaitGroup
+	)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if srcCfg != nil {
+			var s *sources.IMAP
+			if s, srcErr = sources.OpenIMAP(ctx, srcCfg, env.c.transfers); srcErr == nil {
+				src = s
+			}
+			return
+		}
+		src, srcErr = openSource(ctx, srcEP, env)
+	}()
+	go func() {
+		defer wg.Done()
+		switch {
+		case dstCfg != nil:
+			var inner sync.WaitGroup
+			inner.Add(1)
+			go func() {
+				defer inner.Done()
+				if sink, rErr = sinks.OpenIMAP(ctx, dstCfg, 1, env.warn); rErr == nil {
+					closing.Add(1)
+					go func() { defer closing.Done(); sink.Close() }() // Resolve and RefCopy work from what was read
+				}
+			}()
+			var s *sources.IMAP
+			if s, dstErr = sources.OpenIMAP(ctx, dstCfg, env.c.transfers); dstErr == nil {
+				dst = s
+			} else {
+				dstErr = fmt.Errorf("IMAP destination %s: %w", dstCfg.Addr(), dstErr)
+			}
+			inner.Wait()
+			if rErr == nil {
+				res = sink
+			}
+		default:
+			p, err := dstEP.localPath()
+			if err != nil {
+				dstErr = err
+				return
+			}
+			s, err := sources.OpenMaildir(p)
+			if err != nil {
+				dstErr = fmt.Errorf("destination: %w", err)
+				return
+			}
+			s.Warn = env.warn
+			// The tree exists (OpenMaildir checked): opening the sink
+			// creates nothing.
+			ms, err := sinks.OpenMaildir(p, maildir.PlusPlus, env.warn)
+			if err != nil {
+				dstErr = err
+				return
+			}
+			dst, res = s, ms
+		}
+	}()
+	wg.Wait()
+	closeAll = func() {
+		for _, s := range []migrate.Source{src, dst} {
+			if s != nil {
+				closing.Add(1)
+				go func() { defer closing.Done(); s.Close() }()
+			}
+		}
+		closing.Wait()
+	}
+	if err = errors.Join(srcErr, dstErr, rErr); err != nil {
+		closeAll()
+		return nil, nil, nil, nil, err
+	}
+	return src, dst, res, closeAll, nil
 }
 
 // checkExitCode maps a check's outcome to the documented exit codes.
