@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -110,7 +111,7 @@ func (s *Mbox) Headers(ctx context.Context, msgs []migrate.Message, fn func(int,
 			}
 			return err
 		}
-		if err := fn(i, h.b); err != nil {
+		if err := fn(i, bytes.Clone(h.b)); err != nil {
 			return err
 		}
 	}
