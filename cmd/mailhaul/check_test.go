@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/mailhaul/mailhaul/checkpoint"
 	"github.com/mailhaul/mailhaul/internal/maildir"
 	"github.com/mailhaul/mailhaul/internal/testserver"
 	"github.com/mailhaul/mailhaul/migrate"
@@ -574,6 +576,21 @@ func TestCheckMboxToMaildir(t *testing.T) {
 	}
 	if r.code != exitMissing || n != len(want["Work/Projekte"]) {
 		t.Errorf("renamed folder: exit %d, %d of %d found elsewhere\n%s", r.code, n, len(want["Work/Projekte"]), r.stderr)
+	}
+
+	// While a copy of the pair runs (it holds the checkpoint's lock),
+	// check refuses to compare against a moving target.
+	sEP, _ := parseEndpoint("mbox:" + src)
+	dEP, _ := parseEndpoint("maildir:" + dstRoot)
+	path, _, _ := checkpointPath(context.Background(), state, sEP, dEP)
+	store, err := checkpoint.Open(path, sEP.describe(), dEP.describe())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = runMailhaul(t, nil, "check", "--state-dir", state, "mbox:"+src, "maildir:"+dstRoot)
+	store.Close()
+	if r.code != exitFatal || !strings.Contains(r.stderr, "is running") {
+		t.Errorf("check during a copy: exit %d\n%s", r.code, r.stderr)
 	}
 }
 
