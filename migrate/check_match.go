@@ -121,7 +121,7 @@ func (c *checker) matchCheckpoint(g *checkGroup, src, dst []*citem) error {
 		case d == nil || d.peer != nil:
 			s.note = fmt.Sprintf("the checkpoint records its copy %s, which no longer exists", cp.Ref)
 			continue
-		case s.m.MessageID != "" && d.m.MessageID != "" && normMessageID(s.m.MessageID) != normMessageID(d.m.MessageID):
+		case recordedMID(s, cp) != "" && d.m.MessageID != "" && recordedMID(s, cp) != normMessageID(d.m.MessageID):
 			s.note = fmt.Sprintf("the checkpoint records its copy %s, which now holds another message", cp.Ref)
 			continue
 		case d.m.Size >= 0 && !(d.m.Size == cp.Size || (c.crlf && d.m.Size > cp.Size && d.m.Size <= 2*cp.Size)):
@@ -131,6 +131,15 @@ func (c *checker) matchCheckpoint(g *checkGroup, src, dst []*citem) error {
 		pair(s, d, MatchCheckpoint)
 	}
 	return nil
+}
+
+// recordedMID is the Message-ID of s as listed, else as the checkpoint
+// recorded it when the message was copied.
+func recordedMID(s *citem, cp Copy) string {
+	if s.m.MessageID != "" {
+		return normMessageID(s.m.MessageID)
+	}
+	return normMessageID(cp.MessageID)
 }
 
 // unmatched returns the items of l that are still to be decided.

@@ -275,6 +275,22 @@ func TestCheckAfterCopy(t *testing.T) {
 			}
 		}
 	})
+	t.Run("recorded-copy-replaced", func(t *testing.T) {
+		// The recorded copy of one message is gone, an identical file
+		// under another name is there (written again by another tool):
+		// found, by fingerprint.
+		p := maildirFiles(t, root)[0]
+		q := filepath.Join(filepath.Dir(p), "1700000000.Mother.host:2,S")
+		if err := os.Rename(p, q); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Rename(q, p)
+		r := checkMaildir(t, src, root, cp, nil)
+		wantTotals(t, r, total, 0, 0, 0, r.rep.Totals.FlagDiff, 0)
+		if r.rep.Totals.ByCheckpoint != total-1 {
+			t.Errorf("by checkpoint %d, want %d", r.rep.Totals.ByCheckpoint, total-1)
+		}
+	})
 }
 
 // TestCheckMaildirChanges deletes a destination message, duplicates
