@@ -423,8 +423,9 @@ func changingCommands(trace string) []string {
 	return out
 }
 
-// TestCheckIMAPToIMAP: a complete IMAP -> IMAP copy checks complete both
-// ways; a flag removed on the destination is a difference.
+// TestCheckIMAPToIMAP: a complete IMAP -> IMAP copy checks complete by
+// checkpoint and by fingerprint, and so does IMAP -> Maildir; a flag
+// removed on the destination is a difference.
 func TestCheckIMAPToIMAP(t *testing.T) {
 	src := testserver.StartDovecot(t, testserver.WithUser("alice", "Src-Pw-1"))
 	dst := testserver.StartDovecot(t, testserver.WithUser("bob", "Dst-Pw-2"))
@@ -464,6 +465,16 @@ func TestCheckIMAPToIMAP(t *testing.T) {
 			t.Errorf("password in the output")
 		}
 	}
+	// IMAP -> Maildir: the CRLF bytes are stored as they are.
+	md, mdState := filepath.Join(t.TempDir(), "Maildir"), t.TempDir()
+	if r := runMailhaul(t, env, "copy", "--state-dir", mdState, "--ca-file", ca, srcURL, "maildir:"+md); r.code != 0 {
+		t.Fatalf("copy to Maildir: exit %d\n%s", r.code, r.stderr)
+	}
+	for _, st := range []string{mdState, t.TempDir()} {
+		r, out := checkCLI(t, env, "--state-dir", st, "--ca-file", ca, srcURL, "maildir:"+md)
+		wantComplete(t, r, out, total)
+	}
+
 	c := imapDial(t, dst, "bob")
 	uid, _ := uidOfSubject(t, c, "Archive/2019", "message 1 in Archive/2019")
 	if err := c.Store(imap.UIDSetNum(uid), &imap.StoreFlags{Op: imap.StoreFlagsDel, Flags: []imap.Flag{imap.FlagSeen}}, nil).Close(); err != nil {
