@@ -60,9 +60,10 @@ import (
 // (local reads, nothing over the network), and messages whose fingerprint
 // is ambiguous or who have no Message-ID are fetched from both sides and
 // hashed. Missing and extra messages cost one more UID FETCH of four header
-// fields per 500. The two sides are listed concurrently, folder after
-// folder, with the next folders listed while one is compared; reads and
-// hashes use up to Options.Transfers connections per side, as copy does.
+// fields per 500. The two sides are listed at once, each a few folders
+// ahead of the comparison (up to listWindow folders at once on a side
+// that is a ConcurrentLister, else one); reads and hashes use up to
+// Options.Transfers connections per side, as copy does.
 // No body is ever held in memory (hashes are computed as bytes arrive);
 // what is held is the metadata of the folders being compared (a few
 // hundred bytes per message).
