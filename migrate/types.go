@@ -11,6 +11,9 @@
 //   - append.go   appenders: intent recorded, message appended, done recorded
 //     (group commit per batch).
 //   - recover.go  pending intents of a killed run are resolved on the sink.
+//   - check.go    Check, behind `mailhaul check`: both sides listed and
+//     compared folder by folder (check_match.go decides, check_read.go
+//     reads headers and hashes).
 //
 // The engine never touches the terminal: it reports through a Reporter and
 // returns a Report; cmd/mailhaul renders both.

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,6 +27,14 @@ type Proxy struct {
 	mu     sync.Mutex
 	conns  map[net.Conn]bool
 	closed bool
+	// Bytes forwarded to the target (client -> server) and from it.
+	toTarget, fromTarget atomic.Int64
+}
+
+// Bytes returns how many bytes the proxy forwarded to the target (what
+// clients sent) and from it (what clients read), over all connections.
+func (p *Proxy) Bytes() (toTarget, fromTarget int64) {
+	return p.toTarget.Load(), p.fromTarget.Load()
 }
 
 // Start listens on 127.0.0.1 (a free port) and forwards every connection to
@@ -76,8 +85,8 @@ func (p *Proxy) accept() {
 			return
 		}
 		p.wg.Add(2)
-		go p.pipe(up, c)
-		go p.pipe(c, up)
+		go p.pipe(up, c, &p.toTarget)
+		go p.pipe(c, up, &p.fromTarget)
 	}
 }
 
@@ -86,8 +95,9 @@ type chunk struct {
 	due  time.Time
 }
 
-// pipe copies src to dst, each chunk delivered delay after it was read.
-func (p *Proxy) pipe(dst, src net.Conn) {
+// pipe copies src to dst, each chunk delivered delay after it was read,
+// counting the bytes in n.
+func (p *Proxy) pipe(dst, src net.Conn, n *atomic.Int64) {
 	defer p.wg.Done()
 	q := make(chan chunk, 4096)
 	done := make(chan struct{})
@@ -107,9 +117,10 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 	}()
 	for {
 		buf := make([]byte, 32<<10)
-		n, err := src.Read(buf)
-		if n > 0 {
-			q <- chunk{buf[:n], time.Now().Add(p.delay)}
+		k, err := src.Read(buf)
+		if k > 0 {
+			n.Add(int64(k))
+			q <- chunk{buf[:k], time.Now().Add(p.delay)}
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {

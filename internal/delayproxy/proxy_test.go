@@ -63,4 +63,7 @@ func TestRoundTripLatencyAndBytes(t *testing.T) {
 			t.Fatalf("byte %d differs", i)
 		}
 	}
+	if to, from := p.Bytes(); to != 5+1<<20 || from != 5+1<<20 {
+		t.Errorf("bytes forwarded: %d to the target, %d from it; want %d each", to, from, 5+1<<20)
+	}
 }
