@@ -476,15 +476,25 @@ func (c *checker) run(ctx context.Context) error {
 	claimed := map[string]bool{}
 	byDest := map[string]*checkGroup{}
 	var groups []*checkGroup
+	planned := map[string]Mailbox{}
+	pl := c.o.Planned(srcMbs)
+	for _, mb := range pl {
+		planned[mb.Name] = mb
+	}
+	if p, ok := c.o.Resolver.(Planner); ok {
+		p.Plan(c.o.plan(pl))
+	}
 	for _, mb := range srcMbs {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		// As the lister of copy prepares a folder (list.go).
+		// As the lister of copy prepares a folder (list.go): the uses as
+		// Planned gives them (a folder not copied claims none).
 		name := c.o.MapName(mb.Name)
-		prep := mb
-		if c.o.Mapped(mb.Name) {
-			prep.SpecialUse = ""
+		prep, ok := planned[mb.Name]
+		if !ok {
+			prep = mb
+			prep.SpecialUse, prep.UseGuessed = "", false
 		}
 		dest := name
 		if c.o.Resolver != nil {

@@ -123,7 +123,7 @@ func copyToMaildir(t *testing.T, src migrate.Source, maps ...string) (string, st
 	t.Helper()
 	dir := t.TempDir()
 	root := filepath.Join(dir, "Maildir")
-	sink, err := sinks.OpenMaildir(root, maildir.PlusPlus, nil)
+	sink, err := sinks.OpenMaildir(root, maildir.PlusPlus)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func checkMaildir(t *testing.T, src migrate.Source, root, cp string, mod func(*m
 	if err != nil {
 		t.Fatal(err)
 	}
-	sink, err := sinks.OpenMaildir(root, maildir.PlusPlus, nil)
+	sink, err := sinks.OpenMaildir(root, maildir.PlusPlus)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,17 +33,10 @@ func (e *engine) list(ctx context.Context, out chan<- []*job) error {
 	if err != nil {
 		return fmt.Errorf("list source folders: %w", err)
 	}
-	var sel []Mailbox
-	for _, mb := range mbs {
-		if e.o.Selected(mb.Name) {
-			if e.o.Mapped(mb.Name) {
-				mb.SpecialUse, mb.UseGuessed = "", false // an explicit --map wins
-			}
-			sel = append(sel, mb)
-		}
+	mbs = e.o.Planned(mbs)
+	if p, ok := e.o.Sink.(Planner); ok && !e.o.DryRun {
+		p.Plan(e.o.plan(mbs))
 	}
-	AssignSpecialUses(sel)
-	mbs = sel
 	for _, mb := range mbs {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -77,10 +70,7 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job)
 		}
 	}
 	dest := e.o.MapName(mb.Name)
-	prep := mb
-	if e.o.Mapped(mb.Name) {
-		prep.SpecialUse = "" // an explicit --map wins over special-use mapping
-	}
+	prep := mb // Planned already cleared the use of a --map'd folder
 	var rm *rematcher
 	var dup *dedupSet
 	if !e.o.DryRun {

@@ -238,3 +238,30 @@ func (o *Options) filter(m Message) string {
 	}
 	return ""
 }
+
+// Planned returns the mailboxes of mbs that a run copies, in order: the
+// selected ones (Include/Exclude), each special use given to one folder
+// at most (AssignSpecialUses), none to a folder renamed by --map (an
+// explicit --map wins over special-use mapping).
+func (o *Options) Planned(mbs []Mailbox) []Mailbox {
+	var sel []Mailbox
+	for _, mb := range mbs {
+		if o.Selected(mb.Name) {
+			if o.Mapped(mb.Name) {
+				mb.SpecialUse, mb.UseGuessed = "", false
+			}
+			sel = append(sel, mb)
+		}
+	}
+	AssignSpecialUses(sel)
+	return sel
+}
+
+// plan lists the folders Prepare will be asked for, for a Planner.
+func (o *Options) plan(mbs []Mailbox) []PlannedFolder {
+	out := make([]PlannedFolder, 0, len(mbs))
+	for _, mb := range mbs {
+		out = append(out, PlannedFolder{Source: mb, Name: o.MapName(mb.Name)})
+	}
+	return out
+}

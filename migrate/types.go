@@ -140,6 +140,23 @@ type Sink interface {
 	Close() error
 }
 
+// Planner is implemented by sinks that map folders by more than their
+// names (IMAP special-use mapping): before the first Prepare the engine
+// tells them every folder the run will prepare, source mailbox and the
+// name it will ask for, so that a folder found by special use is never one
+// that another source folder's name maps to — whatever folders earlier
+// runs created, so that every run maps the same way. Called once, from
+// Run's goroutine.
+type Planner interface {
+	Plan(folders []PlannedFolder)
+}
+
+// PlannedFolder is one folder a run will prepare.
+type PlannedFolder struct {
+	Source Mailbox
+	Name   string // as passed to Prepare
+}
+
 // FlagDropper is implemented by sinks that store a message without some of
 // its flags when the destination cannot keep them (IMAP PERMANENTFLAGS, the
 // 26 keywords of a Dovecot Maildir folder). Run calls SetDropped once,

@@ -67,6 +67,7 @@ type IMAP struct {
 	warned   map[string]bool
 	claimed  map[string]bool   // refs identified after APPENDs without APPENDUID
 	assigned map[string]string // destination folder -> the source folder Prepare gave it
+	reserved map[string]string // destination folder -> the planned source folder named so (Plan)
 	prefixTo string            // endpoint folder (server syntax) everything goes under
 	// What the server refuses in folder names, learned from NO [CANNOT]
 	// (see imap_names.go), and the names it found too long.
@@ -221,4 +222,5 @@ var (
 	_ migrate.Remover     = (*IMAP)(nil)
 	_ migrate.CRLFSink    = (*IMAP)(nil)
 	_ migrate.FlagDropper = (*IMAP)(nil)
+	_ migrate.Planner     = (*IMAP)(nil)
 )

@@ -125,9 +125,10 @@ func (s *IMAP) prepareAs(ctx context.Context, c *imapconn.Conn, src migrate.Mail
 	use := src.SpecialUse
 	create := &imap.CreateOptions{}
 	if mappedUses[use] && s.prefixTo == "" {
-		if found := findByUse(m, use); found != "" && s.free(found, src.Name) {
+		free := func(d string) bool { return s.free(d, src.Name) }
+		if found := findByUse(m, use, free); found != "" {
 			dest = found
-		} else if m.caps.Has(imap.CapCreateSpecialUse) && findByUse(m, use) == "" {
+		} else if m.caps.Has(imap.CapCreateSpecialUse) && findByUse(m, use, func(string) bool { return true }) == "" {
 			create.SpecialUse = []imap.MailboxAttr{imap.MailboxAttr(use)}
 		}
 	}
@@ -166,18 +167,38 @@ func (s *IMAP) prepareAs(ctx context.Context, c *imapconn.Conn, src migrate.Mail
 }
 
 // free reports whether destination folder dest may receive source folder
-// name: it was not given to another source folder by this sink.
+// name by special use: it was not given to another source folder by this
+// sink, and no other folder of the run's plan maps to it by name.
 func (s *IMAP) free(dest, name string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	owner, ok := s.assigned[dest]
-	return !ok || owner == name
+	if owner, ok := s.assigned[dest]; ok && owner != name {
+		return false
+	}
+	if owner, ok := s.reserved[dest]; ok && owner != name {
+		return false
+	}
+	return true
 }
 
-func findByUse(m *serverMeta, use string) string {
+// Plan implements migrate.Planner: the server names the run's folders
+// map to by name are reserved for them.
+func (s *IMAP) Plan(folders []migrate.PlannedFolder) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reserved = map[string]string{}
+	for _, f := range folders {
+		s.reserved[s.serverNameLocked(f.Name)] = f.Source.Name
+	}
+}
+
+// findByUse returns the destination folder with special use use that ok
+// accepts: one with the attribute, else one whose well-known name has the
+// use (the first in name order); "" if none.
+func findByUse(m *serverMeta, use string, ok func(string) bool) string {
 	for _, l := range m.list {
 		for _, a := range l.Attrs {
-			if strings.EqualFold(string(a), use) {
+			if strings.EqualFold(string(a), use) && ok(l.Mailbox) {
 				return l.Mailbox
 			}
 		}
@@ -192,7 +213,7 @@ func findByUse(m *serverMeta, use string) string {
 		if l.Delim != 0 {
 			n = strings.ReplaceAll(n, string(l.Delim), "/")
 		}
-		if migrate.SpecialUseByName(n) == use {
+		if migrate.SpecialUseByName(n) == use && ok(l.Mailbox) {
 			names = append(names, l.Mailbox)
 		}
 	}

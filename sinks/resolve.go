@@ -17,24 +17,27 @@ import (
 // returns — the same conversion of the name to the server's syntax
 // (namespace prefix, delimiter, endpoint folder) and the same special-use
 // redirection to an existing folder with that attribute or well-known
-// name — from the folder list read when the sink was opened. Nothing is
-// created: a folder Prepare would create is returned under the name it
-// would get. Keep in step with prepare (imap_folders.go).
+// name, never one already given to another source folder — from the
+// folder list read when the sink was opened. Nothing is created: a folder
+// Prepare would create is returned under the name it would get (as far as
+// the server's refusals of names are known). Call it for the folders in
+// the order Prepare would see them. Keep in step with prepare
+// (imap_folders.go).
 func (s *IMAP) Resolve(ctx context.Context, src migrate.Mailbox, name string) (string, error) {
 	s.mu.Lock()
 	m := s.meta
 	dest := s.serverNameLocked(name)
 	prefixTo := s.prefixTo
 	s.mu.Unlock()
-	use := src.SpecialUse
-	if use == "" {
-		use = migrate.SpecialUseByName(src.Name)
-	}
+	use := src.SpecialUse // decided by the engine (migrate.Options.Planned)
 	if mappedUses[use] && prefixTo == "" {
-		if found := findByUse(m, use); found != "" {
+		if found := findByUse(m, use, func(d string) bool { return s.free(d, src.Name) }); found != "" {
 			dest = found
 		}
 	}
+	s.mu.Lock()
+	s.assigned[dest] = src.Name // as Prepare records it
+	s.mu.Unlock()
 	return dest, nil
 }
 

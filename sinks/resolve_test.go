@@ -36,6 +36,10 @@ func TestResolveIsPrepare(t *testing.T) {
 	}
 	folders := []migrate.Mailbox{{Name: "INBOX"}, {Name: "Sent", SpecialUse: migrate.UseSent}, {Name: "Gesendet"},
 		{Name: "Trash"}, {Name: "Archive/2020"}, {Name: "Release 1.2/notes"}}
+	for i := range folders {
+		migrate.GuessSpecialUse(&folders[i])
+	}
+	folders = (&migrate.Options{}).Planned(folders) // as the engine hands them to the sink
 	ctx := context.Background()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,7 +65,12 @@ func TestResolveIsPrepare(t *testing.T) {
 				t.Cleanup(func() { s.Close() })
 				return s
 			}
+			var plan []migrate.PlannedFolder
+			for _, mb := range folders {
+				plan = append(plan, migrate.PlannedFolder{Source: mb, Name: mb.Name})
+			}
 			resolveAll := func(s *sinks.IMAP) []string {
+				s.Plan(plan)
 				var out []string
 				for _, mb := range folders {
 					d, err := s.Resolve(ctx, mb, mb.Name)
@@ -80,6 +89,7 @@ func TestResolveIsPrepare(t *testing.T) {
 				t.Fatalf("Resolve changed the folders:\n%s\n%s", before, after)
 			}
 			s = open()
+			s.Plan(plan)
 			var prepared []string
 			for _, mb := range folders {
 				d, err := s.Prepare(ctx, mb, mb.Name)

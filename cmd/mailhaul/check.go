@@ -285,7 +285,7 @@ func openCheckSides(ctx context.Context, srcEP, dstEP endpoint, env endpointEnv)
 			s.Warn = env.warn
 			// The tree exists (OpenMaildir checked): opening the sink
 			// creates nothing.
-			ms, err := sinks.OpenMaildir(p, maildir.PlusPlus, env.warn)
+			ms, err := sinks.OpenMaildir(p, maildir.PlusPlus)
 			if err != nil {
 				dstErr = err
 				return
