@@ -6,13 +6,19 @@ import (
 )
 
 // Pool holds up to N connections to one account. Get hands a connection
-// to one goroutine; Put gives it back. A slot whose connection broke is
-// redialled on the next Get, so a dropped connection costs one retry.
+// to one goroutine; Put gives it back. An idle connection is reused before
+// a new one is dialled (the most recently used first: it is the one least
+// likely to have been dropped by a server or NAT for idleness), and a slot
+// whose connection broke is redialled on the next Get, so a dropped
+// connection costs one retry.
 type Pool struct {
-	cfg   *Config
-	slots chan *Conn // nil entries: slot not connected
+	cfg  *Config
+	size int
 
 	mu     sync.Mutex
+	idle   []*Conn // connected, not handed out; the last is the newest
+	empty  int     // slots without a connection, not handed out
+	wake   chan struct{}
 	closed bool
 	all    map[*Conn]bool
 }
@@ -22,53 +28,92 @@ func NewPool(cfg *Config, n int) *Pool {
 	if n < 1 {
 		n = 1
 	}
-	p := &Pool{cfg: cfg, slots: make(chan *Conn, n), all: map[*Conn]bool{}}
-	for i := 0; i < n; i++ {
-		p.slots <- nil
-	}
-	return p
+	return &Pool{cfg: cfg, size: n, empty: n, wake: make(chan struct{}), all: map[*Conn]bool{}}
 }
 
 // Size is the number of slots.
-func (p *Pool) Size() int { return cap(p.slots) }
+func (p *Pool) Size() int { return p.size }
 
-// Get waits for a free slot and returns its connection, dialling it if
-// needed. On error the slot is returned to the pool; errors are classified
-// as Dial classifies them.
+// Get waits for a free slot and returns its connection: an idle one if
+// any is alive, else a new one. On error the slot is returned to the pool;
+// errors are classified as Dial classifies them.
 func (p *Pool) Get(ctx context.Context) (*Conn, error) {
-	var c *Conn
-	select {
-	case c = <-p.slots:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	for {
+		p.mu.Lock()
+		var dead []*Conn
+		for len(p.idle) > 0 {
+			c := p.idle[len(p.idle)-1]
+			p.idle = p.idle[:len(p.idle)-1]
+			if !c.Broken() {
+				p.mu.Unlock()
+				closeAll(dead)
+				return c, nil
+			}
+			delete(p.all, c)
+			p.empty++
+			dead = append(dead, c)
+		}
+		if len(dead) > 0 {
+			p.mu.Unlock()
+			closeAll(dead)
+			p.mu.Lock()
+		}
+		if p.empty > 0 {
+			p.empty--
+			p.mu.Unlock()
+			c, err := Dial(ctx, p.cfg)
+			p.mu.Lock()
+			if err != nil {
+				p.empty++
+				p.signalLocked()
+				p.mu.Unlock()
+				return nil, err
+			}
+			p.all[c] = true
+			p.mu.Unlock()
+			return c, nil
+		}
+		wake := p.wake
+		p.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
-	if c != nil && !c.Broken() {
-		return c, nil
-	}
-	if c != nil {
-		p.forget(c)
-		c.Client.Close()
-	}
-	c, err := Dial(ctx, p.cfg)
-	if err != nil {
-		p.slots <- nil
-		return nil, err
-	}
-	p.mu.Lock()
-	p.all[c] = true
-	p.mu.Unlock()
-	return c, nil
+}
+
+// signalLocked wakes every waiting Get; called with p.mu held.
+func (p *Pool) signalLocked() {
+	close(p.wake)
+	p.wake = make(chan struct{})
 }
 
 // Put returns c's slot. A broken connection is closed and the slot
 // redialled later. Put(nil) returns an empty slot.
 func (p *Pool) Put(c *Conn) {
-	if c != nil && c.Broken() {
-		p.forget(c)
-		c.Client.Close()
-		c = nil
+	p.mu.Lock()
+	broken := c != nil && c.Broken()
+	switch {
+	case c == nil:
+		p.empty++
+	case broken:
+		delete(p.all, c)
+		p.empty++
+	default:
+		p.idle = append(p.idle, c)
 	}
-	p.slots <- c
+	p.signalLocked()
+	p.mu.Unlock()
+	if broken {
+		c.Client.Close()
+	}
+}
+
+func closeAll(cs []*Conn) {
+	for _, c := range cs {
+		c.Client.Close()
+	}
 }
 
 // Release returns c after a command that ended with err: to the pool if
@@ -85,17 +130,16 @@ func (p *Pool) Release(c *Conn, err error) {
 // Discard closes c (after an error that left it in an unknown state) and
 // returns its slot empty.
 func (p *Pool) Discard(c *Conn) {
+	p.mu.Lock()
 	if c != nil {
-		p.forget(c)
+		delete(p.all, c)
+	}
+	p.empty++
+	p.signalLocked()
+	p.mu.Unlock()
+	if c != nil {
 		c.Client.Close()
 	}
-	p.slots <- nil
-}
-
-func (p *Pool) forget(c *Conn) {
-	p.mu.Lock()
-	delete(p.all, c)
-	p.mu.Unlock()
 }
 
 // Close logs out every connection, including those handed out (their
