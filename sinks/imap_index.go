@@ -43,9 +43,8 @@ func (s *IMAP) index(ctx context.Context, c *imapconn.Conn, folder string, fn fu
 			if m == nil {
 				break
 			}
-			buf, err := m.Collect()
+			buf, err := imapconn.Collect(c, m)
 			if err != nil {
-				cmd.Close()
 				return err
 			}
 			mid := ""

@@ -127,9 +127,8 @@ func (s *IMAP) locate(ctx context.Context, c *imapconn.Conn, folder string, ins 
 			if m == nil {
 				break
 			}
-			buf, err := m.Collect()
+			buf, err := imapconn.Collect(c, m)
 			if err != nil {
-				cmd.Close()
 				return err
 			}
 			if buf.UID < from {
@@ -265,9 +264,8 @@ func (s *IMAP) hashUIDs(ctx context.Context, c *imapconn.Conn, uids []imap.UID) 
 					if it.Literal == nil {
 						continue
 					}
-					if _, err := io.Copy(io.MultiWriter(h, migrate.CompareWriter(hc), &crlfToLF{w: hl}), it.Literal); err != nil {
-						cmd.Close()
-						return err
+					if _, err := imapconn.ReadLiteral(c, io.MultiWriter(h, migrate.CompareWriter(hc), &crlfToLF{w: hl}), it.Literal); err != nil {
+						return err // the connection is closed: no cmd.Close
 					}
 					got = true
 				}

@@ -265,9 +265,8 @@ func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 						if m == nil {
 							break
 						}
-						buf, err := m.Collect()
+						buf, err := imapconn.Collect(c, m)
 						if err != nil {
-							cmd.Close()
 							return err
 						}
 						msg := migrate.Message{Mailbox: mb.Name, ID: strconv.FormatUint(uint64(buf.UID), 10), Size: buf.RFC822Size, Date: buf.InternalDate, Loc: folder}
@@ -334,28 +333,76 @@ func (s *IMAP) wrap(folder, id string, err error) error {
 // fetches of the same folder share a connection (up to FetchDepth
 // commands pipelined on it; go-imap routes each response by UID), other
 // folders get their own.
+//
+// A message larger than rangeFetchOver is fetched in ranges of rangeSize
+// (BODY.PEEK[]<offset.size>), and a connection lost mid-way resumes at the
+// byte where it stopped, on a new connection: a 200 MB message over a slow
+// link that drops is not fetched again from the start.
 func (s *IMAP) Fetch(ctx context.Context, msg migrate.Message, w io.Writer) error {
-	uid, err := strconv.ParseUint(msg.ID, 10, 32)
+	uid64, err := strconv.ParseUint(msg.ID, 10, 32)
 	if err != nil {
 		return migrate.SkipMessage(fmt.Errorf("IMAP source: bad message id %q", msg.ID))
 	}
+	uid := imap.UID(uid64)
 	folder := msg.Loc
 	if folder == "" {
 		folder = s.serverName(msg.Mailbox)
 	}
+	if msg.Size <= rangeFetchOver {
+		_, _, err := s.fetchPart(ctx, folder, uid, w, nil)
+		return err
+	}
+	cw := &countingWriter{w: w}
+	for {
+		var n int64
+		err := imapconn.Retry(ctx, func() error {
+			start := cw.n
+			_, _, err := s.fetchPart(ctx, folder, uid, cw, &imap.SectionPartial{Offset: start, Size: rangeSize})
+			n = cw.n - start
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if n < rangeSize {
+			return nil // the last range: shorter than asked
+		}
+	}
+}
+
+// Ranged fetches of large messages (see Fetch).
+const (
+	rangeFetchOver = 8 << 20
+	rangeSize      = 4 << 20
+)
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// fetchPart streams BODY.PEEK[] of uid in folder (or the part given) into
+// w and classifies the outcome: a message expunged since listing or one
+// the server refuses is skipped, a lost connection is retryable.
+func (s *IMAP) fetchPart(ctx context.Context, folder string, uid imap.UID, w io.Writer, part *imap.SectionPartial) (found bool, n int64, err error) {
 	s.mu.Lock()
 	epoch := s.epochs[folder]
 	s.mu.Unlock()
-	found := false
 	sc, err := s.shared.Acquire(ctx, folder, func(c *imapconn.Conn) error {
 		_, err := s.examine(ctx, c, folder, epoch)
 		return err
 	})
 	if err == nil {
 		c := sc.Conn
-		section := &imap.FetchItemBodySection{Peek: true}
+		section := &imap.FetchItemBodySection{Peek: true, Partial: part}
 		err = c.Do(ctx, func() error {
-			cmd := c.Fetch(imap.UIDSetNum(imap.UID(uid)), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+			cmd := c.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
 			for {
 				m := cmd.Next()
 				if m == nil {
@@ -366,11 +413,15 @@ func (s *IMAP) Fetch(ctx context.Context, msg migrate.Message, w io.Writer) erro
 					if item == nil {
 						break
 					}
-					if b, ok := item.(imapclient.FetchItemDataBodySection); ok && b.Literal != nil && !found {
+					if b, ok := item.(imapclient.FetchItemDataBodySection); ok && !found {
 						found = true
-						if _, err := io.Copy(w, b.Literal); err != nil {
-							cmd.Close()
-							return err
+						if b.Literal == nil {
+							continue // NIL: nothing at this offset
+						}
+						k, err := imapconn.ReadLiteral(c, w, b.Literal)
+						n += k
+						if err != nil {
+							return err // the connection is closed: no cmd.Close
 						}
 					}
 				}
@@ -386,16 +437,16 @@ func (s *IMAP) Fetch(ctx context.Context, msg migrate.Message, w io.Writer) erro
 	case err != nil:
 		if t := imapconn.Throttled(err); t != nil {
 			s.shared.Throttled()
-			return s.wrap(folder, msg.ID, t)
+			return found, n, s.wrap(folder, fmt.Sprint(uid), t)
 		}
 		if ie := imapconn.IMAPError(err); ie != nil {
-			return migrate.SkipMessage(s.wrap(folder, msg.ID, err))
+			return found, n, migrate.SkipMessage(s.wrap(folder, fmt.Sprint(uid), err))
 		}
-		return s.wrap(folder, msg.ID, err)
+		return found, n, s.wrap(folder, fmt.Sprint(uid), err)
 	case !found:
-		return migrate.SkipMessage(fmt.Errorf("IMAP source %s folder %q UID %d: message no longer exists (expunged since listing)", s.cfg.Addr(), folder, uid))
+		return false, 0, migrate.SkipMessage(fmt.Errorf("IMAP source %s folder %q UID %d: message no longer exists (expunged since listing)", s.cfg.Addr(), folder, uid))
 	}
-	return nil
+	return true, n, nil
 }
 
 // Limits implements migrate.Source: the body connections, each

@@ -82,9 +82,8 @@ func (s *IMAP) Headers(ctx context.Context, msgs []migrate.Message, fn func(int,
 						if m == nil {
 							break
 						}
-						buf, err := m.Collect()
+						buf, err := imapconn.Collect(c, m)
 						if err != nil {
-							cmd.Close()
 							return err
 						}
 						i, ok := index[buf.UID]

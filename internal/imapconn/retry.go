@@ -1,9 +1,14 @@
 package imapconn
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailhaul/mailhaul/migrate"
 )
@@ -36,5 +41,55 @@ func Retry(ctx context.Context, op func() error) error {
 		case <-time.After(delay):
 		}
 		delay *= 2
+	}
+}
+
+// ReadLiteral copies the literal lit (a FETCH body) to w and fails when it
+// ends short. go-imap (beta.8) ends a literal cut by a lost connection
+// with io.EOF, as if it were complete; and going on to the next item then
+// drains it again while the client's reader goroutine reads the same
+// buffer (a data race). So a short literal closes c and returns
+// io.ErrUnexpectedEOF: the caller must not touch the command again.
+func ReadLiteral(c *Conn, w io.Writer, lit imap.LiteralReader) (int64, error) {
+	n, err := io.Copy(w, lit)
+	if err == nil && n < lit.Size() {
+		err = fmt.Errorf("literal of %d bytes ended after %d: %w", lit.Size(), n, io.ErrUnexpectedEOF)
+	}
+	if err != nil {
+		c.Client.Close()
+	}
+	return n, err
+}
+
+// Collect is imapclient.FetchMessageData.Collect for the items mailhaul
+// fetches (UID, FLAGS, INTERNALDATE, RFC822.SIZE, body sections), with the
+// body sections read by ReadLiteral: a literal cut short is an error that
+// closes c, never a short value taken for the whole (see ReadLiteral).
+// After an error the caller must not touch the command again.
+func Collect(c *Conn, m *imapclient.FetchMessageData) (*imapclient.FetchMessageBuffer, error) {
+	buf := &imapclient.FetchMessageBuffer{SeqNum: m.SeqNum}
+	for {
+		item := m.Next()
+		if item == nil {
+			return buf, nil
+		}
+		switch it := item.(type) {
+		case imapclient.FetchItemDataUID:
+			buf.UID = it.UID
+		case imapclient.FetchItemDataFlags:
+			buf.Flags = it.Flags
+		case imapclient.FetchItemDataInternalDate:
+			buf.InternalDate = it.Time
+		case imapclient.FetchItemDataRFC822Size:
+			buf.RFC822Size = it.Size
+		case imapclient.FetchItemDataBodySection:
+			var b bytes.Buffer
+			if it.Literal != nil {
+				if _, err := ReadLiteral(c, &b, it.Literal); err != nil {
+					return buf, err
+				}
+			}
+			buf.BodySection = append(buf.BodySection, imapclient.FetchBodySectionBuffer{Section: it.Section, Bytes: b.Bytes()})
+		}
 	}
 }
