@@ -45,6 +45,7 @@ type imapFlags struct {
 	dstTokenCmd       string
 	srcTokenFile      string
 	dstTokenFile      string
+	ioTimeout         time.Duration
 }
 
 // addIMAPFlags registers the IMAP flags on a command.
@@ -62,6 +63,7 @@ func addIMAPFlags(fl *pflag.FlagSet, f *imapFlags) {
 	fl.StringVar(&f.dstTokenCmd, "dst-oauth-token-cmd", "", "command printing an OAuth2 access token for the destination")
 	fl.StringVar(&f.srcTokenFile, "src-oauth-token-file", "", "file holding an OAuth2 access token for the source")
 	fl.StringVar(&f.dstTokenFile, "dst-oauth-token-file", "", "file holding an OAuth2 access token for the destination")
+	fl.DurationVar(&f.ioTimeout, "io-timeout", imapconn.DefaultIdleTimeout, "give up on a server that sends nothing for this long while mailhaul waits for a reply (the connection is replaced and the operation retried)")
 }
 
 // describeIMAP is the checkpoint key / log name of an IMAP endpoint:
@@ -117,7 +119,7 @@ func imapConfig(ep endpoint, env endpointEnv, side string) (*imapconn.Config, er
 		return nil, usageErr("%v", err)
 	}
 	f := imapFlagsOf(env)
-	cfg := &imapconn.Config{Endpoint: u, InsecurePlaintext: f.insecurePlaintext, CAFile: f.caFile, SkipVerify: f.skipVerify}
+	cfg := &imapconn.Config{Endpoint: u, InsecurePlaintext: f.insecurePlaintext, CAFile: f.caFile, SkipVerify: f.skipVerify, IdleTimeout: f.ioTimeout}
 	var pwFile, tokCmd, tokFile string
 	if side == "src" {
 		cfg.Auth, cfg.AdminUser, pwFile, tokCmd, tokFile = f.srcAuth, f.srcAdminUser, f.srcPasswordFile, f.srcTokenCmd, f.srcTokenFile

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -304,4 +305,27 @@ func leaks(s, secret string) bool {
 		}
 	}
 	return false
+}
+
+// deadlineConn records deadlines set on it.
+type deadlineConn struct {
+	net.Conn
+	set int
+}
+
+func (d *deadlineConn) SetDeadline(time.Time) error      { d.set++; return nil }
+func (d *deadlineConn) SetReadDeadline(time.Time) error  { d.set++; return nil }
+func (d *deadlineConn) SetWriteDeadline(time.Time) error { d.set++; return nil }
+
+// TestNoDeadlines: the deadlines go-imap sets (30 s per response, 5
+// minutes per literal) never reach the connection.
+func TestNoDeadlines(t *testing.T) {
+	d := &deadlineConn{}
+	nd := noDeadlines{d}
+	nd.SetDeadline(time.Now())
+	nd.SetReadDeadline(time.Now())
+	nd.SetWriteDeadline(time.Now())
+	if d.set != 0 {
+		t.Fatalf("%d deadlines passed through", d.set)
+	}
 }

@@ -47,10 +47,11 @@ type Dovecot struct {
 	// LogFile is Dovecot's log, dumped into the test log on failure.
 	LogFile string
 
-	users    map[string]string
-	uid, gid int
-	cmd      *exec.Cmd
-	exited   chan struct{}
+	users     map[string]string
+	uid, gid  int
+	bin, conf string
+	cmd       *exec.Cmd
+	exited    chan struct{}
 }
 
 // Option configures StartDovecot.
@@ -342,24 +343,10 @@ service lmtp {
 		return nil, err
 	}
 
-	cmd := exec.Command(bin, "-F", "-c", confFile)
-	cmd.Dir = dir
-	out, err := os.Create(filepath.Join(dir, "stderr.log"))
-	if err != nil {
+	d.bin, d.conf = bin, confFile
+	if err := d.launch(); err != nil {
 		return nil, err
 	}
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		out.Close()
-		return nil, fmt.Errorf("run %s: %w", bin, err)
-	}
-	d.cmd = cmd
-	go func() {
-		cmd.Wait()
-		out.Close()
-		close(d.exited)
-	}()
 	if err := d.waitReady(15 * time.Second); err != nil {
 		return nil, fmt.Errorf("%w\n%s", err, d.logs())
 	}
@@ -372,6 +359,57 @@ service lmtp {
 		os.RemoveAll(dir)
 	})
 	return d, nil
+}
+
+// launch starts the dovecot process on the instance's configuration.
+func (d *Dovecot) launch() error {
+	cmd := exec.Command(d.bin, "-F", "-c", d.conf)
+	cmd.Dir = d.Dir
+	out, err := os.OpenFile(filepath.Join(d.Dir, "stderr.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		out.Close()
+		return fmt.Errorf("run %s: %w", d.bin, err)
+	}
+	d.cmd = cmd
+	exited := make(chan struct{})
+	d.exited = exited
+	go func() {
+		cmd.Wait()
+		out.Close()
+		close(exited)
+	}()
+	return nil
+}
+
+// Kill kills the server at once (SIGKILL to its process group: every
+// connection dies as if the machine went away); mail and configuration
+// stay, and Start brings it back on the same ports.
+func (d *Dovecot) Kill() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+	<-d.exited
+	d.cmd = nil
+}
+
+// Start starts a server stopped by Kill again and waits until it answers.
+func (d *Dovecot) Start() error {
+	if d.cmd != nil {
+		return nil
+	}
+	// Dovecot refuses to start while its old master's pid file and
+	// sockets are there: they belong to the killed process.
+	os.Remove(filepath.Join(d.Dir, "run", "master.pid"))
+	if err := d.launch(); err != nil {
+		return err
+	}
+	return d.waitReady(15 * time.Second)
 }
 
 // waitReady waits until the IMAP port sends its greeting.
