@@ -36,6 +36,9 @@ type copyFlags struct {
 	mboxFormat     string
 	settleDelay    time.Duration
 	throttleWait   time.Duration
+	maxConns       int
+	bwlimit        string
+	preset         string
 	imap           imapFlags
 }
 
@@ -62,6 +65,9 @@ message. The source is never modified.`,
   mailhaul copy --src-password-file old.pw --dst-password-file new.pw imaps://me@old.example.net imaps://me@new.example.org`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := applyPreset(f, cmd.Flags().Changed); err != nil {
+				return err
+			}
 			return runCopy(g, f, args[0], args[1])
 		},
 	}
@@ -83,9 +89,47 @@ message. The source is never modified.`,
 	fl.StringVar(&f.toFolder, "to-folder", "", "folder name for a single-file mbox source (default: the file's name), e.g. INBOX")
 	addIMAPFlags(fl, &f.imap)
 	fl.StringVar(&f.mboxFormat, "mbox-format", "auto", "dialect of an mbox source: auto (detected per file), mboxo, mboxrd or mboxcl2")
+	fl.IntVar(&f.maxConns, "max-connections", 0, "at most this many connections to each server (source and destination each, the one for listing included; 0: --transfers + 1)")
+	fl.StringVar(&f.bwlimit, "bwlimit", "", "bandwidth limit per server and direction, all connections together, e.g. 2M (bytes per second)")
+	fl.StringVar(&f.preset, "preset", "", "settings for a provider's published limits: gmail or office365 (flags given explicitly win; see the README)")
 	fl.DurationVar(&f.throttleWait, "throttle-wait", migrate.DefaultThrottleWait, "how long to wait when a server throttles without saying how long (a suggested time, as Microsoft 365 gives, is honoured as it is)")
 	fl.DurationVar(&f.settleDelay, "settle-delay", migrate.DefaultSettleDelay, "how long an IMAP append whose outcome is unknown (connection lost, run killed) is given to show up before it is sent again")
 	return cmd
+}
+
+// presets are the provider limits --preset applies (README, "Providers").
+var presets = map[string]struct {
+	maxConns     int
+	maxSize      string
+	throttleWait time.Duration
+}{
+	// Gmail allows 15 simultaneous IMAP connections per account; leave
+	// room for the user's own clients.
+	"gmail": {maxConns: 10, throttleWait: time.Minute},
+	// Exchange Online: 150 MB per message at most; throttling answers
+	// say how long to wait, which is honoured anyway.
+	"office365": {maxConns: 8, maxSize: "150M", throttleWait: time.Minute},
+}
+
+// applyPreset fills the flags a --preset sets, unless given explicitly.
+func applyPreset(f *copyFlags, changed func(string) bool) error {
+	if f.preset == "" {
+		return nil
+	}
+	p, ok := presets[strings.ToLower(f.preset)]
+	if !ok {
+		return usageErr("unknown --preset %q (want gmail or office365)", f.preset)
+	}
+	if !changed("max-connections") {
+		f.maxConns = p.maxConns
+	}
+	if !changed("max-size") && p.maxSize != "" {
+		f.maxSize = p.maxSize
+	}
+	if !changed("throttle-wait") {
+		f.throttleWait = p.throttleWait
+	}
+	return nil
 }
 
 func usageErr(format string, a ...any) error {
@@ -119,6 +163,12 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 	}
 	if f.transfers < 1 || f.transfers > 64 {
 		return usageErr("--transfers must be between 1 and 64")
+	}
+	if f.maxConns == 1 || f.maxConns < 0 {
+		return usageErr("--max-connections must be at least 2 (one connection lists folders while others move messages)")
+	}
+	if _, err := parseSize(f.bwlimit); err != nil {
+		return usageErr("invalid --bwlimit: %v", err)
 	}
 	srcEP, err := parseEndpoint(srcArg)
 	if err != nil {

@@ -92,11 +92,20 @@ func openIMAPSource(ctx context.Context, ep endpoint, env endpointEnv) (migrate.
 	if err != nil {
 		return nil, err
 	}
-	n := 1
-	if env.c != nil {
-		n = env.c.transfers
+	return sources.OpenIMAP(ctx, cfg, dataConns(env, 1))
+}
+
+// dataConns is how many connections a side moves messages on: --transfers,
+// within --max-connections (one more connection lists and prepares).
+func dataConns(env endpointEnv, def int) int {
+	if env.c == nil {
+		return def
 	}
-	return sources.OpenIMAP(ctx, cfg, n)
+	n := env.c.transfers
+	if env.c.maxConns > 0 {
+		n = min(n, env.c.maxConns-1)
+	}
+	return max(n, 1)
 }
 
 func openIMAPSink(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Sink, error) {
@@ -104,11 +113,7 @@ func openIMAPSink(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Si
 	if err != nil {
 		return nil, err
 	}
-	n := 4
-	if env.c != nil {
-		n = env.c.transfers
-	}
-	return sinks.OpenIMAP(ctx, cfg, n, env.warn)
+	return sinks.OpenIMAP(ctx, cfg, dataConns(env, 4), env.warn)
 }
 
 // imapConfig builds the connection settings of one side ("src" or "dst")
@@ -120,6 +125,10 @@ func imapConfig(ep endpoint, env endpointEnv, side string) (*imapconn.Config, er
 	}
 	f := imapFlagsOf(env)
 	cfg := &imapconn.Config{Endpoint: u, InsecurePlaintext: f.insecurePlaintext, CAFile: f.caFile, SkipVerify: f.skipVerify, IdleTimeout: f.ioTimeout}
+	if env.c != nil {
+		bw, _ := parseSize(env.c.bwlimit) // checked by runCopy
+		cfg.Limit = imapconn.NewLimit(bw)
+	}
 	var pwFile, tokCmd, tokFile string
 	if side == "src" {
 		cfg.Auth, cfg.AdminUser, pwFile, tokCmd, tokFile = f.srcAuth, f.srcAdminUser, f.srcPasswordFile, f.srcTokenCmd, f.srcTokenFile

@@ -151,6 +151,9 @@ type Config struct {
 	IdleTimeout time.Duration
 	// DialTimeout bounds TCP connect + TLS + greeting (default 30s).
 	DialTimeout time.Duration
+	// Limit, if not nil, bounds the bandwidth of every connection made
+	// with this Config together (--bwlimit).
+	Limit *Limit
 	// NoLiteralPlus keeps go-imap's synchronising APPEND literals even when
 	// the server advertises LITERAL+ (see literalplus.go: by default they
 	// are rewritten to non-synchronising ones on imaps:// and plaintext
@@ -202,6 +205,9 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 			return nil, ctx.Err()
 		}
 		return nil, migrate.Retryable(fmt.Errorf("connect to %s: %w", where, err))
+	}
+	if cfg.Limit != nil {
+		raw = &limitedConn{Conn: raw, l: cfg.Limit, closed: make(chan struct{})}
 	}
 	act := &activityConn{Conn: raw}
 	act.touch()
