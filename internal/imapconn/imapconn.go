@@ -516,6 +516,25 @@ func (c *Conn) watchdog(idle time.Duration) {
 	}
 }
 
+// StaleAfter is how long a connection may sit idle before it is checked
+// with NOOP (or replaced) when it is taken up again: servers log idle
+// clients out after 30 minutes at the earliest (RFC 9051), NAT devices
+// forget idle connections much sooner.
+const StaleAfter = 2 * time.Minute
+
+// stale reports whether c has been idle (no byte either way) for
+// StaleAfter.
+func (c *Conn) stale() bool {
+	return time.Since(time.Unix(0, c.act.last.Load())) > StaleAfter
+}
+
+// ping sends NOOP, bounded by a short timeout.
+func (c *Conn) ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return c.Do(ctx, func() error { return c.Noop().Wait() })
+}
+
 // Broken reports whether the connection is closed (by the server, a
 // network error, the watchdog or a cancelled context).
 func (c *Conn) Broken() bool {

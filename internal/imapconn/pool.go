@@ -47,6 +47,12 @@ func (p *Pool) Get(ctx context.Context) (*Conn, error) {
 			if !c.Broken() {
 				p.mu.Unlock()
 				closeAll(dead)
+				if c.stale() && c.ping(ctx) != nil {
+					// Dropped while idle (a server's autologout, a NAT
+					// that forgot the connection): dial a new one.
+					p.Discard(c)
+					return p.Get(ctx)
+				}
 				return c, nil
 			}
 			delete(p.all, c)

@@ -188,13 +188,16 @@ func (s *Shared) Release(sc *SharedConn, err error) {
 	}
 }
 
-// pruneLocked removes idle connections that broke and returns them for
-// discarding (outside the lock).
+// pruneLocked removes idle connections that broke or went stale and
+// returns them for discarding (outside the lock).
 func (s *Shared) pruneLocked() []*SharedConn {
 	var dead []*SharedConn
 	for i := 0; i < len(s.active); {
 		sc := s.active[i]
-		if sc.users == 0 && (sc.bad || sc.Broken()) {
+		// An idle connection left alone for StaleAfter may have been
+		// dropped by a NAT or the server: replaced rather than trusted
+		// with an APPEND whose outcome would then be unknown.
+		if sc.users == 0 && (sc.bad || sc.Broken() || sc.stale()) {
 			s.active = append(s.active[:i], s.active[i+1:]...)
 			dead = append(dead, sc)
 			continue
