@@ -73,6 +73,7 @@ type IMAP struct {
 	// (see imap_names.go), and the names it found too long.
 	rules   nameRules
 	tooLong map[string]bool
+	hashes  map[string]sums // ref -> hashes of a copy Locate fetched
 }
 
 type serverMeta struct {
@@ -117,7 +118,7 @@ func OpenIMAP(ctx context.Context, cfg *imapconn.Config, conns int, warn func(er
 	}
 	pool := imapconn.NewPool(cfg, conns+1)
 	s := &IMAP{cfg: cfg, pool: pool, warn: warn,
-		folders: map[string]*folderInfo{}, warned: map[string]bool{}, claimed: map[string]bool{}, assigned: map[string]string{}, tooLong: map[string]bool{}}
+		folders: map[string]*folderInfo{}, warned: map[string]bool{}, claimed: map[string]bool{}, assigned: map[string]string{}, tooLong: map[string]bool{}, hashes: map[string]sums{}}
 	c, err := s.pool.Get(ctx)
 	if err != nil {
 		return nil, err

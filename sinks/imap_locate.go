@@ -165,7 +165,7 @@ func (s *IMAP) locate(ctx context.Context, c *imapconn.Conn, folder string, ins 
 	if len(uids) == 0 {
 		return out, nil
 	}
-	sums, err := s.hashUIDs(ctx, c, uids)
+	sums, err := s.hashUIDs(ctx, c, folder, data.UIDValidity, uids)
 	if err != nil {
 		return nil, err
 	}
@@ -239,11 +239,29 @@ type sums struct{ raw, crlf, lf string }
 
 // hashUIDs fetches the bodies of uids (one pipelined UID FETCH) and returns
 // the SHA-256 of each as sent, in CRLF form and with CRLF turned into LF.
-func (s *IMAP) hashUIDs(ctx context.Context, c *imapconn.Conn, uids []imap.UID) (map[imap.UID]sums, error) {
+//
+// Hashes are kept (a message never changes under its UID and UIDVALIDITY):
+// a Locate retried after a lost connection fetches only what it had not
+// hashed yet, so a link that drops every few hundred kilobytes still gets
+// through a large lookup.
+func (s *IMAP) hashUIDs(ctx context.Context, c *imapconn.Conn, folder string, uidValidity uint32, uids []imap.UID) (map[imap.UID]sums, error) {
 	out := map[imap.UID]sums{}
+	var todo []imap.UID
+	s.mu.Lock()
+	for _, u := range uids {
+		if h, ok := s.hashes[makeRef(uidValidity, u, folder)]; ok {
+			out[u] = h
+		} else {
+			todo = append(todo, u)
+		}
+	}
+	s.mu.Unlock()
+	if len(todo) == 0 {
+		return out, nil
+	}
 	section := &imap.FetchItemBodySection{Peek: true}
 	err := c.Do(ctx, func() error {
-		cmd := c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+		cmd := c.Fetch(imap.UIDSetNum(todo...), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
 		for {
 			msg := cmd.Next()
 			if msg == nil {
@@ -271,7 +289,11 @@ func (s *IMAP) hashUIDs(ctx context.Context, c *imapconn.Conn, uids []imap.UID) 
 				}
 			}
 			if uid != 0 && got {
-				out[uid] = sums{hex.EncodeToString(h.Sum(nil)), hex.EncodeToString(hc.Sum(nil)), hex.EncodeToString(hl.Sum(nil))}
+				sm := sums{hex.EncodeToString(h.Sum(nil)), hex.EncodeToString(hc.Sum(nil)), hex.EncodeToString(hl.Sum(nil))}
+				out[uid] = sm
+				s.mu.Lock()
+				s.hashes[makeRef(uidValidity, uid, folder)] = sm
+				s.mu.Unlock()
 			}
 		}
 		return cmd.Close()

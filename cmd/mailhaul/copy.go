@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mailhaul/mailhaul/checkpoint"
+	"github.com/mailhaul/mailhaul/internal/spooldir"
 	"github.com/mailhaul/mailhaul/migrate"
 )
 
@@ -85,7 +87,7 @@ message. The source is never modified.`,
 	fl.BoolVar(&f.skipDeleted, "skip-deleted", false, `leave out messages flagged \Deleted (Maildir "T", mbox Status "D"); by default they are copied with the flag`)
 	fl.BoolVar(&f.includeDeleted, "include-deleted", false, `also copy messages that are already gone for the user: Thunderbird's deleted-but-not-compacted (X-Mozilla-Status 0x0008), with \Deleted`)
 	fl.StringVar(&f.maildirLayout, "maildir-layout", "maildir++", "layout of a Maildir destination: maildir++ (Dovecot, Courier) or fs (nested directories)")
-	fl.StringVar(&f.tempDir, "temp-dir", "", "where bodies larger than 2 MiB are spooled (default: the system temp dir)")
+	fl.StringVar(&f.tempDir, "temp-dir", "", "where bodies too large to keep in memory are spooled, in a directory of the run's own (default: the state directory)")
 	fl.StringVar(&f.toFolder, "to-folder", "", "folder name for a single-file mbox source (default: the file's name), e.g. INBOX")
 	addIMAPFlags(fl, &f.imap)
 	fl.StringVar(&f.mboxFormat, "mbox-format", "auto", "dialect of an mbox source: auto (detected per file), mboxo, mboxrd or mboxcl2")
@@ -210,6 +212,9 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 		o.Sink = dryRunSink{}
 	}
 
+	if err := checkStateDir(f.stateDir); err != nil {
+		return &exitError{exitFatal, err}
+	}
 	cpPath, ids, note := checkpointPath(ctx, f.stateDir, srcEP, dstEP)
 	if note != "" {
 		g.log.Info(note, "checkpoint", cpPath)
@@ -238,6 +243,20 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 	}
 	g.log.Debug("checkpoint", "path", cpPath)
 
+	if !f.dryRun {
+		// Bodies too large for memory go to a directory of this run's,
+		// removed at the end; the next run removes a killed run's.
+		root := filepath.Join(f.stateDir, "spool")
+		if f.tempDir != "" {
+			root = filepath.Join(f.tempDir, "mailhaul-spool")
+		}
+		sd, err := spooldir.Open(root)
+		if err != nil {
+			return &exitError{exitFatal, err}
+		}
+		defer sd.Close()
+		o.TempDir = sd.Path
+	}
 	o.Reporter = rend
 	o.StepHook = testKillHook()
 	rend.start()

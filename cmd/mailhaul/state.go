@@ -155,3 +155,17 @@ func recordAccounts(path string, ids [2]accountID) error {
 	}
 	return os.Rename(tmp, side)
 }
+
+// checkStateDir refuses a state directory that others may write to: the
+// checkpoint decides what is copied (and, with --delete-after-copy, what is
+// deleted from the source), and the spool holds mail.
+func checkStateDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil // created 0700 by the checkpoint
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("state directory %s is writable by other users (mode %v): it holds the record of what was copied and spooled mail; chmod go-w %s, or pass another --state-dir", dir, fi.Mode().Perm(), dir)
+	}
+	return nil
+}
