@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailhaul/mailhaul/internal/faultproxy"
 	"github.com/mailhaul/mailhaul/internal/testserver"
@@ -125,24 +126,26 @@ func TestIMAPFaults(t *testing.T) {
 			env := []string{"MAILHAUL_SRC_PASSWORD=" + src.Password("alice"), "MAILHAUL_DST_PASSWORD=" + dst.Password(user)}
 			args := append([]string{"copy", "--insecure-plaintext", "--transfers", "4", "--settle-delay", "1s", "--state-dir", t.TempDir()}, tc.args...)
 			args = append(args, "imap://alice@"+srcAddr, "imap://"+user+"@"+dstAddr)
+			var restarted chan error
 			if tc.restart {
 				// Kill the destination once the copy is under way, bring it
-				// back two seconds later.
+				// back two seconds later; the run must get through it.
+				restarted = make(chan error, 1)
 				go func() {
-					for i := 0; i < 200; i++ {
-						time.Sleep(50 * time.Millisecond)
-						if c := sumCounts(imapCount(t, dst, user)); c > 20 {
-							break
-						}
+					for i := 0; i < 400 && countMessages(dst, user) <= 20; i++ {
+						time.Sleep(25 * time.Millisecond)
 					}
 					dst.Kill()
 					time.Sleep(2 * time.Second)
-					if err := dst.Start(); err != nil {
-						t.Errorf("restart dovecot: %v", err)
-					}
+					restarted <- dst.Start()
 				}()
 			}
 			r := runMailhaul(t, env, args...)
+			if restarted != nil {
+				if err := <-restarted; err != nil {
+					t.Fatalf("restart dovecot: %v", err)
+				}
+			}
 			if r.code != 0 {
 				t.Fatalf("exit %d\n%s", r.code, tail(r.stderr, 4000))
 			}
@@ -152,6 +155,27 @@ func TestIMAPFaults(t *testing.T) {
 			sameState(t, want, imapState(t, dst, user))
 		})
 	}
+}
+
+// countMessages is how many messages user's account holds now, or 0 when
+// the server cannot be reached.
+func countMessages(d *testserver.Dovecot, user string) int {
+	c, err := imapclient.DialTLS(d.IMAPSAddr, &imapclient.Options{TLSConfig: d.TLSConfig()})
+	if err != nil {
+		return 0
+	}
+	defer c.Close()
+	if c.Login(user, d.Password(user)).Wait() != nil {
+		return 0
+	}
+	n := 0
+	list, _ := c.List("", "*", nil).Collect()
+	for _, l := range list {
+		if st, err := c.Status(l.Mailbox, &imap.StatusOptions{NumMessages: true}).Wait(); err == nil && st.NumMessages != nil {
+			n += int(*st.NumMessages)
+		}
+	}
+	return n
 }
 
 // stallEvery makes every nth connection go silent after size bytes.
