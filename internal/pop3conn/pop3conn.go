@@ -557,6 +557,10 @@ func (p *pending) finish() { p.once.Do(func() { close(p.next) }) }
 // wait blocks until it is p's turn to read (or ctx ends, which breaks the
 // connection: replies would no longer be read in order).
 func (p *pending) wait(ctx context.Context) error {
+	if ctx.Err() != nil {
+		p.c.fail(context.Cause(ctx))
+		return ctx.Err()
+	}
 	select {
 	case <-p.mine:
 		return p.c.broken()
@@ -569,6 +573,9 @@ func (p *pending) wait(ctx context.Context) error {
 // send writes a command. With pipelining it is written at once; without,
 // only after every earlier reply was read.
 func (c *Conn) send(ctx context.Context, verb string, args ...string) (*pending, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	line := verb
 	for _, a := range args {
 		line += " " + a
