@@ -86,7 +86,7 @@ func (e *engine) appendBatch(ctx context.Context, batch []*job) error {
 		if j.dup.take(j.body.MessageID(), j.body.Size()) {
 			// Already in the destination: record it as copied there.
 			finished = append(finished, intents[i])
-			refs = append(refs, "existing")
+			refs = append(refs, dedupRef)
 			e.rep(Event{Kind: Duplicate, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID})
 			continue
 		}

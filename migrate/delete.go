@@ -22,13 +22,34 @@ type Deleter interface {
 	Delete(ctx context.Context, folder string, ids []string) error
 }
 
+// Verifier is implemented by sinks some of whose refs do not prove that
+// the copy is stored: Verified reports whether the copy recorded with ref
+// was confirmed by the destination (IMAP: by APPENDUID, or found by a
+// search). DeleteAfterCopy deletes a source message only when its copy is
+// verified; a copy recognised by Dedupe (ref "existing", not written by
+// mailhaul) never is. Safe for concurrent use.
+type Verifier interface {
+	Verified(ref string) bool
+}
+
 // deletions collects, per source folder, the messages recorded done during
 // a run (copied now or already there), for Deleter. Safe for concurrent
 // use.
 type deletions struct {
-	mu  sync.Mutex
-	ids map[string][]string
-	ord []string
+	mu     sync.Mutex
+	ids    map[string][]string
+	ord    []string
+	epochs map[string]string // folder -> epoch, set by the lister
+}
+
+// epoch records the epoch of a listed folder (for looking up its refs).
+func (d *deletions) epoch(folder, epoch string) {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	d.epochs[folder] = epoch
+	d.mu.Unlock()
 }
 
 func (d *deletions) add(ev Event) {
@@ -49,10 +70,45 @@ func (e *engine) deleteCopied(ctx context.Context) error {
 	if !ok {
 		return FatalError(fmt.Errorf("--delete-after-copy: this source cannot delete messages"))
 	}
+	ver, _ := e.o.Sink.(Verifier)
 	for _, f := range e.del.ord {
-		if err := del.Delete(ctx, f, e.del.ids[f]); err != nil {
+		ids, kept, err := e.verified(f, e.del.ids[f], ver)
+		if err != nil {
+			return err
+		}
+		if kept > 0 {
+			e.rep(Event{Kind: Warning, Folder: f, Err: fmt.Errorf(
+				"--delete-after-copy: %d messages of %q stay in the source: their copy in the destination was not confirmed (found by --dedupe, or a server without UIDPLUS did not say where it stored it)", kept, f)})
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		if err := del.Delete(ctx, f, ids); err != nil {
 			return fmt.Errorf("delete copied messages of %q from the source: %w", f, err)
 		}
 	}
 	return nil
+}
+
+// verified keeps the ids whose recorded copy is confirmed.
+func (e *engine) verified(folder string, ids []string, ver Verifier) ([]string, int, error) {
+	refs := map[string]string{}
+	err := e.o.Checkpoint.Copies(folder, e.del.epochs[folder], func(c Copy) error {
+		refs[c.ID] = c.Ref
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("read the copies of %q before deleting from the source: %w", folder, err)
+	}
+	var out []string
+	kept := 0
+	for _, id := range ids {
+		ref, ok := refs[id]
+		if !ok || ref == "" || ref == dedupRef || (ver != nil && !ver.Verified(ref)) {
+			kept++
+			continue
+		}
+		out = append(out, id)
+	}
+	return out, kept, nil
 }

@@ -76,6 +76,7 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job)
 			}
 		}
 	}
+	e.del.epoch(mb.Name, mb.Epoch)
 	e.rep(Event{Kind: FolderStart, Folder: mb.Name, Dest: dest})
 	if mb.NoSelect {
 		return nil

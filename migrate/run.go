@@ -25,6 +25,10 @@ type job struct {
 	dup  *dedupSet // with Options.Dedupe: what the destination folder held
 }
 
+// dedupRef is the ref recorded for a message that Dedupe found already in
+// the destination (the copy was not written by mailhaul).
+const dedupRef = "existing"
+
 // dedupSet counts the (Message-ID, size) pairs a destination folder held
 // when the lister prepared it. Appenders of several goroutines take from it.
 type dedupSet struct {
@@ -72,7 +76,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	t := newTally(o.DryRun)
 	e := &engine{o: o, budget: NewMemBudget(o.MemBudget)}
 	if o.DeleteAfterCopy && !o.DryRun {
-		e.del = &deletions{ids: map[string][]string{}}
+		e.del = &deletions{ids: map[string][]string{}, epochs: map[string]string{}}
 	}
 	e.rep = func(ev Event) { t.add(ev); e.del.add(ev); o.Reporter.Event(ev) }
 	if o.Checkpoint == nil && !o.DryRun {
