@@ -34,6 +34,9 @@ type copyFlags struct {
 	toFolder       string
 	mboxFormat     string
 	imap           imapFlags
+	pop3           pop3Flags
+	// deleteAfterCopy removes copied messages from the source (POP3).
+	deleteAfterCopy bool
 }
 
 func copyCommand(g *globalFlags) *cobra.Command {
@@ -73,8 +76,10 @@ message. The source is never modified.`,
 	fl.BoolVar(&f.includeDeleted, "include-deleted", false, `also copy messages flagged \Deleted (Maildir "T")`)
 	fl.StringVar(&f.maildirLayout, "maildir-layout", "maildir++", "layout of a Maildir destination: maildir++ (Dovecot, Courier) or fs (nested directories)")
 	fl.StringVar(&f.tempDir, "temp-dir", "", "where bodies larger than 2 MiB are spooled (default: the system temp dir)")
-	fl.StringVar(&f.toFolder, "to-folder", "", "folder name for a single-file mbox source (default: the file's name), e.g. INBOX")
+	fl.StringVar(&f.toFolder, "to-folder", "", `destination folder of a POP3 source (default INBOX), or the folder name of a single-file mbox source (default: the file's name), e.g. "POP3 import"`)
+	fl.BoolVar(&f.deleteAfterCopy, "delete-after-copy", false, "POP3 source: delete from the server the messages whose copy is recorded done (and, for IMAP, confirmed by the server), at the end of a run without errors")
 	addIMAPFlags(fl, &f.imap)
+	addPOP3Flags(fl, &f.pop3)
 	fl.StringVar(&f.mboxFormat, "mbox-format", "auto", "dialect of an mbox source: auto (detected per file), mboxo, mboxrd or mboxcl2")
 	return cmd
 }
@@ -116,6 +121,17 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 		return usageErr("%v", err)
 	}
 
+	if err := checkPOP3Flags(f, srcEP, dstEP); err != nil {
+		return err
+	}
+	o.DeleteAfterCopy = f.deleteAfterCopy
+	if isPOP3(srcEP.Scheme) && f.toFolder != "" {
+		// POP3's one mailbox is INBOX in the checkpoint whatever the
+		// destination folder: --to-folder is a folder mapping.
+		if _, ok := o.Map["INBOX"]; !ok {
+			o.Map["INBOX"] = strings.Trim(f.toFolder, "/ ")
+		}
+	}
 	if _, ok := sourceSchemes[srcEP.Scheme]; !ok {
 		return usageErr("source %q: scheme %q cannot be read from (sources: %s)", srcEP.Raw, srcEP.Scheme, keys(sourceSchemes))
 	}
@@ -126,7 +142,8 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 	ctx, stop := signalContext(g.log)
 	defer stop()
 	rend := newRenderer(g, os.Stderr)
-	env := endpointEnv{g: g, c: f, warn: func(err error) { rend.Event(migrate.Event{Kind: migrate.Warning, Err: err}) }}
+	hook := testKillHook()
+	env := endpointEnv{g: g, c: f, hook: hook, warn: func(err error) { rend.Event(migrate.Event{Kind: migrate.Warning, Err: err}) }}
 
 	src, err := openSource(ctx, srcEP, env)
 	if err != nil {
@@ -134,6 +151,9 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 	}
 	defer src.Close()
 	o.Source = src
+	if _, ok := src.(migrate.Deleter); f.deleteAfterCopy && !ok {
+		return usageErr("--delete-after-copy: %s sources cannot delete messages (it is for POP3)", srcEP.Scheme)
+	}
 	if !f.dryRun {
 		sink, err := openSink(ctx, dstEP, env)
 		if err != nil {
@@ -141,6 +161,7 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 		}
 		defer sink.Close()
 		o.Sink = sink
+		wirePOP3(f, src, sink, env.warn)
 	} else {
 		o.Sink = dryRunSink{}
 	}
@@ -165,7 +186,7 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 	g.log.Debug("checkpoint", "path", cpPath)
 
 	o.Reporter = rend
-	o.StepHook = testKillHook()
+	o.StepHook = hook
 	rend.start()
 	report, runErr := migrate.Run(ctx, o)
 	rend.finish()
