@@ -83,7 +83,7 @@ func (e *engine) appendBatch(ctx context.Context, batch []*job) error {
 			refs = append(refs, "")
 			continue
 		}
-		if j.dup.take(j.body.MessageID(), j.body.Size()) {
+		if j.dup.take(j.body.MessageID(), j.body.Size(), j.body.BodyLen()) {
 			// Already in the destination: record it as copied there.
 			finished = append(finished, intents[i])
 			refs = append(refs, dedupRef)

@@ -80,6 +80,7 @@ type Body struct {
 	sum       [32]byte
 	messageID string
 	hdrDate   time.Time // with Spool.WantHeaderDate: HeaderDate of the message
+	bodyLen   int64
 	mem       []byte
 	file      *os.File
 	budget    *MemBudget
@@ -95,6 +96,12 @@ func (b *Body) SHA256() string { return hex.EncodeToString(b.sum[:]) }
 // MessageID is the Message-ID header value (with angle brackets, as
 // written), or "" if the message has none.
 func (b *Body) MessageID() string { return b.messageID }
+
+// BodyLen is the length of the message's body — what follows the blank
+// line that ends the header — with every line end counted as CRLF; -1 if
+// the header's end was not found in its first 256 KiB. Dedupe compares it
+// (see dedupe.go).
+func (b *Body) BodyLen() int64 { return b.bodyLen }
 
 // HeaderDate is the date the message's header implies (see HeaderDate),
 // computed only when the spool was asked for it (WantHeaderDate).
@@ -151,6 +158,9 @@ type Spool struct {
 	hdrDone  bool
 	wantDate bool
 	err      error
+	lfs      int64 // '\n' bytes written
+	crlfs    int64 // "\r\n" pairs written
+	last     byte  // the last byte written
 }
 
 // NewSpool returns an empty spool; tmpDir "" means os.TempDir(); budget
@@ -169,6 +179,14 @@ func (s *Spool) Write(p []byte) (int, error) {
 	}
 	s.h.Write(p)
 	s.captureHeader(p)
+	if len(p) > 0 {
+		s.lfs += int64(bytes.Count(p, []byte("\n")))
+		s.crlfs += int64(bytes.Count(p, []byte("\r\n")))
+		if s.last == '\r' && p[0] == '\n' {
+			s.crlfs++
+		}
+		s.last = p[len(p)-1]
+	}
 	if s.file == nil && s.n+int64(len(p)) <= s.memLimit && s.budget.take(int64(len(p))) {
 		s.held += int64(len(p))
 	} else if s.file == nil {
@@ -250,7 +268,10 @@ func (s *Spool) Finish() (*Body, error) {
 		s.Abort()
 		return nil, s.err
 	}
-	b := &Body{size: s.n, messageID: MessageIDFromHeader(s.hdr)}
+	b := &Body{size: s.n, messageID: MessageIDFromHeader(s.hdr), bodyLen: -1}
+	if h := HeaderEnd(s.hdr); h >= 0 {
+		b.bodyLen = s.n + s.lfs - s.crlfs - CRLFLen(s.hdr[:h])
+	}
 	if s.wantDate {
 		b.hdrDate = HeaderDate(s.hdr)
 	}

@@ -25,40 +25,12 @@ type job struct {
 	dup  *dedupSet // with Options.Dedupe: what the destination folder held
 }
 
-// dedupRef is the ref recorded for a message that Dedupe found already in
-// the destination (the copy was not written by mailhaul).
-const dedupRef = "existing"
-
-// dedupSet counts the (Message-ID, size) pairs a destination folder held
-// when the lister prepared it. Appenders of several goroutines take from it.
-type dedupSet struct {
-	mu sync.Mutex
-	m  map[string]int
-}
-
-func dedupKey(mid string, size int64) string { return fmt.Sprintf("%s\x00%d", mid, size) }
-
-// take reports whether the folder holds a copy of (mid, size) not yet
-// claimed by another source message, and claims it.
-func (d *dedupSet) take(mid string, size int64) bool {
-	if d == nil || mid == "" {
-		return false
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	k := dedupKey(mid, size)
-	if d.m[k] > 0 {
-		d.m[k]--
-		return true
-	}
-	return false
-}
-
 type engine struct {
 	o      Options
 	rep    func(Event)
 	budget *MemBudget // bytes of bodies held in memory, all stages together
 	del    *deletions // with DeleteAfterCopy: what may be deleted from the source
+	acct   *dedupSet  // with DedupeAcrossFolders: what the whole destination held
 }
 
 // Run copies every selected message of o.Source that the checkpoint does
