@@ -29,6 +29,7 @@ type copyFlags struct {
 	transfers      int
 	includeDeleted bool
 	dedupe         bool
+	dedupeAcross   bool
 	maildirLayout  string
 	tempDir        string
 	toFolder       string
@@ -72,7 +73,8 @@ message. The source is never modified.`,
 	fl.StringVar(&f.maxSize, "max-size", "", "skip messages larger than this (e.g. 25M, 1G)")
 	fl.StringVar(&f.stateDir, "state-dir", defaultStateDir(), "where checkpoints are kept")
 	fl.IntVar(&f.transfers, "transfers", 8, "parallel transfers per side: connections to an IMAP server (each pipelining several commands), files written at once for Maildir")
-	fl.BoolVar(&f.dedupe, "dedupe", false, "skip messages the destination folder already holds (same Message-ID and size): for merging a second source or after losing the state dir")
+	fl.BoolVar(&f.dedupe, "dedupe", false, "skip messages the destination folder already holds (same Message-ID, and same size or same body length): for merging a second source, e.g. a POP3 server and the mail a client downloaded from it, or after losing the state dir")
+	fl.BoolVar(&f.dedupeAcross, "dedupe-across-folders", false, "with --dedupe (implied), look for the message in every destination folder, not only the one it goes to: for a POP3 server whose downloaded mail was filed into folders")
 	fl.BoolVar(&f.includeDeleted, "include-deleted", false, `also copy messages flagged \Deleted (Maildir "T")`)
 	fl.StringVar(&f.maildirLayout, "maildir-layout", "maildir++", "layout of a Maildir destination: maildir++ (Dovecot, Courier) or fs (nested directories)")
 	fl.StringVar(&f.tempDir, "temp-dir", "", "where bodies larger than 2 MiB are spooled (default: the system temp dir)")
@@ -91,7 +93,8 @@ func usageErr(format string, a ...any) error {
 func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 	o := migrate.Options{
 		Include: f.include, Exclude: f.exclude, Transfers: f.transfers,
-		DryRun: f.dryRun, IncludeDeleted: f.includeDeleted, Dedupe: f.dedupe, TempDir: f.tempDir,
+		DryRun: f.dryRun, IncludeDeleted: f.includeDeleted, Dedupe: f.dedupe || f.dedupeAcross, TempDir: f.tempDir,
+		DedupeAcrossFolders: f.dedupeAcross,
 	}
 	if err := migrate.CheckGlobs(append(append([]string{}, f.include...), f.exclude...)); err != nil {
 		return usageErr("%v", err)
