@@ -364,3 +364,23 @@ func TestPOP3Delete(t *testing.T) {
 		}
 	})
 }
+
+// TestPOP3Since: POP3 lists no dates, so --since/--before apply once the
+// header was fetched: older messages are filtered, not copied.
+func TestPOP3Since(t *testing.T) {
+	msgs := pop3Msgs(6) // dated 2024-01-02 10:00 ... 10:05 by their Received: line
+	f := testserver.StartFakePOP3(t, testserver.FakePOP3Options{}, msgs)
+	s, err := sources.OpenPOP3(context.Background(), pop3Config(t, f.Addr), sources.POP3Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	dst := t.TempDir()
+	r, err := copyToMaildir(t, s, dst, t.TempDir(), &events{}, func(o *migrate.Options) {
+		o.Since = time.Date(2024, 1, 2, 10, 3, 0, 0, time.UTC)
+	})
+	if err != nil || r.Copied != 3 || r.Filtered != 3 {
+		t.Fatalf("copied %d, filtered %d: %v", r.Copied, r.Filtered, err)
+	}
+	sameBodies(t, inboxBodies(t, dst), wantBodies(msgs[3:]))
+}
