@@ -30,6 +30,7 @@ fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-100000x}" "$1"; 
 fuzz ./internal/maildir FuzzDecodePlusPlus
 fuzz ./internal/maildir FuzzSplitName
 fuzz ./migrate FuzzMessageIDFromHeader
+fuzz ./internal/pop3conn FuzzDotReader
 if grep -q 'func FuzzReader' internal/mbox/*_test.go 2>/dev/null; then
   fuzz ./internal/mbox FuzzReader
 fi

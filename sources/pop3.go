@@ -46,7 +46,7 @@ type POP3Options struct {
 }
 
 // POP3Depth is the default number of pipelined RETRs.
-const POP3Depth = 16
+const POP3Depth = 64
 
 // POP3 reads a POP3 maildrop: one mailbox, "INBOX", over one session (RFC
 // 1939 allows one per maildrop, so Limits().Connections is 1; the session
