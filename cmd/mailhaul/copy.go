@@ -53,11 +53,13 @@ are kept. Message bytes are never changed.
 
 The run can be interrupted at any moment (Ctrl-C, kill -9, power loss);
 running the same command again resumes without losing or duplicating a
-message. The source is never modified.`,
+message. The source is never modified, except that --delete-after-copy
+deletes from a POP3 server what was safely copied.`,
 		Example: `  mailhaul copy maildir:~/Maildir maildir:/backup/Maildir
   mailhaul copy --dry-run --include 'Archive/*' maildir:~/Maildir maildir:/tmp/out
   MAILHAUL_DST_PASSWORD=... mailhaul copy "mbox:$HOME/.thunderbird/x.default/Mail/Local Folders" imaps://me@imap.example.org
-  mailhaul copy --src-password-file old.pw --dst-password-file new.pw imaps://me@old.example.net imaps://me@new.example.org`,
+  mailhaul copy --src-password-file old.pw --dst-password-file new.pw imaps://me@old.example.net imaps://me@new.example.org
+  mailhaul copy --dedupe-across-folders pop3s://me@pop.example.net imaps://me@imap.example.org`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runCopy(g, f, args[0], args[1])
