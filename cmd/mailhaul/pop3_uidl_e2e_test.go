@@ -45,7 +45,10 @@ func pop3UIDLs(t *testing.T, d *testserver.Dovecot, user string) []string {
 // the new server has rewritten meanwhile.
 func TestPOP3KeepUIDL(t *testing.T) {
 	old := testserver.StartDovecot(t, testserver.WithUser("alice", "Old-Pw-1"))
-	nu := testserver.StartDovecot(t, testserver.WithUser("bob", "New-Pw-2"), testserver.WithUser("carol", "New-Pw-3"), testserver.WithUser("dave", "New-Pw-4"))
+	// The new server's own UIDLs differ from the old one's whatever the
+	// clock (both default to UID and UIDVALIDITY, which can coincide).
+	nu := testserver.StartDovecot(t, testserver.WithUser("bob", "New-Pw-2"), testserver.WithUser("carol", "New-Pw-3"), testserver.WithUser("dave", "New-Pw-4"),
+		testserver.WithConfig("pop3_uidl_format = new%08Xu%08Xv"))
 	var corpus [][]byte
 	for i := 0; i < 12; i++ {
 		corpus = append(corpus, []byte(fmt.Sprintf("Date: Mon, 1 Jul 2019 10:%02d:00 +0000\nMessage-ID: <uidl-%d@old.test>\nSubject: %d\n\nbody %d\n", i, i, i, i)))
