@@ -517,3 +517,39 @@ func TestPOP3CrashResume(t *testing.T) {
 		}
 	}
 }
+
+// TestPOP3OAuth2CLI reads a POP3 maildrop with XOAUTH2 (token from a file)
+// and OAUTHBEARER (token from a command) against Dovecot's oauth2 passdb;
+// the token shows nowhere, not even in the -vv trace.
+func TestPOP3OAuth2CLI(t *testing.T) {
+	o := testserver.StartOAuth2Server(t)
+	d := testserver.StartDovecot(t, testserver.WithUser("alice", "Alice-Pw-9"), testserver.WithOAuth2(o.URL), testserver.WithoutAuthDelay())
+	seedCorpus(t, d, "alice", pop3Corpus[:3])
+	tok := o.Issue("alice")
+	tokFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokFile, []byte(tok+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ mech, flag, arg string }{
+		{"xoauth2", "--src-oauth-token-file", tokFile},
+		{"oauthbearer", "--src-oauth-token-cmd", "cat '" + tokFile + "'"},
+	} {
+		t.Run(tc.mech, func(t *testing.T) {
+			dst, state := t.TempDir(), t.TempDir()
+			r := runMailhaul(t, []string{"MAILHAUL_SRC_PASSWORD="}, "copy", "-vv", "--state-dir", state, "--ca-file", d.CAFile,
+				"--src-auth", tc.mech, tc.flag, tc.arg, "pop3s://alice@"+d.POP3SAddr, "maildir:"+dst)
+			if r.code != 0 {
+				t.Fatalf("exit %d\n%s", r.code, r.stderr)
+			}
+			if got := len(readTree(t, dst)["INBOX"]); got != 3 {
+				t.Errorf("%d messages copied", got)
+			}
+			if !strings.Contains(r.stderr, "AUTH "+strings.ToUpper(tc.mech)) || leaks(r.stderr, tok) || leaks(r.stdout, tok) {
+				t.Errorf("trace without the SASL exchange, or with the token:\n%.3000s", r.stderr)
+			}
+			if hits := grepTree(t, state, tok); len(hits) > 0 {
+				t.Errorf("token in state files %v", hits)
+			}
+		})
+	}
+}
