@@ -15,7 +15,9 @@ import (
 // the pipeline ended without a fatal error or interruption and the
 // checkpoint was flushed, with the IDs (Message.ID) of the messages of
 // folder whose copy is recorded done in the checkpoint — copied by this run
-// or by an earlier one. The source applies its own policy on top (POP3
+// or by an earlier one — and confirmed by the destination (see Verifier;
+// never a copy Dedupe merely recognised). The source applies its own
+// policy on top (POP3
 // --delete-older-than) and must delete nothing if it cannot finish (POP3
 // deletes at QUIT only). An error is reported; it does not undo copies.
 type Deleter interface {
