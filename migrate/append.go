@@ -127,7 +127,7 @@ func (e *engine) appendBatch(ctx context.Context, slot int, batch []*job) (uncer
 			}
 			continue
 		}
-		if j.dup.take(in.MessageID, in.StoredSize()) {
+		if j.dup.take(in.MessageID, in.StoredSize(), j.body.BodyLen()) {
 			// Already in the destination: record it as copied there.
 			finished = append(finished, in)
 			refs = append(refs, DedupeRef)

@@ -83,6 +83,7 @@ type Body struct {
 	bareLF    int64     // LFs not preceded by CR
 	nul       bool      // holds a NUL byte
 	crlfSum   string    // SHA-256 of the CRLF form, computed on demand
+	bodyLen   int64
 	mem       []byte
 	file      *os.File
 	budget    *MemBudget
@@ -132,6 +133,12 @@ func (b *Body) CRLFReader() io.Reader {
 	}
 	return CRLFReader(b.Reader())
 }
+
+// BodyLen is the length of the message's body — what follows the blank
+// line that ends the header — with every line end counted as CRLF; -1 if
+// the header's end was not found in its first 256 KiB. Dedupe compares it
+// (see dedupe.go).
+func (b *Body) BodyLen() int64 { return b.bodyLen }
 
 // HeaderDate is the date the message's header implies (see HeaderDate),
 // computed only when the spool was asked for it (WantHeaderDate).
@@ -297,7 +304,10 @@ func (s *Spool) Finish() (*Body, error) {
 		s.Abort()
 		return nil, s.err
 	}
-	b := &Body{size: s.n, messageID: MessageIDFromHeader(s.hdr), bareLF: s.bareLF, nul: s.nul}
+	b := &Body{size: s.n, messageID: MessageIDFromHeader(s.hdr), bareLF: s.bareLF, nul: s.nul, bodyLen: -1}
+	if h := HeaderEnd(s.hdr); h >= 0 {
+		b.bodyLen = s.n + s.bareLF - CRLFLen(s.hdr[:h])
+	}
 	if s.wantDate {
 		b.hdrDate = HeaderDate(s.hdr)
 	}

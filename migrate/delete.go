@@ -15,7 +15,10 @@ import (
 // the pipeline ended without a fatal error or interruption and the
 // checkpoint was flushed, with the IDs (Message.ID) of the messages of
 // folder whose copy is recorded done in the checkpoint — copied by this run
-// or by an earlier one. The source applies its own policy on top (POP3
+// or by an earlier one — and confirmed by the destination: never a copy
+// recorded with an unverified ref (UnverifiedPrefix: a server without
+// UIDPLUS that did not say where it stored it), never one Dedupe merely
+// recognised. The source applies its own policy on top (POP3
 // --delete-older-than) and must delete nothing if it cannot finish (POP3
 // deletes at QUIT only). An error is reported; it does not undo copies.
 type Deleter interface {
@@ -26,9 +29,20 @@ type Deleter interface {
 // a run (copied now or already there), for Deleter. Safe for concurrent
 // use.
 type deletions struct {
-	mu  sync.Mutex
-	ids map[string][]string
-	ord []string
+	mu     sync.Mutex
+	ids    map[string][]string
+	ord    []string
+	epochs map[string]string // folder -> epoch, set by the lister
+}
+
+// epoch records the epoch of a listed folder (for looking up its refs).
+func (d *deletions) epoch(folder, epoch string) {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	d.epochs[folder] = epoch
+	d.mu.Unlock()
 }
 
 func (d *deletions) add(ev Event) {
@@ -50,9 +64,43 @@ func (e *engine) deleteCopied(ctx context.Context) error {
 		return FatalError(fmt.Errorf("--delete-after-copy: this source cannot delete messages"))
 	}
 	for _, f := range e.del.ord {
-		if err := del.Delete(ctx, f, e.del.ids[f]); err != nil {
+		ids, kept, err := e.verified(f, e.del.ids[f])
+		if err != nil {
+			return err
+		}
+		if kept > 0 {
+			e.rep(Event{Kind: Warning, Folder: f, Err: fmt.Errorf(
+				"--delete-after-copy: %d messages of %q stay in the source: their copy in the destination was not confirmed (found by --dedupe, or a server without UIDPLUS did not say where it stored it)", kept, f)})
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		if err := del.Delete(ctx, f, ids); err != nil {
 			return fmt.Errorf("delete copied messages of %q from the source: %w", f, err)
 		}
 	}
 	return nil
+}
+
+// verified keeps the ids whose recorded copy is confirmed.
+func (e *engine) verified(folder string, ids []string) ([]string, int, error) {
+	refs := map[string]string{}
+	err := e.o.Checkpoint.Copies(folder, e.del.epochs[folder], func(c Copy) error {
+		refs[c.ID] = c.Ref
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("read the copies of %q before deleting from the source: %w", folder, err)
+	}
+	var out []string
+	kept := 0
+	for _, id := range ids {
+		ref, ok := refs[id]
+		if !ok || ref == "" || ref == DedupeRef || ref == "existing" || Unverified(ref) {
+			kept++
+			continue
+		}
+		out = append(out, id)
+	}
+	return out, kept, nil
 }

@@ -21,7 +21,17 @@ func (e *engine) fetchLoop(ctx context.Context, in <-chan *job, out chan<- *job)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		undated := j.msg.Date.IsZero()
 		body, err := e.fetch(ctx, j)
+		if err == nil && undated && !j.msg.Date.IsZero() {
+			// The date comes from the header (POP3): --since/--before
+			// can only be applied now.
+			if why := e.o.filter(j.msg); why != "" {
+				body.Close()
+				e.rep(Event{Kind: Filtered, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Err: fmt.Errorf("%s", why)})
+				continue
+			}
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

@@ -104,13 +104,14 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job)
 			}
 		}
 	}
+	e.del.epoch(mb.Name, mb.Epoch)
 	e.rep(Event{Kind: FolderStart, Folder: mb.Name, Dest: dest})
 	if mb.NoSelect {
 		return nil
 	}
 	if e.o.Dedupe && !e.o.DryRun {
 		var err error
-		if dup, err = e.destIndex(ctx, dest); err != nil {
+		if dup, err = e.dedupFor(ctx, dest); err != nil {
 			return err
 		}
 	}
@@ -271,28 +272,6 @@ func interleave(ctx context.Context, in <-chan []*job, out chan<- *job, window i
 		}
 	}
 	return nil
-}
-
-// destIndex reads what destination folder dest holds, for Dedupe.
-func (e *engine) destIndex(ctx context.Context, dest string) (*dedupSet, error) {
-	ix, ok := e.o.Sink.(Indexer)
-	if !ok {
-		return nil, fmt.Errorf("--dedupe: this destination cannot list what it holds")
-	}
-	var d *dedupSet
-	err := e.retry(ctx, &job{dest: dest}, "read destination folder", func() error {
-		d = &dedupSet{m: map[string]int{}}
-		return ix.Index(ctx, dest, func(mid string, size int64) error {
-			if mid != "" {
-				d.m[dedupKey(mid, size)]++
-			}
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read destination folder %q for --dedupe: %w", dest, err)
-	}
-	return d, nil
 }
 
 // rematcher handles a source folder whose epoch (UIDVALIDITY) differs from

@@ -36,10 +36,18 @@ type Options struct {
 	IncludeDeleted bool
 
 	// Dedupe skips a message when the destination folder already holds a
-	// message with the same Message-ID and size (merging a second source
-	// into an account, or a lost state dir). Needs a sink that implements
+	// message with the same Message-ID and either the same size or, with
+	// a sink that implements BodyIndexer, the same body length (see
+	// Body.BodyLen: headers a mail client added on download and LF versus
+	// CRLF line ends do not count). For merging a second source into an
+	// account, or after losing the state dir. Needs a sink that implements
 	// Indexer; messages without a Message-ID are always copied.
 	Dedupe bool
+	// DedupeAcrossFolders makes Dedupe look in every folder of the
+	// destination, not only the one a message goes to: for merging a
+	// one-folder source (POP3) into an account whose mail was filed into
+	// folders. Needs a sink that implements FolderLister.
+	DedupeAcrossFolders bool
 
 	// DeleteAfterCopy removes from the source (a Deleter) every message
 	// whose copy is recorded done, once the run ends without error.

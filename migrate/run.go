@@ -32,31 +32,6 @@ type job struct {
 	resent      bool
 }
 
-// dedupSet counts the (Message-ID, size) pairs a destination folder held
-// when the lister prepared it. Appenders of several goroutines take from it.
-type dedupSet struct {
-	mu sync.Mutex
-	m  map[string]int
-}
-
-func dedupKey(mid string, size int64) string { return fmt.Sprintf("%s\x00%d", mid, size) }
-
-// take reports whether the folder holds a copy of (mid, size) not yet
-// claimed by another source message, and claims it.
-func (d *dedupSet) take(mid string, size int64) bool {
-	if d == nil || mid == "" {
-		return false
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	k := dedupKey(mid, size)
-	if d.m[k] > 0 {
-		d.m[k]--
-		return true
-	}
-	return false
-}
-
 type engine struct {
 	o      Options
 	rep    func(Event)
@@ -68,6 +43,7 @@ type engine struct {
 	inflight *inflight
 	settler  *settler
 	recon    *reconcileList
+	acct     *dedupSet // with DedupeAcrossFolders: what the whole destination held
 }
 
 // Run copies every selected message of o.Source that the checkpoint does
@@ -89,7 +65,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		claims: &claims{m: map[string]string{}, unverified: map[string]int{}}, inflight: &inflight{m: map[string]int{}},
 		settler: newSettler(), recon: &reconcileList{}}
 	if o.DeleteAfterCopy && !o.DryRun {
-		e.del = &deletions{ids: map[string][]string{}}
+		e.del = &deletions{ids: map[string][]string{}, epochs: map[string]string{}}
 	}
 	e.rep = func(ev Event) { t.add(ev); e.del.add(ev); o.Reporter.Event(ev) }
 	if o.Checkpoint == nil && !o.DryRun {

@@ -49,6 +49,7 @@ type Maildir struct {
 	mu       sync.Mutex
 	keywords map[string]*folderKeywords // dir -> table
 	dropped  func(dest string, msg migrate.Message, flags []string, why string)
+	uidl     *uidlistKeeper // --keep-pop3-uidl (maildir_uidlist.go); nil: off
 }
 
 type folderKeywords struct {
@@ -183,6 +184,7 @@ func (s *Maildir) Append(ctx context.Context, folder string, msg migrate.Message
 	}
 	final := filepath.Join(dir, "cur", base+":2,"+info)
 	if _, err := os.Lstat(final); err == nil {
+		s.uidl.add(dir, filepath.Base(final), msg.Mailbox, msg.ID)
 		return base, nil // a retried Append that had succeeded
 	}
 	tmp := filepath.Join(dir, "tmp", base)
@@ -208,6 +210,7 @@ func (s *Maildir) Append(ctx context.Context, folder string, msg migrate.Message
 		os.Remove(tmp)
 		return "", fmt.Errorf("deliver %s: %w", final, err)
 	}
+	s.uidl.add(dir, filepath.Base(final), msg.Mailbox, msg.ID)
 	return base, nil
 }
 
@@ -234,6 +237,9 @@ func globEscape(s string) string {
 // Sync implements migrate.Syncer: every message appended to folder so far
 // (data, inode, rename into cur/) becomes durable.
 func (s *Maildir) Sync(ctx context.Context, folder string) error {
+	if err := s.uidl.flush(s.dir(folder)); err != nil {
+		return err
+	}
 	d := filepath.Join(s.dir(folder), "cur")
 	f, err := os.Open(d)
 	if err != nil {
@@ -282,6 +288,10 @@ func (s *Maildir) Locate(ctx context.Context, folder string, ins []migrate.Inten
 				return nil, fmt.Errorf("remove incomplete copy %s: %w", p, err)
 			}
 			continue
+		}
+		s.uidl.add(dir, filepath.Base(p), in.Folder, in.ID)
+		if err := s.uidl.flush(dir); err != nil {
+			return nil, err
 		}
 		out[i] = []string{base}
 	}

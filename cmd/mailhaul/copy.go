@@ -32,6 +32,7 @@ type copyFlags struct {
 	includeDeleted bool
 	skipDeleted    bool
 	dedupe         bool
+	dedupeAcross   bool
 	maildirLayout  string
 	tempDir        string
 	toFolder       string
@@ -42,6 +43,9 @@ type copyFlags struct {
 	bwlimit        string
 	preset         string
 	imap           imapFlags
+	pop3           pop3Flags
+	// deleteAfterCopy removes copied messages from the source (POP3).
+	deleteAfterCopy bool
 }
 
 func copyCommand(g *globalFlags) *cobra.Command {
@@ -60,11 +64,13 @@ Thunderbird's deleted-but-not-compacted messages are left out
 
 The run can be interrupted at any moment (Ctrl-C, kill -9, power loss);
 running the same command again resumes without losing or duplicating a
-message. The source is never modified.`,
+message. The source is never modified, except that --delete-after-copy
+deletes from a POP3 server what was safely copied.`,
 		Example: `  mailhaul copy maildir:~/Maildir maildir:/backup/Maildir
   mailhaul copy --dry-run --include 'Archive/*' maildir:~/Maildir maildir:/tmp/out
   MAILHAUL_DST_PASSWORD=... mailhaul copy "mbox:$HOME/.thunderbird/x.default/Mail/Local Folders" imaps://me@imap.example.org
-  mailhaul copy --src-password-file old.pw --dst-password-file new.pw imaps://me@old.example.net imaps://me@new.example.org`,
+  mailhaul copy --src-password-file old.pw --dst-password-file new.pw imaps://me@old.example.net imaps://me@new.example.org
+  mailhaul copy --dedupe-across-folders pop3s://me@pop.example.net imaps://me@imap.example.org`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := applyPreset(f, cmd.Flags().Changed); err != nil {
@@ -83,13 +89,16 @@ message. The source is never modified.`,
 	fl.StringVar(&f.maxSize, "max-size", "", "skip messages larger than this (e.g. 25M, 1G)")
 	fl.StringVar(&f.stateDir, "state-dir", defaultStateDir(), "where checkpoints are kept")
 	fl.IntVar(&f.transfers, "transfers", 8, "parallel transfers per side: connections to an IMAP server (each pipelining several commands), files written at once for Maildir")
-	fl.BoolVar(&f.dedupe, "dedupe", false, "skip messages the destination folder already holds (same Message-ID and size): for merging a second source or after losing the state dir")
+	fl.BoolVar(&f.dedupe, "dedupe", false, "skip messages the destination folder already holds (same Message-ID, and same size or same body length): for merging a second source, e.g. a POP3 server and the mail a client downloaded from it, or after losing the state dir")
+	fl.BoolVar(&f.dedupeAcross, "dedupe-across-folders", false, "with --dedupe (implied), look for the message in every destination folder, not only the one it goes to: for a POP3 server whose downloaded mail was filed into folders")
 	fl.BoolVar(&f.skipDeleted, "skip-deleted", false, `leave out messages flagged \Deleted (Maildir "T", mbox Status "D"); by default they are copied with the flag`)
 	fl.BoolVar(&f.includeDeleted, "include-deleted", false, `also copy messages that are already gone for the user: Thunderbird's deleted-but-not-compacted (X-Mozilla-Status 0x0008), with \Deleted`)
 	fl.StringVar(&f.maildirLayout, "maildir-layout", "maildir++", "layout of a Maildir destination: maildir++ (Dovecot, Courier) or fs (nested directories)")
 	fl.StringVar(&f.tempDir, "temp-dir", "", "where bodies too large to keep in memory are spooled, in a directory of the run's own (default: the state directory)")
-	fl.StringVar(&f.toFolder, "to-folder", "", "folder name for a single-file mbox source (default: the file's name), e.g. INBOX")
+	fl.StringVar(&f.toFolder, "to-folder", "", `destination folder of a POP3 source (default INBOX), or the folder name of a single-file mbox source (default: the file's name), e.g. "POP3 import"`)
+	fl.BoolVar(&f.deleteAfterCopy, "delete-after-copy", false, "POP3 source: delete from the server the messages whose copy is recorded done (and, for IMAP, confirmed by the server), at the end of a run without errors")
 	addIMAPFlags(fl, &f.imap)
+	addPOP3Flags(fl, &f.pop3)
 	fl.StringVar(&f.mboxFormat, "mbox-format", "auto", "dialect of an mbox source: auto (detected per file), mboxo, mboxrd or mboxcl2")
 	fl.IntVar(&f.maxConns, "max-connections", 0, "at most this many connections to each server (source and destination each, the one for listing included; 0: --transfers + 1)")
 	fl.StringVar(&f.bwlimit, "bwlimit", "", "bandwidth limit per server and direction, all connections together, e.g. 2M (bytes per second)")
@@ -141,8 +150,8 @@ func usageErr(format string, a ...any) error {
 func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 	o := migrate.Options{
 		Include: f.include, Exclude: f.exclude, Transfers: f.transfers,
-		DryRun: f.dryRun, IncludeDeleted: f.includeDeleted, SkipDeleted: f.skipDeleted, Dedupe: f.dedupe, TempDir: f.tempDir,
-		SettleDelay: f.settleDelay, ThrottleWait: f.throttleWait,
+		DryRun: f.dryRun, IncludeDeleted: f.includeDeleted, SkipDeleted: f.skipDeleted, Dedupe: f.dedupe || f.dedupeAcross, TempDir: f.tempDir,
+		DedupeAcrossFolders: f.dedupeAcross, SettleDelay: f.settleDelay, ThrottleWait: f.throttleWait,
 	}
 	if f.includeDeleted && f.skipDeleted {
 		return usageErr("--include-deleted and --skip-deleted contradict each other (expunged messages are flagged \\Deleted too)")
@@ -181,6 +190,17 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 		return usageErr("%v", err)
 	}
 
+	if err := checkPOP3Flags(f, srcEP, dstEP); err != nil {
+		return err
+	}
+	o.DeleteAfterCopy = f.deleteAfterCopy
+	if isPOP3(srcEP.Scheme) && f.toFolder != "" {
+		// POP3's one mailbox is INBOX in the checkpoint whatever the
+		// destination folder: --to-folder is a folder mapping.
+		if _, ok := o.Map["INBOX"]; !ok {
+			o.Map["INBOX"] = strings.Trim(f.toFolder, "/ ")
+		}
+	}
 	if _, ok := sourceSchemes[srcEP.Scheme]; !ok {
 		return usageErr("source %q: scheme %q cannot be read from (sources: %s)", srcEP.Raw, srcEP.Scheme, keys(sourceSchemes))
 	}
@@ -192,7 +212,8 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 	defer stop()
 	o.Stop = stopCh
 	rend := newRenderer(g, os.Stderr)
-	env := endpointEnv{g: g, c: f, warn: func(err error) { rend.Event(migrate.Event{Kind: migrate.Warning, Err: err}) },
+	hook := testKillHook()
+	env := endpointEnv{g: g, c: f, hook: hook, warn: func(err error) { rend.Event(migrate.Event{Kind: migrate.Warning, Err: err}) },
 		info: func(s string) { g.log.Info(s) }}
 
 	src, err := openSource(ctx, srcEP, env)
@@ -201,6 +222,9 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 	}
 	defer src.Close()
 	o.Source = src
+	if _, ok := src.(migrate.Deleter); f.deleteAfterCopy && !ok {
+		return usageErr("--delete-after-copy: %s sources cannot delete messages (it is for POP3)", srcEP.Scheme)
+	}
 	if !f.dryRun {
 		sink, err := openSink(ctx, dstEP, env)
 		if err != nil {
@@ -208,6 +232,7 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 		}
 		defer sink.Close()
 		o.Sink = sink
+		wirePOP3(f, src, sink, env.warn)
 	} else {
 		o.Sink = dryRunSink{}
 	}
@@ -258,7 +283,7 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 		o.TempDir = sd.Path
 	}
 	o.Reporter = rend
-	o.StepHook = testKillHook()
+	o.StepHook = hook
 	rend.start()
 	report, runErr := migrate.Run(ctx, o)
 	rend.finish()

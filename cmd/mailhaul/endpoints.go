@@ -57,6 +57,9 @@ func (e endpoint) describe() string {
 	if e.Scheme == "imap" || e.Scheme == "imaps" {
 		return describeIMAP(e)
 	}
+	if isPOP3(e.Scheme) {
+		return describePOP3(e)
+	}
 	if p, err := e.localPath(); err == nil && isLocal(e.Scheme) {
 		return e.Scheme + ":" + p
 	}
@@ -71,7 +74,8 @@ type endpointEnv struct {
 	c    *copyFlags // nil for commands that only read
 	im   *imapFlags // IMAP flags of commands without copyFlags (ls)
 	warn func(error)
-	info func(string) // a log line at info level (may be nil)
+	info func(string)      // a log line at info level (may be nil)
+	hook func(step string) // crash-test kill hook (MAILHAUL_TEST_KILL_AT), may be nil
 }
 
 type sourceOpener func(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Source, error)

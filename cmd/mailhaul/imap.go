@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -50,20 +51,29 @@ type imapFlags struct {
 
 // addIMAPFlags registers the IMAP flags on a command.
 func addIMAPFlags(fl *pflag.FlagSet, f *imapFlags) {
-	fl.BoolVar(&f.insecurePlaintext, "insecure-plaintext", false, "allow imap:// without STARTTLS (password sent in clear: loopback tests only)")
-	fl.StringVar(&f.caFile, "ca-file", "", "PEM file of a CA (or self-signed server certificate) to trust for IMAP TLS")
-	fl.BoolVar(&f.skipVerify, "tls-skip-verify", false, "do not verify IMAP server certificates (insecure; prints a warning)")
+	fl.BoolVar(&f.insecurePlaintext, "insecure-plaintext", false, "allow imap:// without STARTTLS and pop3:// without STLS (password sent in clear: loopback tests only)")
+	fl.StringVar(&f.caFile, "ca-file", "", "PEM file of a CA (or self-signed server certificate) to trust for IMAP and POP3 TLS")
+	fl.BoolVar(&f.skipVerify, "tls-skip-verify", false, "do not verify IMAP and POP3 server certificates (insecure; prints a warning)")
 	fl.StringVar(&f.srcPasswordFile, "src-password-file", "", "file holding the source password (else $MAILHAUL_SRC_PASSWORD, else a prompt)")
 	fl.StringVar(&f.dstPasswordFile, "dst-password-file", "", "file holding the destination password (else $MAILHAUL_DST_PASSWORD, else a prompt)")
-	fl.StringVar(&f.srcAuth, "src-auth", "", "source IMAP authentication: login, plain, xoauth2 or oauthbearer (default: plain if offered, else login)")
+	fl.StringVar(&f.srcAuth, "src-auth", "", "source authentication: IMAP login, plain, xoauth2 or oauthbearer (default: plain if offered, else login); POP3 user, plain, xoauth2 or oauthbearer (default: plain if offered, else user)")
 	fl.StringVar(&f.dstAuth, "dst-auth", "", "destination IMAP authentication: login, plain, xoauth2 or oauthbearer")
-	fl.StringVar(&f.srcAdminUser, "src-admin-user", "", "log in to the source as this admin/master user acting as the URL's user (AUTHENTICATE PLAIN); the password is the admin's")
+	fl.StringVar(&f.srcAdminUser, "src-admin-user", "", "log in to the source as this admin/master user acting as the URL's user (SASL PLAIN); the password is the admin's")
 	fl.StringVar(&f.dstAdminUser, "dst-admin-user", "", "log in to the destination as this admin/master user acting as the URL's user")
 	fl.StringVar(&f.srcTokenCmd, "src-oauth-token-cmd", "", "command printing an OAuth2 access token for the source (run with sh -c)")
 	fl.StringVar(&f.dstTokenCmd, "dst-oauth-token-cmd", "", "command printing an OAuth2 access token for the destination")
 	fl.StringVar(&f.srcTokenFile, "src-oauth-token-file", "", "file holding an OAuth2 access token for the source")
 	fl.StringVar(&f.dstTokenFile, "dst-oauth-token-file", "", "file holding an OAuth2 access token for the destination")
-	fl.DurationVar(&f.ioTimeout, "io-timeout", imapconn.DefaultIdleTimeout, "give up on a server that sends nothing for this long while mailhaul waits for a reply (the connection is replaced and the operation retried)")
+	fl.DurationVar(&f.ioTimeout, "io-timeout", imapconn.DefaultIdleTimeout, "give up on an IMAP or POP3 server that sends nothing for this long while mailhaul waits for a reply (the connection is replaced and the operation resumed)")
+}
+
+// side returns the authentication flags of "src" or "dst": mechanism (lower
+// case), admin user, password file, token command, token file.
+func (f *imapFlags) side(side string) (auth, admin, pwFile, tokCmd, tokFile string) {
+	if side == "src" {
+		return strings.ToLower(f.srcAuth), f.srcAdminUser, f.srcPasswordFile, f.srcTokenCmd, f.srcTokenFile
+	}
+	return strings.ToLower(f.dstAuth), f.dstAdminUser, f.dstPasswordFile, f.dstTokenCmd, f.dstTokenFile
 }
 
 // describeIMAP is the checkpoint key / log name of an IMAP endpoint:
@@ -130,31 +140,14 @@ func imapConfig(ep endpoint, env endpointEnv, side string) (*imapconn.Config, er
 		cfg.Limit = imapconn.NewLimit(bw)
 	}
 	var pwFile, tokCmd, tokFile string
-	if side == "src" {
-		cfg.Auth, cfg.AdminUser, pwFile, tokCmd, tokFile = f.srcAuth, f.srcAdminUser, f.srcPasswordFile, f.srcTokenCmd, f.srcTokenFile
-	} else {
-		cfg.Auth, cfg.AdminUser, pwFile, tokCmd, tokFile = f.dstAuth, f.dstAdminUser, f.dstPasswordFile, f.dstTokenCmd, f.dstTokenFile
-	}
-	cfg.Auth = strings.ToLower(cfg.Auth)
+	cfg.Auth, cfg.AdminUser, pwFile, tokCmd, tokFile = f.side(side)
 	switch cfg.Auth {
 	case imapconn.AuthAuto, imapconn.AuthLogin, imapconn.AuthPlain, imapconn.AuthXOAUTH2, imapconn.AuthOAuthBearer:
 	default:
 		return nil, usageErr("invalid --%s-auth %q (want login, plain, xoauth2 or oauthbearer)", side, cfg.Auth)
 	}
-	if cfg.SkipVerify {
-		warn := "TLS certificate verification is OFF for " + u.Addr() + " (--tls-skip-verify): the connection can be intercepted"
-		if env.g != nil && env.g.log != nil {
-			env.g.log.Warn(warn)
-		} else {
-			fmt.Fprintln(os.Stderr, "mailhaul: warning:", warn)
-		}
-	}
-	if !u.TLS && f.insecurePlaintext && !isLoopback(u.Host) {
-		fmt.Fprintf(os.Stderr, "mailhaul: warning: --insecure-plaintext sends the password for %s in clear text\n", u.Addr())
-	}
-	if env.g != nil && env.g.verbose >= 2 {
-		cfg.Trace = &prefixWriter{prefix: side + " " + u.Addr() + ": "}
-	}
+	cfg.IdleTimeout = f.ioTimeout
+	cfg.Trace = connectionWarnings(env, side, u.Addr(), u.Host, u.TLS, cfg.SkipVerify, f.insecurePlaintext)
 	if cfg.Auth == imapconn.AuthXOAUTH2 || cfg.Auth == imapconn.AuthOAuthBearer {
 		if tokCmd == "" && tokFile == "" {
 			return nil, usageErr("--%s-auth %s needs --%s-oauth-token-cmd or --%s-oauth-token-file", side, cfg.Auth, side, side)
@@ -162,7 +155,7 @@ func imapConfig(ep endpoint, env endpointEnv, side string) (*imapconn.Config, er
 		cfg.Token = tokenSource(tokCmd, tokFile)
 		return cfg, nil
 	}
-	pw, err := password(side, pwFile, u)
+	pw, err := password(side, pwFile, u.User, u.Addr())
 	if err != nil {
 		return nil, err
 	}
@@ -170,13 +163,35 @@ func imapConfig(ep endpoint, env endpointEnv, side string) (*imapconn.Config, er
 	return cfg, nil
 }
 
+// connectionWarnings prints the warnings about an insecure connection of
+// one side and returns the -vv wire trace writer (nil without -vv). Shared
+// by IMAP and POP3 endpoints.
+func connectionWarnings(env endpointEnv, side, addr, host string, tls, skipVerify, plaintext bool) io.Writer {
+	if skipVerify {
+		warn := "TLS certificate verification is OFF for " + addr + " (--tls-skip-verify): the connection can be intercepted"
+		if env.g != nil && env.g.log != nil {
+			env.g.log.Warn(warn)
+		} else {
+			fmt.Fprintln(os.Stderr, "mailhaul: warning:", warn)
+		}
+	}
+	if !tls && plaintext && !isLoopback(host) {
+		fmt.Fprintf(os.Stderr, "mailhaul: warning: --insecure-plaintext sends the password for %s in clear text\n", addr)
+	}
+	if env.g != nil && env.g.verbose >= 2 {
+		return &prefixWriter{prefix: side + " " + addr + ": "}
+	}
+	return nil
+}
+
 func isLoopback(host string) bool {
 	return host == "localhost" || strings.HasPrefix(host, "127.") || host == "::1"
 }
 
-// password returns the password of one side: --X-password-file, else
-// $MAILHAUL_X_PASSWORD, else a prompt on the terminal.
-func password(side, file string, u imapconn.Endpoint) (string, error) {
+// password returns the password of one side (user on addr):
+// --X-password-file, else $MAILHAUL_X_PASSWORD, else a prompt on the
+// terminal.
+func password(side, file, user, addr string) (string, error) {
 	if file != "" {
 		b, err := os.ReadFile(file)
 		if err != nil {
@@ -190,7 +205,7 @@ func password(side, file string, u imapconn.Endpoint) (string, error) {
 	}
 	if term.IsTerminal(int(os.Stdin.Fd())) {
 		what := map[string]string{"src": "source", "dst": "destination"}[side]
-		fmt.Fprintf(os.Stderr, "Password for %s on %s (%s): ", u.User, u.Addr(), what)
+		fmt.Fprintf(os.Stderr, "Password for %s on %s (%s): ", user, addr, what)
 		b, err := term.ReadPassword(int(os.Stdin.Fd()))
 		fmt.Fprintln(os.Stderr)
 		if err != nil {
@@ -198,7 +213,7 @@ func password(side, file string, u imapconn.Endpoint) (string, error) {
 		}
 		return string(b), nil
 	}
-	return "", usageErr("no password for %s on %s: set %s, pass --%s-password-file, or run on a terminal to be prompted", u.User, u.Addr(), env, side)
+	return "", usageErr("no password for %s on %s: set %s, pass --%s-password-file, or run on a terminal to be prompted", user, addr, env, side)
 }
 
 // tokenSource returns a Token func: the file is read, or the command run,

@@ -73,14 +73,14 @@ func run(args []string) int {
 		Use:   "mailhaul",
 		Short: "Move and sync mail between mailbox backends, resumably",
 		Long: `mailhaul copies mail between IMAP accounts, Maildir trees and mbox files
-(single files or whole Thunderbird profiles).
+(single files or whole Thunderbird profiles), and from POP3 maildrops.
 Every copy is checkpointed: an interrupted run (Ctrl-C, kill -9, lost
 network, full disk) resumes where it stopped and never loses or duplicates a
-message. The source is never modified.
+message. The source is never modified (unless --delete-after-copy, for POP3).
 
 Endpoints: ` + strings.Join(schemes(), ", ") + `, e.g. maildir:~/Maildir,
 imaps://me@imap.example.org, "mbox:~/.thunderbird/x.default/Mail/Local Folders".
-IMAP passwords come from $MAILHAUL_SRC_PASSWORD / $MAILHAUL_DST_PASSWORD, a
+IMAP and POP3 passwords come from $MAILHAUL_SRC_PASSWORD / $MAILHAUL_DST_PASSWORD, a
 file (--src-password-file, --dst-password-file) or a prompt; never argv.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,

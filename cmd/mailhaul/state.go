@@ -13,6 +13,7 @@ import (
 
 	"github.com/mailhaul/mailhaul/checkpoint"
 	"github.com/mailhaul/mailhaul/internal/imapconn"
+	"github.com/mailhaul/mailhaul/internal/pop3conn"
 )
 
 // Which checkpoint a copy uses.
@@ -25,7 +26,8 @@ import (
 //
 //   - IMAP: the user, the host (case-folded) and the port only when it is
 //     not the scheme's standard one (143 and 993 are the same server's
-//     two doors), and the folder the endpoint is limited to. Two spellings
+//     two doors), and the folder the endpoint is limited to. POP3 alike
+//     (110 and 995). Two spellings
 //     of the host are the same account when they resolve to a common
 //     address (checked when no checkpoint exists under the exact key).
 //   - Maildir and mbox: the absolute path with symlinks resolved.
@@ -80,6 +82,17 @@ func (e endpoint) account(ctx context.Context) accountID {
 		}
 		a := accountID{Kind: "imap", User: u.User, Host: strings.ToLower(u.Host), Path: u.Folder}
 		if !(u.TLS && u.Port == "993") && !(!u.TLS && u.Port == "143") {
+			a.Port = u.Port
+		}
+		a.Addrs = resolve(ctx, a.Host)
+		return a
+	case "pop3", "pop3s":
+		u, err := pop3conn.ParseURL(e.Raw)
+		if err != nil {
+			return accountID{Kind: "pop3", Path: "invalid"}
+		}
+		a := accountID{Kind: "pop3", User: u.User, Host: strings.ToLower(u.Host)}
+		if !(u.TLS && u.Port == "995") && !(!u.TLS && u.Port == "110") {
 			a.Port = u.Port
 		}
 		a.Addrs = resolve(ctx, a.Host)

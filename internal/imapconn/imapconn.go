@@ -24,14 +24,11 @@ package imapconn
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +38,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 
+	"github.com/mailhaul/mailhaul/internal/connauth"
 	"github.com/mailhaul/mailhaul/migrate"
 )
 
@@ -259,8 +257,8 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 		if err == nil || isTimeout(err) {
 			err = fmt.Errorf("connected, but the server sent no IMAP greeting (or TLS handshake) within %s", dt)
 		}
-		if isCertError(err) {
-			return nil, migrate.FatalError(fmt.Errorf("%s: TLS certificate not trusted: %v; if the server uses a private CA or a self-signed certificate, pass its certificate with --ca-file", where, err))
+		if connauth.IsCertError(err) {
+			return nil, migrate.FatalError(connauth.CertError(where, err))
 		}
 		if re := (*refusedError)(nil); errors.As(err, &re) {
 			return nil, migrate.FatalError(fmt.Errorf("%s: %v; use imaps:// or, on a trusted network only, --insecure-plaintext", where, re))
@@ -298,22 +296,7 @@ func (c *Conn) Binary() bool {
 func (c *Conn) LiteralPlus() bool { return c.lp != nil && c.lp.enabled() }
 
 func (cfg *Config) tlsConfig() (*tls.Config, error) {
-	t := &tls.Config{ServerName: cfg.Host, InsecureSkipVerify: cfg.SkipVerify, MinVersion: tls.VersionTLS12}
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("read CA file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s: no PEM certificate in it", cfg.CAFile)
-		}
-		t.RootCAs = pool
-	}
-	return t, nil
+	return connauth.TLSConfig(cfg.Host, cfg.CAFile, cfg.SkipVerify)
 }
 
 func (c *Conn) login(ctx context.Context, where string) error {
@@ -360,11 +343,9 @@ func (c *Conn) login(ctx context.Context, where string) error {
 		}
 		var bc *bearerClient
 		if mech == AuthXOAUTH2 {
-			bc = &bearerClient{mech: "XOAUTH2", ir: "user=" + cfg.User + "\x01auth=Bearer " + tok + "\x01\x01"}
+			bc = &bearerClient{mech: "XOAUTH2", ir: connauth.XOAUTH2(cfg.User, tok)}
 		} else {
-			// RFC 7628: gs2 header with the authzid, host and port.
-			ir := "n,a=" + saslName(cfg.User) + ",\x01host=" + cfg.Host + "\x01port=" + cfg.Port + "\x01auth=Bearer " + tok + "\x01\x01"
-			bc = &bearerClient{mech: "OAUTHBEARER", ir: ir}
+			bc = &bearerClient{mech: "OAUTHBEARER", ir: connauth.OAuthBearer(cfg.User, cfg.Host, cfg.Port, tok)}
 		}
 		err = c.Do(ctx, func() error { return c.Authenticate(bc) })
 		if err != nil && bc.detail != "" && !errors.Is(err, errTokenRefused) {
@@ -418,39 +399,11 @@ func (b *bearerClient) Start() (string, []byte, error) {
 }
 
 func (b *bearerClient) Next(challenge []byte) ([]byte, error) {
-	b.detail = bearerDetail(challenge)
+	b.detail = connauth.BearerDetail(challenge)
 	if b.mech == "XOAUTH2" {
 		return nil, fmt.Errorf("%w (server said: %s)", errTokenRefused, b.detail)
 	}
 	return []byte{1}, nil
-}
-
-// bearerDetail summarises an XOAUTH2 / OAUTHBEARER error challenge, a JSON
-// object such as {"status":"invalid_token","schemes":"bearer","scope":"mail"},
-// on one line.
-func bearerDetail(challenge []byte) string {
-	var e struct {
-		Status string `json:"status"`
-		Scope  string `json:"scope"`
-	}
-	if err := json.Unmarshal(challenge, &e); err != nil || e.Status == "" {
-		s := strings.Join(strings.Fields(strings.ToValidUTF8(string(challenge), "?")), " ")
-		if len(s) > 200 {
-			s = s[:200] + "..."
-		}
-		return s
-	}
-	d := "status " + e.Status
-	if e.Scope != "" {
-		d += ", scope " + e.Scope
-	}
-	return d
-}
-
-// saslName escapes a user name for the gs2 header (RFC 5801: "," and "="
-// become "=2C" and "=3D").
-func saslName(s string) string {
-	return strings.NewReplacer("=", "=3D", ",", "=2C").Replace(s)
 }
 
 // Do runs fn, which issues commands on c and waits for them, under ctx and
@@ -634,16 +587,6 @@ func IMAPError(err error) *imap.Error {
 func isNetError(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
-}
-
-func isCertError(err error) bool {
-	var (
-		ua  x509.UnknownAuthorityError
-		ci  x509.CertificateInvalidError
-		hn  x509.HostnameError
-		cve *tls.CertificateVerificationError
-	)
-	return errors.As(err, &ua) || errors.As(err, &ci) || errors.As(err, &hn) || errors.As(err, &cve)
 }
 
 // Classify turns an error of a command on c into the engine's classes:

@@ -278,21 +278,6 @@ func TestDialOAuth2(t *testing.T) {
 	c.Close()
 }
 
-func TestBearerDetail(t *testing.T) {
-	for in, want := range map[string]string{
-		`{"status":"invalid_token","schemes":"bearer","scope":"mail"}`: "status invalid_token, scope mail",
-		`{"status":"401","schemes":"bearer"}`:                          "status 401",
-		"not json\r\n  at all":                                         "not json at all",
-	} {
-		if got := bearerDetail([]byte(in)); got != want {
-			t.Errorf("bearerDetail(%q) = %q, want %q", in, got, want)
-		}
-	}
-	if got := saslName("a=b,c"); got != "a=3Db=2Cc" {
-		t.Errorf("saslName = %q", got)
-	}
-}
-
 // leaks reports whether s holds secret, as such or base64-encoded in a
 // word (SASL messages are base64 on the wire).
 func leaks(s, secret string) bool {

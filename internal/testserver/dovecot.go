@@ -37,9 +37,13 @@ import (
 type Dovecot struct {
 	// Dir holds everything of this instance (config, mail, log).
 	Dir string
-	// IMAPAddr (plain, STARTTLS available), IMAPSAddr (implicit TLS) and
-	// POP3Addr are "127.0.0.1:port".
-	IMAPAddr, IMAPSAddr, POP3Addr string
+	// IMAPAddr (plain, STARTTLS available), IMAPSAddr (implicit TLS),
+	// POP3Addr (plain, STLS available) and POP3SAddr (implicit TLS) are
+	// "127.0.0.1:port".
+	IMAPAddr, IMAPSAddr, POP3Addr, POP3SAddr string
+	// ConfFile is the generated dovecot.conf (for dovecot-lda -c, doveadm -c).
+	ConfFile string
+
 	// CAFile is the PEM certificate the server presents (self-signed, so
 	// it is its own CA); CertPool holds it.
 	CAFile   string
@@ -239,13 +243,14 @@ func start(t testing.TB, bin string, c *config) (*Dovecot, error) {
 		return nil, err
 	}
 
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
 	}
 	d.IMAPAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	d.IMAPSAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
 	d.POP3Addr = fmt.Sprintf("127.0.0.1:%d", ports[2])
+	d.POP3SAddr = fmt.Sprintf("127.0.0.1:%d", ports[3])
 	d.LogFile = filepath.Join(dir, "dovecot.log")
 
 	masterPassdb := ""
@@ -321,7 +326,9 @@ service pop3-login {
     port = %[13]d
   }
   inet_listener pop3s {
-    port = 0
+    address = 127.0.0.1
+    port = %[19]d
+    ssl = yes
   }
 }
 service submission-login {
@@ -337,8 +344,9 @@ service lmtp {
 %[14]s
 `, dir, d.CAFile, keyFile, d.uid, d.gid, internalUser, loginUser, masterPassdb,
 		c.separator, c.prefix, ports[0], ports[1], ports[2], c.extra, mailboxConf(c.mailboxes),
-		mechanisms, oauth2Passdb, passwdMechs)
+		mechanisms, oauth2Passdb, passwdMechs, ports[3])
 	confFile := filepath.Join(dir, "dovecot.conf")
+	d.ConfFile = confFile
 	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,48 @@
+package connauth
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestBearerDetail(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"status":"invalid_token","schemes":"bearer","scope":"mail"}`: "status invalid_token, scope mail",
+		`{"status":"401","schemes":"bearer"}`:                          "status 401",
+		"not json\r\n  at all":                                         "not json at all",
+	} {
+		if got := BearerDetail([]byte(in)); got != want {
+			t.Errorf("BearerDetail(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := saslName("a=b,c"); got != "a=3Db=2Cc" {
+		t.Errorf("saslName = %q", got)
+	}
+}
+
+func TestBearerMessages(t *testing.T) {
+	if got := XOAUTH2("me@example.org", "T0K"); got != "user=me@example.org\x01auth=Bearer T0K\x01\x01" {
+		t.Errorf("XOAUTH2 = %q", got)
+	}
+	if got := OAuthBearer("a,b", "mail.example", "995", "T0K"); got != "n,a=a=2Cb,\x01host=mail.example\x01port=995\x01auth=Bearer T0K\x01\x01" {
+		t.Errorf("OAuthBearer = %q", got)
+	}
+}
+
+func TestTLSConfigCAFile(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.pem")
+	os.WriteFile(bad, []byte("not a certificate"), 0o600)
+	if _, err := TLSConfig("h", bad, false); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
+		t.Errorf("bad CA file: %v", err)
+	}
+	if _, err := TLSConfig("h", filepath.Join(dir, "missing.pem"), false); err == nil {
+		t.Error("missing CA file accepted")
+	}
+	c, err := TLSConfig("h", "", true)
+	if err != nil || !c.InsecureSkipVerify || c.ServerName != "h" || c.RootCAs != nil {
+		t.Errorf("TLSConfig = %+v, %v", c, err)
+	}
+}

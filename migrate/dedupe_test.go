@@ -1,0 +1,72 @@
+package migrate
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+func TestHeaderEnd(t *testing.T) {
+	for in, want := range map[string]int{
+		"A: b\r\n\r\nbody": 8, "A: b\n\nbody": 6, "A: b\n\r\nbody": 7, "\r\nbody": 2, "\nbody": 1,
+		"A: b\r\nC: d\r\n": -1, "": -1, "A: b\r\n\r\n": 8,
+	} {
+		if got := HeaderEnd([]byte(in)); got != want {
+			t.Errorf("HeaderEnd(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+// TestBodyLen: the POP3 server's copy of a message and the copy a mail
+// client stored (more header fields, LF line ends) have the same body
+// length, whatever the chunks they are spooled in; a changed body does not.
+func TestBodyLen(t *testing.T) {
+	server := "Return-Path: <a@x>\r\nMessage-ID: <m@x>\r\nSubject: s\r\n\r\nline one\r\n\r\nline two\r\n"
+	client := "X-Account-Key: account3\nX-UIDL: 000001\nX-Mozilla-Status: 0001\nX-Mozilla-Status2: 00000000\n" +
+		strings.ReplaceAll(server, "\r\n", "\n")
+	other := strings.Replace(server, "line two", "line 2!!", 1) + "x"
+	lens := map[string]int64{}
+	for name, m := range map[string]string{"server": server, "client": client, "other": other} {
+		for _, r := range []func(string) *bytes.Reader{func(s string) *bytes.Reader { return bytes.NewReader([]byte(s)) }} {
+			b, err := NewBody(iotest.OneByteReader(r(m)), 1<<20, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			lens[name] = b.BodyLen()
+			if got := BodyLenOf([]byte(m), CRLFLen([]byte(m))); got != b.BodyLen() {
+				t.Errorf("%s: BodyLenOf %d, spooled %d", name, got, b.BodyLen())
+			}
+			b.Close()
+		}
+	}
+	if lens["server"] != lens["client"] || lens["server"] != int64(len("line one\r\n\r\nline two\r\n")) {
+		t.Errorf("body lengths %v", lens)
+	}
+	if lens["other"] == lens["server"] {
+		t.Errorf("a different body has the same length %v", lens)
+	}
+	b, _ := NewBody(strings.NewReader("Subject: no body\r\nX: y\r\n"), 1<<20, "")
+	if b.BodyLen() != -1 {
+		t.Errorf("header without end: %d", b.BodyLen())
+	}
+}
+
+func TestDedupSet(t *testing.T) {
+	d := newDedupSet()
+	d.add("<a@x>", 100, 40)
+	d.add("<a@x>", 120, 40)
+	d.add("", 5, 5)
+	if d.take("", 5, 5) {
+		t.Error("a message without Message-ID matched")
+	}
+	if !d.take("<a@x>", 120, 99) || !d.take("<a@x>", 130, 40) {
+		t.Error("exact size, then body length, should match")
+	}
+	if d.take("<a@x>", 100, 40) {
+		t.Error("an entry was taken twice")
+	}
+	if d.take("<b@x>", 100, 40) {
+		t.Error("another Message-ID matched")
+	}
+}
