@@ -66,11 +66,13 @@ The file has a header row naming its columns, in any order:
   source_password_env       name of an environment variable holding the source password
   source_password_file      file holding the source password
   source_oauth_token_cmd    command printing an OAuth2 access token (XOAUTH2 unless --src-auth)
-  destination_password_env, destination_password_file, destination_oauth_token_cmd
+  source_oauth_token_file   file holding an OAuth2 access token (re-read as it is refreshed)
+  destination_password_env, destination_password_file, destination_oauth_token_cmd,
+  destination_oauth_token_file
                             the same for the destination
   options                   copy flags for this row, e.g. --map 'Sent Items=Sent' --dedupe
   name                      a label for the reports (default: the endpoints)
-An IMAP side needs one of its three secret columns (or --src-password-file /
+An IMAP side needs one of its secret columns (or --src-password-file /
 --dst-password-file for every row). Passwords in the file itself
 (source_password, destination_password) need --allow-secrets-in-csv and a
 file not readable by everyone. Lines starting with # are comments. The
@@ -129,8 +131,8 @@ var rowDenied = map[string]string{
 	"dst-password-file":    "use the destination_password_file column",
 	"src-oauth-token-cmd":  "use the source_oauth_token_cmd column",
 	"dst-oauth-token-cmd":  "use the destination_oauth_token_cmd column",
-	"src-oauth-token-file": "use the source_oauth_token_cmd column (e.g. cat FILE)",
-	"dst-oauth-token-file": "use the destination_oauth_token_cmd column (e.g. cat FILE)",
+	"src-oauth-token-file": "use the source_oauth_token_file column",
+	"dst-oauth-token-file": "use the destination_oauth_token_file column",
 }
 
 // rowJob is a validated row: its copy and where its passwords come from.
@@ -401,8 +403,8 @@ func applySecret(rf *copyFlags, side, name string, ep endpoint, sec batch.Secret
 		if *pwFile != "" || *tokCmd != "" || *tokFile != "" {
 			return nil // batch-wide --src-password-file and the like
 		}
-		return fmt.Errorf("no secret for the %s %s: fill %s_password_env, %s_password_file or %s_oauth_token_cmd (or give --%s-password-file for every row)",
-			name, ep.describe(), name, name, name, side)
+		return fmt.Errorf("no secret for the %s %s: fill %s_password_env, %s_password_file, %s_oauth_token_cmd or %s_oauth_token_file (or give --%s-password-file for every row)",
+			name, ep.describe(), name, name, name, name, side)
 	}
 	if check {
 		if err := sec.Check(name, os.Getenv); err != nil {
@@ -411,16 +413,16 @@ func applySecret(rf *copyFlags, side, name string, ep endpoint, sec batch.Secret
 	}
 	oauth := *auth == "xoauth2" || *auth == "oauthbearer"
 	switch {
-	case sec.Cmd != "":
+	case sec.OAuth():
 		if *auth != "" && !oauth {
-			return fmt.Errorf("%s_oauth_token_cmd with --%s-auth %s: a token needs --%s-auth xoauth2 or oauthbearer", name, side, *auth, side)
+			return fmt.Errorf("an OAuth2 token with --%s-auth %s: a token needs --%s-auth xoauth2 or oauthbearer", side, *auth, side)
 		}
 		if *auth == "" {
 			*auth = "xoauth2"
 		}
-		*tokCmd, *tokFile, *pwFile = sec.Cmd, "", ""
+		*tokCmd, *tokFile, *pwFile = sec.Cmd, sec.TokenFile, ""
 	case oauth:
-		return fmt.Errorf("--%s-auth %s needs a token: use %s_oauth_token_cmd", side, *auth, name)
+		return fmt.Errorf("--%s-auth %s needs a token: use %s_oauth_token_cmd or %s_oauth_token_file", side, *auth, name, name)
 	case sec.File != "":
 		*pwFile, *tokCmd, *tokFile = sec.File, "", ""
 	default: // Env or Value: rowJob.password

@@ -86,7 +86,8 @@ func writeMaildirPlusPlus(t *testing.T, root string, folders map[string][]string
 // newBatchEnv builds n accounts of about msgs messages each (INBOX and
 // Archive): rows 0..imapRows-1 IMAP -> IMAP (even: A -> B, odd: B -> A),
 // the rest Maildir -> IMAP (even: to A, odd: to B). Passwords come from
-// files, variables and (every third destination) an OAuth2 token command.
+// files and variables; every third destination logs in with an OAuth2
+// token from a command or a file.
 func newBatchEnv(t *testing.T, n, imapRows, msgs int, seed int64) *batchEnv {
 	t.Helper()
 	rng := rand.New(rand.NewSource(seed))
@@ -183,7 +184,11 @@ func newBatchEnv(t *testing.T, n, imapRows, msgs int, seed int64) *batchEnv {
 		case 2:
 			p := filepath.Join(e.dir, a.dstUser+".token")
 			os.WriteFile(p, []byte(e.oauth.Issue(a.dstUser)+"\n"), 0o600)
-			a.secrets[batch.ColDestinationOAuthTokenCmd] = "cat '" + p + "'"
+			if i%2 == 0 {
+				a.secrets[batch.ColDestinationOAuthTokenCmd] = "cat '" + p + "'"
+			} else {
+				a.secrets[batch.ColDestinationOAuthTokenFile] = p
+			}
 		}
 		for f, bodies := range folders {
 			a.want[f] = append([]string{}, bodies...)
@@ -200,13 +205,14 @@ func (e *batchEnv) writeCSV(t *testing.T) string {
 	t.Helper()
 	cols := []string{batch.ColName, batch.ColSource, batch.ColDestination,
 		batch.ColSourcePasswordEnv, batch.ColSourcePasswordFile, batch.ColSourceOAuthTokenCmd,
-		batch.ColDestinationPasswordEnv, batch.ColDestinationPasswordFile, batch.ColDestinationOAuthTokenCmd, batch.ColOptions}
+		batch.ColDestinationPasswordEnv, batch.ColDestinationPasswordFile, batch.ColDestinationOAuthTokenCmd, batch.ColDestinationOAuthTokenFile,
+		batch.ColOptions}
 	var b bytes.Buffer
 	w := csv.NewWriter(&b)
 	w.Write(cols)
 	for _, a := range e.accounts {
 		row := []string{a.name, a.srcURL, a.dstURL}
-		for _, c := range cols[3:9] {
+		for _, c := range cols[3 : len(cols)-1] {
 			row = append(row, a.secrets[c])
 		}
 		w.Write(append(row, a.options))

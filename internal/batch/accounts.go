@@ -30,16 +30,18 @@ import (
 // The columns of an accounts file. Admins' scripts are written against
 // these names: they never change meaning.
 const (
-	ColSource                   = "source"
-	ColDestination              = "destination"
-	ColSourcePasswordEnv        = "source_password_env"
-	ColSourcePasswordFile       = "source_password_file"
-	ColSourceOAuthTokenCmd      = "source_oauth_token_cmd"
-	ColDestinationPasswordEnv   = "destination_password_env"
-	ColDestinationPasswordFile  = "destination_password_file"
-	ColDestinationOAuthTokenCmd = "destination_oauth_token_cmd"
-	ColOptions                  = "options"
-	ColName                     = "name"
+	ColSource                    = "source"
+	ColDestination               = "destination"
+	ColSourcePasswordEnv         = "source_password_env"
+	ColSourcePasswordFile        = "source_password_file"
+	ColSourceOAuthTokenCmd       = "source_oauth_token_cmd"
+	ColSourceOAuthTokenFile      = "source_oauth_token_file"
+	ColDestinationPasswordEnv    = "destination_password_env"
+	ColDestinationPasswordFile   = "destination_password_file"
+	ColDestinationOAuthTokenCmd  = "destination_oauth_token_cmd"
+	ColDestinationOAuthTokenFile = "destination_oauth_token_file"
+	ColOptions                   = "options"
+	ColName                      = "name"
 	// The password itself, only with ParseOptions.AllowInlineSecrets.
 	ColSourcePassword      = "source_password"
 	ColDestinationPassword = "destination_password"
@@ -48,8 +50,8 @@ const (
 // Columns lists every known column, required ones first.
 var Columns = []string{
 	ColSource, ColDestination,
-	ColSourcePasswordEnv, ColSourcePasswordFile, ColSourceOAuthTokenCmd,
-	ColDestinationPasswordEnv, ColDestinationPasswordFile, ColDestinationOAuthTokenCmd,
+	ColSourcePasswordEnv, ColSourcePasswordFile, ColSourceOAuthTokenCmd, ColSourceOAuthTokenFile,
+	ColDestinationPasswordEnv, ColDestinationPasswordFile, ColDestinationOAuthTokenCmd, ColDestinationOAuthTokenFile,
 	ColOptions, ColName, ColSourcePassword, ColDestinationPassword,
 }
 
@@ -60,14 +62,20 @@ const AllowSecretsFlag = "--allow-secrets-in-csv"
 // Secret says where the password or token of one side of a row comes
 // from. At most one field is set.
 type Secret struct {
-	Env   string // name of an environment variable holding the password
-	File  string // path of a file holding the password (trailing CR/LF removed)
-	Cmd   string // command printing an OAuth2 access token (run with sh -c)
-	Value string // the password itself (inline in the file)
+	Env       string // name of an environment variable holding the password
+	File      string // path of a file holding the password (trailing CR/LF removed)
+	Cmd       string // command printing an OAuth2 access token (run with sh -c)
+	TokenFile string // path of a file holding an OAuth2 access token (re-read as it is refreshed)
+	Value     string // the password itself (inline in the file)
 }
 
 // Given reports whether any field is set.
-func (s Secret) Given() bool { return s.Env != "" || s.File != "" || s.Cmd != "" || s.Value != "" }
+func (s Secret) Given() bool { return s.count() > 0 }
+
+func (s Secret) count() int { return countSet(s.Env, s.File, s.Cmd, s.TokenFile, s.Value) }
+
+// OAuth reports whether the secret is an OAuth2 token (not a password).
+func (s Secret) OAuth() bool { return s.Cmd != "" || s.TokenFile != "" }
 
 // Check verifies, without running anything, that the secret can be had:
 // the variable is set and not empty, the file is a readable, non-empty
@@ -81,13 +89,20 @@ func (s Secret) Check(side string, getenv func(string) string) error {
 			return fmt.Errorf("%s_password_env: environment variable %s is not set or empty", side, s.Env)
 		}
 	case s.File != "":
-		b, err := os.ReadFile(s.File)
-		if err != nil {
-			return fmt.Errorf("%s_password_file: %w", side, unwrapPath(err))
-		}
-		if strings.TrimRight(string(b), "\r\n") == "" {
-			return fmt.Errorf("%s_password_file %s: empty", side, s.File)
-		}
+		return checkFile(side+"_password_file", s.File)
+	case s.TokenFile != "":
+		return checkFile(side+"_oauth_token_file", s.TokenFile)
+	}
+	return nil
+}
+
+func checkFile(col, path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", col, unwrapPath(err))
+	}
+	if strings.TrimSpace(string(b)) == "" {
+		return fmt.Errorf("%s %s: empty", col, path)
 	}
 	return nil
 }
@@ -280,8 +295,10 @@ func parse(name string, r io.Reader, o ParseOptions) (rows []Row, inline bool, _
 			return ""
 		}
 		row := Row{Line: line, Name: get(ColName), Source: get(ColSource), Destination: get(ColDestination)}
-		row.SourceSecret = Secret{Env: get(ColSourcePasswordEnv), File: get(ColSourcePasswordFile), Cmd: get(ColSourceOAuthTokenCmd), Value: get(ColSourcePassword)}
-		row.DestinationSecret = Secret{Env: get(ColDestinationPasswordEnv), File: get(ColDestinationPasswordFile), Cmd: get(ColDestinationOAuthTokenCmd), Value: get(ColDestinationPassword)}
+		row.SourceSecret = Secret{Env: get(ColSourcePasswordEnv), File: get(ColSourcePasswordFile), Cmd: get(ColSourceOAuthTokenCmd),
+			TokenFile: get(ColSourceOAuthTokenFile), Value: get(ColSourcePassword)}
+		row.DestinationSecret = Secret{Env: get(ColDestinationPasswordEnv), File: get(ColDestinationPasswordFile), Cmd: get(ColDestinationOAuthTokenCmd),
+			TokenFile: get(ColDestinationOAuthTokenFile), Value: get(ColDestinationPassword)}
 		bad := false
 		if row.Source == "" {
 			fail(line, "empty %s", ColSource)
@@ -295,8 +312,8 @@ func parse(name string, r io.Reader, o ParseOptions) (rows []Row, inline bool, _
 			side string
 			sec  Secret
 		}{{"source", row.SourceSecret}, {"destination", row.DestinationSecret}} {
-			if n := countSet(s.sec.Env, s.sec.File, s.sec.Cmd, s.sec.Value); n > 1 {
-				fail(line, "%d secrets for the %s: give one of %s_password_env, %s_password_file, %s_oauth_token_cmd", n, s.side, s.side, s.side, s.side)
+			if n := s.sec.count(); n > 1 {
+				fail(line, "%d secrets for the %s: give one of %s_password_env, %s_password_file, %s_oauth_token_cmd, %s_oauth_token_file", n, s.side, s.side, s.side, s.side, s.side)
 				bad = true
 			}
 		}
