@@ -788,7 +788,7 @@ func printBatchTable(w io.Writer, rep batch.Report) {
 	fmt.Fprintf(w, "%d accounts: %d done, %d partial, %d failed, %d not finished; copied %d messages (%s), %d already there, %d skipped\n",
 		t.Accounts, t.Done, t.Partial, t.Failed, t.Pending+t.Running, t.Copied, humanBytes(t.Bytes), t.Already, t.Skipped)
 	for _, a := range rep.Accounts {
-		if a.Reason != "" && a.Status != batch.Done {
+		if a.Reason != "" && a.Status != batch.Done && (a.Status != batch.Pending || a.Attempts > 0) {
 			fmt.Fprintf(w, "  line %d %s: %s: %s\n", a.Line, a.Account, a.Status, a.Reason)
 		}
 	}
