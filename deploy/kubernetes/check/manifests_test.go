@@ -142,7 +142,9 @@ func mountOf(spec corev1.PodSpec, c corev1.Container, match func(corev1.Volume) 
 }
 
 // under reports whether p is dir or inside it.
-func under(p, dir string) bool { return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/") }
+func under(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, strings.TrimSuffix(dir, "/")+"/")
+}
 
 func TestManifests(t *testing.T) {
 	m := load(t)
