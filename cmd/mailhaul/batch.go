@@ -54,6 +54,12 @@ const (
 )
 
 func batchCommand(g *globalFlags) *cobra.Command {
+	cmd, _ := newBatchCommand(g)
+	return cmd
+}
+
+// newBatchCommand returns the command and the flags it parses into.
+func newBatchCommand(g *globalFlags) (*cobra.Command, *batchFlags) {
 	f := &batchFlags{}
 	cmd := &cobra.Command{
 		Use:   "batch ACCOUNTS.csv",
@@ -119,7 +125,7 @@ JOB_COMPLETION_INDEX and MAILHAUL_SHARDS (set it to the Job's completions);
 	tf.Usage = "parallel transfers per side of each account, lowered to fit --max-connections-per-host / --parallel"
 	f.copyFS.Lookup("dry-run").Hidden = true
 	fl.AddFlagSet(f.copyFS)
-	return cmd
+	return cmd, f
 }
 
 // rowDenied are the copy flags a row's options may not set, and why.
@@ -400,6 +406,9 @@ func applySecret(rf *copyFlags, side, name string, ep endpoint, sec batch.Secret
 		}
 	}
 	if !sec.Given() {
+		if (*tokCmd != "" || *tokFile != "") && *auth == "" {
+			*auth = "xoauth2" // a batch-wide token, as a row's
+		}
 		if *pwFile != "" || *tokCmd != "" || *tokFile != "" {
 			return nil // batch-wide --src-password-file and the like
 		}
