@@ -25,6 +25,10 @@ fi
 
 go test -race -count=1 -timeout 30m ./...
 
+# The Kubernetes manifests (deploy/kubernetes), checked against the API's
+# types in a module of their own (the main module does not depend on them).
+(cd deploy/kubernetes/check && go vet ./... && go test -count=1 ./...)
+
 # Fuzz targets, briefly (the committed corpora run in the step above too).
 fuzz() { go test -run '^$' -fuzz "^$2\$" -fuzztime "${FUZZTIME:-100000x}" "$1"; }
 fuzz ./internal/maildir FuzzDecodePlusPlus

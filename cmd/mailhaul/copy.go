@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/mailhaul/mailhaul/checkpoint"
 	"github.com/mailhaul/mailhaul/internal/spooldir"
@@ -79,7 +82,14 @@ deletes from a POP3 server what was safely copied.`,
 			return runCopy(g, f, args[0], args[1])
 		},
 	}
-	fl := cmd.Flags()
+	addCopyFlags(cmd.Flags(), f)
+	return cmd
+}
+
+// addCopyFlags registers copy's flags on fl, bound to f: the copy command
+// and batch (whose rows take the same flags in their options column) share
+// them.
+func addCopyFlags(fl *pflag.FlagSet, f *copyFlags) {
 	fl.BoolVarP(&f.dryRun, "dry-run", "n", false, "print what would be copied per folder; write nothing")
 	fl.StringArrayVar(&f.include, "include", nil, "copy only folders matching this glob (repeatable; 'A/*', a folder also selects its subfolders)")
 	fl.StringArrayVar(&f.exclude, "exclude", nil, "skip folders matching this glob (repeatable)")
@@ -105,7 +115,6 @@ deletes from a POP3 server what was safely copied.`,
 	fl.StringVar(&f.preset, "preset", "", "settings for a provider's published limits: gmail or office365 (flags given explicitly win; see the README)")
 	fl.DurationVar(&f.throttleWait, "throttle-wait", migrate.DefaultThrottleWait, "how long to wait when a server throttles without saying how long (a suggested time, as Microsoft 365 gives, is honoured as it is)")
 	fl.DurationVar(&f.settleDelay, "settle-delay", migrate.DefaultSettleDelay, "how long an IMAP append whose outcome is unknown (connection lost, run killed) is given to show up before it is sent again")
-	return cmd
 }
 
 // presets are the provider limits --preset applies (README, "Providers").
@@ -148,140 +157,23 @@ func usageErr(format string, a ...any) error {
 }
 
 func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
-	o := migrate.Options{
-		Include: f.include, Exclude: f.exclude, Transfers: f.transfers,
-		DryRun: f.dryRun, IncludeDeleted: f.includeDeleted, SkipDeleted: f.skipDeleted, Dedupe: f.dedupe || f.dedupeAcross, TempDir: f.tempDir,
-		DedupeAcrossFolders: f.dedupeAcross, SettleDelay: f.settleDelay, ThrottleWait: f.throttleWait,
-	}
-	if f.includeDeleted && f.skipDeleted {
-		return usageErr("--include-deleted and --skip-deleted contradict each other (expunged messages are flagged \\Deleted too)")
-	}
-	if err := migrate.CheckGlobs(append(append([]string{}, f.include...), f.exclude...)); err != nil {
-		return usageErr("%v", err)
-	}
-	var err error
-	if o.Map, err = migrate.ParseMap(f.maps); err != nil {
-		return usageErr("%v", err)
-	}
-	if o.Since, err = parseDate("--since", f.since); err != nil {
-		return usageErr("%v", err)
-	}
-	if o.Before, err = parseDate("--before", f.before); err != nil {
-		return usageErr("%v", err)
-	}
-	if o.MaxSize, err = parseSize(f.maxSize); err != nil {
-		return usageErr("invalid --max-size: %v", err)
-	}
-	if f.transfers < 1 || f.transfers > 64 {
-		return usageErr("--transfers must be between 1 and 64")
-	}
-	if f.maxConns == 1 || f.maxConns < 0 {
-		return usageErr("--max-connections must be at least 2 (one connection lists folders while others move messages)")
-	}
-	if _, err := parseSize(f.bwlimit); err != nil {
-		return usageErr("invalid --bwlimit: %v", err)
-	}
-	srcEP, err := parseEndpoint(srcArg)
+	j, err := prepareCopy(f, srcArg, dstArg)
 	if err != nil {
-		return usageErr("%v", err)
-	}
-	dstEP, err := parseEndpoint(dstArg)
-	if err != nil {
-		return usageErr("%v", err)
-	}
-
-	if err := checkPOP3Flags(f, srcEP, dstEP); err != nil {
 		return err
 	}
-	o.DeleteAfterCopy = f.deleteAfterCopy
-	if isPOP3(srcEP.Scheme) && f.toFolder != "" {
-		// POP3's one mailbox is INBOX in the checkpoint whatever the
-		// destination folder: --to-folder is a folder mapping.
-		if _, ok := o.Map["INBOX"]; !ok {
-			o.Map["INBOX"] = strings.Trim(f.toFolder, "/ ")
-		}
-	}
-	if _, ok := sourceSchemes[srcEP.Scheme]; !ok {
-		return usageErr("source %q: scheme %q cannot be read from (sources: %s)", srcEP.Raw, srcEP.Scheme, keys(sourceSchemes))
-	}
-	if _, ok := sinkSchemes[dstEP.Scheme]; !ok {
-		return usageErr("destination %q: scheme %q cannot be written to (destinations: %s)", dstEP.Raw, dstEP.Scheme, keys(sinkSchemes))
-	}
-
 	ctx, stopCh, stop := gracefulSignals(g.log, true)
 	defer stop()
-	o.Stop = stopCh
 	rend := newRenderer(g, os.Stderr)
 	hook := testKillHook()
 	env := endpointEnv{g: g, c: f, hook: hook, warn: func(err error) { rend.Event(migrate.Event{Kind: migrate.Warning, Err: err}) },
 		info: func(s string) { g.log.Info(s) }}
-
-	src, err := openSource(ctx, srcEP, env)
+	oc, err := j.open(ctx, env, g.log)
 	if err != nil {
-		return &exitError{exitFatal, err}
+		return err
 	}
-	defer src.Close()
-	o.Source = src
-	if _, ok := src.(migrate.Deleter); f.deleteAfterCopy && !ok {
-		return usageErr("--delete-after-copy: %s sources cannot delete messages (it is for POP3)", srcEP.Scheme)
-	}
-	if !f.dryRun {
-		sink, err := openSink(ctx, dstEP, env)
-		if err != nil {
-			return &exitError{exitFatal, err}
-		}
-		defer sink.Close()
-		o.Sink = sink
-		wirePOP3(f, src, sink, env.warn)
-	} else {
-		o.Sink = dryRunSink{}
-	}
-
-	if err := checkStateDir(f.stateDir); err != nil {
-		return &exitError{exitFatal, err}
-	}
-	cpPath, ids, note := checkpointPath(ctx, f.stateDir, srcEP, dstEP)
-	if note != "" {
-		g.log.Info(note, "checkpoint", cpPath)
-	}
-	var store *checkpoint.Store
-	if f.dryRun {
-		store, err = checkpoint.OpenReadOnly(cpPath)
-	} else {
-		store, err = checkpoint.Open(cpPath, srcEP.describe(), dstEP.describe())
-		if err == nil {
-			if err = recordAccounts(cpPath, ids); err != nil {
-				store.Close()
-				err = fmt.Errorf("write checkpoint %s: %w", cpPath, err)
-			}
-		}
-	}
-	if err != nil {
-		if errors.Is(err, checkpoint.ErrLocked) {
-			err = fmt.Errorf("%w: another mailhaul copy from %s to %s is running (checkpoint %s)", err, srcEP.describe(), dstEP.describe(), cpPath)
-		}
-		return &exitError{exitFatal, err}
-	}
-	if store != nil {
-		defer store.Close()
-		o.Checkpoint = store
-	}
-	g.log.Debug("checkpoint", "path", cpPath)
-
-	if !f.dryRun {
-		// Bodies too large for memory go to a directory of this run's,
-		// removed at the end; the next run removes a killed run's.
-		root := filepath.Join(f.stateDir, "spool")
-		if f.tempDir != "" {
-			root = filepath.Join(f.tempDir, "mailhaul-spool")
-		}
-		sd, err := spooldir.Open(root)
-		if err != nil {
-			return &exitError{exitFatal, err}
-		}
-		defer sd.Close()
-		o.TempDir = sd.Path
-	}
+	defer oc.close()
+	o := oc.opts
+	o.Stop = stopCh
 	o.Reporter = rend
 	o.StepHook = hook
 	rend.start()
@@ -291,7 +183,7 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 	if g.json {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(jsonReport(report, srcEP, dstEP, cpPath)); err != nil {
+		if err := enc.Encode(jsonReport(report, j.src, j.dst, oc.cpPath)); err != nil {
 			return &exitError{exitFatal, fmt.Errorf("write report: %w", err)}
 		}
 	}
@@ -307,6 +199,176 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 		return &exitError{code, runErr}
 	}
 	return &exitError{code, nil}
+}
+
+// copyJob is one account's copy, validated: what the copy command and each
+// row of a batch run, by the same code (prepareCopy, then open, then
+// migrate.Run).
+type copyJob struct {
+	f        *copyFlags
+	opts     migrate.Options // without Source, Sink, Checkpoint, Reporter, Stop
+	src, dst endpoint
+}
+
+// prepareCopy validates the flags and both endpoints without touching
+// either store or the state directory. Every error is a usage error
+// (exitError with exitUsage).
+func prepareCopy(f *copyFlags, srcArg, dstArg string) (*copyJob, error) {
+	o := migrate.Options{
+		Include: f.include, Exclude: f.exclude, Transfers: f.transfers,
+		DryRun: f.dryRun, IncludeDeleted: f.includeDeleted, SkipDeleted: f.skipDeleted, Dedupe: f.dedupe || f.dedupeAcross, TempDir: f.tempDir,
+		DedupeAcrossFolders: f.dedupeAcross, SettleDelay: f.settleDelay, ThrottleWait: f.throttleWait,
+	}
+	if f.includeDeleted && f.skipDeleted {
+		return nil, usageErr("--include-deleted and --skip-deleted contradict each other (expunged messages are flagged \\Deleted too)")
+	}
+	if err := migrate.CheckGlobs(append(append([]string{}, f.include...), f.exclude...)); err != nil {
+		return nil, usageErr("%v", err)
+	}
+	var err error
+	if o.Map, err = migrate.ParseMap(f.maps); err != nil {
+		return nil, usageErr("%v", err)
+	}
+	if o.Since, err = parseDate("--since", f.since); err != nil {
+		return nil, usageErr("%v", err)
+	}
+	if o.Before, err = parseDate("--before", f.before); err != nil {
+		return nil, usageErr("%v", err)
+	}
+	if o.MaxSize, err = parseSize(f.maxSize); err != nil {
+		return nil, usageErr("invalid --max-size: %v", err)
+	}
+	if f.transfers < 1 || f.transfers > 64 {
+		return nil, usageErr("--transfers must be between 1 and 64")
+	}
+	if f.maxConns == 1 || f.maxConns < 0 {
+		return nil, usageErr("--max-connections must be at least 2 (one connection lists folders while others move messages)")
+	}
+	if _, err := parseSize(f.bwlimit); err != nil {
+		return nil, usageErr("invalid --bwlimit: %v", err)
+	}
+	srcEP, err := parseEndpoint(srcArg)
+	if err != nil {
+		return nil, usageErr("%v", err)
+	}
+	dstEP, err := parseEndpoint(dstArg)
+	if err != nil {
+		return nil, usageErr("%v", err)
+	}
+	if err := checkPOP3Flags(f, srcEP, dstEP); err != nil {
+		return nil, err
+	}
+	o.DeleteAfterCopy = f.deleteAfterCopy
+	if isPOP3(srcEP.Scheme) && f.toFolder != "" {
+		// POP3's one mailbox is INBOX in the checkpoint whatever the
+		// destination folder: --to-folder is a folder mapping.
+		if _, ok := o.Map["INBOX"]; !ok {
+			o.Map["INBOX"] = strings.Trim(f.toFolder, "/ ")
+		}
+	}
+
+	if _, ok := sourceSchemes[srcEP.Scheme]; !ok {
+		return nil, usageErr("source %q: scheme %q cannot be read from (sources: %s)", srcEP.Raw, srcEP.Scheme, keys(sourceSchemes))
+	}
+	if _, ok := sinkSchemes[dstEP.Scheme]; !ok {
+		return nil, usageErr("destination %q: scheme %q cannot be written to (destinations: %s)", dstEP.Raw, dstEP.Scheme, keys(sinkSchemes))
+	}
+	return &copyJob{f: f, opts: o, src: srcEP, dst: dstEP}, nil
+}
+
+// openCopy is a copyJob with both stores and the checkpoint open: opts is
+// ready for migrate.Run but for Reporter, Stop and StepHook.
+type openCopy struct {
+	opts    migrate.Options
+	cpPath  string
+	closers []func() error
+}
+
+// close closes the checkpoint, the sink and the source, in that order.
+func (oc *openCopy) close() {
+	for i := len(oc.closers) - 1; i >= 0; i-- {
+		oc.closers[i]()
+	}
+}
+
+// open opens the source, the sink (not with --dry-run) and the pair's
+// checkpoint (locked). Errors are exitErrors: exitFatal, or the usage
+// error of an endpoint inside one.
+func (j *copyJob) open(ctx context.Context, env endpointEnv, log *slog.Logger) (_ *openCopy, err error) {
+	oc := &openCopy{opts: j.opts}
+	defer func() {
+		if err != nil {
+			oc.close()
+		}
+	}()
+	src, err := openSource(ctx, j.src, env)
+	if err != nil {
+		return nil, &exitError{exitFatal, err}
+	}
+	oc.closers = append(oc.closers, src.Close)
+	oc.opts.Source = src
+	if _, ok := src.(migrate.Deleter); j.f.deleteAfterCopy && !ok {
+		return nil, usageErr("--delete-after-copy: %s sources cannot delete messages (it is for POP3)", j.src.Scheme)
+	}
+	if !j.f.dryRun {
+		sink, err := openSink(ctx, j.dst, env)
+		if err != nil {
+			return nil, &exitError{exitFatal, err}
+		}
+		oc.closers = append(oc.closers, sink.Close)
+		oc.opts.Sink = sink
+		wirePOP3(j.f, src, sink, env.warn)
+	} else {
+		oc.opts.Sink = dryRunSink{}
+	}
+
+	if err := checkStateDir(j.f.stateDir); err != nil {
+		return nil, &exitError{exitFatal, err}
+	}
+
+	cpPath, ids, note := checkpointPath(ctx, j.f.stateDir, j.src, j.dst)
+	if note != "" {
+		log.Info(note, "checkpoint", cpPath)
+	}
+	oc.cpPath = cpPath
+	var store *checkpoint.Store
+	if j.f.dryRun {
+		store, err = checkpoint.OpenReadOnly(cpPath)
+	} else {
+		store, err = checkpoint.Open(cpPath, j.src.describe(), j.dst.describe())
+		if err == nil {
+			if err = recordAccounts(cpPath, ids); err != nil {
+				store.Close()
+				err = fmt.Errorf("write checkpoint %s: %w", cpPath, err)
+			}
+		}
+	}
+	if err != nil {
+		if errors.Is(err, checkpoint.ErrLocked) {
+			err = fmt.Errorf("%w: another mailhaul copy from %s to %s is running (checkpoint %s)", err, j.src.describe(), j.dst.describe(), cpPath)
+		}
+		return nil, &exitError{exitFatal, err}
+	}
+	if store != nil {
+		oc.closers = append(oc.closers, store.Close)
+		oc.opts.Checkpoint = store
+	}
+	log.Debug("checkpoint", "path", cpPath)
+	if !j.f.dryRun {
+		// Bodies too large for memory go to a directory of this run's,
+		// removed at the end; the next run removes a killed run's.
+		root := filepath.Join(j.f.stateDir, "spool")
+		if j.f.tempDir != "" {
+			root = filepath.Join(j.f.tempDir, "mailhaul-spool")
+		}
+		sd, err := spooldir.Open(root)
+		if err != nil {
+			return nil, &exitError{exitFatal, err}
+		}
+		oc.closers = append(oc.closers, sd.Close)
+		oc.opts.TempDir = sd.Path
+	}
+	return oc, nil
 }
 
 type reportJSON struct {

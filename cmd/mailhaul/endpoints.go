@@ -76,6 +76,10 @@ type endpointEnv struct {
 	warn func(error)
 	info func(string)      // a log line at info level (may be nil)
 	hook func(step string) // crash-test kill hook (MAILHAUL_TEST_KILL_AT), may be nil
+	// password, when set and ok, gives the password of a side ("src",
+	// "dst") before the flags, the environment and the prompt are asked
+	// (batch rows: a password from a named variable or the CSV itself).
+	password func(side string) (pw string, ok bool)
 }
 
 type sourceOpener func(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Source, error)

@@ -155,6 +155,12 @@ func imapConfig(ep endpoint, env endpointEnv, side string) (*imapconn.Config, er
 		cfg.Token = tokenSource(tokCmd, tokFile)
 		return cfg, nil
 	}
+	if env.password != nil {
+		if pw, ok := env.password(side); ok {
+			cfg.Password = pw
+			return cfg, nil
+		}
+	}
 	pw, err := password(side, pwFile, u.User, u.Addr())
 	if err != nil {
 		return nil, err

@@ -91,7 +91,9 @@ file (--src-password-file, --dst-password-file) or a prompt; never argv.`,
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().CountVarP(&g.verbose, "verbose", "v", "more detail (-v = debug)")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print a machine-readable report on stdout")
-	root.AddCommand(copyCommand(g), lsCommand(g), checkCommand(g))
+	root.Version = buildVersion()
+	root.SetVersionTemplate("mailhaul {{.Version}}\n")
+	root.AddCommand(copyCommand(g), lsCommand(g), checkCommand(g), batchCommand(g))
 
 	root.SetArgs(args)
 	err := root.Execute()

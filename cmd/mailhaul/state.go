@@ -74,6 +74,16 @@ func sameAccount(a, b accountID) bool {
 // account returns the accountID of an endpoint; addresses are resolved
 // (briefly) only for network endpoints.
 func (e endpoint) account(ctx context.Context) accountID {
+	a := e.accountUnresolved()
+	if a.Host != "" {
+		a.Addrs = resolve(ctx, a.Host)
+	}
+	return a
+}
+
+// accountUnresolved is account without Addrs: no name lookup (batch uses
+// it to key thousands of rows).
+func (e endpoint) accountUnresolved() accountID {
 	switch e.Scheme {
 	case "imap", "imaps":
 		u, err := imapconn.ParseURL(e.Raw)
@@ -84,7 +94,6 @@ func (e endpoint) account(ctx context.Context) accountID {
 		if !(u.TLS && u.Port == "993") && !(!u.TLS && u.Port == "143") {
 			a.Port = u.Port
 		}
-		a.Addrs = resolve(ctx, a.Host)
 		return a
 	case "pop3", "pop3s":
 		u, err := pop3conn.ParseURL(e.Raw)
@@ -95,7 +104,6 @@ func (e endpoint) account(ctx context.Context) accountID {
 		if !(u.TLS && u.Port == "995") && !(!u.TLS && u.Port == "110") {
 			a.Port = u.Port
 		}
-		a.Addrs = resolve(ctx, a.Host)
 		return a
 	}
 	p, err := e.localPath()
