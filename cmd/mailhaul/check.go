@@ -141,6 +141,7 @@ func runCheck(g *globalFlags, f *checkFlags, srcArg, dstArg string) error {
 	if err != nil {
 		return usageErr("%v", err)
 	}
+	pop3ToFolder(&o, &f.copyFlags, srcEP)
 	if _, ok := sourceSchemes[srcEP.Scheme]; !ok {
 		return usageErr("source %q: scheme %q cannot be read from (sources: %s)", srcEP.Raw, srcEP.Scheme, keys(sourceSchemes))
 	}

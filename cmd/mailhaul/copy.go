@@ -259,13 +259,7 @@ func prepareCopy(f *copyFlags, srcArg, dstArg string) (*copyJob, error) {
 		return nil, err
 	}
 	o.DeleteAfterCopy = f.deleteAfterCopy
-	if isPOP3(srcEP.Scheme) && f.toFolder != "" {
-		// POP3's one mailbox is INBOX in the checkpoint whatever the
-		// destination folder: --to-folder is a folder mapping.
-		if _, ok := o.Map["INBOX"]; !ok {
-			o.Map["INBOX"] = strings.Trim(f.toFolder, "/ ")
-		}
-	}
+	pop3ToFolder(&o, f, srcEP)
 
 	if _, ok := sourceSchemes[srcEP.Scheme]; !ok {
 		return nil, usageErr("source %q: scheme %q cannot be read from (sources: %s)", srcEP.Raw, srcEP.Scheme, keys(sourceSchemes))

@@ -154,3 +154,18 @@ func wirePOP3(f *copyFlags, src migrate.Source, sink migrate.Sink, warn func(err
 	}
 	m.KeepPOP3UIDL(p.POP3UIDL, warn)
 }
+
+// pop3ToFolder makes --to-folder of a POP3 source a folder mapping: POP3's
+// one mailbox is INBOX in the checkpoint whatever the destination folder.
+// copy and check call it, so that check looks where copy wrote.
+func pop3ToFolder(o *migrate.Options, f *copyFlags, src endpoint) {
+	if !isPOP3(src.Scheme) || f.toFolder == "" {
+		return
+	}
+	if o.Map == nil {
+		o.Map = map[string]string{}
+	}
+	if _, ok := o.Map["INBOX"]; !ok {
+		o.Map["INBOX"] = strings.Trim(f.toFolder, "/ ")
+	}
+}

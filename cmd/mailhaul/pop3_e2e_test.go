@@ -214,8 +214,9 @@ func TestPOP3CLI(t *testing.T) {
 			t.Errorf("second run: exit %d\n%s", r.code, r.stderr)
 		}
 	})
+	bobState := t.TempDir()
 	t.Run("imap-stls-to-folder", func(t *testing.T) {
-		state := t.TempDir()
+		state := bobState
 		start := time.Now()
 		r := runMailhaul(t, append(env, "MAILHAUL_DST_PASSWORD=Bob-Pw-1"), "copy", "--state-dir", state, "--ca-file", d.CAFile,
 			"--to-folder", "POP3 import", "pop3://alice@"+d.POP3Addr, "imaps://bob@"+d.IMAPSAddr)
@@ -235,6 +236,28 @@ func TestPOP3CLI(t *testing.T) {
 				t.Errorf("%s: flags %v, want none (unread)", c.name, m.flags)
 			}
 			checkDate(t, c.name, m.date, c.date, start, end)
+		}
+	})
+	// check proves the copy by the checkpoint (UIDL -> UID), then by
+	// content alone (a POP3 listing has no Message-ID: every body is
+	// hashed on both sides); a message deleted from the copy is missing.
+	t.Run("check", func(t *testing.T) {
+		denv := append(env, "MAILHAUL_DST_PASSWORD=Bob-Pw-1")
+		base := []string{"check", "--state-dir", bobState, "--ca-file", d.CAFile, "--to-folder", "POP3 import", "pop3://alice@" + d.POP3Addr, "imaps://bob@" + d.IMAPSAddr}
+		for _, extra := range [][]string{nil, {"--no-checkpoint"}} {
+			args := append(append([]string{}, base[:1]...), append(extra, base[1:]...)...)
+			r := runMailhaul(t, denv, args...)
+			if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprint(len(pop3Corpus))) {
+				t.Errorf("check %v: exit %d\n%s\n%s", extra, r.code, r.stdout, r.stderr)
+			}
+			if extra == nil && !strings.Contains(r.stdout, "by the checkpoint") {
+				t.Errorf("check did not find the copy's checkpoint:\n%s\n%s", r.stdout, r.stderr)
+			}
+		}
+		// Without --to-folder the copies are looked for in INBOX.
+		r := runMailhaul(t, denv, "check", "--no-checkpoint", "--state-dir", t.TempDir(), "--ca-file", d.CAFile, "pop3://alice@"+d.POP3Addr, "imaps://bob@"+d.IMAPSAddr)
+		if r.code != exitMissing {
+			t.Errorf("check against the wrong folder: exit %d, want %d\n%s", r.code, exitMissing, r.stdout)
 		}
 	})
 	t.Run("imap-mark-seen", func(t *testing.T) {
