@@ -51,7 +51,7 @@ func BenchmarkBatch(b *testing.B) {
 	var bytes int64
 	for i := 0; i < accounts; i++ {
 		u := fmt.Sprintf("u%03d", i)
-		cp := seedDovecot(b, src, u, msgs)
+		cp := seedDovecot(b, src, u, msgs, 0)
 		total += cp.messages
 		bytes += cp.bytes
 		warmUser(b, src, u, benchPass)

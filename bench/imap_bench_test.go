@@ -19,17 +19,27 @@ import (
 	"github.com/mailhaul/mailhaul/internal/testserver"
 )
 
-// IMAP benchmark: mailhaul against mbsync (isync) on the same corpus, in
-// one run, on loopback and through internal/delayproxy.
+// IMAP benchmark: mailhaul against mbsync (isync), interimap and dsync
+// (doveadm backup from imapc) on the same corpus, in one run, on loopback
+// and through internal/delayproxy; each tool's first copy and its re-run
+// with nothing to copy.
 //
 //	go test -run '^$' -bench IMAP -benchtime 1x ./bench
 //
 // Environment:
 //
 //	MAILHAUL_BENCH_MESSAGES   corpus size (default 2000)
+//	MAILHAUL_BENCH_LARGE      messages of 10-20 MB in the corpus (default 3)
 //	MAILHAUL_BENCH_TLS=1      use IMAPS (harness CA) instead of plaintext IMAP
 //	MAILHAUL_BENCH_TRANSFERS  --transfers given to mailhaul (default: its own default)
 //	MAILHAUL_BENCH_DELAY      one-way latency of the "remote" rows (default 10ms)
+//	MAILHAUL_BENCH_TOOLS      tools to run, comma-separated (default: every one installed)
+//	MAILHAUL_BENCH_ROWS       rows to run, e.g. "IMAP-IMAP" (default: all)
+//	MAILHAUL_BENCH_TRACE=DIR  run mailhaul with -vv and keep each run's wire trace in DIR
+//
+// The peers come from Debian's packages (apt-get install isync interimap;
+// doveadm is Dovecot's). A tool that is not installed is left out of the
+// table and said so.
 //
 // Nothing here runs without -bench: the file has no Test functions and no
 // init work, so `go test ./...` only compiles it.
@@ -60,7 +70,7 @@ var benchKeywords = []string{"$Forwarded", "$Junk", "Important", "project-x"}
 // dates in the file mtimes), hands the files to the mail owner and returns
 // what it wrote. Files carry S= and W= (Dovecot's sizes) as a Dovecot
 // delivery would write them, so the server never has to scan for sizes.
-func seedDovecot(b *testing.B, d *testserver.Dovecot, user string, n int) corpus {
+func seedDovecot(b *testing.B, d *testserver.Dovecot, user string, n, large int) corpus {
 	b.Helper()
 	root := d.MaildirPath(user)
 	var kw strings.Builder
@@ -94,6 +104,9 @@ func seedDovecot(b *testing.B, d *testserver.Dovecot, user string, n int) corpus
 		}
 		if i%500 == 499 {
 			size = 1<<20 + rng.Intn(3<<20)
+		}
+		if large > 0 && i%(n/large) == n/large/2 {
+			size = 10<<20 + rng.Intn(10<<20)
 		}
 		buf = buf[:0]
 		buf = fmt.Appendf(buf, "Return-Path: <sender%d@example.org>\nFrom: Sender %d <sender%d@example.org>\nTo: me@example.net\nSubject: benchmark message %d\nMessage-ID: <%d.%d@bench.example>\nDate: Mon, 1 Jan 2018 00:00:00 +0000\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\n", i, i, i, i, i, rng.Int63())
@@ -209,48 +222,74 @@ func maildirTotal(root string) int {
 	return n
 }
 
-// runChild runs a command with extra environment and returns its wall
-// time and peak RSS in MiB.
+// measured is what one run of a tool cost, from GNU time when installed.
+type measured struct {
+	el  time.Duration
+	rss float64 // peak RSS, MiB
+	cpu float64 // user + system seconds of the process and its children
+}
+
+// runMeasured runs a command with extra environment and returns its wall
+// time, peak RSS and CPU time; a failing command fails the benchmark.
 //
-// The peak comes from GNU time (/usr/bin/time -f %M) when installed: Go
-// starts children with vfork, and Linux records the parent's (this test
-// binary's) high-water RSS in the child's maxrss at exec, so the child's
-// own rusage never reports less than the test binary's RSS. time forks
-// for real, so only its own tiny footprint leaks into the figure.
-// Without it the figure is the rusage one, an upper bound.
-func runChild(b *testing.B, env []string, name string, args ...string) (time.Duration, float64) {
+// The peak comes from GNU time (/usr/bin/time) when installed: Go starts
+// children with vfork, and Linux records the parent's (this test binary's)
+// high-water RSS in the child's maxrss at exec, so the child's own rusage
+// never reports less than the test binary's RSS. time forks for real, so
+// only its own tiny footprint leaks into the figure. Without it the figure
+// is the rusage one, an upper bound.
+func runMeasured(b *testing.B, env []string, name string, args ...string) measured {
+	b.Helper()
+	return runLogged(b, "", env, name, args...)
+}
+
+// runLogged is runMeasured that also writes the command's output to
+// logFile (when not "").
+func runLogged(b *testing.B, logFile string, env []string, name string, args ...string) measured {
 	b.Helper()
 	var cmd *exec.Cmd
-	rssFile := ""
+	statFile := ""
 	if _, err := os.Stat("/usr/bin/time"); err == nil {
 		f, err := os.CreateTemp("", "mhrss")
 		if err != nil {
 			b.Fatal(err)
 		}
 		f.Close()
-		rssFile = f.Name()
-		defer os.Remove(rssFile)
-		cmd = exec.Command("/usr/bin/time", append([]string{"-f", "%M", "-o", rssFile, name}, args...)...)
+		statFile = f.Name()
+		defer os.Remove(statFile)
+		cmd = exec.Command("/usr/bin/time", append([]string{"-f", "%M %U %S", "-o", statFile, name}, args...)...)
 	} else {
 		cmd = exec.Command(name, args...)
 	}
 	cmd.Env = append(os.Environ(), env...)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
-	el := time.Since(start)
+	m := measured{el: time.Since(start)}
+	if logFile != "" {
+		os.WriteFile(logFile, out, 0o600)
+	}
 	if err != nil {
 		b.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, tail(out))
 	}
-	rss := float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) / 1024
-	if rssFile != "" {
-		data, err := os.ReadFile(rssFile)
-		var kib float64
-		if _, serr := fmt.Sscan(strings.TrimSpace(lastLine(string(data))), &kib); err != nil || serr != nil {
-			b.Fatalf("read peak RSS of %s from /usr/bin/time: %q", name, data)
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	m.rss = float64(ru.Maxrss) / 1024
+	m.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	if statFile != "" {
+		data, err := os.ReadFile(statFile)
+		var kib, user, sys float64
+		if _, serr := fmt.Sscan(strings.TrimSpace(lastLine(string(data))), &kib, &user, &sys); err != nil || serr != nil {
+			b.Fatalf("read the figures of %s from /usr/bin/time: %q", name, data)
 		}
-		rss = kib / 1024
+		m.rss, m.cpu = kib/1024, user+sys
 	}
-	return el, rss
+	return m
+}
+
+// runChild is runMeasured for callers that want time and peak RSS.
+func runChild(b *testing.B, env []string, name string, args ...string) (time.Duration, float64) {
+	b.Helper()
+	m := runMeasured(b, env, name, args...)
+	return m.el, m.rss
 }
 
 func lastLine(s string) string {
@@ -293,33 +332,186 @@ func (e endpoint) mbsyncAccount(name, user, pass string) string {
 		name, host, port, user, pass, ssl)
 }
 
+// interimapSection is a [local] or [remote] section of interimap's
+// configuration.
+func (e endpoint) interimapSection(section, user, pass string) string {
+	host, port, _ := strings.Cut(e.addr, ":")
+	typ := "type = imap\nSTARTTLS = NO\n"
+	if e.tls {
+		typ = "type = imaps\nSSL_CAfile = " + e.ca + "\n"
+	}
+	return fmt.Sprintf("[%s]\n%shost = %s\nport = %s\nusername = %s\npassword = %s\ncompress = NO\n\n", section, typ, host, port, user, pass)
+}
+
+// benchCase is one row's setting, handed to every tool.
+type benchCase struct {
+	kind   string // "IMAP-IMAP" or "IMAP-Maildir"
+	dir    string // scratch directory of this row
+	src    endpoint
+	dst    endpoint            // IMAP-IMAP
+	dstDC  *testserver.Dovecot // IMAP-IMAP: the destination server
+	srcDC  *testserver.Dovecot
+	useTLS bool
+}
+
+// tool is one program of the comparison. prepare returns the command (and
+// environment) that copies the corpus from c.src into the tool's own
+// destination (account user on c.dstDC, or a directory under c.dir), run
+// twice: a first copy and a re-run that finds nothing new; count reads
+// back how many messages the destination holds.
+type tool struct {
+	name  string
+	bin   string
+	kinds []string
+	// user/pass is the tool's account on an IMAP destination.
+	user, pass string
+	prepare    func(b *testing.B, c benchCase, t *tool) (env []string, args []string, count func() int)
+}
+
+func (t *tool) does(kind string) bool {
+	for _, k := range t.kinds {
+		if k == kind {
+			return true
+		}
+	}
+	return false
+}
+
 // result is one tool's figures in one row.
 type result struct {
-	el    time.Duration
-	rss   float64
-	rerun time.Duration // mailhaul only: the same command run again (copies nothing)
+	tool         string
+	first, again measured
 }
 
 type row struct {
-	name          string
-	mailhaul, mbs result
+	name    string
+	results []result
+}
+
+// benchTools are the tools of the comparison; bin is found in PATH (or
+// is the mailhaul just built).
+func benchTools(b *testing.B, mailhaul string, extra []string) []*tool {
+	all := []*tool{
+		{name: "mailhaul", bin: mailhaul, kinds: []string{"IMAP-IMAP", "IMAP-Maildir"}, user: "mh", pass: "mh-pw",
+			prepare: func(b *testing.B, c benchCase, t *tool) ([]string, []string, func() int) {
+				args := []string{"copy", "--state-dir", filepath.Join(c.dir, "mh-state")}
+				args = append(args, extra...)
+				if c.useTLS {
+					// One --ca-file for both sides: trust both servers.
+					ca := filepath.Join(c.dir, "ca.pem")
+					pem, _ := os.ReadFile(c.srcDC.CAFile)
+					if c.dstDC != nil {
+						more, _ := os.ReadFile(c.dstDC.CAFile)
+						pem = append(pem, more...)
+					}
+					if err := os.WriteFile(ca, pem, 0o644); err != nil {
+						b.Fatal(err)
+					}
+					args = append(args, "--ca-file", ca)
+				} else {
+					args = append(args, "--insecure-plaintext")
+				}
+				args = append(args, c.src.url(benchUser))
+				env := []string{"MAILHAUL_SRC_PASSWORD=" + benchPass, "MAILHAUL_DST_PASSWORD=" + t.pass}
+				if c.kind == "IMAP-IMAP" {
+					return env, append(args, c.dst.url(t.user)), func() int { return imapTotal(b, c.dstDC, t.user, t.pass) }
+				}
+				out := filepath.Join(c.dir, "mh-maildir")
+				return env, append(args, "maildir:"+out), func() int { return maildirTotal(out) }
+			}},
+		{name: "mbsync", bin: "mbsync", kinds: []string{"IMAP-IMAP", "IMAP-Maildir"}, user: "mbs", pass: "mbs-pw",
+			prepare: func(b *testing.B, c benchCase, t *tool) ([]string, []string, func() int) {
+				conf := c.src.mbsyncAccount("src", benchUser, benchPass)
+				state := filepath.Join(c.dir, "mbs-state") + "/"
+				os.MkdirAll(state, 0o700)
+				var count func() int
+				if c.kind == "IMAP-IMAP" {
+					conf += c.dst.mbsyncAccount("dst", t.user, t.pass)
+					conf += "Channel bench\nFar :src:\nNear :dst:\nPatterns *\nCreate Near\nSync Pull\nSyncState " + state + "\nCopyArrivalDate yes\n"
+					count = func() int { return imapTotal(b, c.dstDC, t.user, t.pass) }
+				} else {
+					out := filepath.Join(c.dir, "mbs-maildir")
+					os.MkdirAll(out, 0o700)
+					conf += "MaildirStore local\nPath " + out + "/\nInbox " + out + "/INBOX\nSubFolders Verbatim\n\n"
+					conf += "Channel bench\nFar :src:\nNear :local:\nPatterns *\nCreate Near\nSync Pull\nSyncState *\nCopyArrivalDate yes\n"
+					count = func() int { return maildirTotal(out) }
+				}
+				rc := filepath.Join(c.dir, "mbsyncrc")
+				if err := os.WriteFile(rc, []byte(conf), 0o600); err != nil {
+					b.Fatal(err)
+				}
+				return nil, []string{"-q", "-c", rc, "bench"}, count
+			}},
+		// interimap synchronises both ways; the source is its "remote",
+		// the destination its "local".
+		{name: "interimap", bin: "interimap", kinds: []string{"IMAP-IMAP"}, user: "iim", pass: "iim-pw",
+			prepare: func(b *testing.B, c benchCase, t *tool) ([]string, []string, func() int) {
+				conf := "database = " + filepath.Join(c.dir, "interimap.db") + "\nlist-mailbox = *\n\n" +
+					c.dst.interimapSection("local", t.user, t.pass) + c.src.interimapSection("remote", benchUser, benchPass)
+				file := filepath.Join(c.dir, "interimap.conf")
+				if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+					b.Fatal(err)
+				}
+				return nil, []string{"--config", file}, func() int { return imapTotal(b, c.dstDC, t.user, t.pass) }
+			}},
+		// dsync: doveadm of the destination server pulls from the source
+		// through its imapc storage (Dovecot's documented migration).
+		{name: "dsync", bin: "doveadm", kinds: []string{"IMAP-IMAP"}, user: "ds", pass: "ds-pw",
+			prepare: func(b *testing.B, c benchCase, t *tool) ([]string, []string, func() int) {
+				host, port, _ := strings.Cut(c.src.addr, ":")
+				ssl := "no"
+				args := []string{"-c", c.dstDC.ConfFile, "-o", "imapc_host=" + host, "-o", "imapc_port=" + port,
+					"-o", "imapc_user=" + benchUser, "-o", "imapc_password=" + benchPass,
+					"-o", "imapc_features=rfc822.size fetch-headers", "-o", "mail_prefetch_count=20"}
+				if c.useTLS {
+					ssl = "imaps"
+					args = append(args, "-o", "ssl_client_ca_file="+c.src.ca)
+				}
+				args = append(args, "-o", "imapc_ssl="+ssl, "backup", "-R", "-u", t.user, "imapc:")
+				return nil, args, func() int { return imapTotal(b, c.dstDC, t.user, t.pass) }
+			}},
+	}
+	want := map[string]bool{}
+	if s := os.Getenv("MAILHAUL_BENCH_TOOLS"); s != "" {
+		for _, n := range strings.Split(s, ",") {
+			want[strings.TrimSpace(n)] = true
+		}
+	}
+	var out []*tool
+	for _, t := range all {
+		if len(want) > 0 && !want[t.name] {
+			continue
+		}
+		if t.name != "mailhaul" {
+			p, err := exec.LookPath(t.bin)
+			if err != nil {
+				b.Logf("%s not installed (%s): left out", t.name, t.bin)
+				continue
+			}
+			t.bin = p
+		}
+		out = append(out, t)
+	}
+	return out
 }
 
 // BenchmarkIMAP copies one generated corpus from a source Dovecot with
-// mailhaul and with mbsync, IMAP -> IMAP (a fresh destination Dovecot per
-// row, one account per tool) and IMAP -> Maildir (a fresh directory per
-// tool), on loopback and with added latency, and prints a table.
+// every tool, IMAP -> IMAP (a fresh destination Dovecot per row, one
+// account per tool) and IMAP -> Maildir (a fresh directory per tool), on
+// loopback and with added latency, each twice (the re-run copies nothing),
+// checks every destination holds the whole corpus, and prints a table.
 func BenchmarkIMAP(b *testing.B) {
-	mbsync, err := exec.LookPath("mbsync")
-	if err != nil {
-		b.Skip("mbsync not installed (apt-get install isync)")
-	}
 	n := 2000
 	if s := os.Getenv("MAILHAUL_BENCH_MESSAGES"); s != "" {
 		fmt.Sscan(s, &n)
 	}
+	large := 3
+	if s := os.Getenv("MAILHAUL_BENCH_LARGE"); s != "" {
+		fmt.Sscan(s, &large)
+	}
 	delay := 10 * time.Millisecond
 	if s := os.Getenv("MAILHAUL_BENCH_DELAY"); s != "" {
+		var err error
 		if delay, err = time.ParseDuration(s); err != nil {
 			b.Fatalf("MAILHAUL_BENCH_DELAY: %v", err)
 		}
@@ -331,10 +523,10 @@ func BenchmarkIMAP(b *testing.B) {
 	}
 
 	work := b.TempDir()
-	bin := buildMailhaul(b, work)
+	tools := benchTools(b, buildMailhaul(b, work), extra)
 	src := testserver.StartDovecot(b, testserver.WithUser(benchUser, benchPass))
 	setup := time.Now()
-	cp := seedDovecot(b, src, benchUser, n)
+	cp := seedDovecot(b, src, benchUser, n, large)
 	warmSource(b, src)
 	b.Logf("corpus: %d messages, %.1f MB in %d folders (seeded and indexed in %s)", cp.messages, float64(cp.bytes)/1e6, cp.folders, time.Since(setup).Round(time.Millisecond))
 
@@ -359,99 +551,56 @@ func BenchmarkIMAP(b *testing.B) {
 		name string
 		lat  time.Duration
 	}{{"loopback", 0}, {fmt.Sprintf("rtt%s", 2*delay), delay}}
+	kinds := []string{"IMAP-IMAP", "IMAP-Maildir"}
+	if s := os.Getenv("MAILHAUL_BENCH_ROWS"); s != "" {
+		kinds = strings.Split(s, ",")
+	}
 
 	var rows []row
 	iter := 0
 	for _, nw := range nets {
 		srcEP := endpoint{addr: proxied(b, addrOf(src), nw.lat), ca: src.CAFile, tls: useTLS}
-		for _, kind := range []string{"IMAP-IMAP", "IMAP-Maildir"} {
+		for _, kind := range kinds {
 			b.Run(kind+"/"+nw.name, func(b *testing.B) {
 				for i := 0; i < b.N; i++ {
 					b.StopTimer()
-					dir := b.TempDir()
-					var dstEP endpoint
-					var dst *testserver.Dovecot
+					c := benchCase{kind: kind, dir: b.TempDir(), src: srcEP, srcDC: src, useTLS: useTLS}
+					var users []testserver.Option
+					for _, t := range tools {
+						users = append(users, testserver.WithUser(t.user, t.pass))
+					}
 					if kind == "IMAP-IMAP" {
-						dst = testserver.StartDovecot(b, testserver.WithUser("mh", "mh-pw"), testserver.WithUser("mbs", "mbs-pw"))
-						dstEP = endpoint{addr: proxied(b, addrOf(dst), nw.lat), ca: dst.CAFile, tls: useTLS}
-					}
-					// mailhaul
-					runMH := func() result {
-						args := []string{"copy", "--state-dir", filepath.Join(dir, "mh-state")}
-						args = append(args, extra...)
-						if useTLS {
-							// One --ca-file for both sides: trust both servers.
-							ca := filepath.Join(dir, "ca.pem")
-							pem, _ := os.ReadFile(src.CAFile)
-							if dst != nil {
-								more, _ := os.ReadFile(dst.CAFile)
-								pem = append(pem, more...)
-							}
-							if err := os.WriteFile(ca, pem, 0o644); err != nil {
-								b.Fatal(err)
-							}
-							args = append(args, "--ca-file", ca)
-						} else {
-							args = append(args, "--insecure-plaintext")
-						}
-						args = append(args, srcEP.url(benchUser))
-						var want func() int
-						if dst != nil {
-							args = append(args, dstEP.url("mh"))
-							want = func() int { return imapTotal(b, dst, "mh", "mh-pw") }
-						} else {
-							out := filepath.Join(dir, "mh-maildir")
-							args = append(args, "maildir:"+out)
-							want = func() int { return maildirTotal(out) }
-						}
-						env := []string{"MAILHAUL_SRC_PASSWORD=" + benchPass, "MAILHAUL_DST_PASSWORD=mh-pw"}
-						el, rss := runChild(b, env, bin, args...)
-						if got := want(); got != cp.messages {
-							b.Fatalf("mailhaul %s/%s: destination holds %d messages, want %d", kind, nw.name, got, cp.messages)
-						}
-						// The same command again: nothing to copy.
-						again, _ := runChild(b, env, bin, args...)
-						if got := want(); got != cp.messages {
-							b.Fatalf("mailhaul %s/%s second run: destination holds %d messages, want %d", kind, nw.name, got, cp.messages)
-						}
-						return result{el: el, rss: rss, rerun: again}
-					}
-					runMbsync := func() result {
-						conf := srcEP.mbsyncAccount("src", benchUser, benchPass)
-						var want func() int
-						state := filepath.Join(dir, "mbs-state") + "/"
-						os.MkdirAll(state, 0o700)
-						if dst != nil {
-							conf += dstEP.mbsyncAccount("dst", "mbs", "mbs-pw")
-							conf += "Channel bench\nFar :src:\nNear :dst:\nPatterns *\nCreate Near\nSync Pull\nSyncState " + state + "\nCopyArrivalDate yes\n"
-							want = func() int { return imapTotal(b, dst, "mbs", "mbs-pw") }
-						} else {
-							out := filepath.Join(dir, "mbs-maildir")
-							os.MkdirAll(out, 0o700)
-							conf += "MaildirStore local\nPath " + out + "/\nInbox " + out + "/INBOX\nSubFolders Verbatim\n\n"
-							conf += "Channel bench\nFar :src:\nNear :local:\nPatterns *\nCreate Near\nSync Pull\nSyncState *\nCopyArrivalDate yes\n"
-							want = func() int { return maildirTotal(out) }
-						}
-						rc := filepath.Join(dir, "mbsyncrc")
-						if err := os.WriteFile(rc, []byte(conf), 0o600); err != nil {
-							b.Fatal(err)
-						}
-						el, rss := runChild(b, nil, mbsync, "-q", "-c", rc, "bench")
-						if got := want(); got != cp.messages {
-							b.Errorf("mbsync %s/%s: destination holds %d messages, want %d (its figures are not comparable)", kind, nw.name, got, cp.messages)
-						}
-						return result{el: el, rss: rss}
+						c.dstDC = testserver.StartDovecot(b, users...)
+						c.dst = endpoint{addr: proxied(b, addrOf(c.dstDC), nw.lat), ca: c.dstDC.CAFile, tls: useTLS}
 					}
 					b.StartTimer()
-					var mh, mbs result
-					// Alternate which tool goes first, against order effects.
-					if iter%2 == 0 {
-						mh, mbs = runMH(), runMbsync()
-					} else {
-						mbs, mh = runMbsync(), runMH()
+					r := row{name: kind + " " + nw.name}
+					// Rotate which tool goes first, against order effects.
+					for k := range tools {
+						t := tools[(k+iter)%len(tools)]
+						if !t.does(kind) {
+							continue
+						}
+						env, args, count := t.prepare(b, c, t)
+						res := result{tool: t.name}
+						logOf := func(run string) string { return "" }
+						if dir := os.Getenv("MAILHAUL_BENCH_TRACE"); dir != "" && t.name == "mailhaul" {
+							args = append([]string{args[0], "-vv"}, args[1:]...)
+							logOf = func(run string) string {
+								return filepath.Join(dir, strings.ReplaceAll(r.name, " ", "-")+"-"+run+".log")
+							}
+						}
+						res.first = runLogged(b, logOf("first"), env, t.bin, args...)
+						if got := count(); got != cp.messages {
+							b.Errorf("%s %s: destination holds %d messages, want %d (its figures are not comparable)", t.name, r.name, got, cp.messages)
+						}
+						res.again = runLogged(b, logOf("again"), env, t.bin, args...)
+						if got := count(); got != cp.messages {
+							b.Errorf("%s %s re-run: destination holds %d messages, want %d", t.name, r.name, got, cp.messages)
+						}
+						r.results = append(r.results, res)
 					}
 					iter++
-					r := row{name: kind + " " + nw.name, mailhaul: mh, mbs: mbs}
 					rows = append(rows, r)
 					report(b, cp, r)
 				}
@@ -461,38 +610,46 @@ func BenchmarkIMAP(b *testing.B) {
 	printTable(cp, rows, useTLS)
 }
 
-func report(b *testing.B, cp corpus, r row) {
-	mb := float64(cp.bytes) / 1e6
-	b.ReportMetric(float64(cp.messages)/r.mailhaul.el.Seconds(), "mailhaul_msgs/s")
-	b.ReportMetric(mb/r.mailhaul.el.Seconds(), "mailhaul_MB/s")
-	b.ReportMetric(r.mailhaul.rss, "mailhaul_peakRSS_MiB")
-	b.ReportMetric(r.mailhaul.rerun.Seconds(), "mailhaul_rerun_s")
-	b.ReportMetric(float64(cp.messages)/r.mbs.el.Seconds(), "mbsync_msgs/s")
-	b.ReportMetric(mb/r.mbs.el.Seconds(), "mbsync_MB/s")
-	b.ReportMetric(r.mbs.rss, "mbsync_peakRSS_MiB")
-	b.ReportMetric(r.mailhaul.el.Seconds()/r.mbs.el.Seconds(), "x_mbsync_time")
+func (r row) find(tool string) *result {
+	for i := range r.results {
+		if r.results[i].tool == tool {
+			return &r.results[i]
+		}
+	}
+	return nil
 }
 
+func report(b *testing.B, cp corpus, r row) {
+	mb := float64(cp.bytes) / 1e6
+	for _, res := range r.results {
+		b.ReportMetric(res.first.el.Seconds(), res.tool+"_s")
+		b.ReportMetric(mb/res.first.el.Seconds(), res.tool+"_MB/s")
+		b.ReportMetric(res.first.rss, res.tool+"_peakRSS_MiB")
+		b.ReportMetric(res.first.cpu, res.tool+"_cpu_s")
+		b.ReportMetric(res.again.el.Seconds(), res.tool+"_rerun_s")
+	}
+}
+
+// printTable prints each row's tools with their figures and the ratios of
+// mailhaul's to each peer's (< 1: mailhaul is faster / smaller).
 func printTable(cp corpus, rows []row, useTLS bool) {
 	mode := "plaintext IMAP"
 	if useTLS {
 		mode = "IMAPS"
 	}
 	mb := float64(cp.bytes) / 1e6
-	fmt.Printf("\n%d messages, %.1f MB, %d folders, %s; time ratio = mailhaul / mbsync (< 1: mailhaul faster)\n", cp.messages, mb, cp.folders, mode)
-	fmt.Printf("%-24s %-9s %9s %9s %8s %9s %7s %9s\n", "row", "tool", "time", "msgs/s", "MB/s", "RSS MiB", "ratio", "2nd run")
+	fmt.Printf("\n%d messages, %.1f MB, %d folders, %s; ratio = mailhaul / tool (< 1: mailhaul faster)\n", cp.messages, mb, cp.folders, mode)
+	fmt.Printf("%-22s %-9s %8s %7s %7s %8s %7s %7s %8s %7s\n", "row", "tool", "time", "msgs/s", "MB/s", "RSS MiB", "CPU s", "ratio", "re-run", "ratio")
 	for _, r := range rows {
-		for i, t := range []struct {
-			name string
-			res  result
-		}{{"mailhaul", r.mailhaul}, {"mbsync", r.mbs}} {
-			ratio, rerun := "", ""
-			if i == 0 {
-				ratio = fmt.Sprintf("%.2f", r.mailhaul.el.Seconds()/r.mbs.el.Seconds())
-				rerun = fmt.Sprintf("%.2fs", r.mailhaul.rerun.Seconds())
+		mh := r.find("mailhaul")
+		for _, res := range r.results {
+			ratio, rratio := "", ""
+			if mh != nil && res.tool != "mailhaul" {
+				ratio = fmt.Sprintf("%.2f", mh.first.el.Seconds()/res.first.el.Seconds())
+				rratio = fmt.Sprintf("%.2f", mh.again.el.Seconds()/res.again.el.Seconds())
 			}
-			fmt.Printf("%-24s %-9s %8.2fs %9.0f %8.1f %9.0f %7s %9s\n", r.name, t.name, t.res.el.Seconds(),
-				float64(cp.messages)/t.res.el.Seconds(), mb/t.res.el.Seconds(), t.res.rss, ratio, rerun)
+			fmt.Printf("%-22s %-9s %7.2fs %7.0f %7.1f %8.0f %7.2f %7s %7.2fs %7s\n", r.name, res.tool, res.first.el.Seconds(),
+				float64(cp.messages)/res.first.el.Seconds(), mb/res.first.el.Seconds(), res.first.rss, res.first.cpu, ratio, res.again.el.Seconds(), rratio)
 		}
 	}
 }

@@ -52,11 +52,14 @@ import (
 )
 
 var (
-	bMeta    = []byte("meta")
-	bEpochs  = []byte("epochs")
-	bDone    = []byte("done")
-	bIntents = []byte("intents")
-	bRefs    = []byte("refs")
+	bMeta   = []byte("meta")
+	bEpochs = []byte("epochs")
+	// bVersions maps a source folder to what migrate recorded when a run
+	// finished it (migrate.FolderVersions).
+	bVersions = []byte("versions")
+	bDone     = []byte("done")
+	bIntents  = []byte("intents")
+	bRefs     = []byte("refs")
 )
 
 const version = "2"
@@ -108,7 +111,7 @@ func Open(path, src, dst string) (*Store, error) {
 	// than a millisecond for company costs more than it saves.
 	db.MaxBatchDelay = time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMeta, bEpochs, bDone, bIntents} {
+		for _, b := range [][]byte{bMeta, bEpochs, bDone, bIntents, bVersions} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -339,6 +342,34 @@ func (s *Store) Epoch(folder string) (string, bool, error) {
 func (s *Store) SetEpoch(folder, epoch string) error {
 	return s.batch(func(tx *bolt.Tx) error {
 		return tx.Bucket(bEpochs).Put([]byte(folder), []byte(epoch))
+	})
+}
+
+// FolderVersion implements migrate.FolderVersions.
+func (s *Store) FolderVersion(folder string) (string, bool, error) {
+	var v string
+	var ok bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bVersions); b != nil {
+			if raw := b.Get([]byte(folder)); raw != nil {
+				v, ok = string(raw), true
+			}
+		}
+		return nil
+	})
+	return v, ok, err
+}
+
+// SetFolderVersions implements migrate.FolderVersions: one commit.
+func (s *Store) SetFolderVersions(m map[string]string) error {
+	return s.batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bVersions)
+		for k, v := range m {
+			if err := b.Put([]byte(k), []byte(v)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

@@ -64,6 +64,15 @@ type Checker interface {
 }
 
 func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job) error {
+	vkey := e.versions.key(&e.o, mb, e.o.MapName(mb.Name))
+	if r, ok, err := e.versions.unchanged(vkey, mb.Name); err != nil {
+		return err
+	} else if ok {
+		dest := e.o.MapName(mb.Name)
+		e.rep(Event{Kind: FolderStart, Folder: mb.Name, Dest: dest})
+		e.rep(Event{Kind: Unchanged, Folder: mb.Name, Dest: dest, Count: r.Already, Filtered: r.Filtered})
+		return nil
+	}
 	if c, ok := e.o.Source.(Checker); ok {
 		if err := c.CheckMailbox(ctx, mb); err != nil {
 			return err
@@ -128,6 +137,7 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job)
 			return ctx.Err()
 		}
 	}
+	e.versions.listing(mb.Name, vkey)
 	delivered := false
 	each := func(m Message) error {
 		delivered = true
@@ -180,6 +190,9 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job)
 		if err == nil {
 			err = rm.finish()
 		}
+	}
+	if err == nil {
+		e.versions.listed(mb.Name)
 	}
 	return err
 }

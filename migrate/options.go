@@ -86,6 +86,9 @@ type Options struct {
 	// that decides whether to send it again, for destinations that may
 	// store an APPEND late (default DefaultSettleDelay; see settle.go).
 	SettleDelay time.Duration
+	// Relist lists every folder, also those whose Version says they are
+	// unchanged since a run finished them (unchanged.go).
+	Relist bool
 
 	// ThrottleWait is how long to wait when a server throttles without
 	// saying for how long (default DefaultThrottleWait); a suggested time

@@ -37,6 +37,10 @@ const (
 	// FlagsDropped: a message was stored without Flags, which the
 	// destination does not keep (Err says why).
 	FlagsDropped
+	// Unchanged: a folder has not changed since a run finished it, and is
+	// not listed (Count: its messages found copied then, Filtered: those
+	// outside the selection).
+	Unchanged
 )
 
 // Event is one thing that happened during a run. Reporters receive events
@@ -50,7 +54,10 @@ type Event struct {
 	Found  bool
 	How    string   // Settled: SettledFound, SettledResent, SettledRemoved, SettledPossibleDuplicate
 	Flags  []string // FlagsDropped
-	Err    error
+	Count  int      // Unchanged
+	// Filtered counts a folder's filtered messages (Unchanged).
+	Filtered int
+	Err      error
 }
 
 // Reporter receives events. Implementations must be safe for concurrent
@@ -100,6 +107,8 @@ type FolderReport struct {
 	Already  int    `json:"already"`
 	Skipped  int    `json:"skipped"`
 	Filtered int    `json:"filtered"`
+	// Unchanged: not listed, unchanged since a run finished it.
+	Unchanged bool `json:"unchanged,omitempty"`
 }
 
 // Report is the outcome of a run.
@@ -111,6 +120,9 @@ type Report struct {
 	Duplicates int   `json:"duplicates"` // with Dedupe: found in the destination, not copied
 	Filtered   int   `json:"filtered"`
 	Recovered  int   `json:"recovered"` // intents of a killed run found on the sink
+	// Unchanged counts folders not listed: unchanged since a run finished
+	// them (their messages count as already there).
+	Unchanged int `json:"unchanged_folders"`
 	// Settled lists every append whose outcome was unknown (connection
 	// lost, process killed with it on the wire) and how it was settled.
 	Settled []SettledCopy    `json:"settled"`
@@ -181,6 +193,14 @@ func (t *tally) add(e Event) {
 	case Filtered:
 		t.folder(e.Folder, e.Dest).Filtered++
 		t.r.Filtered++
+	case Unchanged:
+		f := t.folder(e.Folder, e.Dest)
+		f.Already += e.Count
+		f.Filtered += e.Filtered
+		f.Unchanged = true
+		t.r.Already += e.Count
+		t.r.Filtered += e.Filtered
+		t.r.Unchanged++
 	case Skipped:
 		t.folder(e.Folder, e.Dest).Skipped++
 		reason := "unknown"

@@ -44,6 +44,8 @@ type engine struct {
 	settler  *settler
 	recon    *reconcileList
 	acct     *dedupSet // with DedupeAcrossFolders: what the whole destination held
+
+	versions *versions // folders unchanged since a run finished them (unchanged.go)
 }
 
 // Run copies every selected message of o.Source that the checkpoint does
@@ -63,11 +65,11 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	t := newTally(o.DryRun)
 	e := &engine{o: o, budget: NewMemBudget(o.MemBudget),
 		claims: &claims{m: map[string]string{}, unverified: map[string]int{}}, inflight: &inflight{m: map[string]int{}},
-		settler: newSettler(), recon: &reconcileList{}}
+		settler: newSettler(), recon: &reconcileList{}, versions: newVersions(&o)}
 	if o.DeleteAfterCopy && !o.DryRun {
 		e.del = &deletions{ids: map[string][]string{}, epochs: map[string]string{}}
 	}
-	e.rep = func(ev Event) { t.add(ev); e.del.add(ev); o.Reporter.Event(ev) }
+	e.rep = func(ev Event) { t.add(ev); e.del.add(ev); e.versions.add(ev); o.Reporter.Event(ev) }
 	if o.Checkpoint == nil && !o.DryRun {
 		return Report{}, errors.New("migrate: no checkpoint")
 	}
@@ -88,6 +90,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	if err == nil && e.del != nil && ctx.Err() == nil {
 		err = e.deleteCopied(ctx)
+	}
+	if err == nil && ctx.Err() == nil && !e.stopped() {
+		err = e.versions.record()
 	}
 	r := t.report()
 	r.Elapsed = time.Since(start)

@@ -46,6 +46,11 @@ type Mailbox struct {
 	// NoSelect is set for folders that exist only as structure; they are
 	// created on the sink but hold no messages.
 	NoSelect bool
+	// Version changes whenever a message is added to the folder (IMAP:
+	// UIDVALIDITY, UIDNEXT and MESSAGES); "" when the source cannot tell
+	// cheaply. A folder whose Version is the one a run finished it at is
+	// not listed again (unchanged.go).
+	Version string
 }
 
 // Message is the metadata of one message, never its body.

@@ -100,6 +100,10 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 		if caps.Has(imap.CapSpecialUse) && (caps.Has(imap.CapListExtended) || caps.Has(imap.CapIMAP4rev2)) {
 			opts.ReturnSpecialUse = true
 		}
+		if caps.Has(imap.CapListStatus) || caps.Has(imap.CapIMAP4rev2) {
+			// Every folder's numbers in the same round trip (RFC 5819).
+			opts.ReturnStatus = folderStatus
+		}
 		var err error
 		list, err = c.List("", "*", opts).Collect()
 		if err != nil {
@@ -135,9 +139,13 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 		s.mu.Lock()
 		s.server[name] = l.Mailbox
 		s.mu.Unlock()
+		if st := l.Status; st != nil && !mb.NoSelect && st.UIDValidity != 0 {
+			s.setStatus(&mb, st)
+		}
 		out = append(out, mb)
 	}
-	// UIDVALIDITY of every selectable folder, pipelined.
+	// The numbers of every selectable folder LIST did not give them for,
+	// pipelined.
 	type pending struct {
 		i   int
 		cmd *imapclient.StatusCommand
@@ -145,10 +153,10 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 	err = c.Do(ctx, func() error {
 		var ps []pending
 		for i, mb := range out {
-			if mb.NoSelect {
+			if mb.NoSelect || mb.Epoch != "" {
 				continue
 			}
-			ps = append(ps, pending{i, c.Status(s.serverName(mb.Name), &imap.StatusOptions{UIDValidity: true})})
+			ps = append(ps, pending{i, c.Status(s.serverName(mb.Name), folderStatus)})
 		}
 		for _, p := range ps {
 			st, err := p.cmd.Wait()
@@ -159,10 +167,7 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 				}
 				return err
 			}
-			out[p.i].Epoch = strconv.FormatUint(uint64(st.UIDValidity), 10)
-			s.mu.Lock()
-			s.epochs[s.server[out[p.i].Name]] = out[p.i].Epoch
-			s.mu.Unlock()
+			s.setStatus(&out[p.i], st)
 		}
 		return nil
 	})
@@ -171,6 +176,25 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 	}
 	migrate.SortMailboxes(out)
 	return out, nil
+}
+
+// folderStatus is what Mailboxes asks of every folder: its UIDVALIDITY
+// (the Epoch) and what makes its Version.
+var folderStatus = &imap.StatusOptions{UIDValidity: true, UIDNext: true, NumMessages: true}
+
+// setStatus sets mb's Epoch and Version from STATUS data. The Version is
+// UIDVALIDITY/UIDNEXT/MESSAGES: a message added to the folder raises
+// UIDNEXT (RFC 9051 2.3.1.1), one removed lowers MESSAGES. It is "" when
+// the server left UIDNEXT or MESSAGES out.
+func (s *IMAP) setStatus(mb *migrate.Mailbox, st *imap.StatusData) {
+	mb.Epoch = strconv.FormatUint(uint64(st.UIDValidity), 10)
+	mb.Version = ""
+	if st.UIDNext != 0 && st.NumMessages != nil {
+		mb.Version = fmt.Sprintf("%d/%d/%d", st.UIDValidity, st.UIDNext, *st.NumMessages)
+	}
+	s.mu.Lock()
+	s.epochs[s.server[mb.Name]] = mb.Epoch
+	s.mu.Unlock()
 }
 
 // localName turns a server mailbox name into mailhaul's "/" name.

@@ -41,6 +41,7 @@ type copyFlags struct {
 	toFolder       string
 	mboxFormat     string
 	settleDelay    time.Duration
+	relist         bool
 	throttleWait   time.Duration
 	maxConns       int
 	bwlimit        string
@@ -114,6 +115,7 @@ func addCopyFlags(fl *pflag.FlagSet, f *copyFlags) {
 	fl.StringVar(&f.bwlimit, "bwlimit", "", "bandwidth limit per server and direction, all connections together, e.g. 2M (bytes per second)")
 	fl.StringVar(&f.preset, "preset", "", "settings for a provider's published limits: gmail or office365 (flags given explicitly win; see the README)")
 	fl.DurationVar(&f.throttleWait, "throttle-wait", migrate.DefaultThrottleWait, "how long to wait when a server throttles without saying how long (a suggested time, as Microsoft 365 gives, is honoured as it is)")
+	fl.BoolVar(&f.relist, "relist", false, "list every source folder, also those unchanged (same UIDVALIDITY, UIDNEXT and message count) since a run finished them")
 	fl.DurationVar(&f.settleDelay, "settle-delay", migrate.DefaultSettleDelay, "how long an IMAP append whose outcome is unknown (connection lost, run killed) is given to show up before it is sent again")
 }
 
@@ -217,7 +219,7 @@ func prepareCopy(f *copyFlags, srcArg, dstArg string) (*copyJob, error) {
 	o := migrate.Options{
 		Include: f.include, Exclude: f.exclude, Transfers: f.transfers,
 		DryRun: f.dryRun, IncludeDeleted: f.includeDeleted, SkipDeleted: f.skipDeleted, Dedupe: f.dedupe || f.dedupeAcross, TempDir: f.tempDir,
-		DedupeAcrossFolders: f.dedupeAcross, SettleDelay: f.settleDelay, ThrottleWait: f.throttleWait,
+		DedupeAcrossFolders: f.dedupeAcross, SettleDelay: f.settleDelay, ThrottleWait: f.throttleWait, Relist: f.relist,
 	}
 	if f.includeDeleted && f.skipDeleted {
 		return nil, usageErr("--include-deleted and --skip-deleted contradict each other (expunged messages are flagged \\Deleted too)")
@@ -397,6 +399,9 @@ func printSummary(w io.Writer, r migrate.Report) {
 	}
 	fmt.Fprintf(w, "%s %d messages (%s), %d already there, %d skipped, %d filtered, %d folders; %.1fs%s\n",
 		verb, r.Copied, humanBytes(r.Bytes), r.Already, len(r.Skipped), r.Filtered, len(r.Folders), secs, rate)
+	if r.Unchanged > 0 {
+		fmt.Fprintf(w, "%d folders unchanged since the run that finished them: not listed again (--relist lists them)\n", r.Unchanged)
+	}
 	if r.Recovered > 0 {
 		fmt.Fprintf(w, "recovered %d copies written by an interrupted run\n", r.Recovered)
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -90,7 +92,14 @@ func TestIMAPCrashResume(t *testing.T) {
 			}
 		}
 		if t.Failed() {
-			t.Logf("runs of round %d:\n%s", r, strings.Join(logs, "\n----\n"))
+			if dir := os.Getenv("MAILHAUL_TEST_TRACE_DIR"); dir != "" {
+				// The full -vv wire traces of the failing round.
+				f := filepath.Join(dir, fmt.Sprintf("%s-round%d.log", time.Now().Format("150405.000"), r))
+				os.WriteFile(f, []byte(strings.Join(logs, "\n----\n")), 0o600)
+				t.Logf("runs of round %d: %s", r, f)
+			} else {
+				t.Logf("runs of round %d:\n%s", r, strings.Join(logs, "\n----\n"))
+			}
 		}
 		logs = nil
 	}
@@ -102,7 +111,11 @@ func TestIMAPCrashResume(t *testing.T) {
 	kills := 0
 	for i := 0; kills < 24 && i < 120; i++ {
 		p := points[i%len(points)]
-		r := runMailhaul(t, append(env, "MAILHAUL_TEST_KILL_AT="+p), append([]string{"-v"}, args...)...)
+		verbose := "-v"
+		if os.Getenv("MAILHAUL_TEST_TRACE_DIR") != "" {
+			verbose = "-vv"
+		}
+		r := runMailhaul(t, append(env, "MAILHAUL_TEST_KILL_AT="+p), append([]string{verbose}, args...)...)
 		logs = append(logs, fmt.Sprintf("kill at %s: exit %d\n%s", p, r.code, r.stderr))
 		switch {
 		case r.code == -int(syscall.SIGKILL):

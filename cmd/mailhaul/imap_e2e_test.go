@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -173,4 +174,84 @@ func TestIMAPCLI(t *testing.T) {
 			t.Errorf("password in state files %v", hits)
 		}
 	})
+}
+
+// TestIMAPNoOpRerun: a re-run that finds nothing new costs the same few
+// commands whatever the number of folders (one LIST with STATUS, no
+// folder examined on either side); a folder that gained a message is the
+// only one listed; --relist lists them all.
+func TestIMAPNoOpRerun(t *testing.T) {
+	src := testserver.StartDovecot(t)
+	dst := testserver.StartDovecot(t)
+	c := imapLogin(t, src, "alice")
+	folders := []string{"INBOX", "Work", "Work/Clients", "Lists", "Lists/a", "Lists/b", "Archive", "Archive/2020", "Archive/2021"}
+	for _, f := range folders[1:] {
+		if err := c.Create(f, nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendTo := func(f string, i int) {
+		body := fmt.Sprintf("From: x@example.org\r\nSubject: %s %d\r\nMessage-ID: <rerun-%d-%s@example.org>\r\n\r\nbody\r\n", f, i, i, f)
+		cmd := c.Append(f, int64(len(body)), nil)
+		cmd.Write([]byte(body))
+		cmd.Close()
+		if _, err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, f := range folders {
+		for k := 0; k < 3; k++ {
+			appendTo(f, 10*i+k)
+		}
+	}
+	env := []string{"MAILHAUL_SRC_PASSWORD=" + src.Password("alice"), "MAILHAUL_DST_PASSWORD=" + dst.Password("alice")}
+	args := []string{"copy", "-vv", "--insecure-plaintext", "--state-dir", t.TempDir(), "imap://alice@" + src.IMAPAddr, "imap://alice@" + dst.IMAPAddr}
+	// commands counts what mailhaul sent to each server.
+	commands := func(trace, side, verb string) int {
+		n := 0
+		for _, l := range strings.Split(trace, "\n") {
+			if strings.HasPrefix(l, side+" ") && strings.Contains(l, " C: ") && (verb == "" || strings.Contains(l, " "+verb+" ")) {
+				n++
+			}
+		}
+		return n
+	}
+	if r := runMailhaul(t, env, args...); r.code != 0 {
+		t.Fatalf("first run: exit %d\n%s", r.code, r.stderr)
+	}
+	// The source has 13 folders: these 9 and Dovecot's special-use ones.
+	const all = 13
+	r := runMailhaul(t, env, args...)
+	if r.code != 0 || !strings.Contains(r.stderr, "copied 0 messages (0 B), 27 already there") || !strings.Contains(r.stderr, fmt.Sprintf("%d folders unchanged", all)) {
+		t.Fatalf("re-run: exit %d\n%s", r.code, r.stderr)
+	}
+	srcCmds, dstCmds := commands(r.stderr, "src", ""), commands(r.stderr, "dst", "")
+	if e := commands(r.stderr, "src", "EXAMINE") + commands(r.stderr, "src", "SELECT") + commands(r.stderr, "dst", "SELECT"); e != 0 || srcCmds > 5 || dstCmds > 5 {
+		t.Errorf("re-run sent %d commands to the source and %d to the destination, %d folders examined", srcCmds, dstCmds, e)
+	}
+
+	appendTo("Lists/b", 99)
+	r = runMailhaul(t, env, args...)
+	if r.code != 0 || !strings.Contains(r.stderr, "copied 1 messages") || !strings.Contains(r.stderr, fmt.Sprintf("%d folders unchanged", all-1)) {
+		t.Fatalf("after new mail: exit %d\n%s", r.code, r.stderr)
+	}
+	if n := commands(r.stderr, "src", "EXAMINE"); n != 1 {
+		t.Errorf("after new mail in one folder: %d folders examined on the source", n)
+	}
+	if got := imapCount(t, dst, "alice")["Lists/b"]; got != 4 {
+		t.Errorf("Lists/b holds %d messages, want 4", got)
+	}
+
+	r = runMailhaul(t, env, append(args[:len(args)-2:len(args)-2], "--relist", args[len(args)-2], args[len(args)-1])...)
+	if r.code != 0 || commands(r.stderr, "src", "EXAMINE") < len(folders) || strings.Contains(r.stderr, "folders unchanged") || !strings.Contains(r.stderr, "28 already there") {
+		t.Errorf("--relist: exit %d, %d folders examined\n%s", r.code, commands(r.stderr, "src", "EXAMINE"), lastLines(r.stderr, 5))
+	}
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimSpace(s), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
 }

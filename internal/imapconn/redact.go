@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 )
 
 // redactor writes the wire trace: both directions of one connection, a
@@ -100,6 +101,8 @@ func (r *redactor) emit(line string, fromClient bool) {
 	for _, s := range r.secrets {
 		line = strings.ReplaceAll(line, s, "<redacted>")
 	}
+	// The time of each line: where a run waits shows in the trace.
+	prefix = time.Now().Format("15:04:05.000 ") + prefix
 	if _, err := io.WriteString(r.w, prefix+line); err != nil {
 		return // a broken trace must not break the session
 	}
