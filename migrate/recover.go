@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -95,13 +96,30 @@ func (e *engine) settleIntents(ctx context.Context, finder Finder, ins []Intent)
 	}
 	refs = make([]string, len(ins))
 	late := e.settleDelay() > 0
+	// Intents whose append was not on the wire (answered, or never sent)
+	// pick first: a copy they can find is all they will ever have. One
+	// that was on the wire may still see its own copy land, so it takes
+	// what is left and waits for the rest. The other order would let it
+	// take a byte-identical twin's copy, leave that twin to be sent again
+	// and its own copy to land beside both.
+	var order, sending []int
 	for i, in := range ins {
-		if refs[i], err = e.pick(in, cands[i]); err != nil {
+		if late && e.o.Checkpoint.WasSending(in.Key()) {
+			sending = append(sending, i)
+		} else {
+			order = append(order, i)
+		}
+	}
+	for _, i := range append(order, sending...) {
+		if refs[i], err = e.pick(ins[i], cands[i]); err != nil {
 			return nil, nil, err
 		}
-		if refs[i] == "" && late && e.o.Checkpoint.WasSending(in.Key()) {
+	}
+	for _, i := range sending {
+		if refs[i] == "" {
 			unsure = append(unsure, i)
 		}
 	}
+	sort.Ints(unsure)
 	return refs, unsure, nil
 }

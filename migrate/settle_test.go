@@ -263,3 +263,57 @@ func TestThrottlingIsWaitedOut(t *testing.T) {
 		}
 	}
 }
+
+// TestRecoveryTwinOnTheWireLandsLate reproduces what a kill -9 left in
+// TestIMAPCrashResume: byte-identical twins A and B of one folder, A's
+// append answered (its copy is there) and B's on the wire, its copy
+// landing only after the next run has started. The next run must give the
+// copy that is there to A (whose append will never produce another) and
+// wait for B's: two copies in the end, not three. Assigning the visible
+// copy to B (the first in order) would send A again beside B's late copy.
+func TestRecoveryTwinOnTheWireLandsLate(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 3})
+	body := src.bodies["INBOX-1"]
+	src.bodies["INBOX-2"] = body // INBOX-1 and INBOX-2 are twins
+	src.msgs["INBOX"][2].Size = int64(len(body))
+	sink := newFakeSink()
+	path := t.TempDir() + "/cp.db"
+	in := func(id string) migrate.Intent {
+		b := src.bodies[id]
+		return migrate.Intent{Folder: "INBOX", ID: id, Dest: "INBOX", MessageID: "<INBOX-1@x>", Size: int64(len(b)), SHA256: sha(b), Mark: "0"}
+	}
+	for _, order := range [][2]string{{"INBOX-1", "INBOX-2"}, {"INBOX-2", "INBOX-1"}} {
+		answered, onWire := order[0], order[1]
+		sink = newFakeSink()
+		path = t.TempDir() + "/cp.db"
+		cp := openCPAt(t, path)
+		if err := cp.AddIntents([]migrate.Intent{in("INBOX-1"), in("INBOX-2")}); err != nil {
+			t.Fatal(err)
+		}
+		sink.mu.Lock()
+		sink.store("INBOX", body) // the answered twin's copy
+		sink.mu.Unlock()
+		cp.Sending(3, in(onWire).Key())
+		cp.Close() // the "killed" run
+		sink.late.Add(1)
+		time.AfterFunc(150*time.Millisecond, func() { // the twin on the wire lands
+			sink.mu.Lock()
+			sink.store("INBOX", body)
+			sink.mu.Unlock()
+			sink.late.Done()
+		})
+		cp = openCPAt(t, path)
+		r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp, SettleDelay: 400 * time.Millisecond})
+		cp.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sink.late.Wait()
+		if n := sink.copiesOf("INBOX", body); n != 2 {
+			t.Errorf("%s answered, %s on the wire: %d copies of the twins, want 2 (settled %v)", answered, onWire, n, settledHow(r))
+		}
+		if how := settledHow(r); how[onWire] != "found " {
+			t.Errorf("%s answered, %s on the wire: settled %v, want %s found", answered, onWire, how, onWire)
+		}
+	}
+}
