@@ -40,7 +40,22 @@ type binaryConn struct {
 	lit  int64  // literal bytes still to pass through
 	line []byte // the command line being collected
 	out  []byte
+
+	// MultiAppends (multiappend.go): the command lines are rewritten
+	// here, the completions in Read.
+	multi multiState
+	rmu   sync.Mutex
 }
+
+// Read passes the server's stream on (see multiState.read).
+func (c *binaryConn) Read(p []byte) (int, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	return c.multi.read(c.Conn, p)
+}
+
+func (c *binaryConn) register(id uint64, ma *multiAppend) { c.multi.register(id, ma) }
+func (c *binaryConn) forget(id uint64)                    { c.multi.forget(id) }
 
 func (c *binaryConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
@@ -62,7 +77,7 @@ func (c *binaryConn) Write(p []byte) (int, error) {
 		}
 		c.line = append(c.line, p[:i+1]...)
 		p = p[i+1:]
-		line := c.rewrite(c.line)
+		line := c.multi.rewriteMulti(c.rewrite(c.line))
 		c.lit = literalAtEnd(line)
 		c.out = append(c.out, line...)
 		c.line = c.line[:0]

@@ -166,6 +166,7 @@ type Conn struct {
 	cfg      *Config
 	act      *activityConn
 	lp       *literalPlusConn // the cleartext stream (trace, LITERAL+)
+	bin      *binaryConn      // what go-imap writes to (literal8, MULTIAPPEND)
 	trace    *redactor        // nil without Config.Trace
 	timedOut atomic.Bool
 	done     chan struct{}
@@ -239,7 +240,8 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 	if err == nil {
 		lp = newLiteralPlusConn(nc, trace)
 		lp.SetDeadline(handshake)
-		cl = imapclient.New(noDeadlines{&binaryConn{Conn: lp}}, opts)
+		c.bin = &binaryConn{Conn: lp}
+		cl = imapclient.New(noDeadlines{c.bin}, opts)
 	}
 	if err == nil {
 		err = cl.WaitGreeting()
