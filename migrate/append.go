@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -69,8 +70,10 @@ func (e *engine) handOver(batch, uncertain []*job) {
 //
 //  1. intents for the whole batch are made durable (one commit), each with
 //     the destination's current mark;
-//  2. each message is appended, its journal slot telling a next run that
-//     it may be on the wire;
+//  2. each message is appended — the messages of one destination folder
+//     in batches where the sink takes them (BatchSink: IMAP MULTIAPPEND,
+//     one transaction on the server) — its journal slot telling a next
+//     run that it may be on the wire;
 //  3. the sink makes the batch durable (Syncer);
 //  4. done records for the whole batch are made durable (one commit).
 //
@@ -114,27 +117,20 @@ func (e *engine) appendBatch(ctx context.Context, slot int, batch []*job) (uncer
 		copied   []*job
 		fatal    error
 	)
-	for i, j := range batch {
-		in := intents[i]
-		if fatal != nil || ctx.Err() != nil {
-			if fatal == nil {
-				fatal = ctx.Err()
-			}
-			if !j.resent {
-				// Never attempted: clear the intent (nothing to recover).
-				finished = append(finished, in)
-				refs = append(refs, "")
-			}
-			continue
+	// notAttempted ends batch[i] when the batch stops before its append.
+	notAttempted := func(i int) {
+		if fatal == nil {
+			fatal = ctx.Err()
 		}
-		if j.dup.take(in.MessageID, in.StoredSize(), j.body.BodyLen()) {
-			// Already in the destination: record it as copied there.
-			finished = append(finished, in)
-			refs = append(refs, DedupeRef)
-			e.rep(Event{Kind: Duplicate, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID})
-			continue
+		if !batch[i].resent {
+			// Never attempted: clear the intent (nothing to recover).
+			finished = append(finished, intents[i])
+			refs = append(refs, "")
 		}
-		ref, err := e.appendOne(ctx, slot, j, in)
+	}
+	// outcome records what batch[i]'s append did.
+	outcome := func(i int, ref string, err error) {
+		j, in := batch[i], intents[i]
 		switch {
 		case err == nil:
 			e.hook("append")
@@ -157,6 +153,82 @@ func (e *engine) appendBatch(ctx context.Context, slot int, batch []*job) (uncer
 			// The copy may or may not exist: the intent stays pending
 			// and the next run's recovery decides.
 			fatal = err
+		}
+	}
+	// Messages for one destination folder go as one batch where the sink
+	// can (BatchSink), else one by one.
+	bs, _ := e.o.Sink.(BatchSink)
+	maxN, maxBytes := 0, int64(0)
+	if bs != nil {
+		maxN, maxBytes = bs.BatchLimits()
+		maxN = e.batchCap.limit(maxN)
+	}
+	groups := map[string][]int{}
+	var dests []string
+	flush := func(dest string) {
+		idx := groups[dest]
+		delete(groups, dest)
+		if len(idx) == 1 {
+			if fatal != nil || ctx.Err() != nil {
+				notAttempted(idx[0])
+				return
+			}
+			ref, err := e.appendOne(ctx, slot, batch[idx[0]], intents[idx[0]])
+			outcome(idx[0], ref, err)
+			return
+		}
+		var results []batchResult
+		if fatal == nil && ctx.Err() == nil {
+			results = e.appendMany(ctx, bs, slot, batch, intents, idx)
+		}
+		for k, i := range idx {
+			if fatal != nil || ctx.Err() != nil {
+				notAttempted(i)
+				continue
+			}
+			r := results[k]
+			if r.err != nil && !IsUncertain(r.err) && Classify(r.err) == Retry {
+				// Not stored (a refused batch, no connection): one by
+				// one, each with its own retries.
+				r.ref, r.err = e.appendOne(ctx, slot, batch[i], intents[i])
+			}
+			outcome(i, r.ref, r.err)
+		}
+	}
+	size := map[string]int64{}
+	for i, j := range batch {
+		in := intents[i]
+		if fatal != nil || ctx.Err() != nil {
+			notAttempted(i)
+			continue
+		}
+		if j.dup.take(in.MessageID, in.StoredSize(), j.body.BodyLen()) {
+			// Already in the destination: record it as copied there.
+			finished = append(finished, in)
+			refs = append(refs, DedupeRef)
+			e.rep(Event{Kind: Duplicate, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID})
+			continue
+		}
+		if maxN < 2 || j.resent {
+			// A message sent again after an unknown outcome goes alone:
+			// a link that broke under a batch may break again.
+			ref, err := e.appendOne(ctx, slot, j, in)
+			outcome(i, ref, err)
+			continue
+		}
+		if len(groups[j.dest]) == 0 {
+			dests = append(dests, j.dest)
+		}
+		groups[j.dest] = append(groups[j.dest], i)
+		size[j.dest] += j.body.CRLFSize()
+		if len(groups[j.dest]) >= maxN || size[j.dest] >= maxBytes {
+			flush(j.dest)
+			size[j.dest] = 0
+		}
+	}
+	for _, d := range dests {
+		if len(groups[d]) > 0 {
+			flush(d)
 		}
 	}
 
@@ -219,6 +291,89 @@ func (e *engine) appendOne(ctx context.Context, slot int, j *job, in Intent) (st
 	}
 	e.claims.claim(in.Dest, ref, in.Key())
 	return ref, nil
+}
+
+// batchCap adapts the size of batches to the link: a batch whose outcome
+// became unknown (the connection broke under it) halves the cap, down to
+// single appends; each batch that got through raises it by one, up to the
+// sink's limit. A link that resets every few hundred kilobytes then
+// carries single messages, which get through, instead of batches that
+// never would.
+type batchCap struct {
+	mu  sync.Mutex
+	cap int // 0: the sink's limit
+}
+
+func (b *batchCap) limit(max int) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cap == 0 || b.cap > max {
+		b.cap = max
+	}
+	return b.cap
+}
+
+func (b *batchCap) note(n int, broke bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case broke:
+		b.cap = max(1, min(b.cap, n)/2)
+	case b.cap > 0:
+		b.cap++ // limit caps it again at the sink's maximum
+	}
+}
+
+type batchResult struct {
+	ref string
+	err error
+}
+
+// appendMany appends batch[idx] (two or more messages of one destination
+// folder) with one AppendBatch call. Journal slots slot..slot+len(idx)-1
+// hold their keys while they may be on the wire. The results are in idx's
+// order, each as appendOne's would be (a Retry-classified one was not
+// stored: the caller appends that message again on its own).
+func (e *engine) appendMany(ctx context.Context, bs BatchSink, slot int, batch []*job, intents []Intent, idx []int) []batchResult {
+	out := make([]batchResult, len(idx))
+	msgs := make([]Message, len(idx))
+	bodies := make([]*Body, len(idx))
+	for k, i := range idx {
+		e.inflight.add(intents[i])
+		defer e.inflight.done(intents[i])
+		msgs[k], bodies[k] = batch[i].msg, batch[i].body
+	}
+	for k, i := range idx {
+		if err := e.o.Checkpoint.Sending(slot+k, intents[i].Key()); err != nil {
+			err = FatalError(fmt.Errorf("write in-flight journal: %w", err))
+			for k := range out {
+				out[k].err = err
+			}
+			return out
+		}
+	}
+	dest := batch[idx[0]].dest
+	refs, errs := bs.AppendBatch(ctx, dest, msgs, bodies)
+	broke := false
+	for _, err := range errs {
+		broke = broke || IsUncertain(err)
+	}
+	e.batchCap.note(len(idx), broke)
+	for k, i := range idx {
+		j, err := batch[i], errs[k]
+		if !IsUncertain(err) {
+			if jerr := e.o.Checkpoint.Replied(slot + k); jerr != nil && err == nil {
+				err = FatalError(fmt.Errorf("write in-flight journal: %w", jerr))
+			}
+		}
+		if err != nil {
+			out[k].err = fmt.Errorf("append message %s of %q to %q: %w", j.msg.ID, j.mb.Name, j.dest, err)
+			continue
+		}
+		e.claims.claim(intents[i].Dest, refs[k], intents[i].Key())
+		out[k].ref = refs[k]
+	}
+	return out
 }
 
 // intentFor describes the copy of j about to be written.

@@ -46,6 +46,7 @@ type engine struct {
 	acct     *dedupSet // with DedupeAcrossFolders: what the whole destination held
 
 	versions *versions // folders unchanged since a run finished them (unchanged.go)
+	batchCap batchCap  // messages per batch for a BatchSink (append.go)
 }
 
 // Run copies every selected message of o.Source that the checkpoint does
@@ -173,12 +174,20 @@ func (e *engine) pipeline(ctx context.Context) error {
 		fetchers.Wait()
 		close(appendCh)
 	}()
+	// Each appender (and the settler) has stride in-flight journal slots,
+	// one per message of a batch it may have on the wire at once.
+	stride := 1
+	if bs, ok := e.o.Sink.(BatchSink); ok {
+		if n, _ := bs.BatchLimits(); n > stride {
+			stride = n
+		}
+	}
 	var appenders sync.WaitGroup
 	for i := 0; i < na; i++ {
 		appenders.Add(1)
 		g.Go(func() error {
 			defer appenders.Done()
-			return e.appendLoop(gctx, soft, i, appendCh)
+			return e.appendLoop(gctx, soft, i*stride, appendCh)
 		})
 	}
 	appendersDone := make(chan struct{})
@@ -186,7 +195,7 @@ func (e *engine) pipeline(ctx context.Context) error {
 		appenders.Wait()
 		close(appendersDone)
 	}()
-	g.Go(func() error { return e.settleLoop(gctx, na, appendersDone) })
+	g.Go(func() error { return e.settleLoop(gctx, na*stride, appendersDone) })
 	err := g.Wait()
 	// Release bodies stranded in the channel by a fatal error.
 	for j := range appendCh {

@@ -205,6 +205,23 @@ type Syncer interface {
 	Sync(ctx context.Context, folder string) error
 }
 
+// BatchSink is implemented by sinks that can store several messages of one
+// folder in one operation (IMAP MULTIAPPEND: one transaction on the
+// server, which is what an IMAP server's cost is counted in). Appenders
+// call AppendBatch instead of Append for two or more messages of one
+// destination folder, concurrently, as they call Append.
+type BatchSink interface {
+	// BatchLimits bounds one call: messages and bytes (0 messages: the
+	// sink cannot batch now).
+	BatchLimits() (messages int, bytes int64)
+	// AppendBatch stores msgs (bodies[i] is msgs[i]'s) in folder and
+	// returns for each what Append would: its ref, or its error, with
+	// the same classification. A batch whose outcome is unknown has every
+	// message Uncertain; one the destination refused as a whole has every
+	// message Retryable, and the engine appends them one by one.
+	AppendBatch(ctx context.Context, folder string, msgs []Message, bodies []*Body) (refs []string, errs []error)
+}
+
 // Finder is implemented by sinks that can recognise a copy whose Append
 // outcome is unknown: written by a run that died before recording it, or
 // sent on a connection that was lost before the reply came (an *uncertain*

@@ -184,7 +184,6 @@ type multiState struct {
 	rtail   literalTail
 	held    []byte // bytes of the current line not yet handed on
 	rout    []byte // bytes ready for the caller
-	rbuf    []byte // what is read from the server while scanning
 	rerr    error  // error to return once rout is drained
 }
 
@@ -254,8 +253,12 @@ func (m *multiState) rewriteMulti(line []byte) []byte {
 }
 
 // read is binaryConn.Read: it passes the server's bytes on, and rewrites
-// the tagged completion of a MultiAppend. With none pending (and no line
-// held) it reads straight into p and only follows the boundaries.
+// the tagged completion of a MultiAppend. Whether one is pending is asked
+// after each read from the server returns, not before it blocks: a
+// MultiAppend registered while this goroutine waited must see its
+// completion, and bytes that arrived before it was registered cannot hold
+// it. With none pending (and no line held) the bytes are handed on where
+// they were read, only followed.
 func (m *multiState) read(r io.Reader, p []byte) (int, error) {
 	for len(m.rout) == 0 {
 		if m.rerr != nil {
@@ -263,20 +266,15 @@ func (m *multiState) read(r io.Reader, p []byte) (int, error) {
 			m.rerr = nil
 			return 0, err
 		}
+		n, err := r.Read(p)
 		m.mu.Lock()
 		pending := len(m.byTag) > 0 || len(m.byID) > 0
 		m.mu.Unlock()
 		if !pending && len(m.held) == 0 {
-			n, err := r.Read(p)
 			m.scan(p[:n], false)
 			return n, err
 		}
-		if cap(m.rbuf) < len(p) {
-			m.rbuf = make([]byte, len(p))
-		}
-		buf := m.rbuf[:len(p)]
-		n, err := r.Read(buf)
-		m.scan(buf[:n], true)
+		m.scan(p[:n], true)
 		m.rerr = err
 		if n == 0 && err == nil {
 			continue

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -119,6 +120,42 @@ func TestMultiAppendDovecot(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Pipelined: two goroutines' batches on the one connection, as the
+	// sink's shared connections carry them, with single APPENDs between.
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for g := 0; g < 2; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				small := [][]byte{[]byte(fmt.Sprintf("Subject: %d %d a\r\n\r\nx\r\n", g, i)), []byte(fmt.Sprintf("Subject: %d %d b\r\n\r\ny\r\n", g, i)), msgs[1]}
+				var r MultiResult
+				err := c.Do(ctx, func() error { var err error; r, err = c.MultiAppend("INBOX", items(small)); return err })
+				if err == nil && len(r.UIDs) != 3 {
+					err = fmt.Errorf("batch %d/%d: UIDs %v", g, i, r.UIDs)
+				}
+				if err == nil && i%5 == 0 {
+					err = c.Do(ctx, func() error {
+						cmd := c.Client.Append("INBOX", int64(len(msgs[0])), nil)
+						cmd.Write(msgs[0])
+						cmd.Close()
+						_, err := cmd.Wait()
+						return err
+					})
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("pipelined batches: %v", err)
 	}
 	// A refused batch stores nothing; the connection goes on.
 	err = c.Do(ctx, func() error { _, err := c.MultiAppend("no-such-folder", items(msgs[:3])); return err })

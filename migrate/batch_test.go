@@ -1,0 +1,141 @@
+package migrate_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailhaul/mailhaul/migrate"
+)
+
+// batchSink is a fakeSink that takes batches (like IMAP MULTIAPPEND: all
+// stored or none). mode says what the next batches do: "ok", "refused"
+// (nothing stored, Retryable), "stored" (all stored, reply lost:
+// Uncertain), "lost" (none stored, Uncertain).
+type batchSink struct {
+	*fakeSink
+	bmu     sync.Mutex
+	modes   []string
+	batches [][]string // message IDs per call
+}
+
+func (k *batchSink) BatchLimits() (int, int64) { return 4, 1 << 20 }
+
+func (k *batchSink) AppendBatch(ctx context.Context, folder string, msgs []migrate.Message, bodies []*migrate.Body) ([]string, []error) {
+	k.bmu.Lock()
+	mode := "ok"
+	if len(k.modes) > 0 {
+		mode, k.modes = k.modes[0], k.modes[1:]
+	}
+	var ids []string
+	for _, m := range msgs {
+		ids = append(ids, m.ID)
+	}
+	k.batches = append(k.batches, ids)
+	k.bmu.Unlock()
+	refs, errs := make([]string, len(msgs)), make([]error, len(msgs))
+	fill := func(err error) {
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	switch mode {
+	case "refused":
+		fill(migrate.Retryable(errors.New("batch refused")))
+		return refs, errs
+	case "lost":
+		fill(migrate.Uncertain(errors.New("connection reset")))
+		return refs, errs
+	}
+	k.mu.Lock()
+	for _, sub := range k.failOnKeys() {
+		for _, b := range bodies {
+			data, _ := io.ReadAll(b.Reader())
+			if strings.Contains(string(data), sub) {
+				k.mu.Unlock()
+				fill(migrate.Retryable(errors.New("batch refused: one message is bad")))
+				return refs, errs
+			}
+		}
+	}
+	for i, b := range bodies {
+		data, _ := io.ReadAll(b.Reader())
+		refs[i] = k.store(folder, string(data))
+	}
+	k.mu.Unlock()
+	if mode == "stored" {
+		fill(migrate.Uncertain(errors.New("connection reset")))
+		return make([]string, len(msgs)), errs
+	}
+	return refs, errs
+}
+
+func (k *fakeSink) failOnKeys() []string {
+	var out []string
+	for s := range k.failOn {
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestBatchAppends: messages go in batches where the sink takes them,
+// and every outcome of a batch keeps exactly once: stored, refused (one
+// by one then, the bad message skipped alone), stored with the reply
+// lost (settled: found), lost (settled: sent again).
+func TestBatchAppends(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		modes []string
+		bad   bool
+	}{
+		{"ok", nil, false},
+		{"refused", []string{"refused"}, false},
+		{"bad-message", nil, true},
+		{"stored-reply-lost", []string{"stored", "stored"}, false},
+		{"lost", []string{"lost"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newFakeSource(map[string]int{"INBOX": 10, "Sent": 6})
+			sink := &batchSink{fakeSink: newFakeSink(), modes: tc.modes}
+			if tc.bad {
+				sink.failOn["<INBOX-4@x>"] = migrate.SkipMessage(errors.New("message refused"))
+			}
+			r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t), Transfers: 1, SettleDelay: 20 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.bad {
+				if len(r.Skipped) != 1 || !strings.Contains(r.Skipped[0].Reason, "message refused") {
+					t.Fatalf("skipped %+v", r.Skipped)
+				}
+				for f, ms := range src.msgs {
+					for i, m := range ms {
+						if m.ID == "INBOX-4" {
+							src.msgs[f] = append(ms[:i:i], ms[i+1:]...)
+							break
+						}
+					}
+				}
+			} else if len(r.Skipped) != 0 {
+				t.Fatalf("skipped %+v", r.Skipped)
+			}
+			exactlyOnce(t, src, sink.fakeSink)
+			many := 0
+			for _, b := range sink.batches {
+				if len(b) > 1 {
+					many++
+				}
+				if len(b) > 4 {
+					t.Errorf("batch of %d messages, limit 4", len(b))
+				}
+			}
+			if many == 0 {
+				t.Errorf("no batch of several messages: %v", sink.batches)
+			}
+		})
+	}
+}

@@ -1,0 +1,176 @@
+package sinks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/mailhaul/mailhaul/internal/imapconn"
+	"github.com/mailhaul/mailhaul/migrate"
+)
+
+// Batches of appends (migrate.BatchSink): one MULTIAPPEND (RFC 3502) per
+// batch, which the server stores in one transaction. See
+// internal/imapconn/multiappend.go for the command and why it pays.
+
+// Batch bounds: a batch is at most this many messages and bytes (a lost
+// connection makes the whole batch uncertain, to be looked up again).
+const (
+	MaxBatch      = 32
+	MaxBatchBytes = 8 << 20
+)
+
+// errBatchRefused makes the engine append a refused batch's messages one
+// by one, which says which of them the server refuses and why.
+var errBatchRefused = errors.New("the server refused the batch; appending its messages one by one")
+
+// BatchLimits implements migrate.BatchSink: batches need MULTIAPPEND,
+// LITERAL+ (the further literals of the command are non-synchronising)
+// and UIDPLUS (the UIDs of the copies).
+func (s *IMAP) BatchLimits() (int, int64) {
+	m := s.metaNow()
+	if s.cfg.NoLiteralPlus || !m.uidPlus() || !m.caps.Has(imap.Cap("MULTIAPPEND")) || !m.caps.Has(imap.CapLiteralPlus) {
+		return 0, 0
+	}
+	return MaxBatch, MaxBatchBytes
+}
+
+// AppendBatch implements migrate.BatchSink; called concurrently by
+// appenders, on the connections Append uses. A message with NUL bytes
+// (literal8) or above APPENDLIMIT is handled as Append would, on its own.
+func (s *IMAP) AppendBatch(ctx context.Context, folder string, msgs []migrate.Message, bodies []*migrate.Body) ([]string, []error) {
+	refs, errs := make([]string, len(msgs)), make([]error, len(msgs))
+	fail := func(err error) ([]string, []error) {
+		for i := range errs {
+			if errs[i] == nil && refs[i] == "" {
+				errs[i] = fmt.Errorf("IMAP destination %s folder %q: %w", s.cfg.Addr(), folder, err)
+			}
+		}
+		return refs, errs
+	}
+	sc, err := s.shared.Acquire(ctx, folder, func(c *imapconn.Conn) error {
+		if _, err := c.Select(ctx, folder, false); err != nil && imapconn.IMAPError(err) == nil {
+			return imapconn.Classify(fmt.Errorf("select folder %q: %w", folder, err))
+		}
+		_, err := s.folder(ctx, c, folder)
+		return err
+	})
+	if err != nil {
+		return fail(err)
+	}
+	var multi []int
+	for i, b := range bodies {
+		if b.HasNUL() || !sc.Conn.CanMultiAppend() {
+			refs[i], errs[i] = s.appendOn(ctx, sc.Conn, folder, msgs[i], b, true)
+			continue
+		}
+		multi = append(multi, i)
+	}
+	var last error
+	if len(multi) == 1 {
+		i := multi[0]
+		refs[i], errs[i] = s.appendOn(ctx, sc.Conn, folder, msgs[i], bodies[i], true)
+		last = errs[i]
+	} else if len(multi) > 1 {
+		last = s.multiAppendOn(ctx, sc.Conn, folder, multi, msgs, bodies, refs, errs, true)
+	}
+	s.shared.Release(sc, last)
+	for i := range errs {
+		if errs[i] != nil {
+			errs[i] = fmt.Errorf("IMAP destination %s folder %q: %w", s.cfg.Addr(), folder, errs[i])
+		}
+	}
+	return refs, errs
+}
+
+// multiAppendOn sends msgs[idx] in one MULTIAPPEND on c and fills refs and
+// errs for them; it returns the error that decides whether c is kept.
+func (s *IMAP) multiAppendOn(ctx context.Context, c *imapconn.Conn, folder string, idx []int, msgs []migrate.Message, bodies []*migrate.Body, refs []string, errs []error, mayCreate bool) error {
+	m := s.metaNow()
+	fi, err := s.folder(ctx, c, folder)
+	if err != nil {
+		for _, i := range idx {
+			errs[i] = err
+		}
+		return err
+	}
+	var items []imapconn.MultiItem
+	var send []int
+	for _, i := range idx {
+		size := bodies[i].CRLFSize()
+		if m.appendLimit > 0 && size > m.appendLimit {
+			errs[i] = migrate.SkipMessage(fmt.Errorf("message of %d bytes exceeds the server's APPENDLIMIT of %d bytes", size, m.appendLimit))
+			continue
+		}
+		items = append(items, imapconn.MultiItem{Flags: s.flagsFor(folder, fi, msgs[i]), Date: msgs[i].Date, Size: size, Body: bodies[i].CRLFReader()})
+		send = append(send, i)
+	}
+	if len(send) == 0 {
+		return nil
+	}
+	if len(send) == 1 {
+		i := send[0]
+		refs[i], errs[i] = s.appendOn(ctx, c, folder, msgs[i], bodies[i], mayCreate)
+		return errs[i]
+	}
+	var res imapconn.MultiResult
+	sent := false
+	err = c.Do(ctx, func() error {
+		sent = true
+		var err error
+		res, err = c.MultiAppend(folder, items)
+		return err
+	})
+	set := func(e error) error {
+		for _, i := range send {
+			errs[i] = e
+		}
+		return e
+	}
+	if err != nil {
+		if t := imapconn.Throttled(err); t != nil {
+			s.shared.Throttled()
+			return set(t)
+		}
+		ie := imapconn.IMAPError(err)
+		switch {
+		case ie == nil && sent && ctx.Err() == nil:
+			// Stored, all of them, or none: the engine settles each.
+			return set(migrate.Uncertain(fmt.Errorf("append %d messages in one MULTIAPPEND: %w", len(send), err)))
+		case ie == nil:
+			return set(imapconn.Classify(fmt.Errorf("append: %w", err)))
+		case ie.Code == imap.ResponseCodeOverQuota:
+			return set(migrate.FatalError(fmt.Errorf("destination account %s is over quota (%s); free space or raise the quota, then run again", s.cfg.User, ie.Text)))
+		case ie.Code == imap.ResponseCodeTryCreate && mayCreate:
+			cerr := c.Do(ctx, func() error { return c.Create(folder, nil).Wait() })
+			if cie := imapconn.IMAPError(cerr); cerr != nil && (cie == nil || cie.Code != imap.ResponseCodeAlreadyExists) {
+				return set(imapconn.Classify(fmt.Errorf("create folder %q after [TRYCREATE]: %w", folder, cerr)))
+			}
+			for _, i := range send {
+				errs[i] = nil
+			}
+			return s.multiAppendOn(ctx, c, folder, send, msgs, bodies, refs, errs, false)
+		default:
+			// The command was refused as a whole: nothing is stored.
+			set(migrate.Retryable(fmt.Errorf("%w: %v", errBatchRefused, err)))
+			return nil
+		}
+	}
+	if len(res.UIDs) != len(send) {
+		// No usable APPENDUID: find each copy as without UIDPLUS.
+		s.mu.Lock()
+		before := fi.uidNext
+		s.mu.Unlock()
+		for _, i := range send {
+			refs[i], errs[i] = s.identify(ctx, c, folder, fi, before, bodies[i])
+		}
+		return nil
+	}
+	for k, i := range send {
+		refs[i] = makeRef(res.UIDValidity, res.UIDs[k], folder)
+	}
+	s.noteUID(fi, res.UIDs[len(res.UIDs)-1])
+	return nil
+}
