@@ -22,8 +22,10 @@ const DefaultMemLimit = 2 << 20
 
 // DefaultMemBudget bounds the bytes of all bodies held in memory at once
 // by one run; beyond it, bodies are spooled to temporary files whatever
-// their size.
-const DefaultMemBudget = 64 << 20
+// their size. With small messages the bodies in flight (a few hundred)
+// rarely reach it; it bounds the case of many medium ones, and leaves room
+// under the process's memory limit (cmd/mailhaul) for everything else.
+const DefaultMemBudget = 16 << 20
 
 // MemBudget is shared by the spools of one run: it bounds the bytes held
 // in memory by all bodies together, so that memory stays bounded however

@@ -21,16 +21,7 @@ import (
 // closes that mailbox for every message (measured: about twice the
 // server CPU, the bottleneck of an IMAP -> IMAP copy on a small server).
 func (s *IMAP) Append(ctx context.Context, folder string, msg migrate.Message, body *migrate.Body) (string, error) {
-	sc, err := s.shared.Acquire(ctx, folder, func(c *imapconn.Conn) error {
-		// Selecting only makes the APPENDs cheaper for the server: a
-		// refusal (folder gone: the APPEND's [TRYCREATE] handles it) is
-		// not an error here.
-		if _, err := c.Select(ctx, folder, false); err != nil && imapconn.IMAPError(err) == nil {
-			return imapconn.Classify(fmt.Errorf("select folder %q: %w", folder, err))
-		}
-		_, err := s.folder(ctx, c, folder)
-		return err
-	})
+	sc, err := s.acquire(ctx, folder)
 	if err != nil {
 		return "", fmt.Errorf("IMAP destination %s folder %q: %w", s.cfg.Addr(), folder, err)
 	}
@@ -40,6 +31,20 @@ func (s *IMAP) Append(ctx context.Context, folder string, msg migrate.Message, b
 		return "", fmt.Errorf("IMAP destination %s folder %q: %w", s.cfg.Addr(), folder, err)
 	}
 	return ref, nil
+}
+
+// acquire returns a shared connection bound to folder, which is selected
+// on it. Selecting only makes the APPENDs cheaper for the server: a
+// refusal (folder gone: the APPEND's [TRYCREATE] handles it) is not an
+// error here.
+func (s *IMAP) acquire(ctx context.Context, folder string) (*imapconn.SharedConn, error) {
+	return s.shared.Acquire(ctx, folder, func(c *imapconn.Conn) error {
+		if _, err := c.Select(ctx, folder, false); err != nil && imapconn.IMAPError(err) == nil {
+			return imapconn.Classify(fmt.Errorf("select folder %q: %w", folder, err))
+		}
+		_, err := s.folder(ctx, c, folder)
+		return err
+	})
 }
 
 func (s *IMAP) appendOn(ctx context.Context, c *imapconn.Conn, folder string, msg migrate.Message, body *migrate.Body, mayCreate bool) (string, error) {
@@ -81,37 +86,53 @@ func (s *IMAP) appendOn(ctx context.Context, c *imapconn.Conn, folder string, ms
 		return err
 	})
 	if err != nil {
-		if t := imapconn.Throttled(err); t != nil {
-			// A definite "not now": nothing was stored.
-			s.shared.Throttled()
-			return "", t
-		}
-		ie := imapconn.IMAPError(err)
+		out, retry, refused := s.appendFailure(ctx, c, folder, err, sent, mayCreate, "append")
 		switch {
-		case ie == nil && sent && ctx.Err() == nil:
-			// The message may have reached the server: the engine settles it.
-			return "", migrate.Uncertain(fmt.Errorf("append: %w", err))
-		case ie == nil:
-			return "", imapconn.Classify(fmt.Errorf("append: %w", err))
-		case ie.Code == imap.ResponseCodeOverQuota:
-			return "", migrate.FatalError(fmt.Errorf("destination account %s is over quota (%s); free space or raise the quota, then run again", s.cfg.User, ie.Text))
-		case ie.Code == imap.ResponseCodeTryCreate && mayCreate:
-			cerr := c.Do(ctx, func() error { return c.Create(folder, nil).Wait() })
-			if cie := imapconn.IMAPError(cerr); cerr != nil && (cie == nil || cie.Code != imap.ResponseCodeAlreadyExists) {
-				return "", imapconn.Classify(fmt.Errorf("create folder %q after [TRYCREATE]: %w", folder, cerr))
-			}
+		case retry:
 			return s.appendOn(ctx, c, folder, msg, body, false)
-		case ie.Code == imap.ResponseCodeTooBig:
+		case refused != nil && refused.Code == imap.ResponseCodeTooBig:
 			return "", migrate.SkipMessage(fmt.Errorf("message of %d bytes refused as too big: %w", size, err))
-		default:
+		case refused != nil:
 			return "", migrate.SkipMessage(fmt.Errorf("message refused: %w", err))
 		}
+		return "", out
 	}
 	if data != nil && data.UID != 0 {
 		s.noteUID(fi, data.UID)
 		return makeRef(data.UIDValidity, data.UID, folder), nil
 	}
 	return s.identify(ctx, c, folder, fi, before, body)
+}
+
+// appendFailure classifies the failure err of an APPEND or MULTIAPPEND
+// (what names it) on c: throttling (Retry, with the wait; the connections
+// shrink), a broken connection after the command was sent (Uncertain), one
+// before (as Classify says), over quota (fatal). For [TRYCREATE] with
+// mayCreate it creates the folder and says retry; any other refusal is
+// returned as refused for the caller to decide, with out nil.
+func (s *IMAP) appendFailure(ctx context.Context, c *imapconn.Conn, folder string, err error, sent, mayCreate bool, what string) (out error, retry bool, refused *imap.Error) {
+	if t := imapconn.Throttled(err); t != nil {
+		// A definite "not now": nothing was stored.
+		s.shared.Throttled()
+		return t, false, nil
+	}
+	ie := imapconn.IMAPError(err)
+	switch {
+	case ie == nil && sent && ctx.Err() == nil:
+		// The messages may have reached the server: the engine settles them.
+		return migrate.Uncertain(fmt.Errorf("%s: %w", what, err)), false, nil
+	case ie == nil:
+		return imapconn.Classify(fmt.Errorf("%s: %w", what, err)), false, nil
+	case ie.Code == imap.ResponseCodeOverQuota:
+		return migrate.FatalError(fmt.Errorf("destination account %s is over quota (%s); free space or raise the quota, then run again", s.cfg.User, ie.Text)), false, nil
+	case ie.Code == imap.ResponseCodeTryCreate && mayCreate:
+		cerr := c.Do(ctx, func() error { return c.Create(folder, nil).Wait() })
+		if cie := imapconn.IMAPError(cerr); cerr != nil && (cie == nil || cie.Code != imap.ResponseCodeAlreadyExists) {
+			return imapconn.Classify(fmt.Errorf("create folder %q after [TRYCREATE]: %w", folder, cerr)), false, nil
+		}
+		return nil, true, nil
+	}
+	return nil, false, ie
 }
 
 // identify finds, on a server without UIDPLUS, the copy just appended on c:

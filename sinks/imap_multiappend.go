@@ -50,13 +50,7 @@ func (s *IMAP) AppendBatch(ctx context.Context, folder string, msgs []migrate.Me
 		}
 		return refs, errs
 	}
-	sc, err := s.shared.Acquire(ctx, folder, func(c *imapconn.Conn) error {
-		if _, err := c.Select(ctx, folder, false); err != nil && imapconn.IMAPError(err) == nil {
-			return imapconn.Classify(fmt.Errorf("select folder %q: %w", folder, err))
-		}
-		_, err := s.folder(ctx, c, folder)
-		return err
-	})
+	sc, err := s.acquire(ctx, folder)
 	if err != nil {
 		return fail(err)
 	}
@@ -130,33 +124,19 @@ func (s *IMAP) multiAppendOn(ctx context.Context, c *imapconn.Conn, folder strin
 		return e
 	}
 	if err != nil {
-		if t := imapconn.Throttled(err); t != nil {
-			s.shared.Throttled()
-			return set(t)
-		}
-		ie := imapconn.IMAPError(err)
+		out, retry, refused := s.appendFailure(ctx, c, folder, err, sent, mayCreate, fmt.Sprintf("append %d messages in one MULTIAPPEND", len(send)))
 		switch {
-		case ie == nil && sent && ctx.Err() == nil:
-			// Stored, all of them, or none: the engine settles each.
-			return set(migrate.Uncertain(fmt.Errorf("append %d messages in one MULTIAPPEND: %w", len(send), err)))
-		case ie == nil:
-			return set(imapconn.Classify(fmt.Errorf("append: %w", err)))
-		case ie.Code == imap.ResponseCodeOverQuota:
-			return set(migrate.FatalError(fmt.Errorf("destination account %s is over quota (%s); free space or raise the quota, then run again", s.cfg.User, ie.Text)))
-		case ie.Code == imap.ResponseCodeTryCreate && mayCreate:
-			cerr := c.Do(ctx, func() error { return c.Create(folder, nil).Wait() })
-			if cie := imapconn.IMAPError(cerr); cerr != nil && (cie == nil || cie.Code != imap.ResponseCodeAlreadyExists) {
-				return set(imapconn.Classify(fmt.Errorf("create folder %q after [TRYCREATE]: %w", folder, cerr)))
-			}
+		case retry:
 			for _, i := range send {
 				errs[i] = nil
 			}
 			return s.multiAppendOn(ctx, c, folder, send, msgs, bodies, refs, errs, false)
-		default:
-			// The command was refused as a whole: nothing is stored.
+		case refused != nil:
+			// Refused as a whole: nothing is stored.
 			set(migrate.Retryable(fmt.Errorf("%w: %v", errBatchRefused, err)))
 			return nil
 		}
+		return set(out)
 	}
 	if len(res.UIDs) != len(send) {
 		// No usable APPENDUID: find each copy as without UIDPLUS.

@@ -511,7 +511,7 @@ func batchRun(g *globalFlags, f *batchFlags, p *batchPlan) error {
 	ctx, stopCh, stop := gracefulSignals(g.log, true)
 	defer stop()
 	b := &batchRunner{g: g, plan: p, stop: stopCh, hook: testKillHook(), out: os.Stderr,
-		memBudget: max(migrate.DefaultMemBudget/int64(f.parallel), 8<<20)}
+		memBudget: max(migrate.DefaultMemBudget/int64(f.parallel), 4<<20)}
 	tick := b.progress(30 * time.Second)
 	err = batch.Run(ctx, p.mine, batch.Config{
 		State: st, Parallel: f.parallel, Again: f.again, Version: ver, Shard: p.shard.String(),
