@@ -633,6 +633,7 @@ func report(b *testing.B, cp corpus, r row) {
 // printTable prints each row's tools with their figures and the ratios of
 // mailhaul's to each peer's (< 1: mailhaul is faster / smaller).
 func printTable(cp corpus, rows []row, useTLS bool) {
+	defer printMedians(cp, rows)
 	mode := "plaintext IMAP"
 	if useTLS {
 		mode = "IMAPS"
@@ -651,5 +652,61 @@ func printTable(cp corpus, rows []row, useTLS bool) {
 			fmt.Printf("%-22s %-9s %7.2fs %7.0f %7.1f %8.0f %7.2f %7s %7.2fs %7s\n", r.name, res.tool, res.first.el.Seconds(),
 				float64(cp.messages)/res.first.el.Seconds(), mb/res.first.el.Seconds(), res.first.rss, res.first.cpu, ratio, res.again.el.Seconds(), rratio)
 		}
+	}
+}
+
+// printMedians prints, per row and tool, the median of every run's
+// figures, and the ratios of mailhaul's medians to each peer's: the table
+// to quote (a shared machine makes single runs noisy).
+func printMedians(cp corpus, rows []row) {
+	type key struct{ row, tool string }
+	var order []key
+	runs := map[key][]result{}
+	for _, r := range rows {
+		for _, res := range r.results {
+			k := key{r.name, res.tool}
+			if _, ok := runs[k]; !ok {
+				order = append(order, k)
+			}
+			runs[k] = append(runs[k], res)
+		}
+	}
+	med := func(v []float64) float64 {
+		sort.Float64s(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	type figs struct{ el, rss, cpu, again float64 }
+	m := map[key]figs{}
+	for k, rs := range runs {
+		var el, rss, cpu, again []float64
+		for _, r := range rs {
+			el, rss, cpu, again = append(el, r.first.el.Seconds()), append(rss, r.first.rss), append(cpu, r.first.cpu), append(again, r.again.el.Seconds())
+		}
+		m[k] = figs{med(el), med(rss), med(cpu), med(again)}
+	}
+	mb := float64(cp.bytes) / 1e6
+	fmt.Printf("\nmedians of %d runs; ratio = mailhaul / tool\n", len(runs[order[0]]))
+	fmt.Printf("%-22s %-9s %8s %7s %7s %8s %7s %7s %8s %7s\n", "row", "tool", "time", "msgs/s", "MB/s", "RSS MiB", "CPU s", "ratio", "re-run", "ratio")
+	sort.SliceStable(order, func(i, j int) bool {
+		a, b := order[i], order[j]
+		if a.row != b.row {
+			return a.row < b.row
+		}
+		if (a.tool == "mailhaul") != (b.tool == "mailhaul") {
+			return a.tool == "mailhaul"
+		}
+		return a.tool < b.tool
+	})
+	for _, k := range order {
+		f := m[k]
+		ratio, rratio := "", ""
+		if mh, ok := m[key{k.row, "mailhaul"}]; ok && k.tool != "mailhaul" {
+			ratio = fmt.Sprintf("%.2f", mh.el/f.el)
+			rratio = fmt.Sprintf("%.2f", mh.again/f.again)
+		}
+		fmt.Printf("%-22s %-9s %7.2fs %7.0f %7.1f %8.0f %7.2f %7s %7.2fs %7s\n", k.row, k.tool, f.el, float64(cp.messages)/f.el, mb/f.el, f.rss, f.cpu, ratio, f.again, rratio)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -68,6 +69,7 @@ func main() {
 	// MAILHAUL_CPUPROFILE=FILE writes a CPU profile of the run (for
 	// benchmarks; see the README's Development section).
 	if p := os.Getenv("MAILHAUL_CPUPROFILE"); p != "" {
+		p = strings.ReplaceAll(p, "%p", strconv.Itoa(os.Getpid())) // one file per process
 		if f, err := os.Create(p); err == nil {
 			pprof.StartCPUProfile(f)
 			code := run(os.Args[1:])
