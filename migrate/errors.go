@@ -40,6 +40,7 @@ type classified struct {
 	uncertain bool
 	throttled bool          // a server's "not now" (Backoff)
 	backoff   time.Duration // server-suggested wait before the next attempt
+	progress  bool          // the failed attempt kept work a retry will not redo
 }
 
 func (e *classified) Error() string { return e.err.Error() }
@@ -99,6 +100,32 @@ func BackoffOf(err error) (time.Duration, bool) {
 		return c.backoff, true
 	}
 	return 0, false
+}
+
+// Progressed marks a transient err after which the failed attempt kept
+// part of its work (hashes of the bodies it had read, say), so the next
+// attempt does strictly less: the engine retries it without counting the
+// attempt against Options.Retries, and from the shortest backoff. A link
+// that drops every few hundred kilobytes thus still gets through a step
+// larger than that, as long as each attempt gets somewhere. Only mark
+// progress that shrinks what is left, or a retry could go on forever.
+func Progressed(err error) error {
+	if err == nil {
+		return nil
+	}
+	c := &classified{class: Retry, err: err, progress: true}
+	var in *classified
+	if errors.As(err, &in) {
+		c.class, c.uncertain, c.throttled, c.backoff = in.class, in.uncertain, in.throttled, in.backoff
+	}
+	return c
+}
+
+// HasProgressed reports whether the outermost classification of err is
+// Progressed.
+func HasProgressed(err error) bool {
+	var c *classified
+	return errors.As(err, &c) && c.progress
 }
 
 // ErrCannotRemove is returned by a Remover that cannot remove one copy

@@ -235,6 +235,10 @@ func (e *engine) retry(ctx context.Context, j *job, what string, op func() error
 				d = e.o.ThrottleWait
 			}
 			wait = max(d, delay)
+		} else if HasProgressed(err) {
+			// Part of the work is kept: start the count again.
+			attempt, delay = -1, e.o.RetryBase
+			wait = delay
 		} else {
 			if attempt >= e.o.Retries {
 				return FatalError(fmt.Errorf("%s: giving up after %d retries: %w", what, attempt, err))

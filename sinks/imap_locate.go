@@ -242,8 +242,9 @@ type sums struct{ raw, crlf, lf string }
 //
 // Hashes are kept (a message never changes under its UID and UIDVALIDITY):
 // a Locate retried after a lost connection fetches only what it had not
-// hashed yet, so a link that drops every few hundred kilobytes still gets
-// through a large lookup.
+// hashed yet, and an error after some bodies were hashed is
+// migrate.Progressed (the retry is not counted), so a link that drops
+// every few hundred kilobytes still gets through a lookup of megabytes.
 func (s *IMAP) hashUIDs(ctx context.Context, c *imapconn.Conn, folder string, uidValidity uint32, uids []imap.UID) (map[imap.UID]sums, error) {
 	out := map[imap.UID]sums{}
 	var todo []imap.UID
@@ -260,6 +261,7 @@ func (s *IMAP) hashUIDs(ctx context.Context, c *imapconn.Conn, folder string, ui
 		return out, nil
 	}
 	section := &imap.FetchItemBodySection{Peek: true}
+	hashed := 0
 	err := c.Do(ctx, func() error {
 		cmd := c.Fetch(imap.UIDSetNum(todo...), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
 		for {
@@ -294,12 +296,17 @@ func (s *IMAP) hashUIDs(ctx context.Context, c *imapconn.Conn, folder string, ui
 				s.mu.Lock()
 				s.hashes[makeRef(uidValidity, uid, folder)] = sm
 				s.mu.Unlock()
+				hashed++
 			}
 		}
 		return cmd.Close()
 	})
 	if err != nil {
-		return nil, imapconn.Classify(fmt.Errorf("fetch %d messages to compare: %w", len(uids), err))
+		err = imapconn.Classify(fmt.Errorf("fetch %d messages to compare (%d read before the error, %d earlier): %w", len(todo), hashed, len(uids)-len(todo), err))
+		if hashed > 0 && migrate.Classify(err) == migrate.Retry {
+			err = migrate.Progressed(err)
+		}
+		return nil, err
 	}
 	return out, nil
 }
