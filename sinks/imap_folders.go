@@ -132,6 +132,17 @@ func (s *IMAP) prepareAs(ctx context.Context, c *imapconn.Conn, src migrate.Mail
 			create.SpecialUse = []imap.MailboxAttr{imap.MailboxAttr(use)}
 		}
 	}
+	if src.NoSelect {
+		// A folder that exists only as structure (a \Noselect parent, a
+		// directory without cur/): creating its children creates it as
+		// structure (RFC 3501 6.3.3: the server creates the superior
+		// names a CREATE needs), where the server keeps structure; an
+		// explicit CREATE would make it a real, empty folder.
+		s.mu.Lock()
+		s.assigned[dest] = src.Name
+		s.mu.Unlock()
+		return dest, nil
+	}
 	if !listed(m, dest) {
 		err := c.Do(ctx, func() error { return c.Create(dest, create).Wait() })
 		if ie := imapconn.IMAPError(err); ie != nil && ie.Code == imap.ResponseCodeAlreadyExists {
@@ -157,9 +168,6 @@ func (s *IMAP) prepareAs(ctx context.Context, c *imapconn.Conn, src migrate.Mail
 	s.mu.Lock()
 	s.assigned[dest] = src.Name
 	s.mu.Unlock()
-	if src.NoSelect {
-		return dest, nil
-	}
 	if _, err := s.folder(ctx, c, dest); err != nil {
 		return "", err
 	}

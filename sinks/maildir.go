@@ -90,6 +90,13 @@ func (s *Maildir) Prepare(ctx context.Context, src migrate.Mailbox, name string)
 	if rel, err := filepath.Rel(s.root, dir); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		return "", migrate.SkipMessage(fmt.Errorf("maildir folder %q: directory %s would be outside the destination %s", name, dir, s.root))
 	}
+	if src.NoSelect && name != "INBOX" {
+		// Structure only (a \Noselect parent): nothing to create. In the
+		// fs layout its children's directories make it a directory
+		// without cur/, which a Maildir reader takes for structure; in
+		// Maildir++ it has no directory of its own.
+		return name, nil
+	}
 	for _, sub := range []string{"cur", "new", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return "", folderError(fmt.Errorf("create maildir folder %s: %w", dir, err))
