@@ -30,11 +30,7 @@ func TestNoSelectParentsStayStructural(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		for _, mb := range []migrate.Mailbox{parent, child} {
-			if _, err := s.Prepare(ctx, mb, mb.Name); err != nil {
-				t.Fatalf("prepare %s: %v", mb.Name, err)
-			}
-		}
+		prepareAll(t, s, parent, child)
 		c := client(t, d, "alice")
 		if _, err := c.Select("Projects/2024", nil).Wait(); err != nil {
 			t.Fatalf("the child folder was not created: %v", err)
@@ -42,6 +38,9 @@ func TestNoSelectParentsStayStructural(t *testing.T) {
 		list, err := c.List("", "Projects", nil).Collect()
 		if err != nil {
 			t.Fatal(err)
+		}
+		if len(list) != 1 {
+			t.Fatalf("LIST Projects: %d answers, want the parent: %v", len(list), list)
 		}
 		for _, l := range list {
 			for _, a := range l.Attrs {
@@ -60,11 +59,7 @@ func TestNoSelectParentsStayStructural(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			for _, mb := range []migrate.Mailbox{parent, child} {
-				if _, err := s.Prepare(ctx, mb, mb.Name); err != nil {
-					t.Fatalf("prepare %s: %v", mb.Name, err)
-				}
-			}
+			prepareAll(t, s, parent, child)
 			var parentDir, childDir string
 			if layout == maildir.Nested {
 				parentDir, childDir = filepath.Join(root, "Projects"), filepath.Join(root, "Projects", "2024")
@@ -78,5 +73,15 @@ func TestNoSelectParentsStayStructural(t *testing.T) {
 				t.Errorf("the parent was made a real folder (%s/cur exists)", parentDir)
 			}
 		})
+	}
+}
+
+// prepareAll prepares each of mbs under its own name, in order.
+func prepareAll(t *testing.T, s migrate.Sink, mbs ...migrate.Mailbox) {
+	t.Helper()
+	for _, mb := range mbs {
+		if _, err := s.Prepare(context.Background(), mb, mb.Name); err != nil {
+			t.Fatalf("prepare %s: %v", mb.Name, err)
+		}
 	}
 }
