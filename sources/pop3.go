@@ -475,13 +475,22 @@ func (s *POP3) Limits() migrate.Limits {
 	return migrate.Limits{Connections: 1, Pipeline: s.o.Depth}
 }
 
-// Close implements migrate.Source: QUIT (nothing is marked for deletion
-// unless Delete ran, which ended its session itself).
+// Close implements migrate.Source: the reading session is told to forget
+// what it retrieved (pop3conn.Conn.Forget: Dovecot would otherwise mark
+// every message read over POP3 \Seen, which its IMAP side shows), then
+// QUIT. (Delete ends its session itself; messages it retrieved and kept
+// may then be marked \Seen by such a server: the user asked for the
+// source to change.)
 func (s *POP3) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
 	if s.sess != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.sess.c.Forget(ctx); err != nil {
+			s.o.Warn(fmt.Errorf("%s: RSET before QUIT: %w (the server may mark the messages read as seen)", s.where(), err))
+		}
+		cancel()
 		s.sess.c.Close()
 		s.sess = nil
 	}

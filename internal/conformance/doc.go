@@ -30,8 +30,12 @@
 //     that stores an APPEND only after its client died (hook-capable
 //     emulated servers): exactly once.
 //
-// Sources (source.go) are asked: the read-only guarantee (nothing in the
-// store changes), exact bytes, flags and dates, stable IDs across opens.
+// Sources (source.go, pop3source.go) are asked: the read-only guarantee
+// (nothing in the store changes: on Dovecot's POP3, not even the \Seen
+// flags its IMAP side shows), exact bytes, flags and dates, stable IDs
+// across opens. Targets: Maildir, mbox, IMAP on Dovecot and on emulated
+// Courier-like and minimal servers, POP3 on Dovecot and on the fake POP3
+// server.
 //
 // A failing case names the backend and the server: subtests are called
 // "<case>/<target>", targets "<backend>@<server>".

@@ -36,8 +36,10 @@ type SourceTarget struct {
 	// whenever anything in the store changes.
 	Seed func(t *testing.T, msgs []Msg) (open func(t *testing.T) migrate.Source, snapshot func(t *testing.T) string)
 	// Flags and Dates say what the store can hold; CRLF that it serves
-	// messages in CRLF form whatever they were stored with (Dovecot).
-	Flags, Dates, CRLF bool
+	// messages in CRLF form whatever they were stored with (Dovecot);
+	// OneFolder that it has one folder, INBOX, holding every message
+	// (POP3).
+	Flags, Dates, CRLF, OneFolder bool
 }
 
 // SourceTargets is the matrix of sources.
@@ -52,6 +54,8 @@ func SourceTargets() []SourceTarget {
 		{Name: "imap@minimal", Seed: func(t *testing.T, msgs []Msg) (func(*testing.T) migrate.Source, func(*testing.T) string) {
 			return seedFake(t, msgs, fakeimap.Options{NoUIDPlus: true, NoSpecialUse: true, NoLiteralPlus: true, NoNamespace: true, NoListStatus: true})
 		}, Flags: true, Dates: true},
+		{Name: "pop3@dovecot", Seed: seedDovecotPOP3, CRLF: true, OneFolder: true},
+		{Name: "pop3@fake", Seed: seedFakePOP3, CRLF: true, OneFolder: true},
 	}
 }
 
@@ -158,6 +162,9 @@ func ContentCase(t *testing.T, st SourceTarget) {
 		b := m.Body
 		if st.CRLF {
 			b = CRLF(b)
+		}
+		if st.OneFolder {
+			m.Folder = "INBOX"
 		}
 		want[key{m.Folder, string(b)}] = append(want[key{m.Folder, string(b)}], m)
 	}

@@ -777,6 +777,28 @@ func (c *Conn) Dele(ctx context.Context, n int) error {
 	return err
 }
 
+// Forget asks the server, before a session that deleted nothing ends, to
+// forget what the session did: RSET, which RFC 1939 defines as unmarking
+// deletions and which Dovecot also takes as forgetting what was retrieved
+// (otherwise it marks every RETRieved message \Seen when the session
+// ends, with QUIT or without). Where LAST is answered (RFC 1460, Dovecot's
+// pop3_enable_last) RSET is not sent: there it would remove \Seen from
+// every message. It must not be called on a session with DELEs to keep.
+func (c *Conn) Forget(ctx context.Context) error {
+	if _, err := c.cmd(ctx, false, nil, "LAST"); err == nil {
+		return nil
+	} else if ServerError(err) == nil {
+		return err
+	}
+	_, err := c.cmd(ctx, false, nil, "RSET")
+	if err == nil {
+		c.emu.Lock()
+		c.dele = 0
+		c.emu.Unlock()
+	}
+	return err
+}
+
 // Noop asks the server for +OK (a cheap liveness check).
 func (c *Conn) Noop(ctx context.Context) error {
 	_, err := c.cmd(ctx, false, nil, "NOOP")

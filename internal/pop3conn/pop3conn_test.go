@@ -562,3 +562,27 @@ func TestNoUIDL(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestForget: RSET is sent where LAST is not answered, and not where it
+// is (there RSET would clear every \Seen flag); the session still ends
+// with QUIT.
+func TestForget(t *testing.T) {
+	for _, last := range []bool{false, true} {
+		f := testserver.StartFakePOP3(t, testserver.FakePOP3Options{Last: last}, fakeMsgs(2))
+		c, err := Dial(context.Background(), fakeCfg(t, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Retr(context.Background(), 1, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Forget(context.Background()); err != nil {
+			t.Fatalf("LAST answered %v: %v", last, err)
+		}
+		c.Close()
+		st := f.Stats()
+		if want := map[bool]int{false: 1, true: 0}[last]; st.Rsets != want || st.Quits != 1 {
+			t.Errorf("LAST answered %v: %d RSETs (want %d), %d QUITs (want 1)", last, st.Rsets, want, st.Quits)
+		}
+	}
+}

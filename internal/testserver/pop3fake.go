@@ -53,6 +53,7 @@ type FakePOP3Options struct {
 	NoUIDL       bool // UIDL answers -ERR and is not in CAPA
 	NoTop        bool // TOP answers -ERR and is not in CAPA
 	NoPipelining bool // PIPELINING is not in CAPA
+	Last         bool // LAST is answered (RFC 1460), as Dovecot's pop3_enable_last does
 }
 
 // FakeMessage is one message of the maildrop. Body is served as it is
@@ -85,6 +86,7 @@ type FakePOP3Stats struct {
 	Tops          int
 	Quits         int // QUITs in TRANSACTION that committed
 	Deleted       int // messages removed at QUIT
+	Rsets         int // RSETs answered
 	Pipelined     int // replies after which the next command had already arrived
 	PipelineFault int // ... while PIPELINING was not offered
 }
@@ -391,7 +393,16 @@ func (s *fakeSession) handle(verb, arg string) bool {
 		s.reply("+OK marked")
 	case "RSET":
 		s.marked = nil
+		s.f.mu.Lock()
+		s.f.stats.Rsets++
+		s.f.mu.Unlock()
 		s.reply("+OK")
+	case "LAST":
+		if !s.f.opt.Last {
+			s.reply("-ERR unknown command")
+			return true
+		}
+		s.reply("+OK 0")
 	case "NOOP":
 		s.reply("+OK")
 	default:

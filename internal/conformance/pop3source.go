@@ -1,0 +1,70 @@
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailhaul/mailhaul/internal/pop3conn"
+	"github.com/mailhaul/mailhaul/internal/testserver"
+	"github.com/mailhaul/mailhaul/migrate"
+	"github.com/mailhaul/mailhaul/sources"
+)
+
+// POP3 sources. A maildrop has one folder and no flags: the cases expect
+// every message in INBOX (SourceTarget.OneFolder), in its CRLF form (the
+// protocol's), and flags and dates are not asked.
+
+// seedDovecotPOP3 stores msgs in the INBOX of a real Dovecot account
+// (through IMAP: a maildrop has no other way in) and reads it over POP3.
+// The snapshot is the account as IMAP sees it, flags included: a POP3
+// session that RETRs without QUIT must leave Dovecot's \Seen alone.
+func seedDovecotPOP3(t *testing.T, msgs []Msg) (func(*testing.T) migrate.Source, func(*testing.T) string) {
+	d := testserver.StartDovecot(t, testserver.WithUser("src", "src-Secret-9"))
+	c, err := imapclient.DialInsecure(d.IMAPAddr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Login("src", "src-Secret-9").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		cmd := c.Append("INBOX", int64(len(m.Body)), &imap.AppendOptions{Time: m.Date})
+		cmd.Write(m.Body)
+		cmd.Close()
+		if _, err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	return pop3Source(d.POP3Addr, "src", "src-Secret-9"), imapSnapshot(d.IMAPAddr, "src", "src-Secret-9")
+}
+
+// seedFakePOP3 serves msgs, in CRLF form, from the fake POP3 server; the
+// snapshot is its maildrop and what clients deleted.
+func seedFakePOP3(t *testing.T, msgs []Msg) (func(*testing.T) migrate.Source, func(*testing.T) string) {
+	var fm []testserver.FakeMessage
+	for i, m := range msgs {
+		fm = append(fm, testserver.FakeMessage{UIDL: fmt.Sprintf("uidl-%03d", i), Body: CRLF(m.Body)})
+	}
+	f := testserver.StartFakePOP3(t, testserver.FakePOP3Options{User: "src", Password: "src-Secret-9"}, fm)
+	return pop3Source(f.Addr, "src", "src-Secret-9"), func(*testing.T) string {
+		return fmt.Sprintf("maildrop %v, %d deleted", f.UIDLs(), f.Stats().Deleted)
+	}
+}
+
+func pop3Source(addr, user, pw string) func(*testing.T) migrate.Source {
+	return func(t *testing.T) migrate.Source {
+		host, port, _ := net.SplitHostPort(addr)
+		cfg := &pop3conn.Config{Endpoint: pop3conn.Endpoint{Host: host, Port: port, User: user}, InsecurePlaintext: true, Password: pw}
+		s, err := sources.OpenPOP3(context.Background(), cfg, sources.POP3Options{Warn: func(err error) { t.Logf("source warning: %v", err) }})
+		if err != nil {
+			t.Fatalf("open POP3 source %s: %v", addr, err)
+		}
+		return s
+	}
+}
