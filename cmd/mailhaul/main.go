@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -54,17 +53,9 @@ type globalFlags struct {
 	log      *slog.Logger
 }
 
-// defaultMemoryLimit is the Go runtime's soft memory limit when GOMEMLIMIT
-// is not set. Message bodies held in memory are bounded by the engine's
-// budget (migrate.DefaultMemBudget), the rest of the heap is small; the
-// limit makes the collector keep the heap near what is live instead of
-// letting it grow to twice that, so that the whole process stays under the
-// 64 MiB the README promises.
-const defaultMemoryLimit = 40 << 20
-
 func main() {
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
-		debug.SetMemoryLimit(defaultMemoryLimit)
+		setMemoryLimit()
 	}
 	// MAILHAUL_CPUPROFILE=FILE writes a CPU profile of the run (for
 	// benchmarks; see the README's Development section).

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+)
+
+// defaultMemoryLimit is the Go runtime's soft memory limit when GOMEMLIMIT
+// is not set. Message bodies held in memory are bounded by the engine's
+// budget (migrate.DefaultMemBudget), the rest of the heap is small; the
+// limit makes the collector keep the heap near what is live instead of
+// letting it grow to twice that, so that the whole process stays under the
+// 64 MiB the README promises.
+const defaultMemoryLimit = 40 << 20
+
+// setMemoryLimit sets the soft limit and keeps it above what is live
+// (adaptMemoryLimit). Called once, by main, before anything else runs.
+func setMemoryLimit() {
+	debug.SetMemoryLimit(defaultMemoryLimit)
+	go adaptMemoryLimit(defaultMemoryLimit, time.Second)
+}
+
+// adaptMemoryLimit raises the soft limit when the live heap comes near
+// it, every period, for the life of the process. A soft limit below the
+// live heap does not bound memory — nothing live can be freed — but makes
+// the collector run back to back: an account of 100,000 folders (whose
+// names and numbers are live for the whole run) spent most of its CPU
+// collecting. Raised, the limit goes on keeping the heap near the live
+// size (twice it at most, as without a limit); it is never lowered.
+func adaptMemoryLimit(limit int64, period time.Duration) {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	for range time.Tick(period) {
+		metrics.Read(sample)
+		if sample[0].Value.Kind() != metrics.KindUint64 {
+			return // not measured by this runtime
+		}
+		if next := nextMemoryLimit(limit, int64(sample[0].Value.Uint64())); next != limit {
+			limit = next
+			debug.SetMemoryLimit(limit)
+		}
+	}
+}
+
+// nextMemoryLimit is the limit for a live heap of live bytes: unchanged
+// while live stays under three quarters of it, else twice live.
+func nextMemoryLimit(limit, live int64) int64 {
+	if live > limit/4*3 {
+		return 2 * live
+	}
+	return limit
+}
