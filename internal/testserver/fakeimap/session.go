@@ -132,12 +132,19 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	return data, nil
 }
 
-// folderFlags is the FLAGS of a folder: system flags and keywords in use.
+// folderFlags is the FLAGS of a folder: system flags and keywords in use,
+// in time linear in the flags of its messages (thousands per message in
+// some tests).
 func folderFlags(f *folder) []imap.Flag {
 	flags := []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}
+	seen := map[string]bool{`\recent`: true}
+	for _, fl := range flags {
+		seen[strings.ToLower(string(fl))] = true
+	}
 	for _, m := range f.msgs {
 		for _, fl := range m.flags {
-			if !hasFlag(flags, fl) && fl != `\Recent` {
+			if k := strings.ToLower(string(fl)); !seen[k] {
+				seen[k] = true
 				flags = append(flags, fl)
 			}
 		}

@@ -342,10 +342,15 @@ func hasFlag(l []imap.Flag, f imap.Flag) bool {
 	return false
 }
 
+// dedupFlags drops repeated flags (compared case-insensitively), in time
+// linear in len(l): a test may give a message thousands of keywords.
 func dedupFlags(l []imap.Flag) []imap.Flag {
 	out := make([]imap.Flag, 0, len(l))
+	seen := make(map[string]bool, len(l))
 	for _, f := range l {
-		if f = canonFlag(f); !hasFlag(out, f) {
+		f = canonFlag(f)
+		if k := strings.ToLower(string(f)); !seen[k] {
+			seen[k] = true
 			out = append(out, f)
 		}
 	}
