@@ -33,7 +33,15 @@ const listBatch = 500
 // Errors: a dropped connection is retryable (the pool redials), a message
 // expunged since List is skipped, a folder that cannot be examined is
 // skipped; authentication failures are fatal.
+//
+// A message's flags are bounded (see keepFlags): what a server lists is
+// held in memory for every message in flight, and thousands of keywords
+// per message would break the memory bound.
 type IMAP struct {
+	// Warn, if not nil, receives what the user should know and that does
+	// not stop the run (keywords left out by keepFlags).
+	Warn func(error)
+
 	cfg    *imapconn.Config
 	pool   *imapconn.Pool
 	shared *imapconn.Shared // body fetches
@@ -272,6 +280,13 @@ func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 		return s.wrap(folder, "", err)
 	}
 	sort.Slice(uids, func(i, j int) bool { return uids[i] < uids[j] })
+	var trimmed []imap.UID // messages whose flags keepFlags cut
+	defer func() {
+		if len(trimmed) > 0 && s.Warn != nil {
+			s.Warn(fmt.Errorf("IMAP source %s folder %q: %d messages (UID %d first) have more than %d keywords or %d bytes of them; only the first are copied",
+				s.cfg.Addr(), folder, len(trimmed), trimmed[0], maxKeywords, maxKeywordBytes))
+		}
+	}()
 	for start := 0; start < len(uids); start += listBatch {
 		end := min(start+listBatch, len(uids))
 		var batch []migrate.Message
@@ -297,10 +312,9 @@ func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 						for _, bs := range buf.BodySection {
 							msg.MessageID = migrate.MessageIDFromHeader(bs.Bytes)
 						}
-						for _, f := range buf.Flags {
-							if !strings.EqualFold(string(f), `\Recent`) {
-								msg.Flags = append(msg.Flags, string(f))
-							}
+						var cut bool
+						if msg.Flags, cut = keepFlags(buf.Flags); cut {
+							trimmed = append(trimmed, buf.UID)
 						}
 						batch = append(batch, msg)
 					}
@@ -319,6 +333,54 @@ func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 		}
 	}
 	return nil
+}
+
+// Bounds on the keywords kept of one message: far more than any mail
+// client sets (Dovecot keeps at most 50 bytes per keyword by default, a
+// Maildir 26 keywords per folder), few enough that the metadata of the
+// messages in flight stays small.
+const (
+	maxKeywords     = 100
+	maxKeywordBytes = 4 << 10
+)
+
+// keepFlags returns flags without \Recent, in IMAP spelling: the system
+// flags, and the others (keywords, and flags such as \Junk that no client
+// can store) in the server's order while there are at most maxKeywords of
+// them holding at most maxKeywordBytes; cut says some were left out.
+func keepFlags(flags []imap.Flag) (out []string, cut bool) {
+	n, size := 0, 0
+	var sys [len(systemFlags)]bool // each kept once, however often listed
+	for _, f := range flags {
+		i := systemFlag(f)
+		switch {
+		case strings.EqualFold(string(f), `\Recent`):
+		case i >= 0:
+			if !sys[i] {
+				sys[i] = true
+				out = append(out, string(f))
+			}
+		case n < maxKeywords && size+len(f) <= maxKeywordBytes:
+			out = append(out, string(f))
+			n++
+			size += len(f)
+		default:
+			cut = true
+		}
+	}
+	return out, cut
+}
+
+var systemFlags = [...]imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}
+
+// systemFlag is the index of f in systemFlags, -1 if it is none.
+func systemFlag(f imap.Flag) int {
+	for i, sf := range systemFlags {
+		if strings.EqualFold(string(f), string(sf)) {
+			return i
+		}
+	}
+	return -1
 }
 
 // messageIDSection is BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]: listed with

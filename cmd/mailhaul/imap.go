@@ -102,7 +102,12 @@ func openIMAPSource(ctx context.Context, ep endpoint, env endpointEnv) (migrate.
 	if err != nil {
 		return nil, err
 	}
-	return sources.OpenIMAP(ctx, cfg, dataConns(env, 1))
+	s, err := sources.OpenIMAP(ctx, cfg, dataConns(env, 1))
+	if err != nil {
+		return nil, err
+	}
+	s.Warn = env.warn
+	return s, nil
 }
 
 // dataConns is how many connections a side moves messages on: --transfers,
