@@ -122,20 +122,38 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 	if err != nil {
 		return nil, err
 	}
+	// Leading and trailing delimiters are dropped ("Archive/" is
+	// "Archive"), unless that makes two server names one ("x" and "x/",
+	// "/x"): then those that differ keep their empty parts, which sinks
+	// escape. A name that still collides is left out with a warning.
+	names := make([]string, len(list))
+	claims := map[string]int{}
+	for i, l := range list {
+		if !imapconn.HasAttr(l, imap.MailboxAttrNonExistent) {
+			names[i] = s.localName(l.Mailbox, l.Delim, prefix, false)
+			claims[names[i]]++
+		}
+	}
 	var out []migrate.Mailbox
-	seen := map[string]bool{}
-	for _, l := range list {
+	seen := map[string]string{} // name -> server name
+	for i, l := range list {
 		if imapconn.HasAttr(l, imap.MailboxAttrNonExistent) {
 			continue
 		}
-		name := s.localName(l.Mailbox, l.Delim, prefix)
-		if name == "" || seen[name] {
+		name := names[i]
+		if claims[name] > 1 || name == "" {
+			name = s.localName(l.Mailbox, l.Delim, prefix, true)
+		}
+		if other, ok := seen[name]; name == "" || ok {
+			if ok && other != l.Mailbox && s.Warn != nil {
+				s.Warn(fmt.Errorf("IMAP source %s: folder %q is not copied: its name %q is that of folder %q too (rename one on the server)", s.cfg.Addr(), l.Mailbox, name, other))
+			}
 			continue
 		}
 		if s.cfg.Folder != "" && name != s.cfg.Folder && !strings.HasPrefix(name, s.cfg.Folder+"/") {
 			continue
 		}
-		seen[name] = true
+		seen[name] = l.Mailbox
 		mb := migrate.Mailbox{Name: name, NoSelect: imapconn.HasAttr(l, imap.MailboxAttrNoSelect)}
 		for _, a := range l.Attrs {
 			switch u := string(a); strings.ToLower(u) {
@@ -205,8 +223,9 @@ func (s *IMAP) setStatus(mb *migrate.Mailbox, st *imap.StatusData) {
 	s.mu.Unlock()
 }
 
-// localName turns a server mailbox name into mailhaul's "/" name.
-func (s *IMAP) localName(server string, delim rune, prefix string) string {
+// localName turns a server mailbox name into mailhaul's "/" name, without
+// leading and trailing "/" unless keepEmpty.
+func (s *IMAP) localName(server string, delim rune, prefix string, keepEmpty bool) string {
 	if strings.EqualFold(server, "INBOX") {
 		return "INBOX"
 	}
@@ -221,6 +240,9 @@ func (s *IMAP) localName(server string, delim rune, prefix string) string {
 	}
 	if strings.EqualFold(n, "INBOX") {
 		return "INBOX"
+	}
+	if keepEmpty {
+		return n
 	}
 	return strings.Trim(n, "/")
 }
