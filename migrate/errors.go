@@ -20,7 +20,8 @@ const (
 	// Retry is a transient failure (lost connection, throttling); the
 	// operation is retried with backoff. When retries are exhausted the
 	// error becomes fatal: a server that stays unreachable stops the run
-	// (the next run resumes) rather than skipping every message.
+	// (the next run resumes) rather than skipping every message. An error
+	// marked RetryThenSkip skips its message instead.
 	Retry
 )
 
@@ -41,6 +42,7 @@ type classified struct {
 	throttled bool          // a server's "not now" (Backoff)
 	backoff   time.Duration // server-suggested wait before the next attempt
 	progress  bool          // the failed attempt kept work a retry will not redo
+	skipLast  bool          // RetryThenSkip: exhausted retries skip the message
 }
 
 func (e *classified) Error() string { return e.err.Error() }
@@ -82,6 +84,29 @@ func IsUncertain(err error) bool {
 	return errors.As(err, &c) && c.uncertain
 }
 
+// RetryThenSkip marks err as transient, but possibly bound to one message:
+// the server answered and then broke off inside that message's own data
+// (a FETCH literal that stops part-way, as a server does that crashes on
+// a corrupt mail file). It is retried like Retryable; when the retries
+// are exhausted the message is skipped (reported, and tried again by the
+// next run) instead of the run stopped, since the server was reachable
+// each time and one message must not keep an account from being copied.
+// A server that becomes unreachable fails the next attempt differently,
+// and that error decides.
+func RetryThenSkip(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &classified{class: Retry, err: err, skipLast: true}
+}
+
+// skipsWhenExhausted reports whether the outermost classification of err
+// is RetryThenSkip.
+func skipsWhenExhausted(err error) bool {
+	var c *classified
+	return errors.As(err, &c) && c.skipLast
+}
+
 // Backoff marks err as transient, a server's throttling: the next
 // attempt waits at least d (the server's suggestion; 0 when it made none:
 // then Options.ThrottleWait).
@@ -116,7 +141,7 @@ func Progressed(err error) error {
 	c := &classified{class: Retry, err: err, progress: true}
 	var in *classified
 	if errors.As(err, &in) {
-		c.class, c.uncertain, c.throttled, c.backoff = in.class, in.uncertain, in.throttled, in.backoff
+		c.class, c.uncertain, c.throttled, c.backoff, c.skipLast = in.class, in.uncertain, in.throttled, in.backoff, in.skipLast
 	}
 	return c
 }

@@ -50,3 +50,46 @@ func TestRetryCountsOnlyAttemptsWithoutProgress(t *testing.T) {
 		t.Errorf("Progressed(SkipMessage) = %v, %v", Classify(err), HasProgressed(err))
 	}
 }
+
+// TestRetryThenSkip: an error marked RetryThenSkip (a server that breaks
+// off inside one message's data every time) is retried like any transient
+// error, and once the retries are exhausted skips that message instead of
+// stopping the run; a plain Retryable error still stops it.
+func TestRetryThenSkip(t *testing.T) {
+	e := &engine{o: Options{RetryBase: time.Microsecond, Retries: 2}, rep: func(Event) {}}
+	j := &job{mb: Mailbox{Name: "INBOX"}, msg: Message{ID: "7"}}
+	calls := 0
+	err := e.retry(context.Background(), j, "fetch", func() error {
+		calls++
+		return RetryThenSkip(errors.New("literal of 169 bytes ended after 84"))
+	})
+	if Classify(err) != Skip || !strings.Contains(err.Error(), "giving up after 2 retries") || calls != 3 {
+		t.Fatalf("after %d calls: %v (%v), want a skip after 3", calls, err, Classify(err))
+	}
+	calls = 0
+	err = e.retry(context.Background(), j, "fetch", func() error {
+		calls++
+		if calls == 1 {
+			return RetryThenSkip(errors.New("cut"))
+		}
+		return nil
+	})
+	if err != nil || calls != 2 {
+		t.Fatalf("cut once: %v after %d calls", err, calls)
+	}
+	// The last attempt decides: a server gone after cutting is fatal.
+	calls = 0
+	err = e.retry(context.Background(), j, "fetch", func() error {
+		calls++
+		if calls == 1 {
+			return RetryThenSkip(errors.New("cut"))
+		}
+		return Retryable(errors.New("connection refused"))
+	})
+	if Classify(err) != Fatal {
+		t.Fatalf("server gone: %v (%v), want fatal", err, Classify(err))
+	}
+	if err := Progressed(RetryThenSkip(errors.New("cut"))); !skipsWhenExhausted(err) || Classify(err) != Retry {
+		t.Errorf("Progressed(RetryThenSkip) lost its mark: %v", Classify(err))
+	}
+}

@@ -212,7 +212,8 @@ const folderWindow = 4
 
 // retry runs op, retrying errors classified Retry with exponential
 // backoff; an Uncertain error is returned at once (it must be settled, not
-// retried). A panic in op is turned into a Skip error.
+// retried). Exhausted retries are fatal, or skip the message for an error
+// marked RetryThenSkip. A panic in op is turned into a Skip error.
 func (e *engine) retry(ctx context.Context, j *job, what string, op func() error) error {
 	delay := e.o.RetryBase
 	throttled := 0
@@ -241,7 +242,11 @@ func (e *engine) retry(ctx context.Context, j *job, what string, op func() error
 			wait = delay
 		} else {
 			if attempt >= e.o.Retries {
-				return FatalError(fmt.Errorf("%s: giving up after %d retries: %w", what, attempt, err))
+				err = fmt.Errorf("%s: giving up after %d retries: %w", what, attempt, err)
+				if skipsWhenExhausted(err) {
+					return SkipMessage(err)
+				}
+				return FatalError(err)
 			}
 			delay *= 2
 		}

@@ -497,11 +497,15 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 
 // fetchPart streams BODY.PEEK[] of uid in folder (or the part given) into
 // w and classifies the outcome: a message expunged since listing or one
-// the server refuses is skipped, a lost connection is retryable.
+// the server refuses is skipped, a lost connection is retryable, and one
+// lost inside this message's literal is retried and then skipped
+// (migrate.RetryThenSkip): a server that always breaks off in the same
+// message must not stop the run.
 func (s *IMAP) fetchPart(ctx context.Context, folder string, uid imap.UID, w io.Writer, part *imap.SectionPartial) (found bool, n int64, err error) {
 	s.mu.Lock()
 	epoch := s.epochs[folder]
 	s.mu.Unlock()
+	cut := false // the connection broke inside this message's literal
 	sc, err := s.shared.Acquire(ctx, folder, func(c *imapconn.Conn) error {
 		_, err := s.examine(ctx, c, folder, epoch)
 		return err
@@ -529,6 +533,7 @@ func (s *IMAP) fetchPart(ctx context.Context, folder string, uid imap.UID, w io.
 						k, err := imapconn.ReadLiteral(c, w, b.Literal)
 						n += k
 						if err != nil {
+							cut = true
 							return err // the connection is closed: no cmd.Close
 						}
 					}
@@ -549,6 +554,9 @@ func (s *IMAP) fetchPart(ctx context.Context, folder string, uid imap.UID, w io.
 		}
 		if ie := imapconn.IMAPError(err); ie != nil {
 			return found, n, migrate.SkipMessage(s.wrap(folder, fmt.Sprint(uid), err))
+		}
+		if cut {
+			return found, n, migrate.RetryThenSkip(s.wrap(folder, fmt.Sprint(uid), err))
 		}
 		return found, n, s.wrap(folder, fmt.Sprint(uid), err)
 	case !found:
