@@ -49,6 +49,7 @@ type IMAP struct {
 	mu     sync.Mutex
 	server map[string]string // "/" name -> server name
 	epochs map[string]string // server name -> UIDVALIDITY
+	empty  map[string]bool   // server name -> STATUS, with the LIST, said it holds no message
 }
 
 // FetchDepth is how many UID FETCH BODY.PEEK[] commands one connection
@@ -67,7 +68,7 @@ func OpenIMAP(ctx context.Context, cfg *imapconn.Config, conns int) (*IMAP, erro
 	}
 	pool := imapconn.NewPool(cfg, conns+1)
 	s := &IMAP{cfg: cfg, pool: pool, shared: imapconn.NewShared(pool, conns, FetchDepth),
-		server: map[string]string{}, epochs: map[string]string{}}
+		server: map[string]string{}, epochs: map[string]string{}, empty: map[string]bool{}}
 	c, err := s.pool.Get(ctx)
 	if err != nil {
 		return nil, err
@@ -220,6 +221,11 @@ func (s *IMAP) setStatus(mb *migrate.Mailbox, st *imap.StatusData) {
 	}
 	s.mu.Lock()
 	s.epochs[s.server[mb.Name]] = mb.Epoch
+	if st.NumMessages != nil && *st.NumMessages == 0 {
+		s.empty[s.server[mb.Name]] = true
+	} else {
+		delete(s.empty, s.server[mb.Name])
+	}
 	s.mu.Unlock()
 }
 
@@ -279,6 +285,15 @@ func (s *IMAP) examine(ctx context.Context, c *imapconn.Conn, folder, epoch stri
 // Called from the lister goroutine.
 func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Message) error) error {
 	folder := s.serverName(mb.Name)
+	s.mu.Lock()
+	empty := s.empty[folder]
+	s.mu.Unlock()
+	if empty {
+		// The folder was empty when Mailboxes asked (LIST-STATUS or
+		// STATUS): no EXAMINE. A message that arrives since raises UIDNEXT,
+		// so the next run lists the folder (unchanged.go).
+		return nil
+	}
 	var uids []imap.UID
 	// Each step is retried on a new connection when one breaks, so a lost
 	// connection resumes the listing at the batch it interrupted.
