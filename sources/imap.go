@@ -47,9 +47,8 @@ type IMAP struct {
 	shared *imapconn.Shared // body fetches
 
 	mu     sync.Mutex
-	server map[string]string // "/" name -> server name
-	epochs map[string]string // server name -> UIDVALIDITY
-	empty  map[string]bool   // server name -> STATUS, with the LIST, said it holds no message
+	server map[string]string      // "/" name -> server name
+	epochs map[string]folderState // server name -> UIDVALIDITY, and whether the folder was empty
 }
 
 // FetchDepth is how many UID FETCH BODY.PEEK[] commands one connection
@@ -68,7 +67,7 @@ func OpenIMAP(ctx context.Context, cfg *imapconn.Config, conns int) (*IMAP, erro
 	}
 	pool := imapconn.NewPool(cfg, conns+1)
 	s := &IMAP{cfg: cfg, pool: pool, shared: imapconn.NewShared(pool, conns, FetchDepth),
-		server: map[string]string{}, epochs: map[string]string{}, empty: map[string]bool{}}
+		server: map[string]string{}, epochs: map[string]folderState{}}
 	c, err := s.pool.Get(ctx)
 	if err != nil {
 		return nil, err
@@ -95,7 +94,7 @@ func (s *IMAP) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 
 func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailbox, error) {
 	var (
-		list   []*imap.ListData
+		list   []listed
 		prefix string
 	)
 	err := c.Do(ctx, func() error {
@@ -113,9 +112,14 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 			// Every folder's numbers in the same round trip (RFC 5819).
 			opts.ReturnStatus = folderStatus
 		}
-		var err error
-		list, err = c.List("", "*", opts).Collect()
-		if err != nil {
+		// Read as the answers arrive, each kept in a compact form: an
+		// account of 100,000 folders does not hold 100,000 of go-imap's
+		// LIST and STATUS structures at once.
+		cmd := c.List("", "*", opts)
+		for l := cmd.Next(); l != nil; l = cmd.Next() {
+			list = append(list, compactList(l))
+		}
+		if err := cmd.Close(); err != nil {
 			return fmt.Errorf("LIST: %w", err)
 		}
 		return nil
@@ -130,15 +134,15 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 	names := make([]string, len(list))
 	claims := map[string]int{}
 	for i, l := range list {
-		if !imapconn.HasAttr(l, imap.MailboxAttrNonExistent) {
+		if !l.nonExistent {
 			names[i] = s.localName(l.Mailbox, l.Delim, prefix, false)
 			claims[names[i]]++
 		}
 	}
-	var out []migrate.Mailbox
+	out := make([]migrate.Mailbox, 0, len(list))
 	seen := map[string]string{} // name -> server name
 	for i, l := range list {
-		if imapconn.HasAttr(l, imap.MailboxAttrNonExistent) {
+		if l.nonExistent {
 			continue
 		}
 		name := names[i]
@@ -155,18 +159,12 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 			continue
 		}
 		seen[name] = l.Mailbox
-		mb := migrate.Mailbox{Name: name, NoSelect: imapconn.HasAttr(l, imap.MailboxAttrNoSelect)}
-		for _, a := range l.Attrs {
-			switch u := string(a); strings.ToLower(u) {
-			case `\sent`, `\drafts`, `\trash`, `\junk`, `\archive`, `\all`, `\flagged`:
-				mb.SpecialUse = `\` + strings.ToUpper(u[1:2]) + strings.ToLower(u[2:])
-			}
-		}
+		mb := migrate.Mailbox{Name: name, NoSelect: l.noSelect, SpecialUse: l.specialUse}
 		migrate.GuessSpecialUse(&mb)
 		s.mu.Lock()
 		s.server[name] = l.Mailbox
 		s.mu.Unlock()
-		if st := l.Status; st != nil && !mb.NoSelect && st.UIDValidity != 0 {
+		if st := l.statusData(); st != nil && !mb.NoSelect {
 			s.setStatus(&mb, st)
 		}
 		out = append(out, mb)
@@ -209,6 +207,55 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 // (the Epoch) and what makes its Version.
 var folderStatus = &imap.StatusOptions{UIDValidity: true, UIDNext: true, NumMessages: true}
 
+// folderState is what the source knows of a folder from its last STATUS.
+type folderState struct {
+	uidValidity string // as migrate.Mailbox.Epoch
+	empty       bool   // MESSAGES was 0 (the folder is not examined)
+}
+
+// listed is what mailboxes keeps of one LIST answer.
+type listed struct {
+	Mailbox               string
+	Delim                 rune
+	noSelect, nonExistent bool
+	specialUse            string // an RFC 6154 attribute, in its usual spelling
+	// From LIST-STATUS: UIDVALIDITY (0: not sent), UIDNEXT and MESSAGES
+	// (-1: not sent).
+	uidValidity, uidNext uint32
+	messages             int64
+}
+
+func compactList(l *imap.ListData) listed {
+	out := listed{Mailbox: l.Mailbox, Delim: l.Delim, messages: -1,
+		noSelect: imapconn.HasAttr(l, imap.MailboxAttrNoSelect), nonExistent: imapconn.HasAttr(l, imap.MailboxAttrNonExistent)}
+	for _, a := range l.Attrs {
+		switch u := string(a); strings.ToLower(u) {
+		case `\sent`, `\drafts`, `\trash`, `\junk`, `\archive`, `\all`, `\flagged`:
+			out.specialUse = `\` + strings.ToUpper(u[1:2]) + strings.ToLower(u[2:])
+		}
+	}
+	if st := l.Status; st != nil {
+		out.uidValidity, out.uidNext = st.UIDValidity, uint32(st.UIDNext)
+		if st.NumMessages != nil {
+			out.messages = int64(*st.NumMessages)
+		}
+	}
+	return out
+}
+
+// statusData is what LIST-STATUS said of l, nil if it said nothing.
+func (l listed) statusData() *imap.StatusData {
+	if l.uidValidity == 0 {
+		return nil
+	}
+	st := &imap.StatusData{Mailbox: l.Mailbox, UIDValidity: l.uidValidity, UIDNext: imap.UID(l.uidNext)}
+	if l.messages >= 0 {
+		n := uint32(l.messages)
+		st.NumMessages = &n
+	}
+	return st
+}
+
 // setStatus sets mb's Epoch and Version from STATUS data. The Version is
 // UIDVALIDITY/UIDNEXT/MESSAGES: a message added to the folder raises
 // UIDNEXT (RFC 9051 2.3.1.1), one removed lowers MESSAGES. It is "" when
@@ -220,12 +267,7 @@ func (s *IMAP) setStatus(mb *migrate.Mailbox, st *imap.StatusData) {
 		mb.Version = fmt.Sprintf("%d/%d/%d", st.UIDValidity, st.UIDNext, *st.NumMessages)
 	}
 	s.mu.Lock()
-	s.epochs[s.server[mb.Name]] = mb.Epoch
-	if st.NumMessages != nil && *st.NumMessages == 0 {
-		s.empty[s.server[mb.Name]] = true
-	} else {
-		delete(s.empty, s.server[mb.Name])
-	}
+	s.epochs[s.server[mb.Name]] = folderState{uidValidity: mb.Epoch, empty: st.NumMessages != nil && *st.NumMessages == 0}
 	s.mu.Unlock()
 }
 
@@ -286,7 +328,7 @@ func (s *IMAP) examine(ctx context.Context, c *imapconn.Conn, folder, epoch stri
 func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Message) error) error {
 	folder := s.serverName(mb.Name)
 	s.mu.Lock()
-	empty := s.empty[folder]
+	empty := s.epochs[folder].empty
 	s.mu.Unlock()
 	if empty {
 		// The folder was empty when Mailboxes asked (LIST-STATUS or
@@ -518,7 +560,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // message must not stop the run.
 func (s *IMAP) fetchPart(ctx context.Context, folder string, uid imap.UID, w io.Writer, part *imap.SectionPartial) (found bool, n int64, err error) {
 	s.mu.Lock()
-	epoch := s.epochs[folder]
+	epoch := s.epochs[folder].uidValidity
 	s.mu.Unlock()
 	cut := false // the connection broke inside this message's literal
 	sc, err := s.shared.Acquire(ctx, folder, func(c *imapconn.Conn) error {

@@ -54,7 +54,7 @@ func (s *IMAP) Headers(ctx context.Context, msgs []migrate.Message, fn func(int,
 		folder = s.serverName(msgs[0].Mailbox)
 	}
 	s.mu.Lock()
-	epoch := s.epochs[folder]
+	epoch := s.epochs[folder].uidValidity
 	s.mu.Unlock()
 	for start := 0; start < len(msgs); start += listBatch {
 		end := min(start+listBatch, len(msgs))

@@ -6,9 +6,9 @@ func TestNextMemoryLimit(t *testing.T) {
 	for _, c := range []struct{ limit, live, want int64 }{
 		{40 << 20, 10 << 20, 40 << 20}, // well under: unchanged
 		{40 << 20, 30 << 20, 40 << 20}, // at three quarters: unchanged
-		{40 << 20, 31 << 20, 62 << 20}, // above: twice live
-		{40 << 20, 90 << 20, 180 << 20},
-		{180 << 20, 20 << 20, 180 << 20}, // never lowered
+		{40 << 20, 32 << 20, 48 << 20}, // above: one and a half times live
+		{40 << 20, 90 << 20, 135 << 20},
+		{135 << 20, 20 << 20, 135 << 20}, // never lowered
 	} {
 		if got := nextMemoryLimit(c.limit, c.live); got != c.want {
 			t.Errorf("nextMemoryLimit(%d MiB, %d MiB) = %d MiB, want %d MiB", c.limit>>20, c.live>>20, got>>20, c.want>>20)
