@@ -2,16 +2,13 @@ package sources_test
 
 import (
 	"context"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/mailhaul/mailhaul/internal/imapconn"
 	"github.com/mailhaul/mailhaul/internal/testserver/fakeimap"
 	"github.com/mailhaul/mailhaul/migrate"
-	"github.com/mailhaul/mailhaul/sources"
 )
 
 // TestIMAPEmptyFoldersAreNotExamined: a folder that LIST-STATUS (or,
@@ -41,12 +38,8 @@ func TestIMAPEmptyFoldersAreNotExamined(t *testing.T) {
 		if _, err := srv.Append("u", "Full", []byte("Subject: x\r\n\r\nx\r\n"), nil, time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		host, port, _ := net.SplitHostPort(srv.Addr())
 		ctx := context.Background()
-		src, err := sources.OpenIMAP(ctx, &imapconn.Config{Endpoint: imapconn.Endpoint{Host: host, Port: port, User: "u"}, InsecurePlaintext: true, Password: "p"}, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
+		src := openFake(t, srv)
 		mbs, err := src.Mailboxes(ctx)
 		if err != nil {
 			t.Fatal(err)

@@ -49,12 +49,8 @@ func TestIMAPFetchLargeResumes(t *testing.T) {
 	if _, err := srv.Append("u", "INBOX", body, nil, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	host, port, _ := net.SplitHostPort(srv.Addr())
 	ctx := context.Background()
-	src, err := sources.OpenIMAP(ctx, &imapconn.Config{Endpoint: imapconn.Endpoint{Host: host, Port: port, User: "u"}, InsecurePlaintext: true, Password: "p"}, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := openFake(t, srv)
 	defer src.Close()
 	mbs, err := src.Mailboxes(ctx)
 	if err != nil {
@@ -84,4 +80,16 @@ func TestIMAPFetchLargeResumes(t *testing.T) {
 		}
 		_ = fetched
 	}
+}
+
+// openFake opens an IMAP source on srv's account "u" (password "p"), one
+// connection, plaintext.
+func openFake(t *testing.T, srv *fakeimap.Server) *sources.IMAP {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(srv.Addr())
+	src, err := sources.OpenIMAP(context.Background(), &imapconn.Config{Endpoint: imapconn.Endpoint{Host: host, Port: port, User: "u"}, InsecurePlaintext: true, Password: "p"}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,10 +21,20 @@ import (
 // that a run did not change its source.
 func snapshot(t *testing.T, root string) string {
 	t.Helper()
+	return listTree(root)
+}
+
+// listTree describes every path under root but those in skip (and what
+// they hold): mode, size and, for files, mtime (a directory's mtime changes
+// when something is made in it, which the paths already show).
+func listTree(root string, skip ...string) string {
 	var b strings.Builder
 	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if slices.Contains(skip, p) {
+			return filepath.SkipDir
+		}
 		if err != nil {
-			fmt.Fprintf(&b, "%s error %v\n", p, err)
+			fmt.Fprintf(&b, "%q error %v\n", p, err)
 			return nil
 		}
 		fi, err := os.Lstat(p)
@@ -32,9 +43,9 @@ func snapshot(t *testing.T, root string) string {
 		}
 		mt := fi.ModTime().UnixNano()
 		if fi.IsDir() {
-			mt = 0 // reading a directory does not change it, but atime-ish noise is not our business
+			mt = 0
 		}
-		fmt.Fprintf(&b, "%s %d %v %d\n", p, fi.Size(), fi.Mode(), mt)
+		fmt.Fprintf(&b, "%q %v %d %d\n", p, fi.Mode(), fi.Size(), mt)
 		return nil
 	})
 	return b.String()

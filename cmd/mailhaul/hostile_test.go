@@ -205,27 +205,7 @@ func newHostileSide(t *testing.T) hostileSide {
 // hold, with type, size and (for files) mtime.
 func (s hostileSide) outside(t *testing.T) string {
 	t.Helper()
-	var b strings.Builder
-	filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
-		if p == s.dst || p == s.state {
-			return filepath.SkipDir
-		}
-		if err != nil {
-			fmt.Fprintf(&b, "%q error %v\n", p, err)
-			return nil
-		}
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return nil
-		}
-		mt := fi.ModTime().UnixNano()
-		if fi.IsDir() {
-			mt = 0 // the parent's mtime changes when dst and state are made
-		}
-		fmt.Fprintf(&b, "%q %v %d %d\n", p, fi.Mode(), fi.Size(), mt)
-		return nil
-	})
-	return b.String()
+	return listTree(s.root, s.dst, s.state)
 }
 
 // findNamed returns the paths under root whose name contains needle,

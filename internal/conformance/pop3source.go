@@ -6,9 +6,6 @@ import (
 	"net"
 	"testing"
 
-	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
-
 	"github.com/mailhaul/mailhaul/internal/pop3conn"
 	"github.com/mailhaul/mailhaul/internal/testserver"
 	"github.com/mailhaul/mailhaul/migrate"
@@ -21,26 +18,15 @@ import (
 
 // seedDovecotPOP3 stores msgs in the INBOX of a real Dovecot account
 // (through IMAP: a maildrop has no other way in) and reads it over POP3.
-// The snapshot is the account as IMAP sees it, flags included: a POP3
-// session that RETRs without QUIT must leave Dovecot's \Seen alone.
+// The snapshot is the account as IMAP sees it, flags included: reading
+// over POP3 must not mark Dovecot's messages \Seen (Forget's RSET).
 func seedDovecotPOP3(t *testing.T, msgs []Msg) (func(*testing.T) migrate.Source, func(*testing.T) string) {
-	d := testserver.StartDovecot(t, testserver.WithUser("src", "src-Secret-9"))
-	c, err := imapclient.DialInsecure(d.IMAPAddr, nil)
-	if err != nil {
-		t.Fatal(err)
+	inbox := make([]Msg, len(msgs))
+	for i, m := range msgs {
+		m.Folder, m.Flags = "INBOX", nil
+		inbox[i] = m
 	}
-	if err := c.Login("src", "src-Secret-9").Wait(); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range msgs {
-		cmd := c.Append("INBOX", int64(len(m.Body)), &imap.AppendOptions{Time: m.Date})
-		cmd.Write(m.Body)
-		cmd.Close()
-		if _, err := cmd.Wait(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c.Close()
+	d := startSeededDovecot(t, inbox)
 	return pop3Source(d.POP3Addr, "src", "src-Secret-9"), imapSnapshot(d.IMAPAddr, "src", "src-Secret-9")
 }
 

@@ -314,6 +314,13 @@ func seedMbox(t *testing.T, msgs []Msg) (func(*testing.T) migrate.Source, func(*
 }
 
 func seedDovecot(t *testing.T, msgs []Msg) (func(*testing.T) migrate.Source, func(*testing.T) string) {
+	d := startSeededDovecot(t, msgs)
+	return imapSource(d.IMAPAddr, "src", "src-Secret-9"), imapSnapshot(d.IMAPAddr, "src", "src-Secret-9")
+}
+
+// startSeededDovecot starts a Dovecot whose account "src" holds msgs, in
+// their folders, with their flags and dates.
+func startSeededDovecot(t *testing.T, msgs []Msg) *testserver.Dovecot {
 	d := testserver.StartDovecot(t, testserver.WithUser("src", "src-Secret-9"))
 	c, err := imapclient.DialInsecure(d.IMAPAddr, nil)
 	if err != nil {
@@ -340,7 +347,7 @@ func seedDovecot(t *testing.T, msgs []Msg) (func(*testing.T) migrate.Source, fun
 		}
 	}
 	c.Close()
-	return imapSource(d.IMAPAddr, "src", "src-Secret-9"), imapSnapshot(d.IMAPAddr, "src", "src-Secret-9")
+	return d
 }
 
 func seedFake(t *testing.T, msgs []Msg, o fakeimap.Options) (func(*testing.T) migrate.Source, func(*testing.T) string) {
