@@ -199,7 +199,18 @@ func (c *literalPlusConn) Read(p []byte) (int, error) {
 		}
 		c.dmu.Lock()
 		due = c.due > 0
+		owed := due && len(c.inj) == 0 && c.rs.atBoundary()
 		c.dmu.Unlock()
+		if owed {
+			// A continuation is owed and these bytes start a response:
+			// the read was not interrupted in time (the server answered
+			// the command line at once, a NO [TRYCREATE], while this read
+			// was already under way). Hold them back: go-imap must see
+			// our "+" first.
+			c.left = append(c.left[:0], p[:n]...)
+			c.lerr = err
+			continue
+		}
 		k := c.rs.advance(p[:n], due)
 		if k < n {
 			c.left = append(c.left[:0], p[k:n]...)
