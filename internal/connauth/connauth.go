@@ -1,8 +1,9 @@
 // Package connauth holds what the IMAP and POP3 clients (internal/imapconn,
 // internal/pop3conn) share about securing and authenticating a connection:
-// the TLS configuration built from --ca-file / --tls-skip-verify, the
-// recognition of certificate errors, and the SASL bearer-token messages of
-// XOAUTH2 and OAUTHBEARER with the parsing of their error challenges.
+// server URLs (user@host:port, never a password), the TLS configuration
+// built from --ca-file / --tls-skip-verify, the recognition of certificate
+// errors, and the SASL bearer-token messages of XOAUTH2 and OAUTHBEARER
+// with the parsing of their error challenges.
 //
 // Everything here is pure (no I/O but reading the CA file) and safe for
 // concurrent use. Nothing here logs: a token or password handed to these

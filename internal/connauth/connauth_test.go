@@ -46,3 +46,23 @@ func TestTLSConfigCAFile(t *testing.T) {
 		t.Errorf("TLSConfig = %+v, %v", c, err)
 	}
 }
+
+func TestParseURL(t *testing.T) {
+	schemes := []Scheme{{Name: "x", Port: "1"}, {Name: "xs", Port: "2", TLS: true}}
+	u, err := ParseURL("XS://me@example.com@[::1]/A/B/", "X", "xs://user@host", "the env", schemes...)
+	if err != nil || !u.Scheme.TLS || u.Host != "::1" || u.Port != "2" || u.User != "me@example.com" || u.Path != "A/B" || u.Addr() != "[::1]:2" {
+		t.Fatalf("ParseURL = %+v, %v", u, err)
+	}
+	for in, msg := range map[string]string{
+		"x://me:s3cret@h":  "use the env",
+		"x://h":            "X URL x://h:1: no user",
+		"x://me@":          "no host",
+		"y://me@h":         `scheme "y" (want x or xs)`,
+		"x://me@h:bad:pt/": "invalid X URL (want xs://user@host)",
+	} {
+		_, err := ParseURL(in, "X", "xs://user@host", "the env", schemes...)
+		if err == nil || !strings.Contains(err.Error(), msg) || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("ParseURL(%q) = %v, want an error with %q", in, err, msg)
+		}
+	}
+}

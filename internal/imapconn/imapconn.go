@@ -64,38 +64,13 @@ type Endpoint struct {
 // password in the URL is refused: it would end up in shell history, ps
 // output and the checkpoint key.
 func ParseURL(raw string) (Endpoint, error) {
-	u, err := url.Parse(raw)
+	u, err := connauth.ParseURL(raw, "IMAP", "imaps://user@host[:port][/folder]",
+		"MAILHAUL_SRC_PASSWORD / MAILHAUL_DST_PASSWORD, --src-password-file / --dst-password-file, or the prompt",
+		connauth.Scheme{Name: "imap", Port: "143"}, connauth.Scheme{Name: "imaps", Port: "993", TLS: true})
 	if err != nil {
-		// url.Parse echoes the URL, which may hold a password.
-		return Endpoint{}, fmt.Errorf("invalid IMAP URL (want imaps://user@host[:port][/folder])")
+		return Endpoint{}, err
 	}
-	var e Endpoint
-	switch strings.ToLower(u.Scheme) {
-	case "imaps":
-		e.TLS, e.Port = true, "993"
-	case "imap":
-		e.Port = "143"
-	default:
-		return Endpoint{}, fmt.Errorf("invalid IMAP URL scheme %q (want imap or imaps)", u.Scheme)
-	}
-	if u.User != nil {
-		if _, has := u.User.Password(); has {
-			return Endpoint{}, fmt.Errorf("%s://%s@%s: a password in the URL is refused (it would show in ps and shell history); use MAILHAUL_SRC_PASSWORD / MAILHAUL_DST_PASSWORD, --src-password-file / --dst-password-file, or the prompt", u.Scheme, u.User.Username(), u.Host)
-		}
-		e.User = u.User.Username()
-	}
-	e.Host = u.Hostname()
-	if e.Host == "" {
-		return Endpoint{}, fmt.Errorf("IMAP URL %s://...: no host", u.Scheme)
-	}
-	if p := u.Port(); p != "" {
-		e.Port = p
-	}
-	if e.User == "" {
-		return Endpoint{}, fmt.Errorf("IMAP URL %s: no user (want %s://user@%s)", e.hostPort(), u.Scheme, e.Host)
-	}
-	e.Folder = strings.Trim(u.Path, "/")
-	return e, nil
+	return Endpoint{TLS: u.Scheme.TLS, Host: u.Host, Port: u.Port, User: u.User, Folder: u.Path}, nil
 }
 
 func (e Endpoint) hostPort() string { return net.JoinHostPort(e.Host, e.Port) }

@@ -119,38 +119,15 @@ type Endpoint struct {
 // password in the URL is refused (it would show in ps, shell history and
 // the checkpoint key), and so is a path: POP3 has one mailbox.
 func ParseURL(raw string) (Endpoint, error) {
-	u, err := url.Parse(raw)
+	u, err := connauth.ParseURL(raw, "POP3", "pop3s://user@host[:port]",
+		"MAILHAUL_SRC_PASSWORD, --src-password-file, or the prompt",
+		connauth.Scheme{Name: "pop3", Port: "110"}, connauth.Scheme{Name: "pop3s", Port: "995", TLS: true})
 	if err != nil {
-		// url.Parse echoes the URL, which may hold a password.
-		return Endpoint{}, fmt.Errorf("invalid POP3 URL (want pop3s://user@host[:port])")
+		return Endpoint{}, err
 	}
-	var e Endpoint
-	switch strings.ToLower(u.Scheme) {
-	case "pop3s":
-		e.TLS, e.Port = true, "995"
-	case "pop3":
-		e.Port = "110"
-	default:
-		return Endpoint{}, fmt.Errorf("invalid POP3 URL scheme %q (want pop3 or pop3s)", u.Scheme)
-	}
-	if u.User != nil {
-		if _, has := u.User.Password(); has {
-			return Endpoint{}, fmt.Errorf("%s://%s@%s: a password in the URL is refused (it would show in ps and shell history); use MAILHAUL_SRC_PASSWORD, --src-password-file, or the prompt", u.Scheme, u.User.Username(), u.Host)
-		}
-		e.User = u.User.Username()
-	}
-	e.Host = u.Hostname()
-	if e.Host == "" {
-		return Endpoint{}, fmt.Errorf("POP3 URL %s://...: no host", u.Scheme)
-	}
-	if p := u.Port(); p != "" {
-		e.Port = p
-	}
-	if e.User == "" {
-		return Endpoint{}, fmt.Errorf("POP3 URL %s://%s: no user (want %s://user@%s)", u.Scheme, e.Addr(), u.Scheme, e.Host)
-	}
-	if p := strings.Trim(u.Path, "/"); p != "" && !strings.EqualFold(p, "INBOX") {
-		return Endpoint{}, fmt.Errorf("POP3 URL %s: POP3 has a single mailbox, a folder %q cannot be given (use --to-folder for the destination)", e, p)
+	e := Endpoint{TLS: u.Scheme.TLS, Host: u.Host, Port: u.Port, User: u.User}
+	if u.Path != "" && !strings.EqualFold(u.Path, "INBOX") {
+		return Endpoint{}, fmt.Errorf("POP3 URL %s: POP3 has a single mailbox, a folder %q cannot be given (use --to-folder for the destination)", e, u.Path)
 	}
 	return e, nil
 }

@@ -1,0 +1,70 @@
+package connauth
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// Scheme is one URL scheme of a protocol and what it implies.
+type Scheme struct {
+	Name string // "imaps", "pop3"
+	Port string // the default port
+	TLS  bool   // implicit TLS
+}
+
+// URL is a parsed server URL: never a password.
+type URL struct {
+	Scheme Scheme
+	Host   string // without port; an IPv6 address without brackets
+	Port   string
+	User   string
+	Path   string // without leading and trailing "/"
+}
+
+// Addr is host:port.
+func (u URL) Addr() string { return net.JoinHostPort(u.Host, u.Port) }
+
+// ParseURL parses raw as user@host[:port][/path] under one of schemes
+// (compared without case) for protocol proto ("IMAP", "POP3"), whose usage
+// ("imaps://user@host[:port]") is quoted in errors. A password in the URL
+// is refused — it would end up in shell history, ps output and the
+// checkpoint key — with passwordHint saying where to put it; no error
+// repeats the URL as given, which may hold one.
+func ParseURL(raw, proto, usage, passwordHint string, schemes ...Scheme) (URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Parse echoes the URL, which may hold a password.
+		return URL{}, fmt.Errorf("invalid %s URL (want %s)", proto, usage)
+	}
+	var out URL
+	var names []string
+	for _, s := range schemes {
+		names = append(names, s.Name)
+		if strings.EqualFold(u.Scheme, s.Name) {
+			out.Scheme = s
+		}
+	}
+	if out.Scheme.Name == "" {
+		return URL{}, fmt.Errorf("invalid %s URL scheme %q (want %s)", proto, u.Scheme, strings.Join(names, " or "))
+	}
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			return URL{}, fmt.Errorf("%s://%s@%s: a password in the URL is refused (it would show in ps and shell history); use %s", out.Scheme.Name, u.User.Username(), u.Host, passwordHint)
+		}
+		out.User = u.User.Username()
+	}
+	out.Host, out.Port = u.Hostname(), out.Scheme.Port
+	if out.Host == "" {
+		return URL{}, fmt.Errorf("%s URL %s://...: no host", proto, out.Scheme.Name)
+	}
+	if p := u.Port(); p != "" {
+		out.Port = p
+	}
+	if out.User == "" {
+		return URL{}, fmt.Errorf("%s URL %s://%s: no user (want %s://user@%s)", proto, out.Scheme.Name, out.Addr(), out.Scheme.Name, out.Host)
+	}
+	out.Path = strings.Trim(u.Path, "/")
+	return out, nil
+}
