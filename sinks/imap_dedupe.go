@@ -19,49 +19,10 @@ import (
 // (a few KiB per message), read once per run. Called from the lister
 // goroutine.
 func (s *IMAP) IndexBodies(ctx context.Context, folder string, fn func(string, int64, int64) error) error {
-	c, err := s.pool.Get(ctx)
-	if err != nil {
-		return err
-	}
-	err = s.indexBodies(ctx, c, folder, fn)
-	s.pool.Release(c, err)
-	if err != nil {
-		return imapconn.Classify(fmt.Errorf("IMAP destination %s: read folder %q: %w", s.cfg.Addr(), folder, err))
-	}
-	return nil
-}
-
-func (s *IMAP) indexBodies(ctx context.Context, c *imapconn.Conn, folder string, fn func(string, int64, int64) error) error {
-	data, err := c.Select(ctx, folder, true)
-	if err != nil || data.NumMessages == 0 {
-		return err
-	}
 	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
-	var fnErr error
-	err = c.Do(ctx, func() error {
-		all := imap.SeqSet{}
-		all.AddRange(1, 0)
-		cmd := c.Fetch(all, &imap.FetchOptions{RFC822Size: true, BodySection: []*imap.FetchItemBodySection{section}})
-		for {
-			m := cmd.Next()
-			if m == nil {
-				break
-			}
-			buf, err := imapconn.Collect(c, m)
-			if err != nil {
-				return err // the connection is closed: no cmd.Close
-			}
-			hdr := buf.FindBodySection(section)
-			if fnErr == nil {
-				fnErr = fn(migrate.MessageIDFromHeader(hdr), buf.RFC822Size, migrate.BodyLenOf(hdr, buf.RFC822Size))
-			}
-		}
-		return cmd.Close()
+	return s.scanHeaders(ctx, folder, section, func(hdr []byte, size int64) error {
+		return fn(migrate.MessageIDFromHeader(hdr), size, migrate.BodyLenOf(hdr, size))
 	})
-	if err != nil {
-		return err
-	}
-	return fnErr
 }
 
 // Folders implements migrate.FolderLister for --dedupe-across-folders:

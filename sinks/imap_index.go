@@ -15,50 +15,48 @@ import (
 // FETCH 1:* (RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]) on an
 // examined (read-only) folder. Called from the lister goroutine.
 func (s *IMAP) Index(ctx context.Context, folder string, fn func(string, int64) error) error {
+	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}
+	return s.scanHeaders(ctx, folder, section, func(hdr []byte, size int64) error {
+		return fn(migrate.MessageIDFromHeader(hdr), size)
+	})
+}
+
+// scanHeaders examines folder and calls fn with section (a header
+// section) and RFC822.SIZE of every message, from one FETCH 1:*, on a
+// connection of the pool. fn's first error stops the calls and is
+// returned once the FETCH is over. Called from the lister goroutine.
+func (s *IMAP) scanHeaders(ctx context.Context, folder string, section *imap.FetchItemBodySection, fn func(hdr []byte, size int64) error) error {
 	c, err := s.pool.Get(ctx)
 	if err != nil {
 		return err
 	}
-	err = s.index(ctx, c, folder, fn)
+	var fnErr error
+	err = func() error {
+		data, err := c.Select(ctx, folder, true)
+		if err != nil || data.NumMessages == 0 {
+			return err
+		}
+		return c.Do(ctx, func() error {
+			cmd := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{RFC822Size: true, BodySection: []*imap.FetchItemBodySection{section}})
+			for {
+				m := cmd.Next()
+				if m == nil {
+					break
+				}
+				buf, err := imapconn.Collect(c, m)
+				if err != nil {
+					return err // the connection is closed: no cmd.Close
+				}
+				if fnErr == nil {
+					fnErr = fn(buf.FindBodySection(section), buf.RFC822Size)
+				}
+			}
+			return cmd.Close()
+		})
+	}()
 	s.pool.Release(c, err)
 	if err != nil {
 		return imapconn.Classify(fmt.Errorf("IMAP destination %s: read folder %q: %w", s.cfg.Addr(), folder, err))
-	}
-	return nil
-}
-
-func (s *IMAP) index(ctx context.Context, c *imapconn.Conn, folder string, fn func(string, int64) error) error {
-	data, err := c.Select(ctx, folder, true)
-	if err != nil || data.NumMessages == 0 {
-		return err
-	}
-	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}
-	var fnErr error
-	err = c.Do(ctx, func() error {
-		all := imap.SeqSet{}
-		all.AddRange(1, 0)
-		cmd := c.Fetch(all, &imap.FetchOptions{RFC822Size: true, BodySection: []*imap.FetchItemBodySection{section}})
-		for {
-			m := cmd.Next()
-			if m == nil {
-				break
-			}
-			buf, err := imapconn.Collect(c, m)
-			if err != nil {
-				return err
-			}
-			mid := ""
-			for _, bs := range buf.BodySection {
-				mid = migrate.MessageIDFromHeader(bs.Bytes)
-			}
-			if fnErr == nil {
-				fnErr = fn(mid, buf.RFC822Size)
-			}
-		}
-		return cmd.Close()
-	})
-	if err != nil {
-		return err
 	}
 	return fnErr
 }
