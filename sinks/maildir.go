@@ -325,8 +325,28 @@ func (s *Maildir) Remove(ctx context.Context, folder, ref string) error {
 // Index implements migrate.Indexer: the Message-ID and size of every
 // message in folder (cur/ and new/). Only the header of each file is read.
 func (s *Maildir) Index(ctx context.Context, folder string, fn func(string, int64) error) error {
-	dir := s.dir(folder)
 	buf := make([]byte, 64<<10)
+	return s.eachMessage(ctx, folder, func(p string) error {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil // vanished or unreadable: it cannot be a duplicate we rely on
+		}
+		n, _ := io.ReadFull(f, buf)
+		fi, serr := f.Stat()
+		f.Close()
+		if serr != nil {
+			return nil
+		}
+		return fn(migrate.MessageIDFromHeader(buf[:n]), fi.Size())
+	})
+}
+
+// eachMessage calls fn with the path of every message file of folder
+// (cur/ and new/; no dot files, nothing but regular files), stopping at
+// fn's first error or when ctx is done. A missing cur/ or new/ holds
+// nothing.
+func (s *Maildir) eachMessage(ctx context.Context, folder string, fn func(path string) error) error {
+	dir := s.dir(folder)
 	for _, sub := range []string{"cur", "new"} {
 		ents, err := os.ReadDir(filepath.Join(dir, sub))
 		if err != nil {
@@ -342,18 +362,7 @@ func (s *Maildir) Index(ctx context.Context, folder string, fn func(string, int6
 			if strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
 				continue
 			}
-			p := filepath.Join(dir, sub, e.Name())
-			f, err := os.Open(p)
-			if err != nil {
-				continue // vanished or unreadable: it cannot be a duplicate we rely on
-			}
-			n, _ := io.ReadFull(f, buf)
-			fi, serr := f.Stat()
-			f.Close()
-			if serr != nil {
-				continue
-			}
-			if err := fn(migrate.MessageIDFromHeader(buf[:n]), fi.Size()); err != nil {
+			if err := fn(filepath.Join(dir, sub, e.Name())); err != nil {
 				return err
 			}
 		}

@@ -2,12 +2,9 @@ package sinks
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/mailhaul/mailhaul/internal/maildir"
 	"github.com/mailhaul/mailhaul/migrate"
@@ -18,33 +15,14 @@ import (
 // Index it reads each file whole, to count its line ends; a local disk
 // reads a folder of some GiB in seconds. Called from the lister goroutine.
 func (s *Maildir) IndexBodies(ctx context.Context, folder string, fn func(string, int64, int64) error) error {
-	dir := s.dir(folder)
 	head, chunk := make([]byte, 256<<10), make([]byte, 64<<10)
-	for _, sub := range []string{"cur", "new"} {
-		ents, err := os.ReadDir(filepath.Join(dir, sub))
+	return s.eachMessage(ctx, folder, func(p string) error {
+		mid, size, body, err := bodyInfo(p, head, chunk)
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			return fmt.Errorf("read %s: %w", filepath.Join(dir, sub), err)
+			return nil // vanished or unreadable: it cannot be a duplicate we rely on
 		}
-		for _, e := range ents {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if strings.HasPrefix(e.Name(), ".") || !e.Type().IsRegular() {
-				continue
-			}
-			mid, size, body, err := bodyInfo(filepath.Join(dir, sub, e.Name()), head, chunk)
-			if err != nil {
-				continue // vanished or unreadable: it cannot be a duplicate we rely on
-			}
-			if err := fn(mid, size, body); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+		return fn(mid, size, body)
+	})
 }
 
 // bodyInfo reads the file at p: Message-ID, size, body length. head
