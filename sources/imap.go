@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -49,6 +50,7 @@ type IMAP struct {
 	mu     sync.Mutex
 	server map[string]string      // "/" name -> server name
 	epochs map[string]folderState // server name -> UIDVALIDITY, and whether the folder was empty
+	cuts   map[string][]int64     // folder and UID -> where fetches broke off (cutElsewhere)
 }
 
 // FetchDepth is how many UID FETCH BODY.PEEK[] commands one connection
@@ -67,7 +69,7 @@ func OpenIMAP(ctx context.Context, cfg *imapconn.Config, conns int) (*IMAP, erro
 	}
 	pool := imapconn.NewPool(cfg, conns+1)
 	s := &IMAP{cfg: cfg, pool: pool, shared: imapconn.NewShared(pool, conns, FetchDepth),
-		server: map[string]string{}, epochs: map[string]folderState{}}
+		server: map[string]string{}, epochs: map[string]folderState{}, cuts: map[string][]int64{}}
 	c, err := s.pool.Get(ctx)
 	if err != nil {
 		return nil, err
@@ -613,13 +615,54 @@ func (s *IMAP) fetchPart(ctx context.Context, folder string, uid imap.UID, w io.
 			return found, n, migrate.SkipMessage(s.wrap(folder, fmt.Sprint(uid), err))
 		}
 		if cut {
-			return found, n, migrate.RetryThenSkip(s.wrap(folder, fmt.Sprint(uid), err))
+			err = migrate.RetryThenSkip(s.wrap(folder, fmt.Sprint(uid), err))
+			if s.cutElsewhere(folder, uid, part, n) {
+				// Not where an attempt broke off before: a link that
+				// drops at random, not a server that always breaks off
+				// at the same byte. Not counted.
+				err = migrate.Progressed(err)
+			}
+			return found, n, err
 		}
 		return found, n, s.wrap(folder, fmt.Sprint(uid), err)
 	case !found:
 		return false, 0, migrate.SkipMessage(fmt.Errorf("IMAP source %s folder %q UID %d: message no longer exists (expunged since listing)", s.cfg.Addr(), folder, uid))
 	}
+	s.mu.Lock()
+	delete(s.cuts, cutKey(folder, uid))
+	s.mu.Unlock()
 	return true, n, nil
+}
+
+// cutElsewhere records that a fetch of uid in folder broke off after n
+// bytes from part's offset, and reports whether that looks like a link
+// that drops at random rather than a server that breaks off in this
+// message: a new place, and fewer than maxCuts places so far. A server
+// that always stops at the same byte gets false from the second cut on,
+// so its retries are counted and the message is skipped; a random link
+// gets its retries for free, at most maxCuts times.
+func (s *IMAP) cutElsewhere(folder string, uid imap.UID, part *imap.SectionPartial, n int64) bool {
+	at := n
+	if part != nil {
+		at += part.Offset
+	}
+	k := cutKey(folder, uid)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev := s.cuts[k]
+	if slices.Contains(prev, at) || len(prev) >= maxCuts {
+		return false
+	}
+	s.cuts[k] = append(prev, at)
+	return len(prev) > 0
+}
+
+// maxCuts bounds the fetches of one message that a dropping link may cut
+// without counting against the retries.
+const maxCuts = 20
+
+func cutKey(folder string, uid imap.UID) string {
+	return folder + "\x00" + strconv.FormatUint(uint64(uid), 10)
 }
 
 // Limits implements migrate.Source: the body connections, each
