@@ -13,8 +13,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/pprof"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -57,19 +55,7 @@ func main() {
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
 		setMemoryLimit()
 	}
-	// MAILHAUL_CPUPROFILE=FILE writes a CPU profile of the run (for
-	// benchmarks; see the README's Development section).
-	if p := os.Getenv("MAILHAUL_CPUPROFILE"); p != "" {
-		p = strings.ReplaceAll(p, "%p", strconv.Itoa(os.Getpid())) // one file per process
-		if f, err := os.Create(p); err == nil {
-			pprof.StartCPUProfile(f)
-			code := run(os.Args[1:])
-			pprof.StopCPUProfile()
-			f.Close()
-			os.Exit(code)
-		}
-	}
-	os.Exit(run(os.Args[1:]))
+	os.Exit(profiled(os.Args[1:]))
 }
 
 func run(args []string) int {
