@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -189,11 +188,9 @@ func runCheck(g *globalFlags, f *checkFlags, srcArg, dstArg string) error {
 
 	code := checkExitCode(rep, runErr)
 	if g.json {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
 		out := checkJSON{Source: srcEP.describe(), Destination: dstEP.describe(), Checkpoint: cpPath,
-			Result: checkResult(rep, runErr), ExitCode: code, CheckReport: rep, ElapsedSec: rep.Elapsed.Seconds(), Messages: rend.sortedVerdicts()}
-		if err := enc.Encode(out); err != nil {
+			Result: checkResult(rep, runErr), ExitCode: code, CheckReport: rep, ElapsedSec: rep.Elapsed.Seconds()}
+		if err := writeJSON(os.Stdout, out, "messages", rend.sortedVerdicts()); err != nil {
 			return &exitError{exitFatal, fmt.Errorf("write report: %w", err)}
 		}
 		printCheck(os.Stderr, rep, srcEP.describe(), dstEP.describe(), cpPath, f.limit, code)
@@ -353,8 +350,9 @@ type checkJSON struct {
 	migrate.CheckReport
 	ElapsedSec float64 `json:"elapsed_seconds"`
 	// Messages holds every message's verdict: each source message, and
-	// each destination message that is extra or a duplicate.
-	Messages []migrate.Verdict `json:"messages"`
+	// each destination message that is extra or a duplicate. Left empty
+	// when writing: writeJSON writes them after the rest, one at a time.
+	Messages []migrate.Verdict `json:"messages,omitempty"`
 }
 
 // printCheck writes the human report: the per-folder table, the problems

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -183,9 +182,8 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 	rend.finish()
 
 	if g.json {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(jsonReport(report, j.src, j.dst, oc.cpPath)); err != nil {
+		head, folders := jsonReport(report, j.src, j.dst, oc.cpPath)
+		if err := writeJSON(os.Stdout, head, "folders", folders); err != nil {
 			return &exitError{exitFatal, fmt.Errorf("write report: %w", err)}
 		}
 	}
@@ -373,10 +371,17 @@ type reportJSON struct {
 	Checkpoint  string `json:"checkpoint"`
 	migrate.Report
 	ElapsedSec float64 `json:"elapsed_seconds"`
+	// Folders hides the Report's: the rows are written after the rest,
+	// one at a time (writeJSON).
+	Folders []migrate.FolderReport `json:"folders,omitempty"`
 }
 
-func jsonReport(r migrate.Report, src, dst endpoint, cp string) reportJSON {
-	return reportJSON{Source: src.describe(), Destination: dst.describe(), Checkpoint: cp, Report: r, ElapsedSec: r.Elapsed.Seconds()}
+// jsonReport returns what --json prints of r: the report without its
+// folder rows, and the rows.
+func jsonReport(r migrate.Report, src, dst endpoint, cp string) (reportJSON, []migrate.FolderReport) {
+	folders := r.Folders
+	r.Folders = nil
+	return reportJSON{Source: src.describe(), Destination: dst.describe(), Checkpoint: cp, Report: r, ElapsedSec: r.Elapsed.Seconds()}, folders
 }
 
 // printSummary writes the human summary of a run.

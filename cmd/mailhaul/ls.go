@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 
@@ -65,9 +64,9 @@ func lsCommand(g *globalFlags) *cobra.Command {
 				out = append(out, f)
 			}
 			if g.json {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				enc.Encode(out)
+				if err := writeJSON[lsFolder](os.Stdout, nil, "", out); err != nil {
+					return &exitError{exitFatal, fmt.Errorf("write folder list: %w", err)}
+				}
 			} else {
 				fmt.Printf("%-50s %-10s %10s %12s\n", "FOLDER", "USE", "MESSAGES", "SIZE")
 				var n int
