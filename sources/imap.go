@@ -48,7 +48,7 @@ type IMAP struct {
 	shared *imapconn.Shared // body fetches
 
 	mu     sync.Mutex
-	server map[string]string      // "/" name -> server name
+	server map[string]string      // "/" name -> server name, where they differ
 	epochs map[string]folderState // server name -> UIDVALIDITY, and whether the folder was empty
 	cuts   map[string][]int64     // folder and UID -> where fetches broke off (cutElsewhere)
 }
@@ -134,37 +134,47 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 	// "/x"): then those that differ keep their empty parts, which sinks
 	// escape. A name that still collides is left out with a warning.
 	names := make([]string, len(list))
-	claims := map[string]int{}
 	for i, l := range list {
 		if !l.nonExistent {
 			names[i] = s.localName(l.Mailbox, l.Delim, prefix, false)
-			claims[names[i]]++
+		}
+	}
+	for _, group := range sameNames(names, func(int) bool { return true }) {
+		for _, i := range group {
+			names[i] = s.localName(list[i].Mailbox, list[i].Delim, prefix, true)
+		}
+	}
+	for i, l := range list {
+		if names[i] == "" && !l.nonExistent { // "/": only delimiters
+			names[i] = s.localName(l.Mailbox, l.Delim, prefix, true)
+		}
+	}
+	inFolder := func(i int) bool {
+		return s.cfg.Folder == "" || names[i] == s.cfg.Folder || strings.HasPrefix(names[i], s.cfg.Folder+"/")
+	}
+	for _, group := range sameNames(names, inFolder) {
+		first := list[group[0]].Mailbox
+		for _, i := range group[1:] {
+			if list[i].Mailbox != first && s.Warn != nil {
+				s.Warn(fmt.Errorf("IMAP source %s: folder %q is not copied: its name %q is that of folder %q too (rename one on the server)", s.cfg.Addr(), list[i].Mailbox, names[i], first))
+			}
+			names[i] = "" // the first in LIST order keeps the name
 		}
 	}
 	out := make([]migrate.Mailbox, 0, len(list))
-	seen := map[string]string{} // name -> server name
 	for i, l := range list {
-		if l.nonExistent {
-			continue
-		}
 		name := names[i]
-		if claims[name] > 1 || name == "" {
-			name = s.localName(l.Mailbox, l.Delim, prefix, true)
-		}
-		if other, ok := seen[name]; name == "" || ok {
-			if ok && other != l.Mailbox && s.Warn != nil {
-				s.Warn(fmt.Errorf("IMAP source %s: folder %q is not copied: its name %q is that of folder %q too (rename one on the server)", s.cfg.Addr(), l.Mailbox, name, other))
-			}
+		if name == "" || !inFolder(i) {
 			continue
 		}
-		if s.cfg.Folder != "" && name != s.cfg.Folder && !strings.HasPrefix(name, s.cfg.Folder+"/") {
-			continue
-		}
-		seen[name] = l.Mailbox
 		mb := migrate.Mailbox{Name: name, NoSelect: l.noSelect, SpecialUse: l.specialUse}
 		migrate.GuessSpecialUse(&mb)
 		s.mu.Lock()
-		s.server[name] = l.Mailbox
+		if name != l.Mailbox {
+			s.server[name] = l.Mailbox
+		} else {
+			delete(s.server, name) // from an earlier listing
+		}
 		s.mu.Unlock()
 		if st := l.statusData(); st != nil && !mb.NoSelect {
 			s.setStatus(&mb, st)
@@ -205,14 +215,57 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 	return out, nil
 }
 
+// sameNames groups the indexes of names that share a non-empty name, among
+// those keep accepts, each group in ascending order; names held once are
+// left out. Sorting instead of a map: an account may have 100,000
+// folders.
+func sameNames(names []string, keep func(int) bool) [][]int {
+	var idx []int32
+	for i, n := range names {
+		if n != "" && keep(i) {
+			idx = append(idx, int32(i))
+		}
+	}
+	slices.SortStableFunc(idx, func(a, b int32) int { return strings.Compare(names[a], names[b]) })
+	var groups [][]int
+	for start := 0; start < len(idx); {
+		end := start + 1
+		for end < len(idx) && names[idx[end]] == names[idx[start]] {
+			end++
+		}
+		if end-start > 1 {
+			g := make([]int, 0, end-start)
+			for _, i := range idx[start:end] {
+				g = append(g, int(i))
+			}
+			groups = append(groups, g)
+		}
+		start = end
+	}
+	return groups
+}
+
 // folderStatus is what Mailboxes asks of every folder: its UIDVALIDITY
 // (the Epoch) and what makes its Version.
 var folderStatus = &imap.StatusOptions{UIDValidity: true, UIDNext: true, NumMessages: true}
 
-// folderState is what the source knows of a folder from its last STATUS.
+// folderState is what the source knows of a folder from its last STATUS:
+// a few bytes, as an account may have 100,000 folders.
 type folderState struct {
-	uidValidity string // as migrate.Mailbox.Epoch
+	uidValidity uint32 // 0: not known
 	empty       bool   // MESSAGES was 0 (the folder is not examined)
+}
+
+// epoch returns folder's UIDVALIDITY as migrate.Mailbox.Epoch has it, ""
+// when STATUS did not give it.
+func (s *IMAP) epoch(folder string) string {
+	s.mu.Lock()
+	v := s.epochs[folder].uidValidity
+	s.mu.Unlock()
+	if v == 0 {
+		return ""
+	}
+	return strconv.FormatUint(uint64(v), 10)
 }
 
 // listed is what mailboxes keeps of one LIST answer.
@@ -268,8 +321,9 @@ func (s *IMAP) setStatus(mb *migrate.Mailbox, st *imap.StatusData) {
 	if st.UIDNext != 0 && st.NumMessages != nil {
 		mb.Version = fmt.Sprintf("%d/%d/%d", st.UIDValidity, st.UIDNext, *st.NumMessages)
 	}
+	folder := s.serverName(mb.Name)
 	s.mu.Lock()
-	s.epochs[s.server[mb.Name]] = folderState{uidValidity: mb.Epoch, empty: st.NumMessages != nil && *st.NumMessages == 0}
+	s.epochs[folder] = folderState{uidValidity: st.UIDValidity, empty: st.NumMessages != nil && *st.NumMessages == 0}
 	s.mu.Unlock()
 }
 
@@ -561,9 +615,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // (migrate.RetryThenSkip): a server that always breaks off in the same
 // message must not stop the run.
 func (s *IMAP) fetchPart(ctx context.Context, folder string, uid imap.UID, w io.Writer, part *imap.SectionPartial) (found bool, n int64, err error) {
-	s.mu.Lock()
-	epoch := s.epochs[folder].uidValidity
-	s.mu.Unlock()
+	epoch := s.epoch(folder)
 	cut := false // the connection broke inside this message's literal
 	sc, err := s.shared.Acquire(ctx, folder, func(c *imapconn.Conn) error {
 		_, err := s.examine(ctx, c, folder, epoch)

@@ -53,9 +53,7 @@ func (s *IMAP) Headers(ctx context.Context, msgs []migrate.Message, fn func(int,
 	if folder == "" {
 		folder = s.serverName(msgs[0].Mailbox)
 	}
-	s.mu.Lock()
-	epoch := s.epochs[folder].uidValidity
-	s.mu.Unlock()
+	epoch := s.epoch(folder)
 	for start := 0; start < len(msgs); start += listBatch {
 		end := min(start+listBatch, len(msgs))
 		index := map[imap.UID]int{}
