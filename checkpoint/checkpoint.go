@@ -40,8 +40,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -360,12 +362,16 @@ func (s *Store) FolderVersion(folder string) (string, bool, error) {
 	return v, ok, err
 }
 
-// SetFolderVersions implements migrate.FolderVersions: one commit.
+// SetFolderVersions implements migrate.FolderVersions: one commit. Keys
+// are written in order into pages filled to 90%: written in map order at
+// half fill, 100,000 folders took a 34 MB file, which every re-run reads.
 func (s *Store) SetFolderVersions(m map[string]string) error {
+	keys := slices.Sorted(maps.Keys(m))
 	return s.batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bVersions)
-		for k, v := range m {
-			if err := b.Put([]byte(k), []byte(v)); err != nil {
+		b.FillPercent = 0.9
+		for _, k := range keys {
+			if err := b.Put([]byte(k), []byte(m[k])); err != nil {
 				return err
 			}
 		}

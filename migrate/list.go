@@ -3,6 +3,7 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -37,9 +38,20 @@ func (e *engine) list(ctx context.Context, out chan<- []*job) error {
 	if p, ok := e.o.Sink.(Planner); ok && !e.o.DryRun {
 		p.Plan(e.o.plan(mbs))
 	}
-	for _, mb := range mbs {
+	// Folders are taken off the front of Planned's copy, and the rest is
+	// moved to a smaller array each time half of it is done: with 100,000
+	// folders the list would otherwise stay whole while the report rows
+	// grow to the same count.
+	held := len(mbs)
+	for len(mbs) > 0 {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		mb := mbs[0]
+		mbs = mbs[1:]
+		if len(mbs) < held/2 {
+			mbs = slices.Clone(mbs)
+			held = len(mbs)
 		}
 		if !e.o.Selected(mb.Name) {
 			continue
@@ -64,8 +76,8 @@ type Checker interface {
 }
 
 func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job) error {
-	vkey := e.versions.key(&e.o, mb, e.o.MapName(mb.Name))
-	if r, ok, err := e.versions.unchanged(vkey, mb.Name); err != nil {
+	vkey, versioned := e.versions.key(&e.o, mb, e.o.MapName(mb.Name))
+	if r, ok, err := e.versions.unchanged(vkey, versioned, mb.Name); err != nil {
 		return err
 	} else if ok {
 		dest := e.o.MapName(mb.Name)
@@ -97,6 +109,11 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job)
 			return e.skipFolder(ctx, mb, name, err)
 		}
 	}
+	// The epoch is recorded with the folder's first queued message, not
+	// here: a folder that has nothing to copy (most of an account of
+	// 100,000 folders) costs no commit. Nothing was copied under an epoch
+	// that was never recorded, so a change of it needs no re-match.
+	newEpoch := false
 	if mb.Epoch != "" && e.o.Checkpoint != nil {
 		old, ok, err := e.o.Checkpoint.Epoch(mb.Name)
 		if err != nil {
@@ -104,9 +121,7 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job)
 		}
 		switch {
 		case !ok && !e.o.DryRun:
-			if err := e.o.Checkpoint.SetEpoch(mb.Name, mb.Epoch); err != nil {
-				return err
-			}
+			newEpoch = true
 		case ok && old != mb.Epoch:
 			if rm, err = e.newRematcher(mb, old); err != nil {
 				return err
@@ -137,7 +152,7 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job)
 			return ctx.Err()
 		}
 	}
-	e.versions.listing(mb.Name, vkey)
+	e.versions.listing(mb.Name, dest, vkey, versioned)
 	delivered := false
 	each := func(m Message) error {
 		delivered = true
@@ -168,6 +183,12 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job)
 		e.rep(Event{Kind: Queued, Folder: mb.Name, Dest: dest, ID: m.ID, Bytes: m.Size})
 		if e.o.DryRun {
 			return nil
+		}
+		if newEpoch {
+			if err := e.o.Checkpoint.SetEpoch(mb.Name, mb.Epoch); err != nil {
+				return err
+			}
+			newEpoch = false
 		}
 		chunk = append(chunk, &job{mb: mb, dest: dest, msg: m, dup: dup})
 		if len(chunk) < listChunk {

@@ -253,9 +253,10 @@ func (o *Options) filter(m Message) string {
 // Planned returns the mailboxes of mbs that a run copies, in order: the
 // selected ones (Include/Exclude), each special use given to one folder
 // at most (AssignSpecialUses), none to a folder renamed by --map (an
-// explicit --map wins over special-use mapping).
+// explicit --map wins over special-use mapping). The result is a new
+// slice: mbs is left as it was.
 func (o *Options) Planned(mbs []Mailbox) []Mailbox {
-	var sel []Mailbox
+	sel := make([]Mailbox, 0, len(mbs))
 	for _, mb := range mbs {
 		if o.Selected(mb.Name) {
 			if o.Mapped(mb.Name) {

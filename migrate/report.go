@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -137,36 +138,75 @@ type Report struct {
 	Interrupted bool `json:"interrupted"`
 }
 
-// tally accumulates a Report from the pipeline goroutines.
+// tally accumulates a Report from the pipeline goroutines. Folder rows
+// are kept in the order folders were first seen, and handed to the
+// Report as they are: an account may have 100,000 of them.
+//
+// Beside each row it keeps what unchanged.go needs to know whether the run
+// finished the folder (folderRun), so that a folder costs one map entry.
 type tally struct {
 	mu      sync.Mutex
 	r       Report
-	folders map[string]*FolderReport
-	order   []string
+	index   map[string]int // folder name -> r.Folders and runs
+	runs    []folderRun
 	dropped map[[2]string]*DroppedFlag
 	dorder  [][2]string
 }
 
 func newTally(dry bool) *tally {
-	return &tally{r: Report{DryRun: dry, Skipped: []SkippedMessage{}, Settled: []SettledCopy{}}, folders: map[string]*FolderReport{}, dropped: map[[2]string]*DroppedFlag{}}
+	return &tally{r: Report{DryRun: dry, Skipped: []SkippedMessage{}, Settled: []SettledCopy{}, Folders: []FolderReport{}},
+		index: map[string]int{}, dropped: map[[2]string]*DroppedFlag{}}
 }
 
-func (t *tally) folder(name, dest string) *FolderReport {
-	f, ok := t.folders[name]
+// row returns the index of name's row, adding it. Called with t.mu held.
+func (t *tally) row(name, dest string) int {
+	i, ok := t.index[name]
 	if !ok {
-		f = &FolderReport{Name: name, Dest: dest}
-		t.folders[name] = f
-		t.order = append(t.order, name)
+		i = len(t.r.Folders)
+		t.index[name] = i
+		t.r.Folders = append(t.r.Folders, FolderReport{Name: name, Dest: dest})
+		t.runs = append(t.runs, folderRun{})
 	}
 	if dest != "" {
-		f.Dest = dest
+		t.r.Folders[i].Dest = dest
 	}
-	return f
+	return i
+}
+
+// folder returns name's row, valid until the next call. Called with t.mu
+// held.
+func (t *tally) folder(name, dest string) *FolderReport {
+	return &t.r.Folders[t.row(name, dest)]
+}
+
+// run applies fn to what the run did in folder (adding its row).
+func (t *tally) run(folder, dest string, fn func(*folderRun)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fn(&t.runs[t.row(folder, dest)])
+}
+
+// finished calls fn for every folder the run finished completely, in the
+// order they were seen, then done; it stops at the first error.
+func (t *tally) finished(fn func(*FolderReport, *folderRun) error, done func() error) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range t.runs {
+		if t.runs[i].finished() {
+			if err := fn(&t.r.Folders[i], &t.runs[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return done()
 }
 
 func (t *tally) add(e Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if i, ok := t.index[e.Folder]; ok && t.runs[i].tracked {
+		t.runs[i].add(e)
+	}
 	switch e.Kind {
 	case FolderStart:
 		t.folder(e.Folder, e.Dest)
@@ -240,14 +280,14 @@ func (t *tally) add(e Event) {
 	}
 }
 
+// report returns the Report. Its folder rows are the tally's own (no copy
+// of 100,000 rows): call it when no event can come any more, at the end of
+// the run.
 func (t *tally) report() Report {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	r := t.r
-	r.Folders = make([]FolderReport, 0, len(t.order))
-	for _, n := range t.order {
-		r.Folders = append(r.Folders, *t.folders[n])
-	}
+	r.Folders = slices.Clip(t.r.Folders)
 	r.Skipped = append([]SkippedMessage{}, t.r.Skipped...)
 	r.Settled = append([]SettledCopy{}, t.r.Settled...)
 	r.DroppedFlags = nil

@@ -66,11 +66,11 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	t := newTally(o.DryRun)
 	e := &engine{o: o, budget: NewMemBudget(o.MemBudget),
 		claims: &claims{m: map[string]string{}, unverified: map[string]int{}}, inflight: &inflight{m: map[string]int{}},
-		settler: newSettler(), recon: &reconcileList{}, versions: newVersions(&o)}
+		settler: newSettler(), recon: &reconcileList{}, versions: newVersions(&o, t)}
 	if o.DeleteAfterCopy && !o.DryRun {
 		e.del = &deletions{ids: map[string][]string{}, epochs: map[string]string{}}
 	}
-	e.rep = func(ev Event) { t.add(ev); e.del.add(ev); e.versions.add(ev); o.Reporter.Event(ev) }
+	e.rep = func(ev Event) { t.add(ev); e.del.add(ev); o.Reporter.Event(ev) }
 	if o.Checkpoint == nil && !o.DryRun {
 		return Report{}, errors.New("migrate: no checkpoint")
 	}
@@ -93,7 +93,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		err = e.deleteCopied(ctx)
 	}
 	if err == nil && ctx.Err() == nil && !e.stopped() {
-		err = e.versions.record()
+		err = e.recordVersions(ctx)
 	}
 	r := t.report()
 	r.Elapsed = time.Since(start)

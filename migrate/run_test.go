@@ -492,6 +492,43 @@ func TestEpochChangeRematches(t *testing.T) {
 	}
 }
 
+// TestEpochRecordedWithFirstMessage: a folder with nothing to copy gets no
+// epoch (no commit per empty folder); its first message records it before
+// anything of it is copied, and a later change of an epoch never recorded
+// re-matches nothing.
+func TestEpochRecordedWithFirstMessage(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 2, "Empty": 0})
+	for i := range src.boxes {
+		src.boxes[i].Epoch = "100"
+	}
+	sink := newFakeSink()
+	cp := openCP(t)
+	if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp}); err != nil {
+		t.Fatal(err)
+	}
+	if e, ok, _ := cp.Epoch("INBOX"); !ok || e != "100" {
+		t.Errorf("INBOX: epoch %q, %v; want 100", e, ok)
+	}
+	if e, ok, _ := cp.Epoch("Empty"); ok {
+		t.Errorf("Empty: epoch %q recorded for a folder with nothing copied", e)
+	}
+	// Empty is re-created with a new UIDVALIDITY and gets a message.
+	for i := range src.boxes {
+		if src.boxes[i].Name == "Empty" {
+			src.boxes[i].Epoch = "200"
+		}
+	}
+	src.bodies["e-1"] = "Message-ID: <e-1@x>\r\n\r\nnew\r\n"
+	src.msgs["Empty"] = []migrate.Message{{Mailbox: "Empty", ID: "e-1", MessageID: "<e-1@x>", Size: int64(len(src.bodies["e-1"]))}}
+	r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp})
+	if err != nil || r.Copied != 1 || len(r.Warnings) != 0 {
+		t.Fatalf("second run: copied %d, warnings %q, %v; want 1 copied, no re-match", r.Copied, r.Warnings, err)
+	}
+	if e, _, _ := cp.Epoch("Empty"); e != "200" {
+		t.Errorf("Empty: epoch %q after its first copy, want 200", e)
+	}
+}
+
 // TestRecoverTwinNotMistaken: two byte-identical source messages; the first
 // was copied and recorded, the second's intent is pending but it was never
 // appended. The first copy must not be taken for the second.

@@ -205,6 +205,15 @@ type Syncer interface {
 	Sync(ctx context.Context, folder string) error
 }
 
+// FolderSyncer is implemented by sinks whose Prepare is not durable on
+// its own (a Maildir folder is directories, made durable by the next sync
+// of the file system). The engine calls SyncFolders once, from Run's
+// goroutine, before it records folders as finished (unchanged.go): a
+// folder a later run skips must exist after a crash. An error is fatal.
+type FolderSyncer interface {
+	SyncFolders(ctx context.Context) error
+}
+
 // BatchSink is implemented by sinks that can store several messages of one
 // folder in one operation (IMAP MULTIAPPEND: one transaction on the
 // server, which is what an IMAP server's cost is counted in). Appenders

@@ -1,9 +1,10 @@
 package migrate
 
 import (
-	"encoding/json"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
-	"sync"
 )
 
 // Unchanged folders: a re-run that finds nothing new should cost a
@@ -30,88 +31,148 @@ import (
 
 // FolderVersions is implemented by checkpoints that remember the Version
 // of folders a run finished (package checkpoint's Store). The engine calls
-// FolderVersion from the lister goroutine and SetFolderVersions once at the
-// end of a run; an error of either is fatal.
+// FolderVersion from the lister goroutine and SetFolderVersions at the end
+// of a run, in chunks of versionChunk folders; an error of either is fatal.
 type FolderVersions interface {
 	// FolderVersion returns what SetFolderVersions recorded for folder.
 	FolderVersion(folder string) (string, bool, error)
 	// SetFolderVersions durably records values by source folder (one
-	// commit).
+	// commit per call).
 	SetFolderVersions(map[string]string) error
 }
 
+// versionChunk is how many folders one SetFolderVersions call records: a
+// commit of 100,000 folders at once held the whole transaction in memory
+// (over 60 MB in bbolt's nodes and pages).
+const versionChunk = 1000
+
 // versionRecord is what is recorded for a finished folder: the key that
-// must match (Version, destination and selection) and the counts the
-// report gives a skipped folder.
+// must match (a hash of Version, destination and selection) and the
+// counts the report gives a skipped folder. It is stored in a compact
+// binary form (encode): 100,000 folders of it are read by every re-run.
 type versionRecord struct {
-	Key      string `json:"key"`
-	Already  int    `json:"already"`
-	Filtered int    `json:"filtered"`
+	Key      versionKey
+	Already  int
+	Filtered int
 }
 
-// folderRun is what one run did in one folder, from its events.
+// versionFormat starts an encoded versionRecord. Records of another form
+// (an older mailhaul wrote JSON) match no key: their folders are listed
+// once more and recorded anew.
+const versionFormat = 2
+
+func (r versionRecord) encode() string {
+	b := append([]byte{versionFormat}, r.Key[:]...)
+	b = binary.AppendUvarint(b, uint64(r.Already))
+	b = binary.AppendUvarint(b, uint64(r.Filtered))
+	return string(b)
+}
+
+func decodeVersion(s string) (r versionRecord, ok bool) {
+	b := []byte(s)
+	if len(b) < 1+len(r.Key) || b[0] != versionFormat {
+		return r, false
+	}
+	copy(r.Key[:], b[1:])
+	b = b[1+len(r.Key):]
+	already, n := binary.Uvarint(b)
+	if n <= 0 {
+		return r, false
+	}
+	filtered, m := binary.Uvarint(b[n:])
+	if m <= 0 || n+m != len(b) {
+		return r, false
+	}
+	r.Already, r.Filtered = int(already), int(filtered)
+	return r, true
+}
+
+// versionKey is a hash of what must match for a folder to be skipped.
+type versionKey [16]byte
+
+// folderRun is what one run did in one folder that may be recorded, from
+// its events: a few dozen bytes, as an account may have 100,000 folders.
+// The tally keeps one beside each folder's report row (its counts of
+// messages already there and filtered are the row's).
 type folderRun struct {
-	key              string
+	key              versionKey
+	queued, resolved int32
+	tracked          bool // listed with a Version (versions.listing)
 	listed           bool // List returned without error
-	queued, resolved int
-	already          int // found done, copied or found by Dedupe
-	filtered         int
 	skipped          bool
 }
 
-// versions tracks the folders of a run that may be recorded. Safe for
-// concurrent use: events come from every stage.
+// add follows one event of the folder.
+func (f *folderRun) add(e Event) {
+	switch e.Kind {
+	case Queued:
+		f.queued++
+	case Copied, Duplicate:
+		f.resolved++
+	case Skipped:
+		f.resolved++
+		f.skipped = true
+	}
+}
+
+// finished reports whether the run finished the folder completely.
+func (f *folderRun) finished() bool {
+	return f.tracked && f.listed && !f.skipped && f.resolved == f.queued
+}
+
+// versions decides which folders may be skipped and records those a run
+// finished; what each folder did is in the run's tally.
 type versions struct {
 	cp     FolderVersions
 	relist bool // Options.Relist: record, never skip
-	mu     sync.Mutex
-	f      map[string]*folderRun
+	t      *tally
 }
 
 // newVersions returns nil (no fast path) when the options or the
 // checkpoint rule it out.
-func newVersions(o *Options) *versions {
+func newVersions(o *Options, t *tally) *versions {
 	cp, ok := o.Checkpoint.(FolderVersions)
 	if !ok || o.DryRun || o.DeleteAfterCopy || o.SkipDeleted || !o.Before.IsZero() {
 		return nil
 	}
-	return &versions{cp: cp, relist: o.Relist, f: map[string]*folderRun{}}
+	return &versions{cp: cp, relist: o.Relist, t: t}
 }
 
-// key is what must match for mb to be skipped: "" when mb has no Version.
-func (v *versions) key(o *Options, mb Mailbox, dest string) string {
+// key is what must match for mb to be skipped; ok is false when mb has no
+// Version.
+func (v *versions) key(o *Options, mb Mailbox, dest string) (k versionKey, ok bool) {
 	if v == nil || mb.Version == "" {
-		return ""
+		return k, false
 	}
-	return fmt.Sprintf("%s|%s|dest=%q use=%q|since=%d max=%d incdel=%v", mb.Version, mb.Epoch, dest, mb.SpecialUse,
-		o.Since.Unix(), o.MaxSize, o.IncludeDeleted)
+	h := sha256.Sum256(fmt.Appendf(nil, "%s|%s|dest=%q use=%q|since=%d max=%d incdel=%v", mb.Version, mb.Epoch, dest, mb.SpecialUse,
+		o.Since.Unix(), o.MaxSize, o.IncludeDeleted))
+	copy(k[:], h[:])
+	return k, true
 }
 
 // unchanged reports whether mb was finished by an earlier run as it is
 // now, and the counts that run left.
-func (v *versions) unchanged(key, folder string) (versionRecord, bool, error) {
-	if key == "" || v.relist {
+func (v *versions) unchanged(key versionKey, ok bool, folder string) (versionRecord, bool, error) {
+	if !ok || v.relist {
 		return versionRecord{}, false, nil
 	}
 	raw, ok, err := v.cp.FolderVersion(folder)
 	if err != nil || !ok {
 		return versionRecord{}, false, err
 	}
-	var r versionRecord
-	if json.Unmarshal([]byte(raw), &r) != nil || r.Key != key {
+	r, ok := decodeVersion(raw)
+	if !ok || r.Key != key {
 		return versionRecord{}, false, nil
 	}
 	return r, true, nil
 }
 
-// listing starts tracking folder (listed with key).
-func (v *versions) listing(folder, key string) {
-	if v == nil || key == "" {
+// listing starts tracking folder (listed with key, going to dest).
+func (v *versions) listing(folder, dest string, key versionKey, ok bool) {
+	if v == nil || !ok {
 		return
 	}
-	v.mu.Lock()
-	v.f[folder] = &folderRun{key: key}
-	v.mu.Unlock()
+	v.t.run(folder, dest, func(f *folderRun) { *f = folderRun{key: key, tracked: true} })
 }
 
 // listed notes that folder's listing ended without error.
@@ -119,61 +180,46 @@ func (v *versions) listed(folder string) {
 	if v == nil {
 		return
 	}
-	v.mu.Lock()
-	if f := v.f[folder]; f != nil {
-		f.listed = true
-	}
-	v.mu.Unlock()
+	v.t.run(folder, "", func(f *folderRun) { f.listed = true })
 }
 
-// add follows one event.
-func (v *versions) add(e Event) {
-	if v == nil {
-		return
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	f := v.f[e.Folder]
-	if f == nil {
-		return
-	}
-	switch e.Kind {
-	case Queued:
-		f.queued++
-	case Copied, Duplicate:
-		f.resolved++
-		f.already++
-	case Already:
-		f.already++
-	case Filtered:
-		f.filtered++
-	case Skipped:
-		f.resolved++
-		f.skipped = true
-	}
-}
-
-// record writes the Version of every folder this run finished completely.
-// Call it only when the run ended without error or interruption.
+// record writes the Version of every folder this run finished completely,
+// versionChunk folders per commit. Call it only when the run ended without
+// error or interruption.
 func (v *versions) record() error {
 	if v == nil {
 		return nil
 	}
-	v.mu.Lock()
-	out := map[string]string{}
-	for name, f := range v.f {
-		if !f.listed || f.skipped || f.resolved != f.queued {
-			continue
+	out := make(map[string]string, versionChunk)
+	flush := func() error {
+		if len(out) == 0 {
+			return nil
 		}
-		b, _ := json.Marshal(versionRecord{Key: f.key, Already: f.already, Filtered: f.filtered})
-		out[name] = string(b)
-	}
-	v.mu.Unlock()
-	if len(out) == 0 {
+		if err := v.cp.SetFolderVersions(out); err != nil {
+			return fmt.Errorf("record folder versions: %w", err)
+		}
+		clear(out)
 		return nil
 	}
-	if err := v.cp.SetFolderVersions(out); err != nil {
-		return fmt.Errorf("record folder versions: %w", err)
+	return v.t.finished(func(row *FolderReport, f *folderRun) error {
+		out[row.Name] = versionRecord{Key: f.key, Already: row.Messages + row.Already, Filtered: row.Filtered}.encode()
+		if len(out) < versionChunk {
+			return nil
+		}
+		return flush()
+	}, flush)
+}
+
+// recordVersions makes the folders the sink created durable, then records
+// the Version of every folder the run finished.
+func (e *engine) recordVersions(ctx context.Context) error {
+	if e.versions == nil {
+		return nil
 	}
-	return nil
+	if fs, ok := e.o.Sink.(FolderSyncer); ok {
+		if err := fs.SyncFolders(ctx); err != nil {
+			return fmt.Errorf("make destination folders durable: %w", err)
+		}
+	}
+	return e.versions.record()
 }

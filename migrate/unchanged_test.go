@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -160,5 +161,46 @@ func TestUnchangedFoldersAreNotListed(t *testing.T) {
 	expectListed("after an interrupted run", "INBOX")
 	if sink.count() != 15 || r.Copied != 1 {
 		t.Errorf("sink holds %d, copied %d", sink.count(), r.Copied)
+	}
+}
+
+// folderSyncSink is a fakeSink whose folders need SyncFolders to be
+// durable; it counts the calls and fails them while err is set.
+type folderSyncSink struct {
+	*fakeSink
+	calls int
+	err   error
+}
+
+func (s *folderSyncSink) SyncFolders(ctx context.Context) error {
+	s.calls++
+	return s.err
+}
+
+// TestFolderVersionsWaitForFolderSync: the folders a run finished are
+// recorded only after the sink made its folders durable; when it cannot,
+// the run fails and the next run lists them again.
+func TestFolderVersionsWaitForFolderSync(t *testing.T) {
+	src := newVersionedSource(map[string]int{"INBOX": 2, "Empty": 0})
+	sink := &folderSyncSink{fakeSink: newFakeSink(), err: errors.New("disk gone")}
+	cp := openCP(t)
+	o := migrate.Options{Source: src, Sink: sink, Checkpoint: cp, RetryBase: time.Millisecond}
+	if _, err := migrate.Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "disk gone") {
+		t.Fatalf("run with a failing folder sync: %v", err)
+	}
+	if sink.calls != 1 {
+		t.Errorf("SyncFolders called %d times, want 1", sink.calls)
+	}
+	src.listed()
+	sink.err = nil
+	if _, err := migrate.Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if got := src.listed(); got["INBOX"] != 1 || got["Empty"] != 1 {
+		t.Errorf("after a failed folder sync: listed %v, want both folders again", got)
+	}
+	r, err := migrate.Run(context.Background(), o)
+	if err != nil || r.Unchanged != 2 {
+		t.Errorf("third run: %d unchanged, %v; want 2", r.Unchanged, err)
 	}
 }
