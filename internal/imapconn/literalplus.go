@@ -88,8 +88,8 @@ type literalPlusConn struct {
 	// bye is the text of the last "* BYE" line the server sent (why it
 	// closes the connection), found by byeWatch.
 	bye     atomic.Pointer[string]
-	byeLine []byte // a line start being collected
-	midLine bool   // the last byte read was not a line end
+	byeLine []byte // the line being read, while it may be a BYE
+	notBye  bool   // the line being read is not a BYE
 
 	dmu         sync.Mutex // read deadline and injection state
 	deadline    time.Time  // read deadline set by the caller
@@ -225,47 +225,47 @@ func (c *literalPlusConn) Read(p []byte) (int, error) {
 // the server's reason for closing the connection, and keeps its text. It
 // does not know literal boundaries: a message body line that starts with
 // "* BYE " is taken for one, which only changes the words of an error on a
-// connection that then breaks.
+// connection that then breaks. It runs on every byte read, so a line is
+// copied only while it may still be a BYE (its first bytes match) and
+// lines of message bodies cost a search for their end, nothing more.
 func (c *literalPlusConn) byeWatch(p []byte) {
 	const max = 300
 	for len(p) > 0 {
-		if !c.midLine || len(c.byeLine) > 0 {
-			i := bytes.IndexByte(p, '\n')
-			end := len(p)
-			if i >= 0 {
-				end = i
-			}
-			if len(c.byeLine)+end <= max {
-				c.byeLine = append(c.byeLine, p[:end]...)
-			} else {
-				c.byeLine = c.byeLine[:0]
-				c.midLine = true
-				if i < 0 {
-					return
-				}
-				p, c.midLine = p[i+1:], false
-				continue
-			}
-			if i < 0 {
-				c.midLine = true
-				return
-			}
-			line := strings.TrimRight(string(c.byeLine), "\r")
-			c.byeLine = c.byeLine[:0]
-			if len(line) > 6 && strings.EqualFold(line[:6], "* BYE ") {
-				text := strings.ToValidUTF8(strings.TrimSpace(line[6:]), "?")
-				c.bye.Store(&text)
-			}
-			p, c.midLine = p[i+1:], false
-			continue
-		}
 		i := bytes.IndexByte(p, '\n')
+		seg := p
+		if i >= 0 {
+			seg = p[:i]
+		}
+		if !c.notBye {
+			if k := len(c.byeLine); k < len(byePrefix) {
+				n := min(len(seg), len(byePrefix)-k)
+				c.byeLine = append(c.byeLine, seg[:n]...)
+				seg = seg[n:]
+				c.notBye = !bytes.EqualFold(c.byeLine, byePrefix[:len(c.byeLine)])
+			}
+			if !c.notBye {
+				if len(c.byeLine)+len(seg) > max {
+					c.notBye = true
+				} else {
+					c.byeLine = append(c.byeLine, seg...)
+				}
+			}
+		}
 		if i < 0 {
 			return
 		}
-		p, c.midLine = p[i+1:], false
+		if !c.notBye {
+			if line := strings.TrimRight(string(c.byeLine), "\r"); len(line) > len(byePrefix) {
+				text := strings.ToValidUTF8(strings.TrimSpace(line[len(byePrefix):]), "?")
+				c.bye.Store(&text)
+			}
+		}
+		c.byeLine, c.notBye = c.byeLine[:0], false
+		p = p[i+1:]
 	}
 }
+
+var byePrefix = []byte("* BYE ")
 
 // byeText is the last BYE text the server sent, or "".
 func (c *literalPlusConn) byeText() string {

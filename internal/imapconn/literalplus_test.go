@@ -772,3 +772,36 @@ func newScriptedServer(t *testing.T, before, after string) string {
 	_, p, _ := net.SplitHostPort(ln.Addr().String())
 	return p
 }
+
+// TestByeWatch: the text of the last "* BYE" line is kept however the
+// stream is split into reads; lines that only look like one at first,
+// an empty BYE and one longer than 300 bytes are not taken.
+func TestByeWatch(t *testing.T) {
+	long := "* BYE " + strings.Repeat("x", 300) + "\r\n"
+	for _, tc := range []struct{ stream, want string }{
+		{"* OK hi\r\n* bye  Too many connections \r\nT1 OK\r\n", "Too many connections"},
+		{"* BYE first\r\n* BYTE x\r\n* BY\r\n* BYE \r\n", "first"},
+		{"* BYE Caf\xe9\n", "Caf?"},
+		{"x * BYE not at a line start\r\n" + long + "* BYX y\r\n", ""},
+		{"* BYE last\r\n* BYE", "last"}, // the second line is not complete
+	} {
+		for _, parts := range splits(tc.stream) {
+			c := &literalPlusConn{}
+			for _, part := range parts {
+				c.byeWatch([]byte(part))
+			}
+			if got := c.byeText(); got != tc.want {
+				t.Fatalf("%q in reads %q: %q, want %q", tc.stream, parts, got, tc.want)
+			}
+		}
+	}
+}
+
+func BenchmarkByeWatch(b *testing.B) {
+	body := []byte(strings.Repeat("A line of a message body, as long as most of them are.\r\n", 1000))
+	c := &literalPlusConn{}
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		c.byeWatch(body)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -50,8 +51,13 @@ func Retry(ctx context.Context, op func() error) error {
 // drains it again while the client's reader goroutine reads the same
 // buffer (a data race). So a short literal closes c and returns
 // io.ErrUnexpectedEOF: the caller must not touch the command again.
+//
+// The copy goes through a buffer from a pool: io.Copy made a new 32 KB one
+// for every message.
 func ReadLiteral(c *Conn, w io.Writer, lit imap.LiteralReader) (int64, error) {
-	n, err := io.Copy(w, lit)
+	buf := copyBuffers.Get().(*[]byte)
+	n, err := io.CopyBuffer(w, lit, *buf)
+	copyBuffers.Put(buf)
 	if err == nil && n < lit.Size() {
 		err = fmt.Errorf("literal of %d bytes ended after %d: %w", lit.Size(), n, io.ErrUnexpectedEOF)
 	}
@@ -60,6 +66,9 @@ func ReadLiteral(c *Conn, w io.Writer, lit imap.LiteralReader) (int64, error) {
 	}
 	return n, err
 }
+
+// copyBuffers holds ReadLiteral's copy buffers.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // Collect is imapclient.FetchMessageData.Collect for the items mailhaul
 // fetches (UID, FLAGS, INTERNALDATE, RFC822.SIZE, body sections), with the
