@@ -196,6 +196,7 @@ type Spool struct {
 	hdr      []byte
 	hdrDone  bool
 	wantDate bool
+	expect   int64 // Expect's size, kept across Reset
 	bareLF   int64
 	prevCR   bool
 	nul      bool
@@ -255,17 +256,45 @@ func (s *Spool) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// captureHeader keeps the message's header (as HeaderEnd finds its end),
+// at most maxHeaderCapture bytes: only up to its end, not the whole first
+// write (usually the whole message), found by a search that stops there.
 func (s *Spool) captureHeader(p []byte) {
 	if s.hdrDone {
 		return
 	}
-	room := maxHeaderCapture - len(s.hdr)
-	if room > len(p) {
-		room = len(p)
+	p = p[:min(len(p), maxHeaderCapture-len(s.hdr))]
+	// A blank line that starts in the last two bytes kept ends in the
+	// first two of p.
+	from, head := max(len(s.hdr)-2, 0), min(len(p), 2)
+	s.hdr = append(s.hdr, p[:head]...)
+	e := -1
+	if from == 0 {
+		e = HeaderEnd(s.hdr)
+	} else {
+		e = blankLineEnd(s.hdr, from)
 	}
-	s.hdr = append(s.hdr, p[:room]...)
-	if bytes.Contains(s.hdr, []byte("\n\n")) || bytes.Contains(s.hdr, []byte("\r\n\r\n")) || len(s.hdr) >= maxHeaderCapture {
-		s.hdrDone = true
+	switch {
+	case e >= 0:
+		s.hdr, s.hdrDone = s.hdr[:e], true
+	case blankLineEnd(p, 0) >= 0:
+		s.hdr, s.hdrDone = append(s.hdr, p[head:blankLineEnd(p, 0)]...), true
+	default:
+		s.hdr = append(s.hdr, p[head:]...)
+		s.hdrDone = len(s.hdr) >= maxHeaderCapture
+	}
+}
+
+// Expect says how many bytes the source will write (the size it listed;
+// 0 or less: unknown). A body that will be held in memory gets its buffer
+// at that size at once instead of growing it by doubling, which copied
+// every body once or twice more and left up to half of the buffer unused.
+// A wrong size costs nothing but that: the buffer grows past it or stays
+// partly unused. Call it before the first Write (and after Reset).
+func (s *Spool) Expect(size int64) {
+	s.expect = size
+	if size > 0 && size <= s.memLimit && s.file == nil && s.n == 0 {
+		s.buf.Grow(int(size))
 	}
 }
 
@@ -281,10 +310,14 @@ func (s *Spool) Err() error { return s.err }
 // Len is the number of bytes written so far.
 func (s *Spool) Len() int64 { return s.n }
 
-// Reset discards everything written, for a retried Fetch.
+// Reset discards everything written, for a retried Fetch; the memory
+// buffer is kept for the next attempt.
 func (s *Spool) Reset() {
+	keep := s.buf
+	keep.Reset()
 	s.Abort()
-	*s = Spool{memLimit: s.memLimit, tmpDir: s.tmpDir, budget: s.budget, h: sha256.New(), wantDate: s.wantDate}
+	*s = Spool{memLimit: s.memLimit, tmpDir: s.tmpDir, budget: s.budget, h: sha256.New(), wantDate: s.wantDate, buf: keep}
+	s.Expect(s.expect)
 }
 
 // Abort discards the spool and its temporary file.
@@ -334,7 +367,9 @@ func (s *Spool) Finish() (*Body, error) {
 // header prefix), or "" if there is none. It is tolerant: malformed headers
 // fall back to a plain scan, and the value is returned as written (trimmed).
 func MessageIDFromHeader(raw []byte) string {
-	if h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(raw))); err == nil {
+	// A reader no larger than the header (most are 1-2 KB): this runs for
+	// every message listed and every body fetched.
+	if h, err := textproto.ReadHeader(bufio.NewReaderSize(bytes.NewReader(raw), min(len(raw)+1, 4096))); err == nil {
 		return strings.TrimSpace(h.Get("Message-Id"))
 	}
 	// Fallback: scan lines up to the first empty line.

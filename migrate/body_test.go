@@ -121,3 +121,65 @@ func TestMemBudgetBoundsMemory(t *testing.T) {
 		t.Errorf("budget not released: %d", budget.Used())
 	}
 }
+
+// TestSpoolExpect: whatever size the source announced (exact, too small,
+// too large, over the memory limit, none), the body is what was written,
+// its hash is that of the bytes, and a Reset for a retry keeps the buffer
+// without keeping the bytes.
+func TestSpoolExpect(t *testing.T) {
+	msg := []byte("Message-ID: <e@x>\r\n\r\n" + strings.Repeat("body line\r\n", 500))
+	for _, expect := range []int64{int64(len(msg)), 10, int64(len(msg)) * 3, 1 << 30, 0, -1} {
+		sp := NewSpool(64<<10, t.TempDir(), nil)
+		sp.Expect(expect)
+		sp.Write([]byte("partial attempt"))
+		sp.Reset()
+		for p := msg; len(p) > 0; p = p[min(len(p), 700):] {
+			sp.Write(p[:min(len(p), 700)])
+		}
+		b, err := sp.Finish()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(b.Reader())
+		sum := sha256.Sum256(msg)
+		if !bytes.Equal(got, msg) || b.SHA256() != hex.EncodeToString(sum[:]) || b.Size() != int64(len(msg)) || b.MessageID() != "<e@x>" {
+			t.Errorf("expect %d: body of %d bytes (want %d), sum %s, id %q", expect, len(got), len(msg), b.SHA256(), b.MessageID())
+		}
+		b.Close()
+	}
+}
+
+// TestSpoolCapturesHeaderAnySplit: the header kept is the message up to
+// the end HeaderEnd finds in the whole message, however the writes split
+// it (a blank line across two writes, one byte at a time).
+func TestSpoolCapturesHeaderAnySplit(t *testing.T) {
+	msgs := []string{
+		"Subject: a\r\nMessage-ID: <a@x>\r\n\r\nbody\r\n\r\nmore\r\n",
+		"Subject: lf\nMessage-ID: <b@x>\n\nbody\n\n",
+		"Mixed: lf\n\r\nbody",
+		"\r\nno header",
+		"\nno header either",
+		"X: no body at all\r\n",
+		"X: cr at the end\r\n\r",
+		"",
+	}
+	for _, msg := range msgs {
+		want := msg
+		if e := HeaderEnd([]byte(msg)); e >= 0 {
+			want = msg[:e]
+		}
+		for cut := 0; cut <= len(msg); cut++ {
+			for _, step := range []int{1, 2, 3, len(msg) + 1} {
+				sp := NewSpool(1<<20, t.TempDir(), nil)
+				sp.Write([]byte(msg[:cut]))
+				for p := msg[cut:]; len(p) > 0; p = p[min(step, len(p)):] {
+					sp.Write([]byte(p[:min(step, len(p))]))
+				}
+				if string(sp.hdr) != want {
+					t.Fatalf("%q cut at %d, then %d bytes a write: header %q, want %q", msg, cut, step, sp.hdr, want)
+				}
+				sp.Abort()
+			}
+		}
+	}
+}

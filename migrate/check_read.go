@@ -229,16 +229,29 @@ func HeaderEnd(b []byte) int {
 	if bytes.HasPrefix(b, []byte("\r\n")) {
 		return 2
 	}
-	i := bytes.Index(b, []byte("\n\n"))
-	j := bytes.Index(b, []byte("\n\r\n"))
-	switch {
-	case i < 0 && j < 0:
-		return -1
-	case j < 0 || (i >= 0 && i < j):
-		return i + 2
-	default:
-		return j + 3
+	return blankLineEnd(b, 0)
+}
+
+// blankLineEnd returns the end of the first blank line of b that follows
+// a line end at or after from ("\n\n" or "\n\r\n"), -1 if none. It looks
+// at line ends only, so it stops at the end of a header without reading
+// the body.
+func blankLineEnd(b []byte, from int) int {
+	for i := from; i < len(b); {
+		k := bytes.IndexByte(b[i:], '\n')
+		if k < 0 {
+			return -1
+		}
+		j := i + k + 1
+		if j < len(b) && b[j] == '\n' {
+			return j + 1
+		}
+		if j+1 < len(b) && b[j] == '\r' && b[j+1] == '\n' {
+			return j + 2
+		}
+		i = j
 	}
+	return -1
 }
 
 var wordDecoder = &mime.WordDecoder{}

@@ -55,6 +55,7 @@ func (e *engine) fetchLoop(ctx context.Context, in <-chan *job, out chan<- *job)
 // fetch spools one message body, retrying transient errors.
 func (e *engine) fetch(ctx context.Context, j *job) (*Body, error) {
 	sp := NewSpool(e.o.MemLimit, e.o.TempDir, e.budget)
+	sp.Expect(j.msg.Size)
 	if j.msg.Date.IsZero() {
 		sp.WantHeaderDate()
 	}
