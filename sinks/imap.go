@@ -81,7 +81,36 @@ type serverMeta struct {
 	prefix      string
 	caps        imap.CapSet
 	appendLimit int64 // 0: none advertised
-	list        []*imap.ListData
+	// list is the destination's folders, as LIST gave them and as Prepare
+	// created them since; names indexes those that exist (INBOX under
+	// "INBOX", whatever its case). Both change only under IMAP.mu.
+	list  []*imap.ListData
+	names map[string]bool
+}
+
+// setList replaces the folder list and its index. Called with IMAP.mu
+// held, or before the meta is shared.
+func (m *serverMeta) setList(l []*imap.ListData) {
+	m.list, m.names = l, make(map[string]bool, len(l))
+	for _, d := range l {
+		m.index(d)
+	}
+}
+
+// add records a folder Prepare created. Called with IMAP.mu held.
+func (m *serverMeta) add(d *imap.ListData) {
+	m.list = append(m.list, d)
+	m.index(d)
+}
+
+func (m *serverMeta) index(d *imap.ListData) {
+	if imapconn.HasAttr(d, imap.MailboxAttrNonExistent) {
+		return
+	}
+	if strings.EqualFold(d.Mailbox, "INBOX") {
+		m.names["INBOX"] = true
+	}
+	m.names[d.Mailbox] = true
 }
 
 // uidPlus reports whether APPEND returns APPENDUID and UID EXPUNGE exists.
