@@ -591,12 +591,12 @@ func TestHostileIMAPCut(t *testing.T) {
 	}
 }
 
-// TestHostileIMAPManyFolders: a LIST of many folders (10,000;
-// MAILHAUL_HOSTILE_FOLDERS=100000 for the size of issue 13), ten of which
-// hold a message, is listed and copied quickly and within the memory
-// bound, and the re-run is a single LIST.
+// TestHostileIMAPManyFolders: a LIST of 100,000 folders (about two
+// minutes of the suite; MAILHAUL_HOSTILE_FOLDERS sets another count), ten
+// of which hold a message, is listed and copied within the time limit and
+// the memory bound, and the re-run is a single LIST.
 func TestHostileIMAPManyFolders(t *testing.T) {
-	n := 10_000
+	n := 100_000
 	if v := os.Getenv("MAILHAUL_HOSTILE_FOLDERS"); v != "" {
 		fmt.Sscan(v, &n)
 	}
