@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/mailhaul/mailhaul/internal/imapconn"
 	"github.com/mailhaul/mailhaul/internal/testserver/fakeimap"
 	"github.com/mailhaul/mailhaul/migrate"
-	"github.com/mailhaul/mailhaul/sinks"
 )
 
 // TestIMAPPrepareManyFolders: creating n folders costs n CREATEs and no
@@ -21,19 +19,7 @@ func TestIMAPPrepareManyFolders(t *testing.T) {
 	ctx := context.Background()
 	srv := fakeimap.Start(t, fakeimap.Options{})
 	srv.AddUser("u", "p")
-	e, err := imapconn.ParseURL("imap://u@" + srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &imapconn.Config{Endpoint: e, InsecurePlaintext: true, Password: "p"}
-	open := func() *sinks.IMAP {
-		s, err := sinks.OpenIMAP(ctx, cfg, 1, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
+	open := fakeSinkOpener(t, "imap://u@"+srv.Addr())
 	s := open()
 	lists := srv.Stats().Commands["LIST"]
 	sent := migrate.Mailbox{Name: "Sent Messages", SpecialUse: migrate.UseSent}

@@ -52,19 +52,7 @@ func TestResolveIsPrepare(t *testing.T) {
 			if tc.name == "endpoint-folder" {
 				url += "/Old"
 			}
-			e, err := imapconn.ParseURL(url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg := &imapconn.Config{Endpoint: e, InsecurePlaintext: true, Password: "p"}
-			open := func() *sinks.IMAP {
-				s, err := sinks.OpenIMAP(ctx, cfg, 1, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { s.Close() })
-				return s
-			}
+			open := fakeSinkOpener(t, url)
 			var plan []migrate.PlannedFolder
 			for _, mb := range folders {
 				plan = append(plan, migrate.PlannedFolder{Source: mb, Name: mb.Name})
@@ -115,5 +103,24 @@ func TestResolveIsPrepare(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// fakeSinkOpener returns a function that opens an IMAP sink on url (user
+// u, password p, plaintext), closed when the test ends.
+func fakeSinkOpener(t *testing.T, url string) func() *sinks.IMAP {
+	t.Helper()
+	e, err := imapconn.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &imapconn.Config{Endpoint: e, InsecurePlaintext: true, Password: "p"}
+	return func() *sinks.IMAP {
+		s, err := sinks.OpenIMAP(context.Background(), cfg, 1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
 	}
 }
