@@ -273,7 +273,7 @@ func (o *Options) Planned(mbs []Mailbox) []Mailbox {
 func (o *Options) plan(mbs []Mailbox) []PlannedFolder {
 	out := make([]PlannedFolder, 0, len(mbs))
 	for _, mb := range mbs {
-		out = append(out, PlannedFolder{Source: mb, Name: o.MapName(mb.Name)})
+		out = append(out, PlannedFolder{Source: mb.Name, Name: o.MapName(mb.Name)})
 	}
 	return out
 }

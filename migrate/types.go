@@ -156,9 +156,10 @@ type Planner interface {
 	Plan(folders []PlannedFolder)
 }
 
-// PlannedFolder is one folder a run will prepare.
+// PlannedFolder is one folder a run will prepare: two names, as a run may
+// plan 100,000.
 type PlannedFolder struct {
-	Source Mailbox
+	Source string // the source folder's name
 	Name   string // as passed to Prepare
 }
 

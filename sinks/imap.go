@@ -64,6 +64,11 @@ type IMAP struct {
 	mu       sync.Mutex
 	meta     *serverMeta
 	folders  map[string]*folderInfo // server name -> info
+	// flagSets holds each distinct PERMANENTFLAGS set once (by its
+	// lower-cased flags, joined): folderInfo.permanent shares them, as
+	// most folders of a server keep the same flags (100,000 folders held
+	// 28 MB of identical maps).
+	flagSets map[string]map[string]bool
 	warned   map[string]bool
 	claimed  map[string]bool   // refs identified after APPENDs without APPENDUID
 	assigned map[string]string // destination folder -> the source folder Prepare gave it
@@ -81,36 +86,52 @@ type serverMeta struct {
 	prefix      string
 	caps        imap.CapSet
 	appendLimit int64 // 0: none advertised
-	// list is the destination's folders, as LIST gave them and as Prepare
-	// created them since; names indexes those that exist (INBOX under
-	// "INBOX", whatever its case). Both change only under IMAP.mu.
+	// list is the destination's folders that findByUse may pick (a
+	// special-use attribute or a well-known name), as LIST gave them and
+	// as Prepare created them since; names holds every folder that exists
+	// (INBOX under "INBOX", whatever its case): an account of 100,000
+	// folders keeps a set of names, not 100,000 LIST answers. Both change
+	// only under IMAP.mu, or before the meta is shared.
 	list  []*imap.ListData
 	names map[string]bool
 }
 
-// setList replaces the folder list and its index. Called with IMAP.mu
-// held, or before the meta is shared.
-func (m *serverMeta) setList(l []*imap.ListData) {
-	m.list, m.names = l, make(map[string]bool, len(l))
-	for _, d := range l {
-		m.index(d)
-	}
-}
-
-// add records a folder Prepare created. Called with IMAP.mu held.
+// add records a folder LIST gave or Prepare created.
 func (m *serverMeta) add(d *imap.ListData) {
-	m.list = append(m.list, d)
-	m.index(d)
+	if m.names == nil {
+		m.names = map[string]bool{}
+	}
+	if !imapconn.HasAttr(d, imap.MailboxAttrNonExistent) {
+		if strings.EqualFold(d.Mailbox, "INBOX") {
+			m.names["INBOX"] = true
+		}
+		m.names[d.Mailbox] = true
+	}
+	if m.mayHaveUse(d) {
+		m.list = append(m.list, d)
+	}
 }
 
-func (m *serverMeta) index(d *imap.ListData) {
-	if imapconn.HasAttr(d, imap.MailboxAttrNonExistent) {
-		return
+// mayHaveUse reports whether findByUse may pick d: it has the attribute of
+// a use the sink maps, or the well-known name of one.
+func (m *serverMeta) mayHaveUse(d *imap.ListData) bool {
+	for _, a := range d.Attrs {
+		for use := range mappedUses {
+			if strings.EqualFold(string(a), use) {
+				return true
+			}
+		}
 	}
-	if strings.EqualFold(d.Mailbox, "INBOX") {
-		m.names["INBOX"] = true
+	return mappedUses[migrate.SpecialUseByName(m.localName(d))]
+}
+
+// localName is d's name as findByUse compares it with well-known names.
+func (m *serverMeta) localName(d *imap.ListData) string {
+	n := strings.TrimPrefix(d.Mailbox, m.prefix)
+	if d.Delim != 0 {
+		n = strings.ReplaceAll(n, string(d.Delim), "/")
 	}
-	m.names[d.Mailbox] = true
+	return n
 }
 
 // uidPlus reports whether APPEND returns APPENDUID and UID EXPUNGE exists.
@@ -147,7 +168,7 @@ func OpenIMAP(ctx context.Context, cfg *imapconn.Config, conns int, warn func(er
 	}
 	pool := imapconn.NewPool(cfg, conns+1)
 	s := &IMAP{cfg: cfg, pool: pool, warn: warn,
-		folders: map[string]*folderInfo{}, warned: map[string]bool{}, claimed: map[string]bool{}, assigned: map[string]string{}, tooLong: map[string]bool{}, hashes: map[string]sums{}}
+		folders: map[string]*folderInfo{}, flagSets: map[string]map[string]bool{}, warned: map[string]bool{}, claimed: map[string]bool{}, assigned: map[string]string{}, tooLong: map[string]bool{}, hashes: map[string]sums{}}
 	c, err := s.pool.Get(ctx)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package sinks
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -18,7 +19,7 @@ import (
 // folderInfo is what the sink knows of a destination folder; uidNext is
 // guarded by IMAP.mu.
 type folderInfo struct {
-	permanent   map[string]bool // lower-cased
+	permanent   map[string]bool // lower-cased; shared (IMAP.flagSets), never changed
 	anyKeyword  bool
 	uidValidity uint32
 	// uidNext is a lower bound of the folder's UIDNEXT: from the SELECT,
@@ -33,12 +34,16 @@ func (s *IMAP) refreshList(ctx context.Context, c *imapconn.Conn, m *serverMeta)
 		opts.ReturnSpecialUse = true
 	}
 	return imapconn.Classify(c.Do(ctx, func() error {
-		l, err := c.List("", "*", opts).Collect()
-		if err != nil {
+		fresh := &serverMeta{prefix: m.prefix}
+		cmd := c.List("", "*", opts)
+		for d := cmd.Next(); d != nil; d = cmd.Next() {
+			fresh.add(d)
+		}
+		if err := cmd.Close(); err != nil {
 			return fmt.Errorf("LIST: %w", err)
 		}
 		s.mu.Lock()
-		m.setList(l)
+		m.list, m.names = fresh.list, fresh.names
 		s.mu.Unlock()
 		return nil
 	}))
@@ -140,9 +145,7 @@ func (s *IMAP) prepareAs(ctx context.Context, c *imapconn.Conn, src migrate.Mail
 		// structure (RFC 3501 6.3.3: the server creates the superior
 		// names a CREATE needs), where the server keeps structure; an
 		// explicit CREATE would make it a real, empty folder.
-		s.mu.Lock()
-		s.assigned[dest] = src.Name
-		s.mu.Unlock()
+		s.assign(dest, src.Name)
 		return dest, nil
 	}
 	if !s.listed(dest) {
@@ -171,13 +174,26 @@ func (s *IMAP) prepareAs(ctx context.Context, c *imapconn.Conn, src migrate.Mail
 		m.add(&imap.ListData{Mailbox: dest, Delim: m.delim, Attrs: create.SpecialUse})
 		s.mu.Unlock()
 	}
-	s.mu.Lock()
-	s.assigned[dest] = src.Name
-	s.mu.Unlock()
+	s.assign(dest, src.Name)
 	if _, err := s.folder(ctx, c, dest); err != nil {
 		return "", err
 	}
 	return dest, nil
+}
+
+// assign records that destination folder dest receives source folder
+// name, where findByUse may offer dest to another folder (the folders of
+// m.list: a use attribute or a well-known name); no other is ever asked
+// about (free), and an account may have 100,000.
+func (s *IMAP) assign(dest, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.meta.list {
+		if l.Mailbox == dest {
+			s.assigned[dest] = name
+			return
+		}
+	}
 }
 
 // free reports whether destination folder dest may receive source folder
@@ -196,13 +212,23 @@ func (s *IMAP) free(dest, name string) bool {
 }
 
 // Plan implements migrate.Planner: the server names the run's folders
-// map to by name are reserved for them.
+// map to by name are reserved for them. Only names findByUse may pick are
+// kept (a well-known name, or a folder listed with a use attribute): the
+// others are never offered to another folder.
 func (s *IMAP) Plan(folders []migrate.PlannedFolder) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reserved = map[string]string{}
+	picked := map[string]bool{}
+	for _, l := range s.meta.list {
+		picked[l.Mailbox] = true
+	}
 	for _, f := range folders {
-		s.reserved[s.serverNameLocked(f.Name)] = f.Source.Name
+		dest := s.serverNameLocked(f.Name)
+		if !picked[dest] && !mappedUses[migrate.SpecialUseByName(f.Name)] {
+			continue
+		}
+		s.reserved[dest] = f.Source
 	}
 }
 
@@ -223,11 +249,7 @@ func findByUse(m *serverMeta, use string, ok func(string) bool) string {
 		if imapconn.HasAttr(l, imap.MailboxAttrNoSelect) || imapconn.HasAttr(l, imap.MailboxAttrNonExistent) {
 			continue
 		}
-		n := strings.TrimPrefix(l.Mailbox, m.prefix)
-		if l.Delim != 0 {
-			n = strings.ReplaceAll(n, string(l.Delim), "/")
-		}
-		if migrate.SpecialUseByName(n) == use && ok(l.Mailbox) {
+		if migrate.SpecialUseByName(m.localName(l)) == use && ok(l.Mailbox) {
 			names = append(names, l.Mailbox)
 		}
 	}
@@ -264,17 +286,27 @@ func (s *IMAP) folder(ctx context.Context, c *imapconn.Conn, dest string) (*fold
 		}
 		return nil, imapconn.Classify(fmt.Errorf("select folder %q: %w", dest, err))
 	}
-	fi = &folderInfo{permanent: map[string]bool{}, uidValidity: data.UIDValidity, uidNext: data.UIDNext}
+	fi = &folderInfo{uidValidity: data.UIDValidity, uidNext: data.UIDNext}
+	flags := make([]string, 0, len(data.PermanentFlags))
 	for _, f := range data.PermanentFlags {
 		if f == imap.FlagWildcard {
 			fi.anyKeyword = true
 		}
-		fi.permanent[strings.ToLower(string(f))] = true
+		flags = append(flags, strings.ToLower(string(f)))
 	}
+	slices.Sort(flags)
+	key := strings.Join(flags, " ")
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if have := s.folders[dest]; have != nil {
 		return have, nil // loaded meanwhile by another goroutine
+	}
+	if fi.permanent = s.flagSets[key]; fi.permanent == nil {
+		fi.permanent = make(map[string]bool, len(flags))
+		for _, f := range flags {
+			fi.permanent[f] = true
+		}
+		s.flagSets[key] = fi.permanent
 	}
 	s.folders[dest] = fi
 	return fi, nil

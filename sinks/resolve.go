@@ -35,9 +35,7 @@ func (s *IMAP) Resolve(ctx context.Context, src migrate.Mailbox, name string) (s
 			dest = found
 		}
 	}
-	s.mu.Lock()
-	s.assigned[dest] = src.Name // as Prepare records it
-	s.mu.Unlock()
+	s.assign(dest, src.Name) // as Prepare records it
 	return dest, nil
 }
 

@@ -55,7 +55,7 @@ func TestResolveIsPrepare(t *testing.T) {
 			open := fakeSinkOpener(t, url)
 			var plan []migrate.PlannedFolder
 			for _, mb := range folders {
-				plan = append(plan, migrate.PlannedFolder{Source: mb, Name: mb.Name})
+				plan = append(plan, migrate.PlannedFolder{Source: mb.Name, Name: mb.Name})
 			}
 			resolveAll := func(s *sinks.IMAP) []string {
 				s.Plan(plan)

@@ -616,3 +616,55 @@ func TestHostileIMAPManyFolders(t *testing.T) {
 	h.rss = true
 	h.copies(t)
 }
+
+// TestHostileIMAPManyFoldersToIMAP: an account of 100,000 folders (about
+// a minute of the suite; MAILHAUL_HOSTILE_FOLDERS sets another count)
+// copied into an IMAP destination (fakeimap): each folder created once (no LIST of them all after each
+// CREATE), the messages copied, a re-run creates and copies nothing, and
+// both runs stay within the time limit and the README's memory bound.
+func TestHostileIMAPManyFoldersToIMAP(t *testing.T) {
+	n := 100_000
+	if v := os.Getenv("MAILHAUL_HOSTILE_FOLDERS"); v != "" {
+		fmt.Sscan(v, &n)
+	}
+	h := startHostile(t, fakeimap.Options{})
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("f%03d/g%05d", i/1000, i)
+		if i%(n/10) == 3 {
+			h.add(t, name, 1, nil)
+		} else if err := h.srv.Create(hostileUsers[0], name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := fakeimap.Start(t, fakeimap.Options{})
+	dst.AddUser("dest", "dest-pw")
+	s := newHostileSide(t)
+	env := append(h.env, "MAILHAUL_DST_PASSWORD=dest-pw")
+	args := []string{"copy", "--json", "--state-dir", s.state, "--insecure-plaintext", "--io-timeout", "10s", h.url(hostileUsers[0]), "imap://dest@" + dst.Addr()}
+	for run := 1; run <= 2; run++ {
+		before := dst.Stats().Commands
+		r, peak, took := hostileRun(t, s, h.escape, env, exitOK, true, args...)
+		after := dst.Stats().Commands
+		rep := parseHostile(t, r)
+		// Every folder once: n, and the parents f000, f001, ... the
+		// server made for them.
+		copied, creates := h.deliverable, n+(n+999)/1000
+		if run == 2 {
+			copied, creates = 0, 0
+		}
+		if rep.Copied != copied {
+			t.Errorf("run %d: copied %d, want %d", run, rep.Copied, copied)
+		}
+		made := after["CREATE"] - before["CREATE"]
+		if made != creates {
+			t.Errorf("run %d: %d CREATEs, want %d", run, made, creates)
+		}
+		if lists := after["LIST"] - before["LIST"]; lists > 2 {
+			t.Errorf("run %d: %d LISTs of the destination, want at most 2", run, lists)
+		}
+		t.Logf("run %d: %v, peak RSS %.1f MiB, %d CREATEs, %d SELECTs", run, took.Round(time.Millisecond), float64(peak)/(1<<20), made, after["SELECT"]-before["SELECT"])
+		if peak > readmeRSSBound {
+			t.Errorf("run %d: peak RSS %.1f MiB, above the README's 64 MiB", run, float64(peak)/(1<<20))
+		}
+	}
+}
