@@ -61,9 +61,9 @@ type IMAP struct {
 	// dropped reports messages stored without some flags (SetDropped).
 	dropped func(dest string, msg migrate.Message, flags []string, why string)
 
-	mu       sync.Mutex
-	meta     *serverMeta
-	folders  map[string]*folderInfo // server name -> info
+	mu      sync.Mutex
+	meta    *serverMeta
+	folders map[string]*folderInfo // server name -> info
 	// flagSets holds each distinct PERMANENTFLAGS set once (by its
 	// lower-cased flags, joined): folderInfo.permanent shares them, as
 	// most folders of a server keep the same flags (100,000 folders held
