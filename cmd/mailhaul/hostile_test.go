@@ -596,6 +596,16 @@ func TestHostileIMAPCut(t *testing.T) {
 // of which hold a message, is listed and copied within the time limit and
 // the memory bound, and the re-run is a single LIST.
 func TestHostileIMAPManyFolders(t *testing.T) {
+	h, _ := manyFolders(t, hostileUsers)
+	h.rss = true
+	h.copies(t)
+}
+
+// manyFolders starts a hostile source whose accounts (users) have n folders
+// f000/g00000, f000/g00001, ... (100,000, or MAILHAUL_HOSTILE_FOLDERS),
+// ten of them holding a message.
+func manyFolders(t *testing.T, users []string) (*hostileSource, int) {
+	t.Helper()
 	n := 100_000
 	if v := os.Getenv("MAILHAUL_HOSTILE_FOLDERS"); v != "" {
 		fmt.Sscan(v, &n)
@@ -607,35 +617,22 @@ func TestHostileIMAPManyFolders(t *testing.T) {
 			h.add(t, name, 1, nil)
 			continue
 		}
-		for _, u := range hostileUsers {
+		for _, u := range users {
 			if err := h.srv.Create(u, name); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	h.rss = true
-	h.copies(t)
+	return h, n
 }
 
 // TestHostileIMAPManyFoldersToIMAP: an account of 100,000 folders (about
 // a minute of the suite; MAILHAUL_HOSTILE_FOLDERS sets another count)
-// copied into an IMAP destination (fakeimap): each folder created once (no LIST of them all after each
-// CREATE), the messages copied, a re-run creates and copies nothing, and
+// copied into an IMAP destination (fakeimap): each folder created once
+// (no LIST of them all after each CREATE), the messages copied, a re-run creates and copies nothing, and
 // both runs stay within the time limit and the README's memory bound.
 func TestHostileIMAPManyFoldersToIMAP(t *testing.T) {
-	n := 100_000
-	if v := os.Getenv("MAILHAUL_HOSTILE_FOLDERS"); v != "" {
-		fmt.Sscan(v, &n)
-	}
-	h := startHostile(t, fakeimap.Options{})
-	for i := 0; i < n; i++ {
-		name := fmt.Sprintf("f%03d/g%05d", i/1000, i)
-		if i%(n/10) == 3 {
-			h.add(t, name, 1, nil)
-		} else if err := h.srv.Create(hostileUsers[0], name); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h, n := manyFolders(t, hostileUsers[:1])
 	dst := fakeimap.Start(t, fakeimap.Options{})
 	dst.AddUser("dest", "dest-pw")
 	s := newHostileSide(t)
