@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailhaul/mailhaul/internal/imapconn"
 	"github.com/mailhaul/mailhaul/migrate"
@@ -38,20 +39,11 @@ func (s *IMAP) scanHeaders(ctx context.Context, folder string, section *imap.Fet
 		}
 		return c.Do(ctx, func() error {
 			cmd := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{RFC822Size: true, BodySection: []*imap.FetchItemBodySection{section}})
-			for {
-				m := cmd.Next()
-				if m == nil {
-					break
-				}
-				buf, err := imapconn.Collect(c, m)
-				if err != nil {
-					return err // the connection is closed: no cmd.Close
-				}
+			return imapconn.CollectEach(c, cmd, func(buf *imapclient.FetchMessageBuffer) {
 				if fnErr == nil {
 					fnErr = fn(buf.FindBodySection(section), buf.RFC822Size)
 				}
-			}
-			return cmd.Close()
+			})
 		})
 	}()
 	s.pool.Release(c, err)

@@ -122,17 +122,9 @@ func (s *IMAP) locate(ctx context.Context, c *imapconn.Conn, folder string, ins 
 		set := imap.UIDSet{imap.UIDRange{Start: from, Stop: 0}}
 		cmd := c.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true,
 			BodySection: []*imap.FetchItemBodySection{messageIDHeader}})
-		for {
-			m := cmd.Next()
-			if m == nil {
-				break
-			}
-			buf, err := imapconn.Collect(c, m)
-			if err != nil {
-				return err
-			}
+		return imapconn.CollectEach(c, cmd, func(buf *imapclient.FetchMessageBuffer) {
 			if buf.UID < from {
-				continue // "from:*" includes the highest UID even below from
+				return // "from:*" includes the highest UID even below from
 			}
 			var mid string
 			for _, bs := range buf.BodySection {
@@ -156,8 +148,7 @@ func (s *IMAP) locate(ctx context.Context, c *imapconn.Conn, folder string, ins 
 				cand[buf.UID] = idx
 				uids = append(uids, buf.UID)
 			}
-		}
-		return cmd.Close()
+		})
 	})
 	if err != nil {
 		return nil, imapconn.Classify(fmt.Errorf("fetch headers above UID %d: %w", from, err))

@@ -434,15 +434,7 @@ func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 				return c.Do(ctx, func() error {
 					cmd := c.Fetch(imap.UIDSetNum(uids[start:end]...), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true,
 						BodySection: []*imap.FetchItemBodySection{messageIDSection}})
-					for {
-						m := cmd.Next()
-						if m == nil {
-							break
-						}
-						buf, err := imapconn.Collect(c, m)
-						if err != nil {
-							return err
-						}
+					return imapconn.CollectEach(c, cmd, func(buf *imapclient.FetchMessageBuffer) {
 						msg := migrate.Message{Mailbox: mb.Name, ID: strconv.FormatUint(uint64(buf.UID), 10), Size: buf.RFC822Size, Date: buf.InternalDate, Loc: folder}
 						for _, bs := range buf.BodySection {
 							msg.MessageID = migrate.MessageIDFromHeader(bs.Bytes)
@@ -452,8 +444,7 @@ func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 							trimmed = append(trimmed, buf.UID)
 						}
 						batch = append(batch, msg)
-					}
-					return cmd.Close()
+					})
 				})
 			}))
 		})

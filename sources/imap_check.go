@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 
 	"github.com/mailhaul/mailhaul/internal/imapconn"
 	"github.com/mailhaul/mailhaul/migrate"
@@ -75,24 +76,13 @@ func (s *IMAP) Headers(ctx context.Context, msgs []migrate.Message, fn func(int,
 				}
 				return c.Do(ctx, func() error {
 					cmd := c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{headerSection}})
-					for {
-						m := cmd.Next()
-						if m == nil {
-							break
+					return imapconn.CollectEach(c, cmd, func(buf *imapclient.FetchMessageBuffer) {
+						if i, ok := index[buf.UID]; ok {
+							for _, bs := range buf.BodySection {
+								got[i] = bs.Bytes
+							}
 						}
-						buf, err := imapconn.Collect(c, m)
-						if err != nil {
-							return err
-						}
-						i, ok := index[buf.UID]
-						if !ok {
-							continue
-						}
-						for _, bs := range buf.BodySection {
-							got[i] = bs.Bytes
-						}
-					}
-					return cmd.Close()
+					})
 				})
 			}))
 		})

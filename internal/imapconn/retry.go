@@ -70,6 +70,21 @@ func ReadLiteral(c *Conn, w io.Writer, lit imap.LiteralReader) (int64, error) {
 // copyBuffers holds ReadLiteral's copy buffers.
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
+// CollectEach reads every message of cmd with Collect and calls fn for
+// each, in the order the server sent them, then closes cmd. After a
+// Collect error c is closed and cmd is left alone (see Collect); that
+// error is returned. Call it inside Do.
+func CollectEach(c *Conn, cmd *imapclient.FetchCommand, fn func(*imapclient.FetchMessageBuffer)) error {
+	for m := cmd.Next(); m != nil; m = cmd.Next() {
+		buf, err := Collect(c, m)
+		if err != nil {
+			return err
+		}
+		fn(buf)
+	}
+	return cmd.Close()
+}
+
 // Collect is imapclient.FetchMessageData.Collect for the items mailhaul
 // fetches (UID, FLAGS, INTERNALDATE, RFC822.SIZE, body sections), with the
 // body sections read by ReadLiteral: a literal cut short is an error that
