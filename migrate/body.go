@@ -274,12 +274,11 @@ func (s *Spool) captureHeader(p []byte) {
 	} else {
 		e = blankLineEnd(s.hdr, from)
 	}
-	switch {
-	case e >= 0:
+	if e >= 0 {
 		s.hdr, s.hdrDone = s.hdr[:e], true
-	case blankLineEnd(p, 0) >= 0:
-		s.hdr, s.hdrDone = append(s.hdr, p[head:blankLineEnd(p, 0)]...), true
-	default:
+	} else if e = blankLineEnd(p, 0); e >= 0 {
+		s.hdr, s.hdrDone = append(s.hdr, p[head:e]...), true
+	} else {
 		s.hdr = append(s.hdr, p[head:]...)
 		s.hdrDone = len(s.hdr) >= maxHeaderCapture
 	}
