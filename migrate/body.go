@@ -226,7 +226,7 @@ func (s *Spool) Write(p []byte) (int, error) {
 	if len(p) > 0 {
 		s.prevCR = p[len(p)-1] == '\r'
 	}
-	if s.file == nil && s.n+int64(len(p)) <= s.memLimit && s.budget.take(int64(len(p))) {
+	if s.file == nil && s.expect <= s.memLimit && s.n+int64(len(p)) <= s.memLimit && s.budget.take(int64(len(p))) {
 		s.held += int64(len(p))
 	} else if s.file == nil {
 		f, err := os.CreateTemp(s.tmpDir, "mailhaul-spool-*")
@@ -288,8 +288,11 @@ func (s *Spool) captureHeader(p []byte) {
 // 0 or less: unknown). A body that will be held in memory gets its buffer
 // at that size at once instead of growing it by doubling, which copied
 // every body once or twice more and left up to half of the buffer unused.
-// A wrong size costs nothing but that: the buffer grows past it or stays
-// partly unused. Call it before the first Write (and after Reset).
+// A body announced larger than the memory limit goes to its temporary file
+// from the first byte instead of being copied there from memory at the
+// limit. A wrong size costs nothing but that: the buffer grows past it or
+// stays partly unused, or a small body goes to a file. Call it before the
+// first Write (and after Reset).
 func (s *Spool) Expect(size int64) {
 	s.expect = size
 	if size > 0 && size <= s.memLimit && s.file == nil && s.n == 0 {
@@ -315,8 +318,9 @@ func (s *Spool) Reset() {
 	keep := s.buf
 	keep.Reset()
 	s.Abort()
+	expect := s.expect
 	*s = Spool{memLimit: s.memLimit, tmpDir: s.tmpDir, budget: s.budget, h: sha256.New(), wantDate: s.wantDate, buf: keep}
-	s.Expect(s.expect)
+	s.Expect(expect)
 }
 
 // Abort discards the spool and its temporary file.

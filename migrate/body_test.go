@@ -183,3 +183,27 @@ func TestSpoolCapturesHeaderAnySplit(t *testing.T) {
 		}
 	}
 }
+
+// TestSpoolExpectSurvivesReset: the engine calls Reset before every
+// attempt, the first one too, so what Expect said must outlive it — a body
+// announced over the memory limit goes to its file from the first byte,
+// and one announced under it is written into a buffer of its size.
+func TestSpoolExpectSurvivesReset(t *testing.T) {
+	sp := NewSpool(64<<10, t.TempDir(), nil)
+	sp.Expect(1 << 20)
+	sp.Reset()
+	sp.Write([]byte("Subject: big\r\n\r\n"))
+	if sp.file == nil || sp.buf.Cap() != 0 {
+		t.Errorf("a body announced at 1 MiB over a 64 KiB limit: file %v, buffer of %d bytes", sp.file != nil, sp.buf.Cap())
+	}
+	sp.Abort()
+
+	sp = NewSpool(64<<10, t.TempDir(), nil)
+	sp.Expect(40 << 10)
+	sp.Reset()
+	sp.Write(make([]byte, 1000))
+	if sp.file != nil || sp.buf.Cap() < 40<<10 {
+		t.Errorf("a body announced at 40 KiB: file %v, buffer of %d bytes", sp.file != nil, sp.buf.Cap())
+	}
+	sp.Abort()
+}
