@@ -155,9 +155,13 @@ func (b *Body) Reader() io.ReadSeeker {
 	return bytes.NewReader(b.mem)
 }
 
-// Close releases the body (removes the temporary file).
+// Close releases the body (removes the temporary file, gives the memory
+// buffer back for reuse: see bufpool.go). Closing twice does nothing more.
 func (b *Body) Close() error {
-	b.mem = nil
+	if b.mem != nil {
+		putBuf(b.mem)
+		b.mem = nil
+	}
 	b.budget.give(b.held)
 	b.held = 0
 	if b.file != nil {
@@ -240,7 +244,7 @@ func (s *Spool) Write(p []byte) (int, error) {
 			s.err = fmt.Errorf("spool to %s: %w", f.Name(), err)
 			return 0, s.err
 		}
-		s.buf = bytes.Buffer{}
+		s.releaseBuf()
 		s.budget.give(s.held)
 		s.held = 0
 	}
@@ -250,6 +254,9 @@ func (s *Spool) Write(p []byte) (int, error) {
 			return 0, s.err
 		}
 	} else {
+		if s.buf.Cap() == 0 {
+			s.buf = *bytes.NewBuffer(getBuf(len(p)))
+		}
 		s.buf.Write(p)
 	}
 	s.n += int64(len(p))
@@ -295,9 +302,18 @@ func (s *Spool) captureHeader(p []byte) {
 // first Write (and after Reset).
 func (s *Spool) Expect(size int64) {
 	s.expect = size
-	if size > 0 && size <= s.memLimit && s.file == nil && s.n == 0 {
-		s.buf.Grow(int(size))
+	if size > 0 && size <= s.memLimit && s.file == nil && s.n == 0 && s.buf.Cap() < int(size) {
+		s.releaseBuf()
+		s.buf = *bytes.NewBuffer(getBuf(int(size)))
 	}
+}
+
+// releaseBuf gives the memory buffer back for reuse (bufpool.go).
+func (s *Spool) releaseBuf() {
+	if s.buf.Cap() > 0 {
+		putBuf(s.buf.Bytes())
+	}
+	s.buf = bytes.Buffer{}
 }
 
 // WantHeaderDate asks Finish to compute Body.HeaderDate from the header,
@@ -317,6 +333,7 @@ func (s *Spool) Len() int64 { return s.n }
 func (s *Spool) Reset() {
 	keep := s.buf
 	keep.Reset()
+	s.buf = bytes.Buffer{} // kept, not given back by Abort
 	s.Abort()
 	expect := s.expect
 	*s = Spool{memLimit: s.memLimit, tmpDir: s.tmpDir, budget: s.budget, h: sha256.New(), wantDate: s.wantDate, buf: keep}
@@ -331,7 +348,7 @@ func (s *Spool) Abort() {
 		os.Remove(name)
 		s.file = nil
 	}
-	s.buf = bytes.Buffer{}
+	s.releaseBuf()
 	s.budget.give(s.held)
 	s.held = 0
 }
@@ -360,6 +377,7 @@ func (s *Spool) Finish() (*Body, error) {
 		s.file = nil
 	} else {
 		b.mem = s.buf.Bytes()
+		s.buf = bytes.Buffer{} // b's now
 		b.budget, b.held = s.budget, s.held
 		s.held = 0
 	}
