@@ -207,3 +207,58 @@ func TestSpoolExpectSurvivesReset(t *testing.T) {
 	}
 	sp.Abort()
 }
+
+// FuzzMessageIDPlain: wherever the one-pass scan answers, it answers what
+// go-message's parser (with its fallback) does.
+func FuzzMessageIDPlain(f *testing.F) {
+	for _, s := range []string{
+		"Message-ID: <a@x>\r\nSubject: s\r\n\r\nbody",
+		"Subject: s\nmessage-id:   <b@x>  \n\n",
+		"MESSAGE-ID : <c@x>\r\n",
+		"Message-ID: <d@x>\r\n\tfolded\r\n\r\n",
+		"X: y\r\n folded\r\nMessage-ID: <e@x>\r\nMessage-ID: <second@x>\r\n\r\n",
+		" leading: space\r\nMessage-ID: <f@x>\r\n\r\n",
+		"no colon line\r\nMessage-ID: <g@x>\r\n\r\n",
+		"Bad Key: v\r\nMessage-ID: <h@x>\r\n\r\n",
+		"Message-ID: <i@x>\r\r\n\r\n",
+		"Message-ID: <j@x>",
+		"Message-ID:\r\n <k@x>\r\n\r\n",
+		": empty key\r\nMessage-ID: <l@x>\r\n\r\n",
+		"Message-ID: <m\x00@x>\r\n\r\n",
+		"\r\nMessage-ID: <n@x>\r\n",
+		"",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, ok := messageIDPlain(raw)
+		if !ok {
+			return
+		}
+		if want := messageIDParsed(raw); got != want {
+			t.Fatalf("header %q: plain scan %q, parser %q", raw, got, want)
+		}
+	})
+}
+
+// TestMessageIDPlainAnswers: the scan answers for the headers real mail
+// has (else the parser runs for every message again), and leaves the odd
+// ones to the parser.
+func TestMessageIDPlainAnswers(t *testing.T) {
+	for raw, want := range map[string]string{
+		"Return-Path: <a@x>\r\nReceived: from a\r\n\tby b; Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <a@x>\r\nSubject: s\r\n\r\nbody": "<a@x>",
+		"Subject: s\nmessage-id:   <b@x>  \n\n":                   "<b@x>",
+		"From: a\r\nTo: b\r\n\r\n":                                "",
+		"Message-ID: <c@x>\r\nMessage-ID: <second@x>\r\n\r\n":     "<c@x>",
+		"X-Header-Only: this header was cut\r\nMessage-ID: <d@x>": "<d@x>",
+	} {
+		if got, ok := messageIDPlain([]byte(raw)); !ok || got != want {
+			t.Errorf("%q: %q, %v; want %q from the scan", raw, got, ok, want)
+		}
+	}
+	for _, raw := range []string{"Message-ID:\r\n <folded@x>\r\n\r\n", "no colon\r\n\r\n", " starts folded: x\r\n\r\n", "Stray: cr\r here\r\n\r\n"} {
+		if _, ok := messageIDPlain([]byte(raw)); ok {
+			t.Errorf("%q answered by the scan, not left to the parser", raw)
+		}
+	}
+}
