@@ -381,19 +381,7 @@ func (s *Store) SetFolderVersions(m map[string]string) error {
 
 // AddIntents implements migrate.Checkpoint.
 func (s *Store) AddIntents(in []migrate.Intent) error {
-	return s.batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bIntents)
-		for _, i := range in {
-			v, err := json.Marshal(i)
-			if err != nil {
-				return err
-			}
-			if err := b.Put(intentKey(i.Folder, i.Epoch, i.ID), v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return s.batch(func(tx *bolt.Tx) error { return addIntents(tx, in) })
 }
 
 // Complete implements migrate.Checkpoint.
@@ -401,48 +389,78 @@ func (s *Store) Complete(in []migrate.Intent, refs []string) error {
 	if len(in) != len(refs) {
 		return fmt.Errorf("checkpoint: %d intents but %d refs", len(in), len(refs))
 	}
+	return s.batch(func(tx *bolt.Tx) error { return complete(tx, in, refs) })
+}
+
+// CompleteAndAdd implements migrate.Checkpoint: Complete(done, refs) and
+// AddIntents(in) in one commit.
+func (s *Store) CompleteAndAdd(done []migrate.Intent, refs []string, in []migrate.Intent) error {
+	if len(done) != len(refs) {
+		return fmt.Errorf("checkpoint: %d intents but %d refs", len(done), len(refs))
+	}
 	return s.batch(func(tx *bolt.Tx) error {
-		ib := tx.Bucket(bIntents)
-		db := tx.Bucket(bDone)
-		rb := tx.Bucket(bRefs)
-		for k, i := range in {
-			if refs[k] != "" {
-				f, err := db.CreateBucketIfNotExists(folderKey(i.Folder, i.Epoch))
-				if err != nil {
-					return err
-				}
-				key := string(intentKey(i.Folder, i.Epoch, i.ID))
-				if old := f.Get([]byte(i.ID)); old != nil {
-					var o Record
-					if json.Unmarshal(old, &o) == nil && o.Ref != refs[k] && indexed(o.Ref) {
-						if err := rb.Delete(ownerKey(o.Dest, o.Ref, key)); err != nil {
-							return err
-						}
-					}
-				}
-				r := Record{Ref: refs[k], Dest: i.Dest, MessageID: i.MessageID, Size: i.Size, SHA256: i.SHA256}
-				if !i.Date.IsZero() {
-					r.Date = i.Date.Unix()
-				}
-				v, err := json.Marshal(r)
-				if err != nil {
-					return err
-				}
-				if err := f.Put([]byte(i.ID), v); err != nil {
-					return err
-				}
-				if indexed(refs[k]) {
-					if err := rb.Put(ownerKey(i.Dest, refs[k], key), []byte(key)); err != nil {
+		if err := complete(tx, done, refs); err != nil {
+			return err
+		}
+		return addIntents(tx, in)
+	})
+}
+
+func addIntents(tx *bolt.Tx, in []migrate.Intent) error {
+	b := tx.Bucket(bIntents)
+	for _, i := range in {
+		v, err := json.Marshal(i)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(intentKey(i.Folder, i.Epoch, i.ID), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func complete(tx *bolt.Tx, in []migrate.Intent, refs []string) error {
+	ib := tx.Bucket(bIntents)
+	db := tx.Bucket(bDone)
+	rb := tx.Bucket(bRefs)
+	for k, i := range in {
+		if refs[k] != "" {
+			f, err := db.CreateBucketIfNotExists(folderKey(i.Folder, i.Epoch))
+			if err != nil {
+				return err
+			}
+			key := string(intentKey(i.Folder, i.Epoch, i.ID))
+			if old := f.Get([]byte(i.ID)); old != nil {
+				var o Record
+				if json.Unmarshal(old, &o) == nil && o.Ref != refs[k] && indexed(o.Ref) {
+					if err := rb.Delete(ownerKey(o.Dest, o.Ref, key)); err != nil {
 						return err
 					}
 				}
 			}
-			if err := ib.Delete(intentKey(i.Folder, i.Epoch, i.ID)); err != nil {
+			r := Record{Ref: refs[k], Dest: i.Dest, MessageID: i.MessageID, Size: i.Size, SHA256: i.SHA256}
+			if !i.Date.IsZero() {
+				r.Date = i.Date.Unix()
+			}
+			v, err := json.Marshal(r)
+			if err != nil {
 				return err
 			}
+			if err := f.Put([]byte(i.ID), v); err != nil {
+				return err
+			}
+			if indexed(refs[k]) {
+				if err := rb.Put(ownerKey(i.Dest, refs[k], key), []byte(key)); err != nil {
+					return err
+				}
+			}
 		}
-		return nil
-	})
+		if err := ib.Delete(intentKey(i.Folder, i.Epoch, i.ID)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Pending implements migrate.Checkpoint.

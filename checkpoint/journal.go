@@ -27,8 +27,10 @@ import (
 // It is written with plain pwrite and never fsynced: it must survive the
 // death of the process (the page cache does), not a power loss — after a
 // power loss the next run starts long after the settling delay anyway. The
-// heartbeat is rewritten every heartbeatEvery by a goroutine that Close
-// stops.
+// slots of a batch (an appender's MULTIAPPEND) are written with one pwrite:
+// the journal keeps a copy of its slots in memory, and a write covers the
+// slots from the first changed to the last. The heartbeat is rewritten
+// every heartbeatEvery by a goroutine that Close stops.
 
 const (
 	journalMagic   = "MHJ1"
@@ -41,7 +43,8 @@ type journal struct {
 	base      int64 // offset of slot 0
 	prev      map[[32]byte]bool
 	lastAlive time.Time
-	mu        sync.Mutex
+	mu        sync.Mutex // guards slots and orders the writes of the slots
+	slots     []byte     // the slots as written, slotSize bytes each
 	stop      chan struct{}
 	done      chan struct{}
 }
@@ -124,32 +127,57 @@ func (j *journal) close() {
 	j.f.Close()
 }
 
-func (j *journal) write(slot int, key string) error {
-	var b [slotSize]byte
-	if key != "" {
-		h := keyHash(key)
-		copy(b[:32], h[:])
-		binary.BigEndian.PutUint64(b[32:], uint64(time.Now().UnixNano()))
+// set fills the given slots — keys[k] into slots[k], "" empties one — and
+// writes them with one pwrite of the range they span (slots between them
+// are written as they already are).
+func (j *journal) set(slots []int, keys []string) error {
+	if len(slots) == 0 {
+		return nil
 	}
-	_, err := j.f.WriteAt(b[:], j.base+int64(slot)*slotSize)
+	now := uint64(time.Now().UnixNano())
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	lo, hi := slots[0], slots[0]
+	for k, slot := range slots {
+		if slot < 0 {
+			return fmt.Errorf("in-flight journal: slot %d", slot)
+		}
+		lo, hi = min(lo, slot), max(hi, slot)
+		if need := (slot + 1) * slotSize; need > len(j.slots) {
+			j.slots = append(j.slots, make([]byte, need-len(j.slots))...)
+		}
+		b := j.slots[slot*slotSize : (slot+1)*slotSize]
+		clear(b)
+		if keys[k] != "" {
+			h := keyHash(keys[k])
+			copy(b[:32], h[:])
+			binary.BigEndian.PutUint64(b[32:], now)
+		}
+	}
+	_, err := j.f.WriteAt(j.slots[lo*slotSize:(hi+1)*slotSize], j.base+int64(lo)*slotSize)
 	return err
 }
 
-// Sending implements migrate.Checkpoint: slot's append of intent key may
-// be on the wire from now on.
-func (s *Store) Sending(slot int, key string) error {
+// Sending implements migrate.Checkpoint: the appends of intents keys, by
+// slots slot, slot+1, ..., may be on the wire from now on (one write).
+func (s *Store) Sending(slot int, keys ...string) error {
 	if s.journal == nil {
 		return errors.New("checkpoint opened read-only")
 	}
-	return s.journal.write(slot, key)
+	slots := make([]int, len(keys))
+	for k := range keys {
+		slots[k] = slot + k
+	}
+	return s.journal.set(slots, keys)
 }
 
-// Replied implements migrate.Checkpoint: slot's append was answered.
-func (s *Store) Replied(slot int) error {
+// Replied implements migrate.Checkpoint: the appends of slots were
+// answered (one write).
+func (s *Store) Replied(slots ...int) error {
 	if s.journal == nil {
 		return errors.New("checkpoint opened read-only")
 	}
-	return s.journal.write(slot, "")
+	return s.journal.set(slots, make([]string, len(slots)))
 }
 
 // WasSending implements migrate.Checkpoint.

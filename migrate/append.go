@@ -13,7 +13,18 @@ import (
 // (appendBatch). Appends whose outcome is unknown go to the settler
 // (settle.go), which owns their bodies from then on; only a fatal error
 // ends the loop. Once soft is done (a graceful stop) it takes no new batch.
-func (e *engine) appendLoop(ctx, soft context.Context, slot int, in <-chan *job) error {
+//
+// A batch's copies are recorded with the next batch's intents, in one
+// commit, when that batch is already waiting; when none is, or the loop
+// ends for any reason, they are recorded on their own (record) before the
+// loop waits or returns.
+func (e *engine) appendLoop(ctx, soft context.Context, slot int, in <-chan *job) (err error) {
+	var held *settled // the last batch's outcome, not yet recorded
+	defer func() {
+		if rerr := e.record(held); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
 	for {
 		if soft.Err() != nil && ctx.Err() == nil {
 			return nil
@@ -22,13 +33,23 @@ func (e *engine) appendLoop(ctx, soft context.Context, slot int, in <-chan *job)
 		var ok bool
 		select {
 		case first, ok = <-in:
-			if !ok {
-				return nil
+		default:
+			// Nothing waiting: record the last batch instead of holding
+			// its copies back while the pipeline is idle.
+			err, held = e.record(held), nil
+			if err != nil {
+				return err
 			}
-		case <-soft.Done():
-			continue
-		case <-ctx.Done():
-			return ctx.Err()
+			select {
+			case first, ok = <-in:
+			case <-soft.Done():
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if !ok {
+			return nil
 		}
 		batch := []*job{first}
 	drain:
@@ -43,11 +64,46 @@ func (e *engine) appendLoop(ctx, soft context.Context, slot int, in <-chan *job)
 				break drain
 			}
 		}
-		uncertain, err := e.appendBatch(ctx, slot, batch)
+		var uncertain []*job
+		held, uncertain, err = e.appendBatch(ctx, slot, batch, held)
 		e.handOver(batch, uncertain)
 		if err != nil {
 			return err
 		}
+	}
+}
+
+// settled is the outcome of a batch's appends, to be recorded: finished[i]
+// (appended, or ended without a copy) with refs[i] ("" for none), and the
+// jobs copied.
+type settled struct {
+	finished []Intent
+	refs     []string
+	copied   []*job
+}
+
+// record makes s durable on its own (one commit) and then reports it
+// (recorded). A nil s records nothing.
+func (e *engine) record(s *settled) error {
+	if s == nil || len(s.finished) == 0 {
+		return nil
+	}
+	if err := e.o.Checkpoint.Complete(s.finished, s.refs); err != nil {
+		return fmt.Errorf("record copies in checkpoint: %w", err)
+	}
+	e.hook("done")
+	e.recorded(s)
+	return nil
+}
+
+// recorded follows the commit of s: the copies' claims are released (the
+// checkpoint names their owners now) and they are reported as copied.
+func (e *engine) recorded(s *settled) {
+	for i, in := range s.finished {
+		e.claims.release(in.Dest, s.refs[i])
+	}
+	for _, j := range s.copied {
+		e.rep(Event{Kind: Copied, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Bytes: j.body.Size()})
 	}
 }
 
@@ -68,24 +124,29 @@ func (e *engine) handOver(batch, uncertain []*job) {
 
 // appendBatch runs the crash-safety protocol on one batch:
 //
-//  1. intents for the whole batch are made durable (one commit), each with
-//     the destination's current mark;
+//  1. intents for the whole batch are made durable, each with the
+//     destination's current mark — in one commit with the done records
+//     of the previous batch (prev) when there is one;
 //  2. each message is appended — the messages of one destination folder
 //     in batches where the sink takes them (BatchSink: IMAP MULTIAPPEND,
 //     one transaction on the server) — its journal slot telling a next
 //     run that it may be on the wire;
 //  3. the sink makes the batch durable (Syncer);
-//  4. done records for the whole batch are made durable (one commit).
+//  4. the outcome is returned (next), for the caller to record: with the
+//     next batch's intents, or on its own (record).
 //
-// A crash between 1 and 4 leaves intents that the next run resolves with
-// the sink's Finder (recover.go). An append that fails with an Uncertain
-// error (the connection broke after the message was sent) is returned in
-// uncertain, its intent still pending: it is settled, never blindly sent
-// again. On a fatal error or cancellation the messages already appended
-// are still synced and recorded before appendBatch returns the error; a
-// message never attempted has its intent cleared, except a re-sent
-// uncertain one, whose intent stays pending for the next run to settle.
-func (e *engine) appendBatch(ctx context.Context, slot int, batch []*job) (uncertain []*job, err error) {
+// A crash between 1 and the commit of next leaves intents that the next
+// run resolves with the sink's Finder (recover.go). An append that fails
+// with an Uncertain error (the connection broke after the message was
+// sent) is returned in uncertain, its intent still pending: it is settled,
+// never blindly sent again. On a fatal error or cancellation the messages
+// already appended are still synced and returned in next; a message never
+// attempted has its intent cleared, except a re-sent uncertain one, whose
+// intent stays pending for the next run to settle. next is what is left to
+// record whatever the error: prev itself when its commit did not happen,
+// nil when the batch's appends could not be made durable (their intents
+// stay pending: recovery decides).
+func (e *engine) appendBatch(ctx context.Context, slot int, batch []*job, prev *settled) (next *settled, uncertain []*job, err error) {
 	finder, _ := e.o.Sink.(Finder)
 	marks := map[string]string{}
 	intents := make([]Intent, len(batch))
@@ -97,17 +158,25 @@ func (e *engine) appendBatch(ctx context.Context, slot int, batch []*job) (uncer
 		mark, ok := marks[j.dest]
 		if !ok && finder != nil {
 			if mark, err = finder.Mark(ctx, j.dest); err != nil {
-				return nil, fmt.Errorf("read position of destination folder %q: %w", j.dest, err)
+				return prev, nil, fmt.Errorf("read position of destination folder %q: %w", j.dest, err)
 			}
 			marks[j.dest] = mark
 		}
 		if intents[i], err = e.intentFor(j, mark); err != nil {
-			return nil, err
+			return prev, nil, err
 		}
 		j.intent = &intents[i]
 	}
-	if err := e.o.Checkpoint.AddIntents(intents); err != nil {
-		return nil, fmt.Errorf("record intents in checkpoint: %w", err)
+	if prev == nil || len(prev.finished) == 0 {
+		if err := e.o.Checkpoint.AddIntents(intents); err != nil {
+			return nil, nil, fmt.Errorf("record intents in checkpoint: %w", err)
+		}
+	} else {
+		if err := e.o.Checkpoint.CompleteAndAdd(prev.finished, prev.refs, intents); err != nil {
+			return prev, nil, fmt.Errorf("record copies and intents in checkpoint: %w", err)
+		}
+		e.hook("done")
+		e.recorded(prev)
 	}
 	e.hook("intent")
 
@@ -243,24 +312,12 @@ func (e *engine) appendBatch(ctx context.Context, slot int, batch []*job) (uncer
 			seen[j.dest] = true
 			if err := s.Sync(context.WithoutCancel(ctx), j.dest); err != nil {
 				// Not durable: leave the intents pending; recovery decides.
-				return uncertain, fmt.Errorf("sync destination folder %q: %w", j.dest, err)
+				return nil, uncertain, fmt.Errorf("sync destination folder %q: %w", j.dest, err)
 			}
 		}
 		e.hook("sync")
 	}
-	if len(finished) > 0 {
-		if err := e.o.Checkpoint.Complete(finished, refs); err != nil {
-			return uncertain, fmt.Errorf("record copies in checkpoint: %w", err)
-		}
-		e.hook("done")
-	}
-	for i, in := range finished {
-		e.claims.release(in.Dest, refs[i])
-	}
-	for _, j := range copied {
-		e.rep(Event{Kind: Copied, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Bytes: j.body.Size()})
-	}
-	return uncertain, fatal
+	return &settled{finished: finished, refs: refs, copied: copied}, uncertain, fatal
 }
 
 // appendOne appends one message, retrying failures that promise nothing
@@ -343,28 +400,33 @@ func (e *engine) appendMany(ctx context.Context, bs BatchSink, slot int, batch [
 		defer e.inflight.done(intents[i])
 		msgs[k], bodies[k] = batch[i].msg, batch[i].body
 	}
+	keys := make([]string, len(idx))
 	for k, i := range idx {
-		if err := e.o.Checkpoint.Sending(slot+k, intents[i].Key()); err != nil {
-			err = FatalError(fmt.Errorf("write in-flight journal: %w", err))
-			for k := range out {
-				out[k].err = err
-			}
-			return out
+		keys[k] = intents[i].Key()
+	}
+	if err := e.o.Checkpoint.Sending(slot, keys...); err != nil {
+		err = FatalError(fmt.Errorf("write in-flight journal: %w", err))
+		for k := range out {
+			out[k].err = err
 		}
+		return out
 	}
 	dest := batch[idx[0]].dest
 	refs, errs := bs.AppendBatch(ctx, dest, msgs, bodies)
 	broke := false
-	for _, err := range errs {
+	var answered []int // slots whose append is no longer on the wire
+	for k, err := range errs {
 		broke = broke || IsUncertain(err)
+		if !IsUncertain(err) {
+			answered = append(answered, slot+k)
+		}
 	}
 	e.batchCap.note(len(idx), broke)
+	jerr := e.o.Checkpoint.Replied(answered...)
 	for k, i := range idx {
 		j, err := batch[i], errs[k]
-		if !IsUncertain(err) {
-			if jerr := e.o.Checkpoint.Replied(slot + k); jerr != nil && err == nil {
-				err = FatalError(fmt.Errorf("write in-flight journal: %w", jerr))
-			}
+		if jerr != nil && err == nil {
+			err = FatalError(fmt.Errorf("write in-flight journal: %w", jerr))
 		}
 		if err != nil {
 			out[k].err = fmt.Errorf("append message %s of %q to %q: %w", j.msg.ID, j.mb.Name, j.dest, err)

@@ -355,8 +355,11 @@ func (e *engine) settle(ctx context.Context, finder Finder, slot int, ready []*j
 	if len(resend) == 0 {
 		return nil
 	}
-	uncertain, err := e.appendBatch(ctx, slot, resend)
+	next, uncertain, err := e.appendBatch(ctx, slot, resend, nil)
 	e.handOver(resend, uncertain)
+	if rerr := e.record(next); rerr != nil && err == nil {
+		err = rerr
+	}
 	return err
 }
 

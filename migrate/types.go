@@ -346,6 +346,10 @@ type Checkpoint interface {
 	// refs[i] belongs to in[i]. An empty ref clears the intent without
 	// recording a copy (the message was skipped, or is copied again).
 	Complete(in []Intent, refs []string) error
+	// CompleteAndAdd is Complete(done, refs) and AddIntents(in) in one
+	// commit: an appender records one batch's copies with the next
+	// batch's intents.
+	CompleteAndAdd(done []Intent, refs []string, in []Intent) error
 	// Pending returns the intents of an earlier run that never completed.
 	Pending() ([]Intent, error)
 	// Copies calls fn for every message of folder+epoch recorded as done.
@@ -359,17 +363,19 @@ type Checkpoint interface {
 	// (UnverifiedRef) for content storedSHA256.
 	Unverified(dest, storedSHA256 string) (int, error)
 
-	// Sending and Replied keep the in-flight journal: Sending(slot, key)
-	// is called by appender slot before the bytes of intent key's append
-	// leave the process, Replied(slot) once the sink answered (stored or
-	// refused). They are not commits: they survive the death of the
-	// process, which is what they are for (a power loss is covered by the
-	// settling delay: the next run starts much later). WasSending reports
-	// whether the previous run died with intent key's append possibly on
-	// the wire, and LastAlive when that run was last seen alive (zero if
-	// unknown).
-	Sending(slot int, key string) error
-	Replied(slot int) error
+	// Sending and Replied keep the in-flight journal: Sending(slot, keys)
+	// is called by an appender before the bytes of the appends of intents
+	// keys leave the process, keys[k] in journal slot slot+k, and
+	// Replied(slots) once the sink answered them (stored or refused).
+	// Each call is one write. An appender owns its slots: no two
+	// goroutines use one slot. They are not commits: they survive the
+	// death of the process, which is what they are for (a power loss is
+	// covered by the settling delay: the next run starts much later).
+	// WasSending reports whether the previous run died with intent key's
+	// append possibly on the wire, and LastAlive when that run was last
+	// seen alive (zero if unknown).
+	Sending(slot int, keys ...string) error
+	Replied(slots ...int) error
 	WasSending(key string) bool
 	LastAlive() time.Time
 }
