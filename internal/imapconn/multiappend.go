@@ -1,6 +1,7 @@
 package imapconn
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -110,14 +111,19 @@ func (c *Conn) MultiAppend(mailbox string, items []MultiItem) (MultiResult, erro
 	defer c.bin.forget(id)
 	flags := append(append([]imap.Flag{}, items[0].Flags...), multiFlag(id))
 	cmd := c.Client.Append(mailbox, total, &imap.AppendOptions{Flags: flags, Time: items[0].Date})
+	// The batch goes out in chunks of multiWriteSize, not a write or two
+	// per message: go-imap's own buffer is 4 KiB, and most messages are
+	// a few times that.
+	w := multiWriters.Get().(*bufio.Writer)
+	w.Reset(cmd)
 	var werr error
 	for k, it := range items {
 		if k > 0 {
-			if _, werr = cmd.Write(heads[k]); werr != nil {
+			if _, werr = w.Write(heads[k]); werr != nil {
 				break
 			}
 		}
-		n, err := io.Copy(cmd, it.Body)
+		n, err := io.Copy(w, it.Body)
 		if err == nil && n != it.Size {
 			err = fmt.Errorf("message %d of the batch: %d bytes, %d announced", k+1, n, it.Size)
 		}
@@ -126,6 +132,11 @@ func (c *Conn) MultiAppend(mailbox string, items []MultiItem) (MultiResult, erro
 			break
 		}
 	}
+	if werr == nil {
+		werr = w.Flush()
+	}
+	w.Reset(nil)
+	multiWriters.Put(w)
 	cerr := cmd.Close()
 	data, err := cmd.Wait()
 	if err == nil {
@@ -145,6 +156,11 @@ func (c *Conn) MultiAppend(mailbox string, items []MultiItem) (MultiResult, erro
 	c.bin.multi.mu.Unlock()
 	return res, nil
 }
+
+// multiWriteSize is the size of the chunks a MultiAppend is written in.
+const multiWriteSize = 128 << 10
+
+var multiWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, multiWriteSize) }}
 
 // multiHead is what precedes a further message of a MULTIAPPEND: its flag
 // list, its date and its literal header (non-synchronising).
