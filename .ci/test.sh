@@ -35,6 +35,7 @@ fuzz ./internal/maildir FuzzDecodePlusPlus
 fuzz ./internal/maildir FuzzFolderDir
 fuzz ./internal/maildir FuzzSplitName
 fuzz ./migrate FuzzMessageIDFromHeader
+fuzz ./migrate FuzzMessageIDPlain
 fuzz ./sinks FuzzEscapeComponent
 fuzz ./internal/pop3conn FuzzDotReader
 if grep -q 'func FuzzReader' internal/mbox/*_test.go 2>/dev/null; then
