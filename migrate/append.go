@@ -395,14 +395,11 @@ func (e *engine) appendMany(ctx context.Context, bs BatchSink, slot int, batch [
 	out := make([]batchResult, len(idx))
 	msgs := make([]Message, len(idx))
 	bodies := make([]*Body, len(idx))
+	keys := make([]string, len(idx))
 	for k, i := range idx {
 		e.inflight.add(intents[i])
 		defer e.inflight.done(intents[i])
-		msgs[k], bodies[k] = batch[i].msg, batch[i].body
-	}
-	keys := make([]string, len(idx))
-	for k, i := range idx {
-		keys[k] = intents[i].Key()
+		msgs[k], bodies[k], keys[k] = batch[i].msg, batch[i].body, intents[i].Key()
 	}
 	if err := e.o.Checkpoint.Sending(slot, keys...); err != nil {
 		err = FatalError(fmt.Errorf("write in-flight journal: %w", err))
@@ -432,7 +429,7 @@ func (e *engine) appendMany(ctx context.Context, bs BatchSink, slot int, batch [
 			out[k].err = fmt.Errorf("append message %s of %q to %q: %w", j.msg.ID, j.mb.Name, j.dest, err)
 			continue
 		}
-		e.claims.claim(intents[i].Dest, refs[k], intents[i].Key())
+		e.claims.claim(intents[i].Dest, refs[k], keys[k])
 		out[k].ref = refs[k]
 	}
 	return out
