@@ -523,7 +523,7 @@ func BenchmarkIMAP(b *testing.B) {
 	}
 
 	work := b.TempDir()
-	keep := newKept(b, work)
+	hold := newKept(b, work)
 	tools := benchTools(b, buildMailhaul(b, work), extra)
 	src := testserver.StartDovecot(b, testserver.WithUser(benchUser, benchPass))
 	setup := time.Now()
@@ -565,8 +565,8 @@ func BenchmarkIMAP(b *testing.B) {
 			b.Run(kind+"/"+nw.name, func(b *testing.B) {
 				for i := 0; i < b.N; i++ {
 					b.StopTimer()
-					c := benchCase{kind: kind, dir: keep.dir(b), src: srcEP, srcDC: src, useTLS: useTLS}
-					users := []testserver.Option{testserver.WithRemove(keep.take)}
+					c := benchCase{kind: kind, dir: hold.dir(b), src: srcEP, srcDC: src, useTLS: useTLS}
+					users := []testserver.Option{testserver.WithRemove(hold.take)}
 					for _, t := range tools {
 						users = append(users, testserver.WithUser(t.user, t.pass))
 					}
@@ -642,12 +642,12 @@ func (k *kept) dir(b *testing.B) string {
 	return d
 }
 
-// take moves a stopped server's directory under root (the same file
+// take moves a directory (a stopped server's, for one) under root (the same file
 // system: both are under the system's temporary directory), for the
 // benchmark's own cleanup to delete at the end.
 func (k *kept) take(dir string) error {
 	k.n++
-	return os.Rename(dir, filepath.Join(k.root, fmt.Sprintf("dovecot%d", k.n)))
+	return os.Rename(dir, filepath.Join(k.root, fmt.Sprintf("%s.%d", filepath.Base(dir), k.n)))
 }
 
 func (r row) find(tool string) *result {

@@ -144,6 +144,7 @@ func BenchmarkPOP3(b *testing.B) {
 		}
 	}
 	work := b.TempDir()
+	hold := newKept(b, work)
 	bin := buildMailhaul(b, work)
 	src := testserver.StartDovecot(b, testserver.WithUser("alice", pop3BenchPass), testserver.WithConfig("protocol pop3 {\n  pop3_no_flag_updates = yes\n}"))
 	setup := time.Now()
@@ -230,7 +231,7 @@ func BenchmarkPOP3(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				b.Cleanup(func() { os.RemoveAll(top) })
+				b.Cleanup(func() { hold.take(top) })
 				out := top + "/"
 				for _, s := range []string{"cur", "new", "tmp"} {
 					os.MkdirAll(filepath.Join(out, s), 0o700)
@@ -295,11 +296,11 @@ func BenchmarkPOP3(b *testing.B) {
 			b.Run(kind+"/"+nw.name, func(b *testing.B) {
 				for i := 0; i < b.N; i++ {
 					b.StopTimer()
-					dir := b.TempDir()
+					dir := hold.dir(b)
 					var dst *testserver.Dovecot
 					dstAddr := ""
 					if kind == "POP3-IMAP" {
-						dst = testserver.StartDovecot(b, testserver.WithUser("mh", "mh-pw"), testserver.WithUser("mpop", "mpop-pw"), testserver.WithUser("gm", "gm-pw"))
+						dst = testserver.StartDovecot(b, testserver.WithRemove(hold.take), testserver.WithUser("mh", "mh-pw"), testserver.WithUser("mpop", "mpop-pw"), testserver.WithUser("gm", "gm-pw"))
 						dstAddr = proxied(b, dst.IMAPAddr, nw.lat)
 					}
 					b.StartTimer()
