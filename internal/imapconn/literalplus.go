@@ -85,11 +85,9 @@ type literalPlusConn struct {
 	left []byte // wire bytes read but not yet delivered (past a boundary)
 	lerr error  // error of the Read that produced left
 
-	// bye is the text of the last "* BYE" line the server sent (why it
-	// closes the connection), found by byeWatch.
-	bye     atomic.Pointer[string]
-	byeLine []byte // the line being read, while it may be a BYE
-	notBye  bool   // the line being read is not a BYE
+	// bye is the text of the last "* BYE" response the server sent (why
+	// it closes the connection), found by the scanner (rs).
+	bye atomic.Pointer[string]
 
 	dmu         sync.Mutex // read deadline and injection state
 	deadline    time.Time  // read deadline set by the caller
@@ -167,6 +165,7 @@ func (c *literalPlusConn) Read(p []byte) (int, error) {
 		}
 		if len(c.left) > 0 {
 			n := c.rs.advance(c.left[:min(len(p), len(c.left))], due)
+			c.takeBye()
 			copy(p, c.left[:n])
 			c.left = c.left[n:]
 			return n, nil
@@ -179,9 +178,6 @@ func (c *literalPlusConn) Read(p []byte) (int, error) {
 		n, err := c.Conn.Read(p)
 		if n > 0 && c.trace != nil {
 			c.trace.server(p[:n])
-		}
-		if n > 0 {
-			c.byeWatch(p[:n])
 		}
 		if err != nil && isTimeout(err) {
 			c.dmu.Lock()
@@ -212,6 +208,7 @@ func (c *literalPlusConn) Read(p []byte) (int, error) {
 			continue
 		}
 		k := c.rs.advance(p[:n], due)
+		c.takeBye()
 		if k < n {
 			c.left = append(c.left[:0], p[k:n]...)
 			c.lerr = err
@@ -221,47 +218,12 @@ func (c *literalPlusConn) Read(p []byte) (int, error) {
 	}
 }
 
-// byeWatch looks at the start of every line the server sends for "* BYE",
-// the server's reason for closing the connection, and keeps its text. It
-// does not know literal boundaries: a message body line that starts with
-// "* BYE " is taken for one, which only changes the words of an error on a
-// connection that then breaks. It runs on every byte read, so a line is
-// copied only while it may still be a BYE (its first bytes match) and
-// lines of message bodies cost a search for their end, nothing more.
-func (c *literalPlusConn) byeWatch(p []byte) {
-	const max = 300
-	for len(p) > 0 {
-		i := bytes.IndexByte(p, '\n')
-		seg := p
-		if i >= 0 {
-			seg = p[:i]
-		}
-		if !c.notBye {
-			if k := len(c.byeLine); k < len(byePrefix) {
-				n := min(len(seg), len(byePrefix)-k)
-				c.byeLine = append(c.byeLine, seg[:n]...)
-				seg = seg[n:]
-				c.notBye = !bytes.EqualFold(c.byeLine, byePrefix[:len(c.byeLine)])
-			}
-			if !c.notBye {
-				if len(c.byeLine)+len(seg) > max {
-					c.notBye = true
-				} else {
-					c.byeLine = append(c.byeLine, seg...)
-				}
-			}
-		}
-		if i < 0 {
-			return
-		}
-		if !c.notBye {
-			if line := strings.TrimRight(string(c.byeLine), "\r"); len(line) > len(byePrefix) {
-				text := strings.ToValidUTF8(strings.TrimSpace(line[len(byePrefix):]), "?")
-				c.bye.Store(&text)
-			}
-		}
-		c.byeLine, c.notBye = c.byeLine[:0], false
-		p = p[i+1:]
+// takeBye publishes the text of a BYE response the scanner has just
+// finished. Called by Read, under rmu.
+func (c *literalPlusConn) takeBye() {
+	if t := c.rs.byeDone; t != nil {
+		c.rs.byeDone = nil
+		c.bye.Store(t)
 	}
 }
 
@@ -432,7 +394,19 @@ type serverScanner struct {
 	nhead   int
 	spaces  int
 	tail    literalTail
+
+	// A "* BYE" response is kept as it is read (at most maxByeLine
+	// bytes; a longer one is not taken) and its text left in byeDone for
+	// the reader to publish. The scanner knows where literals are, so a
+	// message body line that starts with "* BYE" is not taken for one, and
+	// literal bytes are never looked at.
+	byeLine []byte
+	byeLong bool
+	byeDone *string // survives the reset at the end of a response
 }
+
+// maxByeLine bounds the BYE response kept for its text.
+const maxByeLine = 300
 
 // atBoundary reports whether the stream is between two responses.
 func (s *serverScanner) atBoundary() bool { return !s.started && s.lit == 0 }
@@ -461,6 +435,18 @@ func (s *serverScanner) advance(p []byte, stop bool) int {
 			}
 			if b == '\n' || s.spaces == 2 || s.nhead == len(s.head) {
 				s.class = classify(s.head[:s.nhead])
+				if s.class == 't' && s.nhead >= len(byePrefix) && bytes.EqualFold(s.head[:len(byePrefix)], byePrefix) {
+					s.byeLine = append([]byte(nil), s.head[:s.nhead]...)
+					if b == '\n' {
+						s.byeLine = s.byeLine[:len(s.byeLine)-1]
+					}
+				}
+			}
+		} else if s.byeLine != nil && b != '\n' {
+			if len(s.byeLine) < maxByeLine {
+				s.byeLine = append(s.byeLine, b)
+			} else {
+				s.byeLong = true
 			}
 		}
 		if b != '\n' {
@@ -472,7 +458,14 @@ func (s *serverScanner) advance(p []byte, stop bool) int {
 			s.tail = literalTail{}
 			continue
 		}
-		*s = serverScanner{}
+		done := s.byeDone
+		if s.byeLine != nil && !s.byeLong {
+			line := strings.TrimRight(string(s.byeLine), "\r")
+			if text := strings.ToValidUTF8(strings.TrimSpace(line[len(byePrefix):]), "?"); text != "" {
+				done = &text
+			}
+		}
+		*s = serverScanner{byeDone: done}
 		if stop {
 			return i
 		}
