@@ -36,6 +36,7 @@ import (
 //	MAILHAUL_BENCH_TOOLS      tools to run, comma-separated (default: every one installed)
 //	MAILHAUL_BENCH_ROWS       rows to run, e.g. "IMAP-IMAP" (default: all)
 //	MAILHAUL_BENCH_TRACE=DIR  run mailhaul with -vv and keep each run's wire trace in DIR
+//	MAILHAUL_BENCH_BASELINE   another mailhaul binary, run as the tool "baseline" (A/B of a change)
 //
 // The peers come from Debian's packages (apt-get install isync interimap;
 // doveadm is Dovecot's). A tool that is not installed is left out of the
@@ -394,7 +395,7 @@ func benchTools(b *testing.B, mailhaul string, extra []string) []*tool {
 	all := []*tool{
 		{name: "mailhaul", bin: mailhaul, kinds: []string{"IMAP-IMAP", "IMAP-Maildir"}, user: "mh", pass: "mh-pw",
 			prepare: func(b *testing.B, c benchCase, t *tool) ([]string, []string, func() int) {
-				args := []string{"copy", "--state-dir", filepath.Join(c.dir, "mh-state")}
+				args := []string{"copy", "--state-dir", filepath.Join(c.dir, t.name+"-state")}
 				args = append(args, extra...)
 				if c.useTLS {
 					// One --ca-file for both sides: trust both servers.
@@ -416,7 +417,7 @@ func benchTools(b *testing.B, mailhaul string, extra []string) []*tool {
 				if c.kind == "IMAP-IMAP" {
 					return env, append(args, c.dst.url(t.user)), func() int { return imapTotal(b, c.dstDC, t.user, t.pass) }
 				}
-				out := filepath.Join(c.dir, "mh-maildir")
+				out := filepath.Join(c.dir, t.name+"-maildir")
 				return env, append(args, "maildir:"+out), func() int { return maildirTotal(out) }
 			}},
 		{name: "mbsync", bin: "mbsync", kinds: []string{"IMAP-IMAP", "IMAP-Maildir"}, user: "mbs", pass: "mbs-pw",
@@ -471,6 +472,14 @@ func benchTools(b *testing.B, mailhaul string, extra []string) []*tool {
 				return nil, args, func() int { return imapTotal(b, c.dstDC, t.user, t.pass) }
 			}},
 	}
+	if bin := os.Getenv("MAILHAUL_BENCH_BASELINE"); bin != "" {
+		// Another build of mailhaul (an older commit's) as one more tool:
+		// a change measured against what it changes in the same run, on
+		// the same corpus and servers, each in its own account.
+		base := *all[0]
+		base.name, base.bin, base.user, base.pass = "baseline", bin, "mhb", "mhb-pw"
+		all = append(all, &base)
+	}
 	want := map[string]bool{}
 	if s := os.Getenv("MAILHAUL_BENCH_TOOLS"); s != "" {
 		for _, n := range strings.Split(s, ",") {
@@ -482,7 +491,7 @@ func benchTools(b *testing.B, mailhaul string, extra []string) []*tool {
 		if len(want) > 0 && !want[t.name] {
 			continue
 		}
-		if t.name != "mailhaul" {
+		if t.name != "mailhaul" && t.name != "baseline" {
 			p, err := exec.LookPath(t.bin)
 			if err != nil {
 				b.Logf("%s not installed (%s): left out", t.name, t.bin)
