@@ -67,11 +67,11 @@ func genMaildir(b *testing.B, root string, n int) int64 {
 	return total
 }
 
-// timed runs a command (after sync, so that earlier writes do not land in
-// its time) and returns its wall time and peak RSS in MiB (see runChild).
+// timed runs a command and returns its wall time and peak RSS in MiB
+// (see runChild, which syncs first so that earlier writes do not land in
+// its time).
 func timed(b *testing.B, name string, args ...string) (time.Duration, float64) {
 	b.Helper()
-	exec.Command("sync").Run()
 	return runChild(b, nil, name, args...)
 }
 

@@ -115,6 +115,7 @@ func tryChild(b *testing.B, name string, args ...string) (time.Duration, float64
 	if _, err := os.Stat("/usr/bin/time"); err == nil {
 		cmd = exec.Command("/usr/bin/time", append([]string{"-f", "%M", "-o", rssFile, name}, args...)...)
 	}
+	settleDisk()
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	el := time.Since(start)
