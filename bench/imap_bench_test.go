@@ -694,21 +694,44 @@ func printTable(cp corpus, rows []row, useTLS bool) {
 	if useTLS {
 		mode = "IMAPS"
 	}
-	mb := float64(cp.bytes) / 1e6
-	fmt.Printf("\n%d messages, %.1f MB, %d folders, %s; ratio = mailhaul / tool (< 1: mailhaul faster)\n", cp.messages, mb, cp.folders, mode)
-	fmt.Printf("%-22s %-9s %8s %7s %7s %8s %7s %7s %8s %7s\n", "row", "tool", "time", "msgs/s", "MB/s", "RSS MiB", "CPU s", "ratio", "re-run", "ratio")
+	fmt.Printf("\n%d messages, %.1f MB, %d folders, %s; ratio = mailhaul / tool (< 1: mailhaul faster); CPU rt = mailhaul's CPU / tool's\n", cp.messages, float64(cp.bytes)/1e6, cp.folders, mode)
+	printHeader()
 	for _, r := range rows {
-		mh := r.find("mailhaul")
+		var mh *figures
+		if res := r.find("mailhaul"); res != nil {
+			f := res.figures()
+			mh = &f
+		}
 		for _, res := range r.results {
-			ratio, rratio := "", ""
-			if mh != nil && res.tool != "mailhaul" {
-				ratio = fmt.Sprintf("%.2f", mh.first.el.Seconds()/res.first.el.Seconds())
-				rratio = fmt.Sprintf("%.2f", mh.again.el.Seconds()/res.again.el.Seconds())
-			}
-			fmt.Printf("%-22s %-9s %7.2fs %7.0f %7.1f %8.0f %7.2f %7s %7.2fs %7s\n", r.name, res.tool, res.first.el.Seconds(),
-				float64(cp.messages)/res.first.el.Seconds(), mb/res.first.el.Seconds(), res.first.rss, res.first.cpu, ratio, res.again.el.Seconds(), rratio)
+			printFigures(cp, r.name, res.tool, res.figures(), mh)
 		}
 	}
+}
+
+// figures are one tool's figures in one row: one run's, or medians.
+type figures struct{ el, rss, cpu, again float64 }
+
+func (r result) figures() figures {
+	return figures{r.first.el.Seconds(), r.first.rss, r.first.cpu, r.again.el.Seconds()}
+}
+
+func printHeader() {
+	fmt.Printf("%-22s %-9s %8s %7s %7s %8s %7s %6s %7s %8s %7s %7s\n", "row", "tool", "time", "msgs/s", "MB/s", "RSS MiB", "CPU s", "ms/MB", "ratio", "re-run", "ratio", "CPU rt")
+}
+
+// printFigures prints one line of a table; mh (mailhaul's figures in the
+// same row, or nil) gives the ratios: time, re-run time and CPU.
+func printFigures(cp corpus, row, tool string, f figures, mh *figures) {
+	mb := float64(cp.bytes) / 1e6
+	ratio, rratio, cratio := "", "", ""
+	if mh != nil && tool != "mailhaul" {
+		ratio = fmt.Sprintf("%.2f", mh.el/f.el)
+		rratio = fmt.Sprintf("%.2f", mh.again/f.again)
+		if f.cpu > 0 {
+			cratio = fmt.Sprintf("%.2f", mh.cpu/f.cpu)
+		}
+	}
+	fmt.Printf("%-22s %-9s %7.2fs %7.0f %7.1f %8.0f %7.2f %6.1f %7s %7.2fs %7s %7s\n", row, tool, f.el, float64(cp.messages)/f.el, mb/f.el, f.rss, f.cpu, 1000*f.cpu/mb, ratio, f.again, rratio, cratio)
 }
 
 // printMedians prints, per row and tool, the median of every run's
@@ -734,18 +757,16 @@ func printMedians(cp corpus, rows []row) {
 		}
 		return (v[len(v)/2-1] + v[len(v)/2]) / 2
 	}
-	type figs struct{ el, rss, cpu, again float64 }
-	m := map[key]figs{}
+	m := map[key]figures{}
 	for k, rs := range runs {
 		var el, rss, cpu, again []float64
 		for _, r := range rs {
 			el, rss, cpu, again = append(el, r.first.el.Seconds()), append(rss, r.first.rss), append(cpu, r.first.cpu), append(again, r.again.el.Seconds())
 		}
-		m[k] = figs{med(el), med(rss), med(cpu), med(again)}
+		m[k] = figures{med(el), med(rss), med(cpu), med(again)}
 	}
-	mb := float64(cp.bytes) / 1e6
 	fmt.Printf("\nmedians of %d runs; ratio = mailhaul / tool\n", len(runs[order[0]]))
-	fmt.Printf("%-22s %-9s %8s %7s %7s %8s %7s %7s %8s %7s\n", "row", "tool", "time", "msgs/s", "MB/s", "RSS MiB", "CPU s", "ratio", "re-run", "ratio")
+	printHeader()
 	sort.SliceStable(order, func(i, j int) bool {
 		a, b := order[i], order[j]
 		if a.row != b.row {
@@ -757,12 +778,10 @@ func printMedians(cp corpus, rows []row) {
 		return a.tool < b.tool
 	})
 	for _, k := range order {
-		f := m[k]
-		ratio, rratio := "", ""
-		if mh, ok := m[key{k.row, "mailhaul"}]; ok && k.tool != "mailhaul" {
-			ratio = fmt.Sprintf("%.2f", mh.el/f.el)
-			rratio = fmt.Sprintf("%.2f", mh.again/f.again)
+		var mh *figures
+		if f, ok := m[key{k.row, "mailhaul"}]; ok {
+			mh = &f
 		}
-		fmt.Printf("%-22s %-9s %7.2fs %7.0f %7.1f %8.0f %7.2f %7s %7.2fs %7s\n", k.row, k.tool, f.el, float64(cp.messages)/f.el, mb/f.el, f.rss, f.cpu, ratio, f.again, rratio)
+		printFigures(cp, k.row, k.tool, m[k], mh)
 	}
 }
