@@ -35,6 +35,7 @@ func (e *engine) list(ctx context.Context, out chan<- []*job) error {
 		return fmt.Errorf("list source folders: %w", err)
 	}
 	mbs = e.o.Planned(mbs)
+	e.tally.expect(len(mbs))
 	if p, ok := e.o.Sink.(Planner); ok && !e.o.DryRun {
 		p.Plan(e.o.plan(mbs))
 	}
@@ -133,7 +134,7 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job)
 	if mb.NoSelect {
 		return nil
 	}
-	if e.o.Dedupe && !e.o.DryRun {
+	if e.o.Dedupe && !e.o.DryRun && !mb.Empty { // (an Empty folder lists nothing)
 		var err error
 		if dup, err = e.dedupFor(ctx, dest); err != nil {
 			return err

@@ -158,6 +158,17 @@ func newTally(dry bool) *tally {
 		index: map[string]int{}, dropped: map[[2]string]*DroppedFlag{}}
 }
 
+// expect makes room for n more folder rows at once, so that the rows of
+// an account of 100,000 folders are not copied to an array twice the size
+// each time they outgrow one. Called by the lister, once it knows the
+// run's folders.
+func (t *tally) expect(n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.r.Folders = slices.Grow(t.r.Folders, n)
+	t.runs = slices.Grow(t.runs, n)
+}
+
 // row returns the index of name's row, adding it. Called with t.mu held.
 func (t *tally) row(name, dest string) int {
 	i, ok := t.index[name]

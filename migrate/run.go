@@ -46,6 +46,7 @@ type engine struct {
 	acct     *dedupSet // with DedupeAcrossFolders: what the whole destination held
 
 	versions *versions // folders unchanged since a run finished them (unchanged.go)
+	tally    *tally    // what the run did, for its Report (report.go)
 	batchCap batchCap  // messages per batch for a BatchSink (append.go)
 }
 
@@ -66,7 +67,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	t := newTally(o.DryRun)
 	e := &engine{o: o, budget: NewMemBudget(o.MemBudget),
 		claims: &claims{m: map[string]string{}, unverified: map[string]int{}}, inflight: &inflight{m: map[string]int{}},
-		settler: newSettler(), recon: &reconcileList{}, versions: newVersions(&o, t)}
+		settler: newSettler(), recon: &reconcileList{}, versions: newVersions(&o, t), tally: t}
 	if o.DeleteAfterCopy && !o.DryRun {
 		e.del = &deletions{ids: map[string][]string{}, epochs: map[string]string{}}
 	}

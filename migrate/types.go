@@ -36,21 +36,29 @@ type Mailbox struct {
 	// SpecialUse is an RFC 6154 attribute such as `\Sent` or `\Trash`, taken
 	// from the server or guessed from a well-known name; "" if none.
 	SpecialUse string
-	// UseGuessed says SpecialUse comes from the folder's name, not from an
-	// attribute the store gave it. The engine decides which folder keeps
-	// a guessed use (AssignSpecialUses).
-	UseGuessed bool
 	// Epoch is what makes message IDs meaningful: IMAP UIDVALIDITY, ""
 	// for stores whose IDs never reset (Maildir, mbox, POP3).
 	Epoch string
-	// NoSelect is set for folders that exist only as structure; they are
-	// created on the sink but hold no messages.
-	NoSelect bool
 	// Version changes whenever a message is added to the folder (IMAP:
 	// UIDVALIDITY, UIDNEXT and MESSAGES); "" when the source cannot tell
 	// cheaply. A folder whose Version is the one a run finished it at is
 	// not listed again (unchanged.go).
 	Version string
+	// UseGuessed says SpecialUse comes from the folder's name, not from an
+	// attribute the store gave it. The engine decides which folder keeps
+	// a guessed use (AssignSpecialUses).
+	UseGuessed bool
+	// NoSelect is set for folders that exist only as structure; they are
+	// created on the sink but hold no messages.
+	NoSelect bool
+	// Empty says the source found no message in the folder when it
+	// listed folders (IMAP: STATUS MESSAGES 0, from LIST-STATUS or a
+	// pipelined STATUS); its List then returns nothing without asking the
+	// store again. A sink may leave what it does only for a folder's
+	// messages (IMAP: the SELECT that learns PERMANENTFLAGS and UIDNEXT)
+	// to the first Append, which must still work if a message does come:
+	// most of an account of 100,000 folders is empty.
+	Empty bool
 }
 
 // Message is the metadata of one message, never its body.

@@ -39,11 +39,19 @@ func (s *IMAP) Append(ctx context.Context, folder string, msg migrate.Message, b
 // error here.
 func (s *IMAP) acquire(ctx context.Context, folder string) (*imapconn.SharedConn, error) {
 	return s.shared.Acquire(ctx, folder, func(c *imapconn.Conn) error {
+		s.mu.Lock()
+		known := s.folders[folder] != nil
+		s.mu.Unlock()
+		if !known {
+			// Not selected yet (Prepare leaves an empty folder to the
+			// first Append): folder's SELECT binds c to it.
+			_, err := s.folder(ctx, c, folder)
+			return err
+		}
 		if _, err := c.Select(ctx, folder, false); err != nil && imapconn.IMAPError(err) == nil {
 			return imapconn.Classify(fmt.Errorf("select folder %q: %w", folder, err))
 		}
-		_, err := s.folder(ctx, c, folder)
-		return err
+		return nil
 	})
 }
 

@@ -175,6 +175,12 @@ func (s *IMAP) prepareAs(ctx context.Context, c *imapconn.Conn, src migrate.Mail
 		s.mu.Unlock()
 	}
 	s.assign(dest, src.Name)
+	if src.Empty {
+		// Nothing to append (yet): the first Append selects it, and Mark
+		// asks STATUS. An account of 100,000 mostly empty folders is not
+		// selected folder by folder, nor remembered folder by folder.
+		return dest, nil
+	}
 	if _, err := s.folder(ctx, c, dest); err != nil {
 		return "", err
 	}

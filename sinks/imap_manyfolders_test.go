@@ -3,7 +3,9 @@ package sinks_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailhaul/mailhaul/internal/testserver/fakeimap"
 	"github.com/mailhaul/mailhaul/migrate"
@@ -57,5 +59,70 @@ func TestIMAPPrepareManyFolders(t *testing.T) {
 	}
 	if got := srv.Stats().Commands["CREATE"] - before; got != 0 {
 		t.Errorf("a new sink created %d folders that exist", got)
+	}
+}
+
+// TestIMAPPrepareEmptyFolders: a folder the source found empty is created
+// without a SELECT (an account of 100,000 folders, most of them empty,
+// was selected folder by folder), and a message that arrives in it after
+// the listing is still copied: Mark asks STATUS for the position, the
+// first Append selects the folder and keeps the flags it allows.
+func TestIMAPPrepareEmptyFolders(t *testing.T) {
+	const n = 200
+	ctx := context.Background()
+	srv := fakeimap.Start(t, fakeimap.Options{})
+	srv.AddUser("u", "p")
+	s := fakeSinkOpener(t, "imap://u@"+srv.Addr())()
+	before := srv.Stats().Commands
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("e%03d", i)
+		if d, err := s.Prepare(ctx, migrate.Mailbox{Name: name, Empty: true}, name); err != nil || d != name {
+			t.Fatalf("Prepare %q: %q, %v", name, d, err)
+		}
+	}
+	if _, err := s.Prepare(ctx, migrate.Mailbox{Name: "full"}, "full"); err != nil {
+		t.Fatal(err)
+	}
+	after := srv.Stats().Commands
+	if got := after["CREATE"] - before["CREATE"]; got != n+1 {
+		t.Errorf("%d CREATEs for %d folders", got, n+1)
+	}
+	if got := after["SELECT"] - before["SELECT"]; got != 1 {
+		t.Errorf("%d SELECTs preparing %d empty folders and one that is not, want 1", got, n)
+	}
+	dest := "e007"
+	mark, err := s.Mark(ctx, dest)
+	if err != nil {
+		t.Fatalf("Mark %q: %v", dest, err)
+	}
+	var uv uint32
+	for _, f := range srv.Folders("u") {
+		if f.Name == dest {
+			uv = f.UIDValidity
+		}
+	}
+	if want := fmt.Sprintf("%d:1", uv); mark != want {
+		t.Errorf("Mark %q: %q, want %q", dest, mark, want)
+	}
+	m := migrate.Message{Mailbox: "e007", ID: "1", Flags: []string{`\Seen`, `\Flagged`}, Date: time.Unix(1500000000, 0)}
+	ref, err := s.Append(ctx, dest, m, newBody(t, "Message-ID: <late@x>\r\n\r\narrived after the listing\r\n"))
+	if err != nil {
+		t.Fatalf("Append to %q: %v", dest, err)
+	}
+	if want := fmt.Sprintf("%d:1:%s", uv, dest); ref != want {
+		t.Errorf("Append ref %q, want %q", ref, want)
+	}
+	got := srv.Messages("u", dest)
+	if len(got) != 1 || !strings.Contains(string(got[0].Body), "arrived after the listing") {
+		t.Fatalf("%q holds %d messages, want the one appended", dest, len(got))
+	}
+	if flags := fmt.Sprint(got[0].Flags); !strings.Contains(flags, `\Seen`) || !strings.Contains(flags, `\Flagged`) {
+		t.Errorf("flags %s, want \\Seen and \\Flagged", flags)
+	}
+	if !got[0].Date.Equal(m.Date) {
+		t.Errorf("internal date %v, want %v", got[0].Date, m.Date)
+	}
+	if sel := srv.Stats().Commands["SELECT"] - after["SELECT"]; sel != 1 {
+		t.Errorf("%d SELECTs for the first Append to a folder prepared empty, want 1", sel)
 	}
 }

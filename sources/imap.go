@@ -48,9 +48,9 @@ type IMAP struct {
 	shared *imapconn.Shared // body fetches
 
 	mu     sync.Mutex
-	server map[string]string      // "/" name -> server name, where they differ
-	epochs map[string]folderState // server name -> UIDVALIDITY, and whether the folder was empty
-	cuts   map[string][]int64     // folder and UID -> where fetches broke off (cutElsewhere)
+	server map[string]string  // "/" name -> server name, where they differ
+	epochs map[string]uint32  // server name -> UIDVALIDITY, of folders that held messages
+	cuts   map[string][]int64 // folder and UID -> where fetches broke off (cutElsewhere)
 }
 
 // FetchDepth is how many UID FETCH BODY.PEEK[] commands one connection
@@ -69,7 +69,7 @@ func OpenIMAP(ctx context.Context, cfg *imapconn.Config, conns int) (*IMAP, erro
 	}
 	pool := imapconn.NewPool(cfg, conns+1)
 	s := &IMAP{cfg: cfg, pool: pool, shared: imapconn.NewShared(pool, conns, FetchDepth),
-		server: map[string]string{}, epochs: map[string]folderState{}, cuts: map[string][]int64{}}
+		server: map[string]string{}, epochs: map[string]uint32{}, cuts: map[string][]int64{}}
 	c, err := s.pool.Get(ctx)
 	if err != nil {
 		return nil, err
@@ -249,18 +249,11 @@ func sameNames(names []string, keep func(int) bool) [][]int {
 // (the Epoch) and what makes its Version.
 var folderStatus = &imap.StatusOptions{UIDValidity: true, UIDNext: true, NumMessages: true}
 
-// folderState is what the source knows of a folder from its last STATUS:
-// a few bytes, as an account may have 100,000 folders.
-type folderState struct {
-	uidValidity uint32 // 0: not known
-	empty       bool   // MESSAGES was 0 (the folder is not examined)
-}
-
 // epoch returns folder's UIDVALIDITY as migrate.Mailbox.Epoch has it, ""
 // when STATUS did not give it.
 func (s *IMAP) epoch(folder string) string {
 	s.mu.Lock()
-	v := s.epochs[folder].uidValidity
+	v := s.epochs[folder]
 	s.mu.Unlock()
 	if v == 0 {
 		return ""
@@ -321,9 +314,16 @@ func (s *IMAP) setStatus(mb *migrate.Mailbox, st *imap.StatusData) {
 	if st.UIDNext != 0 && st.NumMessages != nil {
 		mb.Version = fmt.Sprintf("%d/%d/%d", st.UIDValidity, st.UIDNext, *st.NumMessages)
 	}
+	// An empty folder is not listed (List), so nothing is fetched from it
+	// under this epoch: only folders that hold messages are remembered.
+	mb.Empty = st.NumMessages != nil && *st.NumMessages == 0
 	folder := s.serverName(mb.Name)
 	s.mu.Lock()
-	s.epochs[folder] = folderState{uidValidity: st.UIDValidity, empty: st.NumMessages != nil && *st.NumMessages == 0}
+	if mb.Empty {
+		delete(s.epochs, folder)
+	} else {
+		s.epochs[folder] = st.UIDValidity
+	}
 	s.mu.Unlock()
 }
 
@@ -383,10 +383,7 @@ func (s *IMAP) examine(ctx context.Context, c *imapconn.Conn, folder, epoch stri
 // Called from the lister goroutine.
 func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Message) error) error {
 	folder := s.serverName(mb.Name)
-	s.mu.Lock()
-	empty := s.epochs[folder].empty
-	s.mu.Unlock()
-	if empty {
+	if mb.Empty {
 		// The folder was empty when Mailboxes asked (LIST-STATUS or
 		// STATUS): no EXAMINE. A message that arrives since raises UIDNEXT,
 		// so the next run lists the folder (unchanged.go).

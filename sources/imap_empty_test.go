@@ -14,7 +14,8 @@ import (
 // TestIMAPEmptyFoldersAreNotExamined: a folder that LIST-STATUS (or,
 // without it, STATUS) says is empty is listed without an EXAMINE — an
 // account of 100,000 mostly empty folders is not 100,000 round trips —
-// while a folder with messages is examined and listed in full.
+// while a folder with messages is examined and listed in full. Mailboxes
+// says which folders are empty (Mailbox.Empty).
 func TestIMAPEmptyFoldersAreNotExamined(t *testing.T) {
 	for _, noListStatus := range []bool{false, true} {
 		var mu sync.Mutex
@@ -46,6 +47,11 @@ func TestIMAPEmptyFoldersAreNotExamined(t *testing.T) {
 		}
 		counts := map[string]int{}
 		for _, mb := range mbs {
+			// What the sink is told (migrate.Mailbox.Empty): it creates
+			// an empty folder without selecting it.
+			if want := mb.Name != "Full"; mb.Empty != want {
+				t.Errorf("LIST-STATUS off %v: %s has Empty %v, want %v", noListStatus, mb.Name, mb.Empty, want)
+			}
 			if err := src.List(ctx, mb, func(migrate.Message) error { counts[mb.Name]++; return nil }); err != nil {
 				t.Fatalf("list %s: %v", mb.Name, err)
 			}

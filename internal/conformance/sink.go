@@ -310,7 +310,10 @@ func TwinsCase(t *testing.T, tf TargetFunc) {
 
 // LocateCase: the sink's Finder finds the copy an intent describes,
 // distinct copies for twins, and distinct refs in different folders even
-// where the server gives them one UIDVALIDITY.
+// where the server gives them one UIDVALIDITY. Folder A is prepared as one
+// the source found empty (Mailbox.Empty: an IMAP sink does not select it)
+// that a message reached after the listing: its mark, append and lookup
+// work all the same.
 func LocateCase(t *testing.T, tf TargetFunc) {
 	tgt := tf.New(t)
 	sink := tgt.Open(t)
@@ -324,7 +327,7 @@ func LocateCase(t *testing.T, tf TargetFunc) {
 	refs := map[string]bool{}
 	var intents []migrate.Intent
 	for i, folder := range []string{"INBOX", "A", "B", "B"} { // a twin in B
-		dest, err := sink.Prepare(ctx, migrate.Mailbox{Name: folder}, folder)
+		dest, err := sink.Prepare(ctx, migrate.Mailbox{Name: folder, Empty: folder == "A"}, folder)
 		if err != nil {
 			t.Fatal(err)
 		}
