@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -254,4 +255,96 @@ func lastLines(s string, n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
+}
+
+// TestIMAPEmptyFolderGetsMail: folders the source holds empty are created
+// on the destination without being selected there (only the folders that
+// receive messages are), and mail that reaches such a folder later is
+// copied by the next run, once, with its flags and date.
+func TestIMAPEmptyFolderGetsMail(t *testing.T) {
+	src := testserver.StartDovecot(t)
+	dst := testserver.StartDovecot(t)
+	c := imapLogin(t, src, "alice")
+	for _, f := range []string{"Later", "Projects", "Projects/Q3"} {
+		if err := c.Create(f, nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	date := time.Date(2019, 3, 4, 5, 6, 7, 0, time.UTC)
+	appendTo := func(f, id string, flags ...imap.Flag) {
+		t.Helper()
+		body := fmt.Sprintf("From: x@example.org\r\nSubject: %s\r\nMessage-ID: <%s@example.org>\r\n\r\nbody of %s\r\n", id, id, id)
+		cmd := c.Append(f, int64(len(body)), &imap.AppendOptions{Flags: flags, Time: date})
+		cmd.Write([]byte(body))
+		cmd.Close()
+		if _, err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendTo("INBOX", "first")
+	appendTo("Projects", "plan")
+	env := []string{"MAILHAUL_SRC_PASSWORD=" + src.Password("alice"), "MAILHAUL_DST_PASSWORD=" + dst.Password("alice")}
+	args := []string{"copy", "-vv", "--insecure-plaintext", "--state-dir", t.TempDir(), "imap://alice@" + src.IMAPAddr, "imap://alice@" + dst.IMAPAddr}
+	selected := func(trace string) map[string]bool {
+		out := map[string]bool{}
+		for _, l := range strings.Split(trace, "\n") {
+			if strings.HasPrefix(l, "dst ") && strings.Contains(l, " C: ") && strings.Contains(l, " SELECT ") {
+				name := strings.Fields(l[strings.Index(l, " SELECT "):])[1]
+				out[strings.Trim(name, `"`)] = true
+			}
+		}
+		return out
+	}
+	r := runMailhaul(t, env, args...)
+	if r.code != 0 || !strings.Contains(r.stderr, "copied 2 messages") {
+		t.Fatalf("first run: exit %d\n%s", r.code, lastLines(r.stderr, 5))
+	}
+	if sel := selected(r.stderr); len(sel) != 2 || !sel["INBOX"] || !sel["Projects"] {
+		t.Errorf("first run selected %v on the destination, want INBOX and Projects (the folders that received mail)", sel)
+	}
+	list, err := imapLogin(t, dst, "alice").List("", "*", nil).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, l := range list {
+		have[l.Mailbox] = true
+	}
+	for _, f := range []string{"Later", "Projects/Q3", "Sent", "Trash"} {
+		if !have[f] {
+			t.Errorf("empty source folder %q not created on the destination (has %v)", f, have)
+		}
+	}
+
+	appendTo("Later", "late", imap.FlagFlagged, imap.FlagSeen)
+	r = runMailhaul(t, env, args...)
+	if r.code != 0 || !strings.Contains(r.stderr, "copied 1 messages") {
+		t.Fatalf("after new mail: exit %d\n%s", r.code, lastLines(r.stderr, 5))
+	}
+	d := imapLogin(t, dst, "alice")
+	if _, err := d.Select("Later", &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	all := imap.SeqSet{}
+	all.AddRange(1, 0)
+	msgs, err := d.Fetch(all, &imap.FetchOptions{Flags: true, InternalDate: true, Envelope: true}).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 || msgs[0].Envelope == nil || msgs[0].Envelope.Subject != "late" {
+		t.Fatalf("Later holds %d messages, want the one that arrived", len(msgs))
+	}
+	if f := fmt.Sprint(msgs[0].Flags); !strings.Contains(f, `\Flagged`) || !strings.Contains(f, `\Seen`) {
+		t.Errorf("flags %s, want \\Flagged and \\Seen", f)
+	}
+	if !msgs[0].InternalDate.Equal(date) {
+		t.Errorf("internal date %v, want %v", msgs[0].InternalDate, date)
+	}
+	r = runMailhaul(t, env, args...)
+	if r.code != 0 || !strings.Contains(r.stderr, "copied 0 messages") {
+		t.Errorf("third run: exit %d\n%s", r.code, lastLines(r.stderr, 5))
+	}
+	if got := imapCount(t, dst, "alice"); got["INBOX"] != 1 || got["Projects"] != 1 || got["Later"] != 1 || sumCounts(got) != 3 {
+		t.Errorf("destination holds %v, want INBOX, Projects and Later 1 each", got)
+	}
 }
