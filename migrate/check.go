@@ -33,6 +33,14 @@ import (
 //     anything else under one Message-ID (twins, a different size, a
 //     second copy) is decided by the SHA-256 of the stored form, and so is
 //     every message without a Message-ID (same size, then same hash).
+//  3. A message the checkpoint records as found already in the
+//     destination by --dedupe (no copy of its own: the destination held
+//     it, from another source, when the copy ran) that neither rule found
+//     stands for a destination message with its Message-ID, whatever its
+//     size — the copy compared Message-ID and body length, and another
+//     source's copy may carry other header fields — in its destination
+//     folder, else (--dedupe-across-folders) in any folder. Flags and date
+//     are not compared: that copy came from elsewhere.
 //
 // Destination messages no source message claimed are extra: a duplicate
 // when they have the fingerprint (or the content) of a matched copy, else
@@ -152,6 +160,7 @@ const (
 	MatchCheckpoint  = "checkpoint"  // the recorded copy is there
 	MatchFingerprint = "fingerprint" // Message-ID and stored size
 	MatchContent     = "content"     // SHA-256 of the stored form
+	MatchDedupe      = "dedupe"      // the checkpoint's --dedupe record, by Message-ID
 )
 
 // Verdict is what Check found for one message of either side.
@@ -205,6 +214,7 @@ type FolderCheck struct {
 	Found        int      `json:"found"`
 	ByCheckpoint int      `json:"found_by_checkpoint"`
 	ByContent    int      `json:"found_by_content"`
+	ByDedupe     int      `json:"found_by_dedupe"`
 	Missing      int      `json:"missing"`
 	Unreadable   int      `json:"unreadable"`
 	Extra        int      `json:"extra"`
@@ -365,6 +375,8 @@ type citem struct {
 	peer     *citem
 	how      string
 	note     string // why the checkpoint's record did not decide
+	dedupe   bool   // source: the checkpoint records --dedupe found it in the destination
+	claimed  bool   // destination: an extra message a dedupe record stands for (lookElsewhere)
 	v        *Verdict
 }
 

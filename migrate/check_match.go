@@ -58,6 +58,7 @@ func (c *checker) compare(ctx context.Context, g *checkGroup, sl, dl sideListing
 	if err := c.matchFingerprint(ctx, src, dst); err != nil {
 		return err
 	}
+	matchDedupe(src, dst)
 	if err := c.classifyExtras(ctx, g, src, dst); err != nil {
 		return err
 	}
@@ -102,6 +103,11 @@ func (c *checker) matchCheckpoint(g *checkGroup, src, dst []*citem) error {
 			s.note = fmt.Sprintf("the checkpoint records its copy in destination folder %q", cp.Dest)
 			continue
 		}
+		if cp.Ref == DedupeRef {
+			// No copy of its own: matchDedupe, lookElsewhere.
+			s.dedupe = true
+			continue
+		}
 		ep, id := "", cp.Ref
 		if c.o.Resolver != nil {
 			if ep, id, ok = c.o.Resolver.RefCopy(cp.Dest, cp.Ref); !ok {
@@ -131,6 +137,30 @@ func (c *checker) matchCheckpoint(g *checkGroup, src, dst []*citem) error {
 		pair(s, d, MatchCheckpoint)
 	}
 	return nil
+}
+
+// matchDedupe pairs each source message the checkpoint records as found
+// already in the destination by --dedupe, and that is still unmatched, with
+// an unmatched destination message of its Message-ID (rule 3 of Check).
+func matchDedupe(src, dst []*citem) {
+	var byMID map[string][]*citem
+	for _, s := range src {
+		if !s.dedupe || s.peer != nil || s.skip != nil || !s.midKnown || s.mid == "" {
+			continue
+		}
+		if byMID == nil {
+			byMID = map[string][]*citem{}
+			for _, d := range dst {
+				if d.peer == nil && d.skip == nil && d.midKnown && d.mid != "" {
+					byMID[d.mid] = append(byMID[d.mid], d)
+				}
+			}
+		}
+		if ds := byMID[s.mid]; len(ds) > 0 {
+			pair(s, ds[0], MatchDedupe)
+			byMID[s.mid] = ds[1:]
+		}
+	}
 }
 
 // recordedMID is the Message-ID of s as listed, else as the checkpoint
@@ -431,7 +461,7 @@ func (c *checker) classifyExtras(ctx context.Context, g *checkGroup, src, dst []
 				}
 			}
 		}
-		x.v = v
+		x.v, x.fc = v, g.fcs[0]
 		if v.Verdict == VerdictDuplicate {
 			g.fcs[0].Duplicate++
 		} else {
@@ -507,6 +537,11 @@ func (c *checker) finish(ctx context.Context, g *checkGroup, src, dst []*citem) 
 				fc.ByCheckpoint++
 			case MatchContent:
 				fc.ByContent++
+			case MatchDedupe:
+				fc.ByDedupe++
+				s.v = c.verdict(s, VerdictFound, g)
+				c.emit(CheckEvent{Kind: CheckMessage, Verdict: s.v})
+				continue
 			}
 			v := c.verdict(s, VerdictFound, g)
 			d := s.peer
@@ -580,18 +615,26 @@ func (c *checker) finish(ctx context.Context, g *checkGroup, src, dst []*citem) 
 // destination folder no source folder maps to (a renamed folder). Then it
 // reports every problem.
 func (c *checker) lookElsewhere(ctx context.Context) error {
-	fits := func(s, d *citem) bool { return s.stored < 0 || d.stored < 0 || s.stored == d.stored }
+	fits := func(s, d *citem) bool { return s.dedupe || s.stored < 0 || d.stored < 0 || s.stored == d.stored }
 	open := 0
 	for mid, ms := range c.missing {
 		for _, s := range ms {
 			for _, x := range c.extras[mid] {
-				if fits(s, x) {
-					s.v.Elsewhere = x.v.Folder
-					x.v.Reason = fmt.Sprintf("a copy of source message %s of %q, which is missing from %q (moved?)", s.m.ID, s.m.Mailbox, s.v.Dest)
+				if x.claimed || !fits(s, x) {
+					continue
+				}
+				if s.dedupe {
+					// --dedupe-across-folders found it in another folder.
+					x.claimed = true
+					x.fc.Extra--
+					c.dedupeFound(s, x.v.Folder, x.m.ID)
 					break
 				}
+				s.v.Elsewhere = x.v.Folder
+				x.v.Reason = fmt.Sprintf("a copy of source message %s of %q, which is missing from %q (moved?)", s.m.ID, s.m.Mailbox, s.v.Dest)
+				break
 			}
-			if s.v.Elsewhere == "" {
+			if s.v.Elsewhere == "" && s.v.Verdict == VerdictMissing {
 				open++
 			}
 		}
@@ -624,7 +667,12 @@ func (c *checker) lookElsewhere(ctx context.Context) error {
 				continue
 			}
 			for _, s := range c.missing[it.mid] {
-				if s.v.Elsewhere == "" && fits(s, it) {
+				if s.v.Elsewhere == "" && s.v.Verdict == VerdictMissing && s.dedupe {
+					c.dedupeFound(s, name, it.m.ID)
+					open--
+					break
+				}
+				if s.v.Elsewhere == "" && s.v.Verdict == VerdictMissing && fits(s, it) {
 					s.v.Elsewhere = name
 					if moved[name] == 0 {
 						order = append(order, name)
@@ -639,6 +687,17 @@ func (c *checker) lookElsewhere(ctx context.Context) error {
 	for _, name := range order {
 		c.warn(fmt.Errorf("%d missing message(s) are in destination folder %q, which no source folder maps to (a renamed folder, or moved there?)", moved[name], name))
 	}
+	kept := c.problems[:0]
+	for _, it := range c.problems {
+		if it.claimed || it.v.Verdict == VerdictFound && !it.v.Differs() {
+			if !it.dest {
+				c.emit(CheckEvent{Kind: CheckMessage, Verdict: it.v})
+			}
+			continue
+		}
+		kept = append(kept, it)
+	}
+	c.problems = kept
 	sort.SliceStable(c.problems, func(i, j int) bool {
 		a, b := c.problems[i].v, c.problems[j].v
 		if a.Side != b.Side {
@@ -650,6 +709,17 @@ func (c *checker) lookElsewhere(ctx context.Context) error {
 		c.emit(CheckEvent{Kind: CheckMessage, Verdict: it.v})
 	}
 	return nil
+}
+
+// dedupeFound turns missing source message s, which the checkpoint
+// records as found already in the destination by --dedupe, into found: a
+// message with its Message-ID is in destination folder folder (id).
+func (c *checker) dedupeFound(s *citem, folder, id string) {
+	s.fc.Missing--
+	s.fc.Found++
+	s.fc.ByDedupe++
+	s.v.Verdict, s.v.How, s.v.Reason = VerdictFound, MatchDedupe, ""
+	s.v.Dest, s.v.DestID = folder, id
 }
 
 func (c *checker) report() CheckReport {
@@ -665,6 +735,7 @@ func (c *checker) report() CheckReport {
 		t.Found += f.Found
 		t.ByCheckpoint += f.ByCheckpoint
 		t.ByContent += f.ByContent
+		t.ByDedupe += f.ByDedupe
 		t.Missing += f.Missing
 		t.Unreadable += f.Unreadable
 		t.Extra += f.Extra

@@ -554,3 +554,72 @@ func TestHeaderEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckAfterDedupe: the POP3 merge of the README. A local copy
+// (Thunderbird's, with its own header fields) is copied first; the server's
+// messages are copied after it with --dedupe-across-folders, which finds
+// three of them already there (two in the same folder, one filed in
+// another) and copies the fourth. Check with that copy's checkpoint finds
+// all four — the three by the dedupe record, by Message-ID whatever the
+// size — and calls nothing extra; without a checkpoint there is no such
+// record, and the three are missing.
+func TestCheckAfterDedupe(t *testing.T) {
+	msg := func(mid, extra string) string {
+		return fmt.Sprintf("From: a@example.org\nSubject: %s\nMessage-ID: <%s>\n%s\nbody of %s\n", mid, mid, extra, mid)
+	}
+	moz := "X-Mozilla-Status: 0001\nX-Mozilla-Status2: 00000000\n"
+	local := &memStore{folders: map[string][]memMsg{
+		"INBOX":    {{id: "l1", body: msg("d1@x", moz), flags: []string{`\Seen`}, date: checkBase}, {id: "l2", body: msg("d2@x", moz), date: checkBase}},
+		"Archives": {{id: "l3", body: msg("d3@x", moz), flags: []string{`\Seen`, `\Flagged`}, date: checkBase}},
+	}}
+	server := &memStore{folders: map[string][]memMsg{"INBOX": {
+		{id: "s1", body: msg("d1@x", ""), date: checkBase.Add(time.Hour)},
+		{id: "s2", body: msg("d2@x", ""), date: checkBase.Add(time.Hour)},
+		{id: "s3", body: msg("d3@x", ""), date: checkBase.Add(time.Hour)},
+		{id: "s4", body: msg("d4@x", ""), date: checkBase.Add(time.Hour)},
+	}}}
+	dir := t.TempDir()
+	root := filepath.Join(dir, "Maildir")
+	copyInto := func(src migrate.Source, cp string, dedupe bool) migrate.Report {
+		t.Helper()
+		sink, err := sinks.OpenMaildir(root, maildir.PlusPlus)
+		if err != nil {
+			t.Fatal(err)
+		}
+		store, err := checkpoint.Open(cp, "src", "dst")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		rep, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: store, Dedupe: dedupe, DedupeAcrossFolders: dedupe})
+		if err != nil || len(rep.Skipped) > 0 {
+			t.Fatalf("copy: %v %+v", err, rep.Skipped)
+		}
+		return rep
+	}
+	copyInto(local, filepath.Join(dir, "local.db"), false)
+	cp := filepath.Join(dir, "server.db")
+	if rep := copyInto(server, cp, true); rep.Copied != 1 || rep.Duplicates != 3 {
+		t.Fatalf("server copy: copied %d, duplicates %d, want 1 and 3", rep.Copied, rep.Duplicates)
+	}
+	r := checkMaildir(t, server, root, cp, nil)
+	wantTotals(t, r, 4, 0, 0, 0, 0, 0)
+	if tt := r.rep.Totals; tt.ByDedupe != 3 || !r.rep.Complete() || r.rep.Differences() {
+		t.Errorf("by dedupe %d (want 3), complete %v, differences %v; problems %+v", tt.ByDedupe, r.rep.Complete(), r.rep.Differences(), r.rep.Problems)
+	}
+	for _, v := range r.by("source", migrate.VerdictFound) {
+		switch {
+		case v.ID == "s3" && (v.How != migrate.MatchDedupe || v.Dest != "Archives" || v.DestID == ""):
+			t.Errorf("s3 (filed in Archives by the local copy): %+v", v)
+		case (v.ID == "s1" || v.ID == "s2") && (v.How != migrate.MatchDedupe || v.Dest != "INBOX" || v.DestID == ""):
+			t.Errorf("%s: %+v", v.ID, v)
+		}
+	}
+	// s1 and s2 have other sizes than the local copies in INBOX (which are
+	// extra then), s3's copy is in a folder no source folder maps to.
+	r = checkMaildir(t, server, root, "", nil)
+	if tt := r.rep.Totals; tt.Found != 1 || tt.Missing != 3 || tt.Extra != 2 || r.rep.Complete() {
+		t.Errorf("without a checkpoint (nothing records the dedupe): found %d, missing %d, extra %d, complete %v; want 1, 3, 2, false",
+			tt.Found, tt.Missing, tt.Extra, r.rep.Complete())
+	}
+}

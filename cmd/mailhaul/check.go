@@ -51,7 +51,9 @@ func checkCommand(g *globalFlags) *cobra.Command {
 is it in the destination folder a copy puts it in? By the checkpoint of an
 earlier copy when there is one (the recorded copy must still be there), else
 by Message-ID and size (confirmed by content when that is ambiguous or there
-is no Message-ID). Also listed: destination messages without a source
+is no Message-ID). A message a copy with --dedupe found already in the
+destination (the checkpoint says so) is found by its Message-ID, in its
+folder or, as --dedupe-across-folders allows, any other. Also listed: destination messages without a source
 (extra or duplicate copies) and copies whose flags or internal date differ.
 
 Takes the same endpoints and selection as copy (--include, --exclude, --map,
@@ -436,7 +438,10 @@ func printCheck(w io.Writer, r migrate.CheckReport, src, dst, cp string, limit, 
 		}
 	}
 	sel := t.Source - t.Filtered
-	by := fmt.Sprintf("%d by the checkpoint, %d by Message-ID and size, %d by content", t.ByCheckpoint, t.Found-t.ByCheckpoint-t.ByContent, t.ByContent)
+	by := fmt.Sprintf("%d by the checkpoint, %d by Message-ID and size, %d by content", t.ByCheckpoint, t.Found-t.ByCheckpoint-t.ByContent-t.ByDedupe, t.ByContent)
+	if t.ByDedupe > 0 {
+		by += fmt.Sprintf(", %d found already there by --dedupe (a message with its Message-ID)", t.ByDedupe)
+	}
 	fmt.Fprintln(w)
 	switch code {
 	case exitOK:
