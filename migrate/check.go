@@ -481,6 +481,13 @@ func (c *checker) run(ctx context.Context) error {
 	if err := lg.Wait(); err != nil {
 		return err
 	}
+	warns, err := c.o.checkSelection(srcMbs)
+	for _, w := range warns {
+		c.warn(w)
+	}
+	if err != nil {
+		return err
+	}
 	dst := map[string]Mailbox{}
 	for _, mb := range dstMbs {
 		dst[storeName(c.o.Dest, mb)] = mb

@@ -166,6 +166,14 @@ func FatalError(err error) error {
 	return &classified{class: Fatal, err: err}
 }
 
+// Classified reports whether err carries a class given explicitly (by
+// SkipMessage, Retryable, FatalError, ...), which a classifier further up
+// must keep.
+func Classified(err error) bool {
+	var c *classified
+	return errors.As(err, &c)
+}
+
 // Classify returns the class of err: the outermost classification wins;
 // unclassified errors are Fatal.
 func Classify(err error) Class {

@@ -34,6 +34,13 @@ func (e *engine) list(ctx context.Context, out chan<- []*job) error {
 	if err != nil {
 		return fmt.Errorf("list source folders: %w", err)
 	}
+	warns, err := e.o.checkSelection(mbs)
+	for _, w := range warns {
+		e.rep(Event{Kind: Warning, Err: w})
+	}
+	if err != nil {
+		return err
+	}
 	mbs = e.o.Planned(mbs)
 	e.tally.expect(len(mbs))
 	if p, ok := e.o.Sink.(Planner); ok && !e.o.DryRun {

@@ -200,6 +200,53 @@ func (o *Options) Selected(name string) bool {
 	return true
 }
 
+// checkSelection says what of the selection matched nothing among the
+// source's folders mbs: a warning for each --include pattern that names no
+// folder, and an error when patterns were given and no folder is selected
+// at all (a mistyped name must not pass as a run, or a check, of nothing).
+// Called by the lister of copy and by check, once, with every folder.
+func (o *Options) checkSelection(mbs []Mailbox) (warnings []error, err error) {
+	if len(o.Include) == 0 && len(o.Exclude) == 0 {
+		return nil, nil
+	}
+	selected := 0
+	for _, mb := range mbs {
+		if o.Selected(mb.Name) && !mb.NoSelect {
+			selected++
+		}
+	}
+	var none []string
+	for _, p := range o.Include {
+		found := false
+		for _, mb := range mbs {
+			if globMatch(p, mb.Name) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			none = append(none, fmt.Sprintf("%q", p))
+			warnings = append(warnings, fmt.Errorf("--include %q matches no folder of the source", p))
+		}
+	}
+	if selected == 0 && len(mbs) > 0 {
+		names := make([]string, 0, 8)
+		for _, mb := range mbs {
+			if len(names) == 8 {
+				names = append(names, "...")
+				break
+			}
+			names = append(names, fmt.Sprintf("%q", mb.Name))
+		}
+		what := "--include/--exclude select"
+		if len(none) > 0 {
+			what = "--include " + strings.Join(none, ", ") + " selects"
+		}
+		return warnings, fmt.Errorf("%s none of the source's %d folders (%s)", what, len(mbs), strings.Join(names, ", "))
+	}
+	return warnings, nil
+}
+
 // MapName applies Map to a source folder name; the longest matching prefix
 // wins.
 func (o *Options) MapName(name string) string {

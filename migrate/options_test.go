@@ -1,6 +1,9 @@
 package migrate
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestDeletedPolicy: \Deleted messages are copied unless SkipDeleted;
 // expunged ones (already gone for the user) only with IncludeDeleted.
@@ -25,5 +28,41 @@ func TestDeletedPolicy(t *testing.T) {
 		if got := c.o.filter(plain) != ""; got != c.plainOut {
 			t.Errorf("%+v: plain filtered %v", c.o, got)
 		}
+	}
+}
+
+// TestSelectionMatchesNothing: an --include pattern that names no folder is a
+// warning; a selection of no folder at all is an error that names the
+// patterns and some of the source's folders (a mistyped folder name must
+// not pass as a complete run, or check, of nothing).
+func TestSelectionMatchesNothing(t *testing.T) {
+	mbs := []Mailbox{{Name: "INBOX"}, {Name: "Work"}, {Name: "Work/Clients"}, {Name: "Archive", NoSelect: true}}
+	for _, c := range []struct {
+		include, exclude []string
+		warnings         int
+		err              string
+	}{
+		{nil, nil, 0, ""},
+		{[]string{"Work*"}, nil, 0, ""},
+		{[]string{"Work", "Wrok"}, nil, 1, ""},
+		{[]string{"Wrok"}, nil, 1, `--include "Wrok" selects none of the source's 4 folders ("INBOX", "Work", "Work/Clients", "Archive")`},
+		{nil, []string{"*"}, 0, "--include/--exclude select none of the source's 4 folders"},
+		{[]string{"Archive"}, nil, 0, "--include/--exclude select none"}, // only structure
+		{[]string{"INBOX"}, []string{"INBOX"}, 0, "select none"},
+	} {
+		o := Options{Include: c.include, Exclude: c.exclude}
+		warns, err := o.checkSelection(mbs)
+		if len(warns) != c.warnings {
+			t.Errorf("include %q exclude %q: warnings %v, want %d", c.include, c.exclude, warns, c.warnings)
+		}
+		switch {
+		case c.err == "" && err != nil:
+			t.Errorf("include %q exclude %q: %v", c.include, c.exclude, err)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("include %q exclude %q: error %v, want one with %q", c.include, c.exclude, err, c.err)
+		}
+	}
+	if _, err := (&Options{Include: []string{"x"}}).checkSelection(nil); err != nil {
+		t.Errorf("a source without folders: %v (nothing to select is not a typo)", err)
 	}
 }

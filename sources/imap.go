@@ -181,6 +181,16 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 		}
 		out = append(out, mb)
 	}
+	if s.cfg.Folder != "" && len(out) == 0 {
+		// A mistyped folder must not pass as a copy (or a check) of nothing.
+		var some []string
+		for _, n := range names {
+			if n != "" && len(some) < 8 {
+				some = append(some, fmt.Sprintf("%q", n))
+			}
+		}
+		return nil, migrate.FatalError(fmt.Errorf("the URL names folder %q, which the account does not have (its folders: %s)", s.cfg.Folder, strings.Join(some, ", ")))
+	}
 	// The numbers of every selectable folder LIST did not give them for,
 	// pipelined.
 	type pending struct {

@@ -348,3 +348,46 @@ func TestIMAPEmptyFolderGetsMail(t *testing.T) {
 		t.Errorf("destination holds %v, want INBOX, Projects and Later 1 each", got)
 	}
 }
+
+// TestTypoFolderIsAnError: a mistyped folder — in the source URL, or as
+// the only --include — is an error that names it, for copy and for check
+// (a check of nothing must not say COMPLETE), and an --include that
+// matches nothing beside one that does is a warning.
+func TestTypoFolderIsAnError(t *testing.T) {
+	src := testserver.StartDovecot(t)
+	dst := testserver.StartDovecot(t)
+	c := imapLogin(t, src, "alice")
+	if err := c.Create("Work", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	body := "From: x@example.org\r\nSubject: w\r\nMessage-ID: <w@example.org>\r\n\r\nwork\r\n"
+	cmd := c.Append("Work", int64(len(body)), nil)
+	cmd.Write([]byte(body))
+	cmd.Close()
+	if _, err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"MAILHAUL_SRC_PASSWORD=" + src.Password("alice"), "MAILHAUL_DST_PASSWORD=" + dst.Password("alice")}
+	state := t.TempDir()
+	srcURL, dstURL := "imap://alice@"+src.IMAPAddr, "imap://alice@"+dst.IMAPAddr
+	for _, args := range [][]string{
+		{"copy", srcURL + "/Wrok", dstURL},
+		{"check", srcURL + "/Wrok", dstURL},
+		{"copy", "--include", "Wrok", srcURL, dstURL},
+		{"check", "--include", "Wrok", srcURL, dstURL},
+		{"ls", srcURL + "/Wrok"},
+	} {
+		args = append([]string{args[0], "--insecure-plaintext", "--state-dir", state}, args[1:]...)
+		if args[0] == "ls" {
+			args = append(args[:2], args[4:]...)
+		}
+		r := runMailhaul(t, env, args...)
+		if r.code != exitFatal || !strings.Contains(r.stderr, `"Wrok"`) || strings.Contains(r.stderr, "COMPLETE") {
+			t.Errorf("%v: exit %d, want %d and an error naming the folder\n%s", args, r.code, exitFatal, lastLines(r.stderr, 4))
+		}
+	}
+	r := runMailhaul(t, env, "copy", "--insecure-plaintext", "--state-dir", state, "--include", "Work", "--include", "Wrok", srcURL, dstURL)
+	if r.code != exitOK || !strings.Contains(r.stderr, `--include \"Wrok\" matches no folder`) || !strings.Contains(r.stderr, "copied 1 messages") {
+		t.Errorf("--include Work --include Wrok: exit %d, want 0, a warning and the Work copy\n%s", r.code, lastLines(r.stderr, 6))
+	}
+}

@@ -569,8 +569,10 @@ func isNetError(err error) bool {
 // Classify turns an error of a command on c into the engine's classes:
 // throttling replies become Retry with the server's suggested wait
 // (Throttled), other server NO/BAD responses are returned unchanged (the
-// caller knows what they mean for its command), ctx errors unchanged, and
-// everything else (a dropped or timed-out connection) retryable. The caller must drop a conn
+// caller knows what they mean for its command), ctx errors and errors
+// classified already (migrate.Classified: a skip, or a fatal error such as
+// a folder the URL names that does not exist) unchanged, and everything
+// else (a dropped or timed-out connection) retryable. The caller must drop a conn
 // that failed with a non-IMAP error.
 func Classify(err error) error {
 	if t := Throttled(err); t != nil {
@@ -579,8 +581,8 @@ func Classify(err error) error {
 	if err == nil || isIMAPError(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	if migrate.Classify(err) != migrate.Fatal {
-		return err
+	if migrate.Classified(err) {
+		return err // Skip, Retry, or explicitly Fatal
 	}
 	return migrate.Retryable(err)
 }
