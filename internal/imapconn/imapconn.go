@@ -204,10 +204,10 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 	case cfg.TLS:
 		tc := tls.Client(act, tcfg)
 		if err = tc.HandshakeContext(dctx); err == nil {
-			nc = tc
+			nc, err = plainGreeting(tc, nil)
 		}
 	case cfg.InsecurePlaintext:
-		nc = act
+		nc, err = plainGreeting(act, nil)
 	default:
 		nc, err = startTLS(dctx, act, tcfg, trace)
 	}
@@ -231,11 +231,22 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if err == nil || isTimeout(err) {
-			err = fmt.Errorf("connected, but the server sent no IMAP greeting (or TLS handshake) within %s", dt)
+		if err == nil || isTimeout(err) || dctx.Err() != nil {
+			if cfg.TLS {
+				err = fmt.Errorf("connected, but the server sent no TLS handshake or IMAP greeting within %s", dt)
+			} else {
+				err = fmt.Errorf("connected, but the server sent no IMAP greeting within %s (a TLS port, such as 993, wants imaps://)", dt)
+			}
 		}
 		if connauth.IsCertError(err) {
 			return nil, migrate.FatalError(connauth.CertError(where, err))
+		}
+		if ni := (*notIMAPError)(nil); errors.As(err, &ni) {
+			return nil, migrate.FatalError(fmt.Errorf("%s: %v", where, ni))
+		}
+		if rh := (tls.RecordHeaderError{}); cfg.TLS && errors.As(err, &rh) {
+			// The server answered the TLS handshake in plaintext.
+			return nil, migrate.FatalError(fmt.Errorf("%s: the server does not speak TLS on this port (it answered %q): use imap:// (STARTTLS) for port 143, or the TLS port (993) with imaps://", where, printable(rh.RecordHeader[:])))
 		}
 		if re := (*refusedError)(nil); errors.As(err, &re) {
 			return nil, migrate.FatalError(fmt.Errorf("%s: %v; use imaps:// or, on a trusted network only, --insecure-plaintext", where, re))
@@ -259,6 +270,16 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 		lp.enable()
 	}
 	return c, nil
+}
+
+// printable shows the first bytes a server sent, for an error message.
+func printable(b []byte) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r > '~' {
+			return '.'
+		}
+		return r
+	}, string(b))
 }
 
 // Binary reports whether the server takes literal8 (RFC 3516 BINARY): an

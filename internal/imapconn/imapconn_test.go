@@ -314,3 +314,46 @@ func TestNoDeadlines(t *testing.T) {
 		t.Fatalf("%d deadlines passed through", d.set)
 	}
 }
+
+// TestDialWrongPort: the usual mistakes of a URL's scheme and port each
+// end in an error that says what the port is and what to use, and those
+// that cannot succeed on a retry are fatal: imap:// (STARTTLS or
+// plaintext) on a POP3 port, imaps:// on a POP3S port, imaps:// on the
+// plaintext IMAP port; imap:// on the TLS port waits for a greeting that
+// never comes (the server waits for a TLS handshake) and says so.
+func TestDialWrongPort(t *testing.T) {
+	d := testserver.StartDovecot(t, testserver.WithUser("alice", "pw-alice-1"))
+	host, imapPort := splitAddr(t, d.IMAPAddr)
+	_, imapsPort := splitAddr(t, d.IMAPSAddr)
+	_, pop3Port := splitAddr(t, d.POP3Addr)
+	_, pop3sPort := splitAddr(t, d.POP3SAddr)
+	ep := func(tls bool, port string) Endpoint { return Endpoint{TLS: tls, Host: host, Port: port, User: "alice"} }
+	for _, c := range []struct {
+		name  string
+		cfg   Config
+		want  string
+		fatal bool
+	}{
+		{"imap-on-pop3", Config{Endpoint: ep(false, pop3Port), CAFile: d.CAFile}, "not an IMAP server (greeting \"+OK", true},
+		{"plaintext-on-pop3", Config{Endpoint: ep(false, pop3Port), InsecurePlaintext: true}, "not an IMAP server (greeting \"+OK", true},
+		{"imaps-on-pop3s", Config{Endpoint: ep(true, pop3sPort), CAFile: d.CAFile}, "not an IMAP server (greeting \"+OK", true},
+		{"imaps-on-imap", Config{Endpoint: ep(true, imapPort), CAFile: d.CAFile}, "does not speak TLS on this port (it answered \"* OK ", true},
+		{"imap-on-imaps", Config{Endpoint: ep(false, imapsPort), CAFile: d.CAFile, DialTimeout: time.Second}, "no IMAP greeting within 1s (a TLS port, such as 993, wants imaps://)", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := c.cfg
+			cfg.Password = "pw-alice-1"
+			conn, err := Dial(context.Background(), &cfg)
+			if err == nil {
+				conn.Close()
+				t.Fatal("connected")
+			}
+			if !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), cfg.Addr()) {
+				t.Errorf("error %q, want one naming %s with %q", err, cfg.Addr(), c.want)
+			}
+			if fatal := migrate.Classify(err) == migrate.Fatal; fatal != c.fatal {
+				t.Errorf("fatal %v, want %v (%v)", fatal, c.fatal, err)
+			}
+		})
+	}
+}

@@ -40,6 +40,9 @@ func startTLS(ctx context.Context, raw net.Conn, cfg *tls.Config, trace *redacto
 	if err != nil {
 		return nil, err
 	}
+	if err := checkGreeting(greet); err != nil {
+		return nil, err
+	}
 	switch {
 	case strings.HasPrefix(greet, "* OK"):
 	case strings.HasPrefix(greet, "* PREAUTH"):
@@ -78,6 +81,49 @@ func startTLS(ctx context.Context, raw net.Conn, cfg *tls.Config, trace *redacto
 		return nil, err
 	}
 	return &greetingConn{Conn: tc, greeting: []byte(starttlsGreeting)}, nil
+}
+
+// notIMAPError is a greeting that no IMAP server sends: the port is
+// another service's (a POP3 server's "+OK", an SMTP server's "220").
+type notIMAPError struct{ greeting string }
+
+func (e *notIMAPError) Error() string {
+	return fmt.Sprintf("not an IMAP server (greeting %q): check the port (IMAP is 143 with imap://, 993 with imaps://; POP3 is 110 and 995)", e.greeting)
+}
+
+// checkGreeting returns a *notIMAPError unless line can start an IMAP
+// session (RFC 9051 7.1: an untagged OK, PREAUTH or BYE).
+func checkGreeting(line string) error {
+	l := strings.TrimRight(line, "\r\n")
+	for _, p := range []string{"* OK", "* PREAUTH", "* BYE"} {
+		if len(l) >= len(p) && strings.EqualFold(l[:len(p)], p) {
+			return nil
+		}
+	}
+	if len(l) > 80 {
+		l = l[:80] + "..."
+	}
+	return &notIMAPError{l}
+}
+
+// plainGreeting reads the greeting line of a connection (after its TLS
+// handshake, or without TLS) and returns a connection that replays it
+// (and whatever came with it) to go-imap, after checking that it is an
+// IMAP greeting.
+func plainGreeting(raw net.Conn, trace *redactor) (net.Conn, error) {
+	br := bufio.NewReader(raw)
+	greet, err := br.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	if err := checkGreeting(greet); err != nil {
+		if trace != nil {
+			trace.server([]byte(greet))
+		}
+		return nil, err
+	}
+	rest, _ := br.Peek(br.Buffered())
+	return &greetingConn{Conn: raw, greeting: append([]byte(greet), rest...)}, nil
 }
 
 // refusedError is a server's refusal of STARTTLS.

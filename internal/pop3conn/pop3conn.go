@@ -301,13 +301,31 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 			return nil, ctx.Err()
 		}
 		if dctx.Err() != nil {
-			err = fmt.Errorf("no greeting and login within %s: %w", dt, err)
+			hint := ""
+			if !cfg.TLS {
+				hint = " (a TLS port, such as 995, wants pop3s://)"
+			}
+			err = fmt.Errorf("no greeting and login within %s%s: %w", dt, hint, err)
+		}
+		if rh := (tls.RecordHeaderError{}); cfg.TLS && errors.As(err, &rh) {
+			// The server answered the TLS handshake in plaintext.
+			return nil, migrate.FatalError(fmt.Errorf("%s: the server does not speak TLS on this port (it answered %q): use pop3:// (STLS) for port 110, or the TLS port (995) with pop3s://", where, printable(rh.RecordHeader[:])))
 		}
 		return nil, classifyDial(where, err)
 	}
 	c.tc.fixed = time.Time{}
 	c.raw.SetDeadline(time.Time{})
 	return c, nil
+}
+
+// printable shows the first bytes a server sent, for an error message.
+func printable(b []byte) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r > '~' {
+			return '.'
+		}
+		return r
+	}, string(b))
 }
 
 // classifyDial gives a handshake error its class and names the server.
@@ -349,7 +367,7 @@ func (c *Conn) handshake(ctx context.Context, tcfg *tls.Config) error {
 		return fmt.Errorf("server refused the connection: %w", parseErr("greeting", rest))
 	}
 	if !strings.HasPrefix(greet, "+OK") {
-		return fmt.Errorf("not a POP3 server (greeting %q)", clip(greet))
+		return &fatalDial{fmt.Errorf("%s: not a POP3 server (greeting %q): check the port (POP3 is 110 with pop3://, 995 with pop3s://; IMAP is 143 and 993)", cfg.where(), clip(greet))}
 	}
 	c.caps = c.capa(ctx)
 	if !cfg.TLS && !cfg.InsecurePlaintext {
