@@ -59,6 +59,13 @@ type Mailbox struct {
 	// to the first Append, which must still work if a message does come:
 	// most of an account of 100,000 folders is empty.
 	Empty bool
+	// Unsubscribed says the source keeps subscriptions (IMAP: LIST
+	// RETURN (SUBSCRIBED) marked some folders \Subscribed) and this folder
+	// is not one of them. A sink that keeps subscriptions subscribes the
+	// folders it creates, except these: mail clients such as Thunderbird
+	// show only subscribed IMAP folders, so a folder copied from a local
+	// store (which has no subscriptions) must be subscribed to be seen.
+	Unsubscribed bool
 }
 
 // Message is the metadata of one message, never its body.

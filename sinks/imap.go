@@ -70,10 +70,12 @@ type IMAP struct {
 	// 28 MB of identical maps).
 	flagSets map[string]map[string]bool
 	warned   map[string]bool
-	claimed  map[string]bool   // refs identified after APPENDs without APPENDUID
-	assigned map[string]string // destination folder -> the source folder Prepare gave it
-	reserved map[string]string // destination folder -> the planned source folder named so (Plan)
-	prefixTo string            // endpoint folder (server syntax) everything goes under
+	// noSubscribe: the server refused a SUBSCRIBE; no other is sent.
+	noSubscribe bool
+	claimed     map[string]bool   // refs identified after APPENDs without APPENDUID
+	assigned    map[string]string // destination folder -> the source folder Prepare gave it
+	reserved    map[string]string // destination folder -> the planned source folder named so (Plan)
+	prefixTo    string            // endpoint folder (server syntax) everything goes under
 	// What the server refuses in folder names, learned from NO [CANNOT]
 	// (see imap_names.go), and the names it found too long.
 	rules   nameRules

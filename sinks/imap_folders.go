@@ -150,6 +150,7 @@ func (s *IMAP) prepareAs(ctx context.Context, c *imapconn.Conn, src migrate.Mail
 	}
 	if !s.listed(dest) {
 		err := c.Do(ctx, func() error { return c.Create(dest, create).Wait() })
+		created := err == nil
 		if ie := imapconn.IMAPError(err); ie != nil && ie.Code == imap.ResponseCodeAlreadyExists {
 			err = nil
 		}
@@ -173,6 +174,9 @@ func (s *IMAP) prepareAs(ctx context.Context, c *imapconn.Conn, src migrate.Mail
 		s.mu.Lock()
 		m.add(&imap.ListData{Mailbox: dest, Delim: m.delim, Attrs: create.SpecialUse})
 		s.mu.Unlock()
+		if created && !src.Unsubscribed {
+			s.subscribe(ctx, c, dest)
+		}
 	}
 	s.assign(dest, src.Name)
 	if src.Empty {
@@ -185,6 +189,27 @@ func (s *IMAP) prepareAs(ctx context.Context, c *imapconn.Conn, src migrate.Mail
 		return "", err
 	}
 	return dest, nil
+}
+
+// subscribe subscribes folder dest, which Prepare created: mail clients
+// such as Thunderbird show only subscribed IMAP folders. A refusal is a
+// warning, once: the folder and its messages are there all the same, and
+// no later folder is subscribed. A broken connection shows in Prepare's
+// next command.
+func (s *IMAP) subscribe(ctx context.Context, c *imapconn.Conn, dest string) {
+	s.mu.Lock()
+	refused := s.noSubscribe
+	s.mu.Unlock()
+	if refused {
+		return
+	}
+	err := c.Do(ctx, func() error { return c.Subscribe(dest).Wait() })
+	if imapconn.IMAPError(err) != nil {
+		s.mu.Lock()
+		s.noSubscribe = true
+		s.mu.Unlock()
+		s.warn(fmt.Errorf("IMAP destination %s refused SUBSCRIBE %q (%v): the folders it creates are there, but a mail client that shows only subscribed folders will not show them until you subscribe to them", s.cfg.Addr(), dest, err))
+	}
 }
 
 // assign records that destination folder dest receives source folder

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2/imapclient"
+
 	"github.com/mailhaul/mailhaul/internal/testserver/fakeimap"
 	"github.com/mailhaul/mailhaul/migrate"
 )
@@ -125,4 +127,51 @@ func TestIMAPPrepareEmptyFolders(t *testing.T) {
 	if sel := srv.Stats().Commands["SELECT"] - after["SELECT"]; sel != 1 {
 		t.Errorf("%d SELECTs for the first Append to a folder prepared empty, want 1", sel)
 	}
+}
+
+// TestIMAPPrepareSubscribes: a folder Prepare creates is subscribed (mail
+// clients such as Thunderbird show only subscribed folders) unless the
+// source says it is not subscribed there; a folder that existed already
+// keeps its subscription as it was.
+func TestIMAPPrepareSubscribes(t *testing.T) {
+	ctx := context.Background()
+	srv := fakeimap.Start(t, fakeimap.Options{})
+	srv.AddUser("u", "p")
+	if err := srv.Create("u", "Existing"); err != nil {
+		t.Fatal(err)
+	}
+	s := fakeSinkOpener(t, "imap://u@"+srv.Addr())()
+	// Unsubscribed on the server by its user, before the copy.
+	c := dialFake(t, srv)
+	if err := c.Unsubscribe("Existing").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, mb := range []migrate.Mailbox{{Name: "Local"}, {Name: "Lists/Quiet", Unsubscribed: true}, {Name: "Existing"}, {Name: "Lists/Loud"}} {
+		if _, err := s.Prepare(ctx, mb, mb.Name); err != nil {
+			t.Fatalf("Prepare %q: %v", mb.Name, err)
+		}
+	}
+	got := map[string]bool{}
+	for _, f := range srv.Folders("u") {
+		got[f.Name] = f.Subscribed
+	}
+	for name, want := range map[string]bool{"Local": true, "Lists/Quiet": false, "Existing": false, "Lists/Loud": true} {
+		if got[name] != want {
+			t.Errorf("%s subscribed %v, want %v (all: %v)", name, got[name], want, got)
+		}
+	}
+}
+
+// dialFake logs in to srv as u, as a user's mail client would.
+func dialFake(t *testing.T, srv *fakeimap.Server) *imapclient.Client {
+	t.Helper()
+	c, err := imapclient.DialInsecure(srv.Addr(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Login("u", "p").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

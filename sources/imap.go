@@ -114,6 +114,9 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 			// Every folder's numbers in the same round trip (RFC 5819).
 			opts.ReturnStatus = folderStatus
 		}
+		// Which folders the user subscribed to (RFC 5258), for the
+		// destination to subscribe the same (Mailbox.Unsubscribed).
+		opts.ReturnSubscribed = caps.Has(imap.CapListExtended) || caps.Has(imap.CapIMAP4rev2)
 		// Read as the answers arrive, each kept in a compact form: an
 		// account of 100,000 folders does not hold 100,000 of go-imap's
 		// LIST and STATUS structures at once.
@@ -161,13 +164,19 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 			names[i] = "" // the first in LIST order keeps the name
 		}
 	}
+	// A server that marked no folder \Subscribed does not keep
+	// subscriptions (or was not asked): every folder counts as subscribed.
+	subs := false
+	for _, l := range list {
+		subs = subs || l.subscribed
+	}
 	out := make([]migrate.Mailbox, 0, len(list))
 	for i, l := range list {
 		name := names[i]
 		if name == "" || !inFolder(i) {
 			continue
 		}
-		mb := migrate.Mailbox{Name: name, NoSelect: l.noSelect, SpecialUse: l.specialUse}
+		mb := migrate.Mailbox{Name: name, NoSelect: l.noSelect, SpecialUse: l.specialUse, Unsubscribed: subs && !l.subscribed}
 		migrate.GuessSpecialUse(&mb)
 		s.mu.Lock()
 		if name != l.Mailbox {
@@ -276,6 +285,7 @@ type listed struct {
 	Mailbox               string
 	Delim                 rune
 	noSelect, nonExistent bool
+	subscribed            bool   // \Subscribed (LIST RETURN (SUBSCRIBED))
 	specialUse            string // an RFC 6154 attribute, in its usual spelling
 	// From LIST-STATUS: UIDVALIDITY (0: not sent), UIDNEXT and MESSAGES
 	// (-1: not sent).
@@ -285,7 +295,8 @@ type listed struct {
 
 func compactList(l *imap.ListData) listed {
 	out := listed{Mailbox: l.Mailbox, Delim: l.Delim, messages: -1,
-		noSelect: imapconn.HasAttr(l, imap.MailboxAttrNoSelect), nonExistent: imapconn.HasAttr(l, imap.MailboxAttrNonExistent)}
+		noSelect: imapconn.HasAttr(l, imap.MailboxAttrNoSelect), nonExistent: imapconn.HasAttr(l, imap.MailboxAttrNonExistent),
+		subscribed: imapconn.HasAttr(l, imap.MailboxAttrSubscribed)}
 	for _, a := range l.Attrs {
 		switch u := string(a); strings.ToLower(u) {
 		case `\sent`, `\drafts`, `\trash`, `\junk`, `\archive`, `\all`, `\flagged`:

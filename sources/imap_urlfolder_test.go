@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/emersion/go-imap/v2/imapclient"
+
 	"github.com/mailhaul/mailhaul/internal/imapconn"
 	"github.com/mailhaul/mailhaul/internal/testserver/fakeimap"
 	"github.com/mailhaul/mailhaul/sources"
@@ -46,5 +48,54 @@ func TestIMAPURLFolderMissing(t *testing.T) {
 	}
 	if strings.Join(names, ",") != "Work,Work/Clients" {
 		t.Errorf("URL folder Work lists %v, want Work and Work/Clients", names)
+	}
+}
+
+// TestIMAPSubscriptions: with LIST-EXTENDED the source asks which folders
+// are subscribed and marks the others Unsubscribed (the destination then
+// leaves them unsubscribed); a server without it, or one that marks no
+// folder subscribed, has every folder count as subscribed.
+func TestIMAPSubscriptions(t *testing.T) {
+	for _, o := range []fakeimap.Options{{}, {NoListStatus: true, NoSpecialUse: true}} {
+		srv := fakeimap.Start(t, o)
+		srv.AddUser("u", "p")
+		for _, f := range []string{"Work", "Old"} {
+			if err := srv.Create("u", f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c, err := imapclient.DialInsecure(srv.Addr(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Login("u", "p").Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Unsubscribe("Old").Wait(); err != nil {
+			t.Fatal(err)
+		}
+		extended := !o.NoListStatus
+		mbs, err := openFake(t, srv).Mailboxes(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mb := range mbs {
+			if want := extended && mb.Name == "Old"; mb.Unsubscribed != want {
+				t.Errorf("LIST-EXTENDED %v: %s Unsubscribed %v, want %v", extended, mb.Name, mb.Unsubscribed, want)
+			}
+		}
+		// Nothing subscribed at all: the server does not keep them.
+		for _, f := range []string{"INBOX", "Work"} {
+			c.Unsubscribe(f).Wait()
+		}
+		c.Close()
+		if mbs, err = openFake(t, srv).Mailboxes(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		for _, mb := range mbs {
+			if mb.Unsubscribed {
+				t.Errorf("LIST-EXTENDED %v, no folder subscribed: %s Unsubscribed", extended, mb.Name)
+			}
+		}
 	}
 }

@@ -391,3 +391,73 @@ func TestTypoFolderIsAnError(t *testing.T) {
 		t.Errorf("--include Work --include Wrok: exit %d, want 0, a warning and the Work copy\n%s", r.code, lastLines(r.stderr, 6))
 	}
 }
+
+// TestIMAPSubscriptions: folders copied from a local store (no
+// subscriptions) are subscribed on the IMAP destination — Thunderbird
+// shows only subscribed folders —, and an IMAP source's subscriptions are
+// copied as they are: a folder its user unsubscribed stays unsubscribed.
+func TestIMAPSubscriptions(t *testing.T) {
+	dst := testserver.StartDovecot(t, testserver.WithUser("alice", "Alice-pw-1"), testserver.WithUser("bob", "Bob-pw-2"))
+	subscribed := func(user string) map[string]bool {
+		t.Helper()
+		l, err := imapLogin(t, dst, user).List("", "*", &imap.ListOptions{SelectSubscribed: true}).Collect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, d := range l {
+			out[d.Mailbox] = true
+		}
+		return out
+	}
+	before, err := imapLogin(t, dst, "alice").List("", "*", nil).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	existed := map[string]bool{}
+	for _, d := range before {
+		existed[d.Mailbox] = true // the server's own Sent, Trash, ...: left as they are
+	}
+	srcDir, _ := filepath.Abs("../../testdata/maildir")
+	env := []string{"MAILHAUL_DST_PASSWORD=" + dst.Password("alice")}
+	if r := runMailhaul(t, env, "copy", "--insecure-plaintext", "--state-dir", t.TempDir(), "maildir:"+srcDir, "imap://alice@"+dst.IMAPAddr); r.code != 0 {
+		t.Fatalf("maildir copy: exit %d\n%s", r.code, lastLines(r.stderr, 5))
+	}
+	all, err := imapLogin(t, dst, "alice").List("", "*", nil).Collect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := subscribed("alice")
+	for _, d := range all {
+		if !imapconnHasNoSelect(d) && !subs[d.Mailbox] && !existed[d.Mailbox] {
+			t.Errorf("folder %q copied from a Maildir is not subscribed (subscribed: %v)", d.Mailbox, subs)
+		}
+	}
+
+	src := testserver.StartDovecot(t)
+	c := imapLogin(t, src, "alice")
+	for _, f := range []string{"Work", "Old"} {
+		if err := c.Create(f, nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Subscribe("Work").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	env = []string{"MAILHAUL_SRC_PASSWORD=" + src.Password("alice"), "MAILHAUL_DST_PASSWORD=" + dst.Password("bob")}
+	if r := runMailhaul(t, env, "copy", "--insecure-plaintext", "--state-dir", t.TempDir(), "imap://alice@"+src.IMAPAddr, "imap://bob@"+dst.IMAPAddr); r.code != 0 {
+		t.Fatalf("imap copy: exit %d\n%s", r.code, lastLines(r.stderr, 5))
+	}
+	if subs := subscribed("bob"); !subs["Work"] || subs["Old"] {
+		t.Errorf("destination subscriptions %v, want Work and not Old (as on the source)", subs)
+	}
+}
+
+func imapconnHasNoSelect(d *imap.ListData) bool {
+	for _, a := range d.Attrs {
+		if strings.EqualFold(string(a), string(imap.MailboxAttrNoSelect)) {
+			return true
+		}
+	}
+	return false
+}

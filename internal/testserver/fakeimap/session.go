@@ -189,6 +189,11 @@ func (s *session) Create(name string, options *imap.CreateOptions) error {
 	defer s.srv.mu.Unlock()
 	switch err := s.srv.createLocked(s.user, name, options.SpecialUse); err {
 	case nil:
+		// As Dovecot and Cyrus: CREATE does not subscribe (RFC 9051
+		// 6.3.4); folders made by Server.Create are subscribed.
+		if f := s.srv.folderLocked(s.user, name); f != nil {
+			f.subscribed = false
+		}
 		return nil
 	case errExists:
 		return no(imap.ResponseCodeAlreadyExists, "Mailbox already exists")

@@ -56,6 +56,7 @@ type FolderInfo struct {
 	UIDValidity uint32             // 0 for a \Noselect parent
 	UIDNext     imap.UID
 	Messages    int
+	Subscribed  bool
 }
 
 var (
@@ -286,7 +287,7 @@ func (s *Server) Folders(userName string) []FolderInfo {
 	}
 	var out []FolderInfo
 	for _, f := range u.sortedLocked() {
-		fi := FolderInfo{Name: f.name, UIDValidity: f.uidValidity, UIDNext: f.uidNext, Messages: len(f.msgs)}
+		fi := FolderInfo{Name: f.name, UIDValidity: f.uidValidity, UIDNext: f.uidNext, Messages: len(f.msgs), Subscribed: f.subscribed}
 		if f.noselect {
 			fi.Attrs = append(fi.Attrs, imap.MailboxAttrNoSelect)
 		}
