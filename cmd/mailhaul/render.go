@@ -31,7 +31,7 @@ type renderer struct {
 	copiedB  int64
 	already  int64
 	skipped  int64
-	folder   string
+	folder   string          // the folder being copied from: of the last copy, else the one being listed
 	dropped  map[string]bool // dest \x00 flag already logged
 	started  time.Time
 	stopTick chan struct{}
@@ -99,7 +99,9 @@ func (r *renderer) Event(e migrate.Event) {
 	r.mu.Lock()
 	switch e.Kind {
 	case migrate.FolderStart:
-		r.folder = e.Folder
+		if r.copied == 0 {
+			r.folder = e.Folder
+		}
 	case migrate.Queued:
 		r.queued++
 		r.queuedB += e.Bytes
@@ -109,6 +111,7 @@ func (r *renderer) Event(e migrate.Event) {
 	case migrate.Copied:
 		r.copied++
 		r.copiedB += e.Bytes
+		r.folder = e.Folder // the lister runs ahead: it may be folders further
 		if r.bar != nil {
 			r.bar.Describe(fmt.Sprintf("%s  %d/%d msgs", r.folder, r.copied, r.queued))
 			r.bar.Add64(e.Bytes)

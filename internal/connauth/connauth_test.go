@@ -58,7 +58,8 @@ func TestParseURL(t *testing.T) {
 		"x://h":            "X URL x://h:1: no user",
 		"x://me@":          "no host",
 		"y://me@h":         `scheme "y" (want x or xs)`,
-		"x://me@h:bad:pt/": "invalid X URL (want xs://user@host)",
+		"x://me@h:bad:pt/": `invalid X URL "x://me@h:bad:pt/": invalid port ":pt" after host (want xs://user@host)`,
+		"x://me:s3cret@h:24143x": `invalid X URL "x://me:<redacted>@h:24143x": invalid port ":24143x" after host`,
 	} {
 		_, err := ParseURL(in, "X", "xs://user@host", "the env", schemes...)
 		if err == nil || !strings.Contains(err.Error(), msg) || strings.Contains(err.Error(), "s3cret") {

@@ -1,6 +1,7 @@
 package connauth
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -26,6 +27,28 @@ type URL struct {
 // Addr is host:port.
 func (u URL) Addr() string { return net.JoinHostPort(u.Host, u.Port) }
 
+// withoutPassword is raw with whatever follows a ":" in its user part (a
+// password) replaced, for an error message.
+func withoutPassword(raw string) string {
+	i := strings.Index(raw, "://")
+	if i < 0 {
+		return raw
+	}
+	rest := raw[i+3:]
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	at := strings.LastIndex(rest[:end], "@")
+	if at < 0 {
+		return raw
+	}
+	if c := strings.Index(rest[:at], ":"); c >= 0 {
+		return raw[:i+3] + rest[:c] + ":<redacted>" + rest[at:]
+	}
+	return raw
+}
+
 // ParseURL parses raw as user@host[:port][/path] under one of schemes
 // (compared without case) for protocol proto ("IMAP", "POP3"), whose usage
 // ("imaps://user@host[:port]") is quoted in errors. A password in the URL
@@ -35,8 +58,13 @@ func (u URL) Addr() string { return net.JoinHostPort(u.Host, u.Port) }
 func ParseURL(raw, proto, usage, passwordHint string, schemes ...Scheme) (URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		// url.Parse echoes the URL, which may hold a password.
-		return URL{}, fmt.Errorf("invalid %s URL (want %s)", proto, usage)
+		// url.Parse's message echoes the URL, which may hold a password:
+		// only its reason is kept, and the URL is shown without one.
+		why := err
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			why = ue.Err
+		}
+		return URL{}, fmt.Errorf("invalid %s URL %q: %v (want %s)", proto, withoutPassword(raw), why, usage)
 	}
 	var out URL
 	var names []string

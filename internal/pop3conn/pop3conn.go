@@ -300,7 +300,8 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if dctx.Err() != nil {
+		var ne net.Error
+		if dctx.Err() != nil || errors.As(err, &ne) && ne.Timeout() {
 			hint := ""
 			if !cfg.TLS {
 				hint = " (a TLS port, such as 995, wants pop3s://)"
