@@ -54,11 +54,11 @@ func TestParseURL(t *testing.T) {
 		t.Fatalf("ParseURL = %+v, %v", u, err)
 	}
 	for in, msg := range map[string]string{
-		"x://me:s3cret@h":  "use the env",
-		"x://h":            "X URL x://h:1: no user",
-		"x://me@":          "no host",
-		"y://me@h":         `scheme "y" (want x or xs)`,
-		"x://me@h:bad:pt/": `invalid X URL "x://me@h:bad:pt/": invalid port ":pt" after host (want xs://user@host)`,
+		"x://me:s3cret@h":        "use the env",
+		"x://h":                  "X URL x://h:1: no user",
+		"x://me@":                "no host",
+		"y://me@h":               `scheme "y" (want x or xs)`,
+		"x://me@h:bad:pt/":       `invalid X URL "x://me@h:bad:pt/": invalid port ":pt" after host (want xs://user@host)`,
 		"x://me:s3cret@h:24143x": `invalid X URL "x://me:<redacted>@h:24143x": invalid port ":24143x" after host`,
 	} {
 		_, err := ParseURL(in, "X", "xs://user@host", "the env", schemes...)
