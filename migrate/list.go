@@ -41,11 +41,11 @@ func (e *engine) list(ctx context.Context, out chan<- []*job) error {
 	if err != nil {
 		return err
 	}
-	mbs = e.o.Planned(mbs)
-	e.tally.expect(len(mbs))
+	mbs = e.o.plannedInto(mbs[:0], mbs)
 	if p, ok := e.o.Sink.(Planner); ok && !e.o.DryRun {
 		p.Plan(e.o.plan(mbs))
 	}
+	e.tally.expect(len(mbs))
 	// Folders are taken off the front of Planned's copy, and the rest is
 	// moved to a smaller array each time half of it is done: with 100,000
 	// folders the list would otherwise stay whole while the report rows

@@ -303,7 +303,13 @@ func (o *Options) filter(m Message) string {
 // explicit --map wins over special-use mapping). The result is a new
 // slice: mbs is left as it was.
 func (o *Options) Planned(mbs []Mailbox) []Mailbox {
-	sel := make([]Mailbox, 0, len(mbs))
+	return o.plannedInto(make([]Mailbox, 0, len(mbs)), mbs)
+}
+
+// plannedInto is Planned appending to sel, which may be mbs[:0]: the
+// lister, which owns the source's list, plans it in place (an account of
+// 100,000 folders holds one list, not two).
+func (o *Options) plannedInto(sel, mbs []Mailbox) []Mailbox {
 	for _, mb := range mbs {
 		if o.Selected(mb.Name) {
 			if o.Mapped(mb.Name) {

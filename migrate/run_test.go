@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -50,7 +51,9 @@ func newFakeSource(folders map[string]int) *fakeSource {
 	return s
 }
 
-func (s *fakeSource) Mailboxes(context.Context) ([]migrate.Mailbox, error) { return s.boxes, nil }
+func (s *fakeSource) Mailboxes(context.Context) ([]migrate.Mailbox, error) {
+	return slices.Clone(s.boxes), nil // the caller owns what Mailboxes returns
+}
 func (s *fakeSource) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Message) error) error {
 	for _, m := range s.msgs[mb.Name] {
 		if err := fn(m); err != nil {

@@ -130,7 +130,8 @@ func (l Limits) callers(transfers int) int {
 // Limits().Pipeline) fetcher goroutines. Errors are classified with
 // SkipMessage / Retryable; any other error is fatal and stops the run.
 type Source interface {
-	// Mailboxes returns every folder of the store, parents before children.
+	// Mailboxes returns every folder of the store, parents before children,
+	// in a slice the caller owns (the engine filters and edits it in place).
 	Mailboxes(ctx context.Context) ([]Mailbox, error)
 	// List calls fn for every message of mb in a stable order. If fn
 	// returns an error, List stops and returns it.
