@@ -102,3 +102,15 @@ func BearerDetail(challenge []byte) string {
 	}
 	return d
 }
+
+// Printable shows the first bytes a server sent (the record header a
+// plaintext server answers a TLS handshake with), for an error message:
+// control and non-ASCII bytes become dots.
+func Printable(b []byte) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r > '~' {
+			return '.'
+		}
+		return r
+	}, string(b))
+}

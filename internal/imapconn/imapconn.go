@@ -246,7 +246,7 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 		}
 		if rh := (tls.RecordHeaderError{}); cfg.TLS && errors.As(err, &rh) {
 			// The server answered the TLS handshake in plaintext.
-			return nil, migrate.FatalError(fmt.Errorf("%s: the server does not speak TLS on this port (it answered %q): use imap:// (STARTTLS) for port 143, or the TLS port (993) with imaps://", where, printable(rh.RecordHeader[:])))
+			return nil, migrate.FatalError(fmt.Errorf("%s: the server does not speak TLS on this port (it answered %q): use imap:// (STARTTLS) for port 143, or the TLS port (993) with imaps://", where, connauth.Printable(rh.RecordHeader[:])))
 		}
 		if re := (*refusedError)(nil); errors.As(err, &re) {
 			return nil, migrate.FatalError(fmt.Errorf("%s: %v; use imaps:// or, on a trusted network only, --insecure-plaintext", where, re))
@@ -270,16 +270,6 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 		lp.enable()
 	}
 	return c, nil
-}
-
-// printable shows the first bytes a server sent, for an error message.
-func printable(b []byte) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r > '~' {
-			return '.'
-		}
-		return r
-	}, string(b))
 }
 
 // Binary reports whether the server takes literal8 (RFC 3516 BINARY): an

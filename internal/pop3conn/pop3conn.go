@@ -310,23 +310,13 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 		}
 		if rh := (tls.RecordHeaderError{}); cfg.TLS && errors.As(err, &rh) {
 			// The server answered the TLS handshake in plaintext.
-			return nil, migrate.FatalError(fmt.Errorf("%s: the server does not speak TLS on this port (it answered %q): use pop3:// (STLS) for port 110, or the TLS port (995) with pop3s://", where, printable(rh.RecordHeader[:])))
+			return nil, migrate.FatalError(fmt.Errorf("%s: the server does not speak TLS on this port (it answered %q): use pop3:// (STLS) for port 110, or the TLS port (995) with pop3s://", where, connauth.Printable(rh.RecordHeader[:])))
 		}
 		return nil, classifyDial(where, err)
 	}
 	c.tc.fixed = time.Time{}
 	c.raw.SetDeadline(time.Time{})
 	return c, nil
-}
-
-// printable shows the first bytes a server sent, for an error message.
-func printable(b []byte) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r > '~' {
-			return '.'
-		}
-		return r
-	}, string(b))
 }
 
 // classifyDial gives a handshake error its class and names the server.
