@@ -86,6 +86,7 @@ type Store struct {
 	path     string
 	readOnly bool
 	journal  *journal // nil when read-only
+	res      resident // pages of the memory map handed back (resident.go)
 }
 
 // PathFor returns the checkpoint file for a (source, destination) pair in
@@ -561,7 +562,11 @@ func (s *Store) batch(fn func(*bolt.Tx) error) error {
 	if s.readOnly {
 		return errors.New("checkpoint opened read-only")
 	}
-	return s.db.Batch(fn)
+	if err := s.db.Batch(fn); err != nil {
+		return err
+	}
+	s.dropResident()
+	return nil
 }
 
 var _ migrate.Checkpoint = (*Store)(nil)
