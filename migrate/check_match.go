@@ -667,12 +667,12 @@ func (c *checker) lookElsewhere(ctx context.Context) error {
 				continue
 			}
 			for _, s := range c.missing[it.mid] {
-				if s.v.Elsewhere == "" && s.v.Verdict == VerdictMissing && s.dedupe {
-					c.dedupeFound(s, name, it.m.ID)
-					open--
-					break
-				}
 				if s.v.Elsewhere == "" && s.v.Verdict == VerdictMissing && fits(s, it) {
+					if s.dedupe {
+						c.dedupeFound(s, name, it.m.ID)
+						open--
+						break
+					}
 					s.v.Elsewhere = name
 					if moved[name] == 0 {
 						order = append(order, name)
