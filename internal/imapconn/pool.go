@@ -37,11 +37,36 @@ func (p *Pool) Size() int { return p.size }
 // Get waits for a free slot and returns its connection: an idle one if
 // any is alive, else a new one. On error the slot is returned to the pool;
 // errors are classified as Dial classifies them.
-func (p *Pool) Get(ctx context.Context) (*Conn, error) {
+func (p *Pool) Get(ctx context.Context) (*Conn, error) { return p.get(ctx, false) }
+
+// GetNew is Get for a holder that keeps the connection bound to one
+// folder for its own work (Shared): an idle connection that has folder
+// selected already (the lister's, which just listed it; the destination's
+// Prepare, which just selected it) is taken first, as it saves a SELECT;
+// otherwise, while a slot has no connection, a new one is dialled, and
+// only then is another idle one taken. That idle connection is left to
+// the short metadata work of the next Get (listing or preparing the next
+// folder), which would otherwise wait for a new connection's dial,
+// greeting and login, several round trips, whenever the data connections
+// took the warm one.
+func (p *Pool) GetNew(ctx context.Context, folder string) (*Conn, error) {
+	p.mu.Lock()
+	for i := len(p.idle) - 1; i >= 0; i-- {
+		if c := p.idle[i]; c.Selected == folder && !c.Broken() && !c.stale() {
+			p.idle = append(p.idle[:i], p.idle[i+1:]...)
+			p.mu.Unlock()
+			return c, nil
+		}
+	}
+	p.mu.Unlock()
+	return p.get(ctx, true)
+}
+
+func (p *Pool) get(ctx context.Context, preferNew bool) (*Conn, error) {
 	for {
 		p.mu.Lock()
 		var dead []*Conn
-		for len(p.idle) > 0 {
+		for len(p.idle) > 0 && !(preferNew && p.empty > 0) {
 			c := p.idle[len(p.idle)-1]
 			p.idle = p.idle[:len(p.idle)-1]
 			if !c.Broken() {
@@ -51,7 +76,7 @@ func (p *Pool) Get(ctx context.Context) (*Conn, error) {
 					// Dropped while idle (a server's autologout, a NAT
 					// that forgot the connection): dial a new one.
 					p.Discard(c)
-					return p.Get(ctx)
+					return p.get(ctx, preferNew)
 				}
 				return c, nil
 			}

@@ -13,12 +13,23 @@ import (
 // share a connection while other folders get their own:
 //
 //   - Acquire(key) joins a connection bound to key that carries fewer than
-//     depth users. Otherwise it takes a pool connection (at most max at
-//     once) or, when max are held, rebinds the least recently used idle one
-//     (bound to another key, no users), and runs setup on it while it is
-//     still exclusive (setup may Select: no other goroutine uses it yet).
-//     When every connection of key is full another one is bound to key:
-//     a busy folder may use several connections.
+//     depth users, or waits for one being set up for key that will have
+//     room: users arriving together for a new folder share one connection
+//     and one SELECT instead of each opening their own. Otherwise it takes
+//     a pool connection (at most max at once; one with key selected, else
+//     a new one rather than the pool's idle one, which the metadata work
+//     keeps: Pool.GetNew) or,
+//     when max are held,
+//     rebinds the least recently used idle one (bound to another key, no
+//     users), and runs setup on it while it is still exclusive (setup may
+//     Select: no other goroutine uses it yet).
+//   - A busy folder may use several connections: when every connection of
+//     key is full another one is opened while fewer than max are held. An
+//     idle connection of another folder is rebound to a key that already
+//     has connections only once it has been left idle for max*depth
+//     acquisitions (its folder is done, most likely): folders in flight
+//     together keep their connections instead of taking them from each
+//     other with a SELECT each time one falls idle for a moment.
 //   - Users of a shared connection may only issue commands that do not
 //     change or depend on state another user relies on (FETCH by UID in the
 //     selected folder, APPEND): never Select, never Conn fields.
@@ -38,12 +49,15 @@ type Shared struct {
 	depth int
 	max   int
 
-	mu      sync.Mutex
-	active  []*SharedConn // bound connections, busy or idle
-	opening int           // connections being dialled or set up, not in active
-	clock   uint64        // release counter, orders idle connections
-	changed chan struct{} // closed and replaced when active changes
-	lastCut time.Time     // last Throttled reduction
+	mu         sync.Mutex
+	active     []*SharedConn  // bound connections, busy or idle
+	opening    int            // connections being dialled or set up, not in active
+	openingFor map[string]int // of those, per key
+	waitingFor map[string]int // acquirers waiting for a connection of key being set up
+	clock      uint64         // release counter, orders idle connections
+	acquired   uint64         // Acquire counter, measures how long a connection was left idle
+	changed    chan struct{}  // closed and replaced when active changes
+	lastCut    time.Time      // last Throttled reduction
 }
 
 // SharedConn is a connection handed out by Shared.Acquire.
@@ -53,6 +67,7 @@ type SharedConn struct {
 	users    int
 	bad      bool
 	released uint64 // Shared.clock at the last release
+	idleAt   uint64 // Shared.acquired at the last release
 }
 
 // NewShared shares up to max connections of pool (max >= 1), each among up
@@ -64,7 +79,8 @@ func NewShared(pool *Pool, max, depth int) *Shared {
 	if depth < 1 {
 		depth = 1
 	}
-	return &Shared{pool: pool, max: max, depth: depth, changed: make(chan struct{})}
+	return &Shared{pool: pool, max: max, depth: depth, changed: make(chan struct{}),
+		openingFor: map[string]int{}, waitingFor: map[string]int{}}
 }
 
 // Throttled gives up one connection (down to one), at most once every
@@ -87,39 +103,54 @@ func (s *Shared) Depth() int { return s.depth }
 // Max is the number of connections Shared holds at most.
 func (s *Shared) Max() int { return s.max }
 
-// Acquire returns a connection for key: a bound one with room, else a new
-// or rebound one prepared by setup (nil: none). It waits while no
+// Acquire returns a connection for key (a folder's name on the server): a
+// bound one with room, else a new or rebound one prepared by setup (nil:
+// none). It waits while no
 // connection has room for key and none can be opened or rebound. Errors
 // are those of Pool.Get and setup and ctx's; after a setup error the
 // connection is returned to the pool (or discarded when the error is not
 // an IMAP response).
 func (s *Shared) Acquire(ctx context.Context, key string, setup func(*Conn) error) (*SharedConn, error) {
 	var reuse *SharedConn // idle connection taken for rebinding
+	waiting := false      // counted in waitingFor[key]
 	for {
 		s.mu.Lock()
+		if waiting {
+			s.unwaitLocked(key)
+			waiting = false
+		}
 		dead := s.pruneLocked()
 		var idle *SharedConn
+		bound := s.openingFor[key] > 0
 		for _, sc := range s.active {
 			if sc.key == key {
 				if sc.users < s.depth && !sc.bad && !sc.Broken() {
 					sc.users++
+					s.acquired++
 					s.mu.Unlock()
 					s.discard(dead)
 					return sc, nil
 				}
+				bound = true
 			} else if sc.users == 0 && (idle == nil || sc.released < idle.released) {
 				idle = sc
 			}
 		}
-		if len(s.active)+s.opening < s.max {
+		// A connection being set up for key has a seat for this caller
+		// (its opener holds one): wait for it rather than open another.
+		if n := s.openingFor[key]; n > 0 && s.waitingFor[key] < n*(s.depth-1) {
+			waiting = true
+			s.waitingFor[key]++
+		} else if len(s.active)+s.opening < s.max {
 			s.opening++
+			s.openingFor[key]++
 			s.mu.Unlock()
 			s.discard(dead)
 			break
-		}
-		if idle != nil {
+		} else if idle != nil && (!bound || s.acquired-idle.idleAt >= uint64(s.max*s.depth)) {
 			s.removeLocked(idle)
 			s.opening++
+			s.openingFor[key]++
 			reuse = idle
 			s.mu.Unlock()
 			s.discard(dead)
@@ -131,6 +162,11 @@ func (s *Shared) Acquire(ctx context.Context, key string, setup func(*Conn) erro
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			if waiting {
+				s.mu.Lock()
+				s.unwaitLocked(key)
+				s.mu.Unlock()
+			}
 			return nil, ctx.Err()
 		}
 	}
@@ -139,7 +175,7 @@ func (s *Shared) Acquire(ctx context.Context, key string, setup func(*Conn) erro
 	if reuse != nil {
 		c = reuse.Conn
 	} else {
-		c, err = s.pool.Get(ctx)
+		c, err = s.pool.GetNew(ctx, key)
 	}
 	if err == nil && setup != nil {
 		if err = setup(c); err != nil {
@@ -153,14 +189,25 @@ func (s *Shared) Acquire(ctx context.Context, key string, setup func(*Conn) erro
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.opening--
+	if s.openingFor[key]--; s.openingFor[key] == 0 {
+		delete(s.openingFor, key)
+	}
+	s.broadcast() // waiters for key may join it, or open one after an error
 	if err != nil {
-		s.broadcast()
 		return nil, err
 	}
+	s.acquired++
 	sc := &SharedConn{Conn: c, key: key, users: 1}
 	s.active = append(s.active, sc)
-	s.broadcast() // waiters for key may join it
 	return sc, nil
+}
+
+// unwaitLocked ends one caller's wait for a connection of key being set
+// up. Keys are folders, possibly 100,000 of them: none is kept at zero.
+func (s *Shared) unwaitLocked(key string) {
+	if s.waitingFor[key]--; s.waitingFor[key] == 0 {
+		delete(s.waitingFor, key)
+	}
 }
 
 // Release ends one user's use of sc. err is what that user's command
@@ -177,6 +224,7 @@ func (s *Shared) Release(sc *SharedConn, err error) {
 	}
 	s.clock++
 	sc.released = s.clock
+	sc.idleAt = s.acquired
 	drop := sc.bad || sc.Broken() || len(s.active)+s.opening > s.max
 	if drop {
 		s.removeLocked(sc)

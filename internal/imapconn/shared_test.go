@@ -204,3 +204,80 @@ func TestSharedKeepsIdleBound(t *testing.T) {
 	}
 	sh.Release(b2, nil)
 }
+
+// TestPoolGetNew: GetNew takes an idle connection that has the folder
+// selected; otherwise it dials while a slot has no connection, so the
+// idle connection stays for the next Get (metadata work), and with every
+// slot connected it takes the idle one. Shared opens its connections that
+// way.
+func TestPoolGetNew(t *testing.T) {
+	cfg := startMem(t)
+	pool := NewPool(cfg, 3)
+	defer pool.Close()
+	ctx := context.Background()
+	warm, err := pool.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.Put(warm)
+	sh := NewShared(pool, 2, 1)
+	a, err := sh.Acquire(ctx, "A", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := sh.Acquire(ctx, "B", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Conn == warm || b.Conn == warm {
+		t.Fatal("Shared took the pool's idle connection while it could dial")
+	}
+	if c, err := pool.Get(ctx); err != nil || c != warm {
+		t.Fatalf("Get after Shared opened its connections: %v (the idle one: %v)", err, c == warm)
+	} else {
+		pool.Put(c)
+	}
+	sh.Release(a, net.ErrClosed) // discarded: its slot is empty again
+	if c, err := pool.GetNew(ctx, "INBOX"); err != nil || c == warm {
+		t.Fatalf("GetNew with an empty slot: %v (the idle one: %v)", err, c == warm)
+	} else {
+		pool.Put(c)
+	}
+	// Every slot connected: GetNew takes an idle connection.
+	c1, err := pool.GetNew(ctx, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := pool.GetNew(ctx, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c1 != warm && c2 != warm {
+		t.Fatal("GetNew with every slot connected dialled instead of taking an idle connection")
+	}
+	pool.Put(c1)
+	pool.Put(c2)
+	sh.Release(b, nil)
+
+	// The idle connection with the folder selected comes first, though a
+	// slot is empty.
+	pool2 := NewPool(cfg, 3)
+	defer pool2.Close()
+	lister, err := pool2.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lister.Select(ctx, "A", true); err != nil {
+		t.Fatal(err)
+	}
+	pool2.Put(lister)
+	sh2 := NewShared(pool2, 2, 1)
+	a2, err := sh2.Acquire(ctx, "A", func(c *Conn) error { _, err := c.Select(ctx, "A", true); return err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a2.Conn != lister {
+		t.Fatal("Acquire(A) dialled instead of taking the idle connection that has A selected")
+	}
+	sh2.Release(a2, nil)
+}
