@@ -48,9 +48,9 @@ type IMAP struct {
 	shared *imapconn.Shared // body fetches
 
 	mu     sync.Mutex
-	server map[string]string  // "/" name -> server name, where they differ
-	epochs map[string]uint32  // server name -> UIDVALIDITY, of folders that held messages
-	cuts   map[string][]int64 // folder and UID -> where fetches broke off (cutElsewhere)
+	server map[string]string     // "/" name -> server name, where they differ
+	epochs map[string]folderStat // server name -> STATUS, of folders that held messages
+	cuts   map[string][]int64    // folder and UID -> where fetches broke off (cutElsewhere)
 }
 
 // FetchDepth is how many UID FETCH BODY.PEEK[] commands one connection
@@ -69,7 +69,7 @@ func OpenIMAP(ctx context.Context, cfg *imapconn.Config, conns int) (*IMAP, erro
 	}
 	pool := imapconn.NewPool(cfg, conns+1)
 	s := &IMAP{cfg: cfg, pool: pool, shared: imapconn.NewShared(pool, conns, FetchDepth),
-		server: map[string]string{}, epochs: map[string]uint32{}, cuts: map[string][]int64{}}
+		server: map[string]string{}, epochs: map[string]folderStat{}, cuts: map[string][]int64{}}
 	c, err := s.pool.Get(ctx)
 	if err != nil {
 		return nil, err
@@ -272,12 +272,18 @@ var folderStatus = &imap.StatusOptions{UIDValidity: true, UIDNext: true, NumMess
 // when STATUS did not give it.
 func (s *IMAP) epoch(folder string) string {
 	s.mu.Lock()
-	v := s.epochs[folder]
+	v := s.epochs[folder].uidValidity
 	s.mu.Unlock()
 	if v == 0 {
 		return ""
 	}
 	return strconv.FormatUint(uint64(v), 10)
+}
+
+// folderStat is what Mailboxes learned of a folder that held messages.
+type folderStat struct {
+	uidValidity uint32
+	messages    uint32 // MESSAGES (0: not sent)
 }
 
 // listed is what mailboxes keeps of one LIST answer.
@@ -343,7 +349,11 @@ func (s *IMAP) setStatus(mb *migrate.Mailbox, st *imap.StatusData) {
 	if mb.Empty {
 		delete(s.epochs, folder)
 	} else {
-		s.epochs[folder] = st.UIDValidity
+		fs := folderStat{uidValidity: st.UIDValidity}
+		if st.NumMessages != nil {
+			fs.messages = *st.NumMessages
+		}
+		s.epochs[folder] = fs
 	}
 	s.mu.Unlock()
 }
@@ -397,11 +407,37 @@ func (s *IMAP) examine(ctx context.Context, c *imapconn.Conn, folder, epoch stri
 	return data, nil
 }
 
+// examineThen is examine with the commands of send pipelined behind the
+// EXAMINE (imapconn.Conn.SelectThen). A folder found empty by then
+// answers nothing, whatever the commands' error (some servers refuse
+// "1:*" in an empty folder).
+func (s *IMAP) examineThen(ctx context.Context, c *imapconn.Conn, folder, epoch string, send func() func() error) error {
+	data, err := c.SelectThen(ctx, folder, true, send)
+	if data == nil {
+		if err != nil && imapconn.IMAPError(err) != nil {
+			return migrate.SkipMessage(fmt.Errorf("examine folder %q: %w", folder, err))
+		}
+		return imapconn.Classify(fmt.Errorf("examine folder %q: %w", folder, err))
+	}
+	if epoch != "" && strconv.FormatUint(uint64(data.UIDValidity), 10) != epoch {
+		return migrate.SkipMessage(fmt.Errorf("folder %q: UIDVALIDITY changed from %s to %d during the run", folder, epoch, data.UIDValidity))
+	}
+	if data.NumMessages == 0 && imapconn.IMAPError(err) != nil {
+		return nil
+	}
+	return err
+}
+
 // List implements migrate.Source: UIDs ascending, metadata fetched in
 // batches of listBatch with UID FLAGS INTERNALDATE RFC822.SIZE and the
-// Message-ID header; the
-// connection is held only while a batch is read, never while fn runs.
-// Called from the lister goroutine.
+// Message-ID header; the connection is held only while a batch is read,
+// never while fn runs. Called from the lister goroutine.
+//
+// A folder that STATUS found holding at most listBatch messages (most
+// folders) is listed in one round trip: EXAMINE and UID FETCH 1:* are sent
+// together (imapconn.Conn.SelectThen). A larger one is EXAMINEd, its UIDs
+// searched and fetched listBatch at a time, so that the messages of one
+// batch are all that is held.
 func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Message) error) error {
 	folder := s.serverName(mb.Name)
 	if mb.Empty {
@@ -409,6 +445,49 @@ func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 		// STATUS): no EXAMINE. A message that arrives since raises UIDNEXT,
 		// so the next run lists the folder (unchanged.go).
 		return nil
+	}
+	var trimmed []imap.UID // messages whose flags keepFlags cut
+	defer func() {
+		if len(trimmed) > 0 && s.Warn != nil {
+			s.Warn(fmt.Errorf("IMAP source %s folder %q: %d messages (UID %d first) have more than %d keywords or %d bytes of them; only the first are copied",
+				s.cfg.Addr(), folder, len(trimmed), trimmed[0], maxKeywords, maxKeywordBytes))
+		}
+	}()
+	var batch []migrate.Message
+	keep := func(buf *imapclient.FetchMessageBuffer) {
+		msg := migrate.Message{Mailbox: mb.Name, ID: strconv.FormatUint(uint64(buf.UID), 10), Size: buf.RFC822Size, Date: buf.InternalDate, Loc: folder}
+		for _, bs := range buf.BodySection {
+			msg.MessageID = migrate.MessageIDFromHeader(bs.Bytes)
+		}
+		var cut bool
+		if msg.Flags, cut = keepFlags(buf.Flags); cut {
+			trimmed = append(trimmed, buf.UID)
+		}
+		batch = append(batch, msg)
+	}
+	deliver := func() error {
+		sort.Slice(batch, func(i, j int) bool { return uidOf(batch[i]) < uidOf(batch[j]) })
+		for _, m := range batch {
+			if err := fn(m); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if s.fewMessages(folder) {
+		err := imapconn.Retry(ctx, func() error {
+			batch = batch[:0]
+			return imapconn.Classify(s.withConn(ctx, func(c *imapconn.Conn) error {
+				return s.examineThen(ctx, c, folder, mb.Epoch, func() func() error {
+					cmd := c.Fetch(imap.UIDSet{imap.UIDRange{Start: 1}}, listOptions)
+					return func() error { return imapconn.CollectEach(c, cmd, keep) }
+				})
+			}))
+		})
+		if err != nil {
+			return s.wrap(folder, "", err)
+		}
+		return deliver()
 	}
 	var uids []imap.UID
 	// Each step is retried on a new connection when one breaks, so a lost
@@ -433,16 +512,8 @@ func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 		return s.wrap(folder, "", err)
 	}
 	sort.Slice(uids, func(i, j int) bool { return uids[i] < uids[j] })
-	var trimmed []imap.UID // messages whose flags keepFlags cut
-	defer func() {
-		if len(trimmed) > 0 && s.Warn != nil {
-			s.Warn(fmt.Errorf("IMAP source %s folder %q: %d messages (UID %d first) have more than %d keywords or %d bytes of them; only the first are copied",
-				s.cfg.Addr(), folder, len(trimmed), trimmed[0], maxKeywords, maxKeywordBytes))
-		}
-	}()
 	for start := 0; start < len(uids); start += listBatch {
 		end := min(start+listBatch, len(uids))
-		var batch []migrate.Message
 		err := imapconn.Retry(ctx, func() error {
 			batch = batch[:0]
 			return imapconn.Classify(s.withConn(ctx, func(c *imapconn.Conn) error {
@@ -450,33 +521,31 @@ func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 					return err
 				}
 				return c.Do(ctx, func() error {
-					cmd := c.Fetch(imap.UIDSetNum(uids[start:end]...), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true,
-						BodySection: []*imap.FetchItemBodySection{messageIDSection}})
-					return imapconn.CollectEach(c, cmd, func(buf *imapclient.FetchMessageBuffer) {
-						msg := migrate.Message{Mailbox: mb.Name, ID: strconv.FormatUint(uint64(buf.UID), 10), Size: buf.RFC822Size, Date: buf.InternalDate, Loc: folder}
-						for _, bs := range buf.BodySection {
-							msg.MessageID = migrate.MessageIDFromHeader(bs.Bytes)
-						}
-						var cut bool
-						if msg.Flags, cut = keepFlags(buf.Flags); cut {
-							trimmed = append(trimmed, buf.UID)
-						}
-						batch = append(batch, msg)
-					})
+					return imapconn.CollectEach(c, c.Fetch(imap.UIDSetNum(uids[start:end]...), listOptions), keep)
 				})
 			}))
 		})
 		if err != nil {
 			return s.wrap(folder, "", err)
 		}
-		sort.Slice(batch, func(i, j int) bool { return uidOf(batch[i]) < uidOf(batch[j]) })
-		for _, m := range batch {
-			if err := fn(m); err != nil {
-				return err
-			}
+		if err := deliver(); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// listOptions is what List fetches of every message.
+var listOptions = &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true,
+	BodySection: []*imap.FetchItemBodySection{messageIDSection}}
+
+// fewMessages says STATUS found folder holding at most listBatch messages
+// (and some: an empty folder is not listed at all).
+func (s *IMAP) fewMessages(folder string) bool {
+	s.mu.Lock()
+	st, ok := s.epochs[folder]
+	s.mu.Unlock()
+	return ok && st.messages > 0 && st.messages <= listBatch
 }
 
 // Bounds on the keywords kept of one message: far more than any mail

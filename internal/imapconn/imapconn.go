@@ -518,6 +518,58 @@ func (c *Conn) Select(ctx context.Context, mailbox string, readOnly bool) (*imap
 	return data, nil
 }
 
+// SelectThen is Select followed by commands that need the mailbox
+// selected, sent without waiting for the SELECT's answer: one round trip
+// for both instead of two. send issues the commands (on c.Client) and
+// returns the function that waits for them; both run on the caller's
+// goroutine, inside one Do. They run whatever the SELECT answers: a
+// refused SELECT leaves no mailbox selected (RFC 3501 6.3.1, RFC 9051
+// 6.3.2), so the commands fail rather than act on the mailbox selected
+// before. The SELECT's error comes first (with nil data); the wait's
+// error is returned only when the SELECT succeeded, with its data. When
+// mailbox is already selected in that mode no SELECT is sent.
+func (c *Conn) SelectThen(ctx context.Context, mailbox string, readOnly bool, send func() (wait func() error)) (*imap.SelectData, error) {
+	if c.Selected == mailbox && c.ReadOnly == readOnly && c.SelectData != nil {
+		data := c.SelectData
+		return data, c.Do(ctx, func() error { return send()() })
+	}
+	var data *imap.SelectData
+	var selErr error
+	err := c.Do(ctx, func() error {
+		sel := c.SendSelect(mailbox, readOnly)
+		wait := send()
+		data, selErr = sel()
+		werr := wait()
+		if selErr != nil {
+			return selErr
+		}
+		return werr
+	})
+	if selErr != nil || data == nil {
+		return nil, err
+	}
+	return data, err
+}
+
+// SendSelect sends SELECT (readOnly: EXAMINE) for mailbox without waiting
+// for the answer, for a caller that pipelines it with other commands
+// inside one Do (on the caller's goroutine, like every use of c's state).
+// wait returns the answer and, when the server selected the mailbox,
+// records it on c as Select does; until then no mailbox counts as
+// selected.
+func (c *Conn) SendSelect(mailbox string, readOnly bool) (wait func() (*imap.SelectData, error)) {
+	c.Selected, c.SelectData = "", nil
+	cmd := c.Client.Select(mailbox, &imap.SelectOptions{ReadOnly: readOnly})
+	return func() (*imap.SelectData, error) {
+		data, err := cmd.Wait()
+		if err != nil {
+			return nil, err
+		}
+		c.Selected, c.ReadOnly, c.SelectData = mailbox, readOnly, data
+		return data, nil
+	}
+}
+
 // Config returns the configuration c was dialled with.
 func (c *Conn) Config() *Config { return c.cfg }
 
