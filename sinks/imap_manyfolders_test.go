@@ -3,14 +3,17 @@ package sinks_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/mailhaul/mailhaul/internal/imapconn"
 	"github.com/mailhaul/mailhaul/internal/testserver/fakeimap"
 	"github.com/mailhaul/mailhaul/migrate"
+	"github.com/mailhaul/mailhaul/sinks"
 )
 
 // TestIMAPPrepareManyFolders: creating n folders costs n CREATEs and no
@@ -174,4 +177,48 @@ func dialFake(t *testing.T, srv *fakeimap.Server) *imapclient.Client {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestIMAPPrepareRefusedNameSubscribes: Prepare sends CREATE, SUBSCRIBE
+// and SELECT together; when the server refuses the CREATE (a "." in the
+// name, as Dovecot's Maildir++ layout does) the SUBSCRIBE sent with it
+// fails too, and that is not taken for a server that refuses SUBSCRIBE:
+// the escaped folder and every later one are subscribed, with no warning.
+func TestIMAPPrepareRefusedNameSubscribes(t *testing.T) {
+	ctx := context.Background()
+	srv := fakeimap.Start(t, fakeimap.Options{ForbiddenChars: "."})
+	srv.AddUser("u", "p")
+	var warns []error
+	host, port, _ := net.SplitHostPort(srv.Addr())
+	s, err := sinks.OpenIMAP(ctx, &imapconn.Config{Endpoint: imapconn.Endpoint{Host: host, Port: port, User: "u"}, InsecurePlaintext: true, Password: "p"}, 2,
+		func(err error) { warns = append(warns, err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var names []string
+	for _, mb := range []migrate.Mailbox{{Name: "Dotted.Name"}, {Name: "Later"}} {
+		dest, err := s.Prepare(ctx, mb, mb.Name)
+		if err != nil {
+			t.Fatalf("Prepare %q: %v", mb.Name, err)
+		}
+		names = append(names, dest)
+	}
+	if names[0] == "Dotted.Name" || names[1] != "Later" {
+		t.Fatalf("prepared as %q", names)
+	}
+	got := map[string]bool{}
+	for _, f := range srv.Folders("u") {
+		got[f.Name] = f.Subscribed
+	}
+	for _, name := range names {
+		if !got[name] {
+			t.Errorf("%s not subscribed (all: %v)", name, got)
+		}
+	}
+	for _, w := range warns {
+		if strings.Contains(w.Error(), "SUBSCRIBE") {
+			t.Errorf("warning: %v", w)
+		}
+	}
 }
