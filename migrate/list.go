@@ -10,10 +10,11 @@ import (
 // listChunk is how many jobs of one folder the lister hands on at once.
 const listChunk = 128
 
-// list is the lister stage (one goroutine): every mailbox of the source is
-// selected, mapped, prepared on the sink and listed; the messages that are
-// neither filtered nor already copied are sent on out in chunks of up to
-// listChunk jobs of one folder (see interleave).
+// list is the lister stage: every mailbox of the source is selected,
+// mapped, prepared on the sink (by the preparer goroutine, a folder or two
+// ahead: prepareAll) and listed (on this goroutine, in the same order);
+// the messages that are neither filtered nor already copied are sent on
+// out in chunks of up to listChunk jobs of one folder (see interleave).
 //
 // A folder that cannot be listed, or that a Checker source refuses, (a
 // Skip-classified error) is reported as skipped (with an empty message ID)
@@ -46,14 +47,61 @@ func (e *engine) list(ctx context.Context, out chan<- []*job) error {
 		p.Plan(e.o.plan(mbs))
 	}
 	e.tally.expect(len(mbs))
-	// Folders are taken off the front of Planned's copy, and the rest is
-	// moved to a smaller array each time half of it is done: with 100,000
-	// folders the list would otherwise stay whole while the report rows
-	// grow to the same count.
+	pctx, cancel := context.WithCancel(ctx)
+	ready := make(chan *prepared, prepareAhead-1)
+	go func() {
+		defer close(ready)
+		e.prepareAll(pctx, mbs, ready)
+	}()
+	defer func() {
+		cancel()
+		for range ready { // the preparer has ended when ready is closed
+		}
+	}()
+	for p := range ready {
+		if err := e.listMailbox(ctx, p, out); err != nil {
+			if Classify(err) != Skip || ctx.Err() != nil {
+				return err
+			}
+			e.rep(Event{Kind: Skipped, Folder: p.mb.Name, Err: fmt.Errorf("folder %q skipped: %w", p.mb.Name, err)})
+		}
+	}
+	return ctx.Err()
+}
+
+// prepareAhead is how many folders the preparer may have done (or be
+// doing) that the lister has not taken yet.
+const prepareAhead = 2
+
+// prepared is what the preparer found out about one folder before it is
+// listed: whether the checkpoint says it is unchanged, whether the source
+// can read it, and the destination folder the sink prepared.
+type prepared struct {
+	mb        Mailbox
+	dest      string
+	vkey      versionKey
+	versioned bool
+	unchanged *versionRecord // the folder is as the last run left it
+	err       error          // the folder cannot be read (Checker) or a fatal error
+	prepErr   error          // Sink.Prepare failed (then dest is the name asked for)
+}
+
+// prepareAll is the preparer goroutine: for every selected folder, in the
+// order of the plan, it checks the folder and prepares its destination,
+// at most prepareAhead folders ahead of the lister, so that the sink's
+// round trips for the next folder (CREATE, SELECT) overlap with the
+// source's listing of this one. It stops after a result the lister will
+// end the run on (a fatal error), or when ctx ends.
+//
+// Folders are taken off the front of Planned's copy, and the rest is
+// moved to a smaller array each time half of it is done: with 100,000
+// folders the list would otherwise stay whole while the report rows grow
+// to the same count.
+func (e *engine) prepareAll(ctx context.Context, mbs []Mailbox, ready chan<- *prepared) {
 	held := len(mbs)
 	for len(mbs) > 0 {
-		if err := ctx.Err(); err != nil {
-			return err
+		if ctx.Err() != nil {
+			return
 		}
 		mb := mbs[0]
 		mbs = mbs[1:]
@@ -64,59 +112,84 @@ func (e *engine) list(ctx context.Context, out chan<- []*job) error {
 		if !e.o.Selected(mb.Name) {
 			continue
 		}
-		if err := e.listMailbox(ctx, mb, out); err != nil {
-			if Classify(err) != Skip || ctx.Err() != nil {
-				return err
-			}
-			e.rep(Event{Kind: Skipped, Folder: mb.Name, Err: fmt.Errorf("folder %q skipped: %w", mb.Name, err)})
+		p := e.prepare(ctx, mb)
+		select {
+		case ready <- p:
+		case <-ctx.Done():
+			return
+		}
+		if (p.err != nil && Classify(p.err) != Skip) || (p.prepErr != nil && Classify(p.prepErr) != Skip) {
+			return
 		}
 	}
-	return nil
+}
+
+// prepare is prepareAll's work for one folder. Called on the preparer
+// goroutine: Checker.CheckMailbox and Sink.Prepare run there, while the
+// lister goroutine lists an earlier folder.
+func (e *engine) prepare(ctx context.Context, mb Mailbox) *prepared {
+	p := &prepared{mb: mb, dest: e.o.MapName(mb.Name)}
+	p.vkey, p.versioned = e.versions.key(&e.o, mb, p.dest)
+	if r, ok, err := e.versions.unchanged(p.vkey, p.versioned, mb.Name); err != nil {
+		p.err = err
+		return p
+	} else if ok {
+		p.unchanged = &r
+		return p
+	}
+	if c, ok := e.o.Source.(Checker); ok {
+		if err := c.CheckMailbox(ctx, mb); err != nil {
+			p.err = err
+			return p
+		}
+	}
+	if e.o.DryRun {
+		return p
+	}
+	name := p.dest
+	err := e.retry(ctx, &job{mb: mb, dest: name}, "prepare destination folder", func() error {
+		var err error
+		p.dest, err = e.o.Sink.Prepare(ctx, mb, name) // Planned already cleared the use of a --map'd folder
+		return err
+	})
+	if err != nil {
+		p.dest = name
+		p.prepErr = fmt.Errorf("prepare destination folder for %q: %w", mb.Name, err)
+	}
+	return p
 }
 
 // Checker is implemented by sources that can tell, before anything is
 // written, that a folder cannot be read at all (in an mbox tree, a file
 // that is not an mbox file). CheckMailbox returns a SkipMessage-classified
 // error for such a folder: the engine reports the folder as skipped
-// without asking the sink to create it. Called from the lister goroutine.
+// without asking the sink to create it. Called from the preparer
+// goroutine (see list), one folder at a time, while List may be running
+// for an earlier folder.
 type Checker interface {
 	CheckMailbox(ctx context.Context, mb Mailbox) error
 }
 
-func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job) error {
-	vkey, versioned := e.versions.key(&e.o, mb, e.o.MapName(mb.Name))
-	if r, ok, err := e.versions.unchanged(vkey, versioned, mb.Name); err != nil {
-		return err
-	} else if ok {
-		dest := e.o.MapName(mb.Name)
+// listMailbox lists one prepared folder (lister goroutine) and hands its
+// messages on in chunks.
+func (e *engine) listMailbox(ctx context.Context, p *prepared, out chan<- []*job) error {
+	mb, dest := p.mb, p.dest
+	if p.err != nil {
+		return p.err
+	}
+	if r := p.unchanged; r != nil {
 		e.rep(Event{Kind: FolderStart, Folder: mb.Name, Dest: dest})
 		e.rep(Event{Kind: Unchanged, Folder: mb.Name, Dest: dest, Count: r.Already, Filtered: r.Filtered})
 		return nil
 	}
-	if c, ok := e.o.Source.(Checker); ok {
-		if err := c.CheckMailbox(ctx, mb); err != nil {
+	if err := p.prepErr; err != nil {
+		if Classify(err) != Skip || mb.NoSelect {
 			return err
 		}
+		return e.skipFolder(ctx, mb, dest, err)
 	}
-	dest := e.o.MapName(mb.Name)
-	prep := mb // Planned already cleared the use of a --map'd folder
 	var rm *rematcher
 	var dup *dedupSet
-	if !e.o.DryRun {
-		name := dest
-		err := e.retry(ctx, &job{mb: mb, dest: name}, "prepare destination folder", func() error {
-			var err error
-			dest, err = e.o.Sink.Prepare(ctx, prep, name)
-			return err
-		})
-		if err != nil {
-			err = fmt.Errorf("prepare destination folder for %q: %w", mb.Name, err)
-			if Classify(err) != Skip || mb.NoSelect {
-				return err
-			}
-			return e.skipFolder(ctx, mb, name, err)
-		}
-	}
 	// The epoch is recorded with the folder's first queued message, not
 	// here: a folder that has nothing to copy (most of an account of
 	// 100,000 folders) costs no commit. Nothing was copied under an epoch
@@ -160,7 +233,7 @@ func (e *engine) listMailbox(ctx context.Context, mb Mailbox, out chan<- []*job)
 			return ctx.Err()
 		}
 	}
-	e.versions.listing(mb.Name, dest, vkey, versioned)
+	e.versions.listing(mb.Name, dest, p.vkey, p.versioned)
 	delivered := false
 	each := func(m Message) error {
 		delivered = true

@@ -144,9 +144,11 @@ type Source interface {
 
 // Sink writes to a mail store.
 //
-// Prepare is called from the lister goroutine before any Append to that
-// folder; Append is called concurrently from up to Limits().Connections
-// (times Limits().Pipeline) appender goroutines.
+// Prepare is called from the engine's preparer goroutine, one folder at a
+// time in the order of the plan, before any Append to that folder and
+// while the lister, appenders and settler go on with earlier folders
+// (Index, Append, Locate, Mark); Append is called concurrently from up to
+// Limits().Connections (times Limits().Pipeline) appender goroutines.
 type Sink interface {
 	// Prepare creates (if needed) the destination folder called name, for
 	// messages coming from src, and returns the name to pass to Append.
