@@ -43,7 +43,9 @@ import (
 //
 // Shared holds at most max pool connections, so a pool of max+1 slots
 // always has one left for metadata work (LIST, STATUS, listing batches):
-// that work never waits for a busy or idle data connection.
+// that work never waits for a busy or idle data connection (only for
+// other metadata work: on a destination the preparer's Prepare, the
+// lister's Index and the settler's Locate share the slot).
 type Shared struct {
 	pool  *Pool
 	depth int
@@ -105,7 +107,7 @@ func (s *Shared) Max() int { return s.max }
 // bound one with room, else a new or rebound one prepared by setup (nil:
 // none). It waits while no
 // connection has room for key and none can be opened or rebound. Errors
-// are those of Pool.Get and setup and ctx's; after a setup error the
+// are those of Pool.GetNew and setup and ctx's; after a setup error the
 // connection is returned to the pool (or discarded when the error is not
 // an IMAP response).
 func (s *Shared) Acquire(ctx context.Context, key string, setup func(*Conn) error) (*SharedConn, error) {
@@ -165,35 +167,55 @@ func (s *Shared) Acquire(ctx context.Context, key string, setup func(*Conn) erro
 			return nil, ctx.Err()
 		}
 	}
-	var c *Conn
-	var err error
+	return s.setUp(ctx, key, reuse, setup)
+}
+
+// setUp opens (or rebinds reuse) and runs setup for a connection Acquire
+// counted in opening and openingFor[key], and adds it to active. Those
+// counts are given back on every way out, a panic in setup included (the
+// engine turns a panic into a skipped message and goes on): a count left
+// behind would keep key's later callers waiting for a connection that
+// never comes.
+func (s *Shared) setUp(ctx context.Context, key string, reuse *SharedConn, setup func(*Conn) error) (sc *SharedConn, err error) {
+	var c *Conn // held here, not yet in active nor back in the pool
+	defer func() {
+		p := recover()
+		if p != nil && c != nil {
+			s.pool.Discard(c)
+		}
+		s.mu.Lock()
+		s.opening--
+		if s.openingFor[key]--; s.openingFor[key] == 0 {
+			delete(s.openingFor, key)
+		}
+		if p == nil && err == nil {
+			sc = &SharedConn{Conn: c, key: key, users: 1}
+			s.active = append(s.active, sc)
+		}
+		s.broadcast() // waiters for key may join it, or open one after an error
+		s.mu.Unlock()
+		if p != nil {
+			panic(p)
+		}
+	}()
 	if reuse != nil {
 		c = reuse.Conn
-	} else {
-		c, err = s.pool.GetNew(ctx, key)
+	} else if c, err = s.pool.GetNew(ctx, key); err != nil {
+		c = nil
+		return nil, err
 	}
-	if err == nil && setup != nil {
+	if setup != nil {
 		if err = setup(c); err != nil {
 			if IMAPError(err) != nil {
 				s.pool.Put(c)
 			} else {
 				s.pool.Discard(c)
 			}
+			c = nil
+			return nil, err
 		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.opening--
-	if s.openingFor[key]--; s.openingFor[key] == 0 {
-		delete(s.openingFor, key)
-	}
-	s.broadcast() // waiters for key may join it, or open one after an error
-	if err != nil {
-		return nil, err
-	}
-	sc := &SharedConn{Conn: c, key: key, users: 1}
-	s.active = append(s.active, sc)
-	return sc, nil
+	return nil, nil // sc is made by the deferred function
 }
 
 // unwaitLocked ends one caller's wait for a connection of key being set

@@ -281,3 +281,42 @@ func TestPoolGetNew(t *testing.T) {
 	}
 	sh2.Release(a2, nil)
 }
+
+// TestSharedSetupPanics: a setup that panics gives its connection and its
+// place back: the next callers for that key open a connection and share it
+// rather than wait for the one that never came.
+func TestSharedSetupPanics(t *testing.T) {
+	cfg := startMem(t)
+	pool := NewPool(cfg, 3)
+	defer pool.Close()
+	sh := NewShared(pool, 2, 4)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("setup's panic was swallowed")
+			}
+		}()
+		sh.Acquire(ctx, "A", func(*Conn) error { panic("bad setup") })
+	}()
+	a1, err := sh.Acquire(ctx, "A", nil)
+	if err != nil {
+		t.Fatalf("Acquire after a panicking setup: %v", err)
+	}
+	a2, err := sh.Acquire(ctx, "A", nil)
+	if err != nil {
+		t.Fatalf("second Acquire after a panicking setup: %v", err)
+	}
+	if a1 != a2 {
+		t.Fatal("the two users of A did not share a connection")
+	}
+	sh.Release(a1, nil)
+	sh.Release(a2, nil)
+	// Both slots of max are usable: the panicking one was given back.
+	b, err := sh.Acquire(ctx, "B", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh.Release(b, nil)
+}
