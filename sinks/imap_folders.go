@@ -83,7 +83,9 @@ func (s *IMAP) ServerName(name string) string {
 
 var mappedUses = map[string]bool{migrate.UseSent: true, migrate.UseDrafts: true, migrate.UseTrash: true, migrate.UseJunk: true, migrate.UseArchive: true}
 
-// Prepare implements migrate.Sink; called from the lister goroutine.
+// Prepare implements migrate.Sink; called from the engine's preparer
+// goroutine, while the lister may be reading an earlier folder's index
+// (Index) on another connection of the pool.
 func (s *IMAP) Prepare(ctx context.Context, src migrate.Mailbox, name string) (string, error) {
 	c, err := s.pool.Get(ctx)
 	if err != nil {
@@ -204,8 +206,8 @@ func (s *IMAP) prepareAs(ctx context.Context, c *imapconn.Conn, src migrate.Mail
 // messages at a distance. When it returns no error at all dest was
 // created (or found there: ALREADYEXISTS), subscribed and selected as
 // asked. When the server refused the CREATE it returns that refusal,
-// having taken back a SUBSCRIBE the server accepted for the name it
-// refused, and prepareAs goes the slow way (special-use fallback, escaped
+// having taken back a SUBSCRIBE the server accepted for a name that is not
+// there, and prepareAs goes the slow way (special-use fallback, escaped
 // names, the error). err is any other error, classified. A folder CREATE finds
 // already there (not in the LIST read at the start: made meanwhile, or a
 // name the server folds) is subscribed too: it receives the mail that
@@ -245,7 +247,11 @@ func (s *IMAP) createPipelined(ctx context.Context, c *imapconn.Conn, src migrat
 		return nil, imapconn.Classify(fmt.Errorf("create folder %q: %w", dest, err))
 	}
 	if ie := imapconn.IMAPError(createErr); ie != nil && ie.Code != imap.ResponseCodeAlreadyExists {
-		if subscribe && subErr == nil {
+		if subscribe && subErr == nil && !s.exists(ctx, c, dest, selectToo, selErr) {
+			// Subscribed to a name the server refused to create: taken
+			// back. A folder that is there after all (a server that
+			// refuses CREATE of an existing name without ALREADYEXISTS)
+			// keeps its subscription, whatever it was.
 			c.Do(ctx, func() error { return c.Unsubscribe(dest).Wait() })
 		}
 		return createErr, nil
@@ -266,6 +272,23 @@ func (s *IMAP) createPipelined(ctx context.Context, c *imapconn.Conn, src migrat
 		s.remember(dest, data)
 	}
 	return nil, nil
+}
+
+// exists says whether folder dest is there after a refused CREATE: the
+// SELECT sent with it says so when there was one (selected: selErr is its
+// answer), else a LIST of that one name. When unsure (the LIST failed) it
+// says it is, so that nothing is unsubscribed.
+func (s *IMAP) exists(ctx context.Context, c *imapconn.Conn, dest string, selected bool, selErr error) bool {
+	if selected {
+		return selErr == nil
+	}
+	var found bool
+	err := c.Do(ctx, func() error {
+		l, err := c.List("", dest, nil).Collect()
+		found = len(l) > 0
+		return err
+	})
+	return err != nil || found
 }
 
 // subscribe subscribes folder dest, which Prepare created: mail clients

@@ -180,45 +180,74 @@ func dialFake(t *testing.T, srv *fakeimap.Server) *imapclient.Client {
 }
 
 // TestIMAPPrepareRefusedNameSubscribes: Prepare sends CREATE, SUBSCRIBE
-// and SELECT together; when the server refuses the CREATE (a "." in the
-// name, as Dovecot's Maildir++ layout does) the SUBSCRIBE sent with it
-// fails too, and that is not taken for a server that refuses SUBSCRIBE:
-// the escaped folder and every later one are subscribed, with no warning.
+// and SELECT together. When the server refuses the CREATE (a "." in the
+// name, as Dovecot's Maildir++ layout does):
+//   - a SUBSCRIBE that failed with it (Dovecot refuses to subscribe a name
+//     that is no folder) is not taken for a server that refuses SUBSCRIBE:
+//     the escaped folder and every later one are subscribed, no warning;
+//   - a SUBSCRIBE the server accepted for the refused name (Cyrus, Courier
+//     and UW-IMAP keep subscriptions to names) is taken back;
+//   - a folder that is there after all (made after the copy started, and a
+//     server that refuses CREATE of an existing name without
+//     ALREADYEXISTS) keeps the subscription its user gave it.
 func TestIMAPPrepareRefusedNameSubscribes(t *testing.T) {
-	ctx := context.Background()
-	srv := fakeimap.Start(t, fakeimap.Options{ForbiddenChars: "."})
-	srv.AddUser("u", "p")
-	var warns []error
-	host, port, _ := net.SplitHostPort(srv.Addr())
-	s, err := sinks.OpenIMAP(ctx, &imapconn.Config{Endpoint: imapconn.Endpoint{Host: host, Port: port, User: "u"}, InsecurePlaintext: true, Password: "p"}, 2,
-		func(err error) { warns = append(warns, err) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	var names []string
-	for _, mb := range []migrate.Mailbox{{Name: "Dotted.Name"}, {Name: "Later"}} {
-		dest, err := s.Prepare(ctx, mb, mb.Name)
+	for _, anyName := range []bool{false, true} {
+		ctx := context.Background()
+		o := fakeimap.Options{ForbiddenChars: ".", SubscribeAnyName: anyName}
+		o.Hooks.Command = func(ev fakeimap.CommandEvent) fakeimap.Action {
+			if ev.Name == "CREATE" && strings.Contains(ev.Line, "Meanwhile") {
+				return fakeimap.Refuse("", "Mailbox exists")
+			}
+			return fakeimap.Action{}
+		}
+		srv := fakeimap.Start(t, o)
+		srv.AddUser("u", "p")
+		var warns []error
+		host, port, _ := net.SplitHostPort(srv.Addr())
+		s, err := sinks.OpenIMAP(ctx, &imapconn.Config{Endpoint: imapconn.Endpoint{Host: host, Port: port, User: "u"}, InsecurePlaintext: true, Password: "p"}, 2,
+			func(err error) { warns = append(warns, err) })
 		if err != nil {
-			t.Fatalf("Prepare %q: %v", mb.Name, err)
+			t.Fatal(err)
 		}
-		names = append(names, dest)
-	}
-	if names[0] == "Dotted.Name" || names[1] != "Later" {
-		t.Fatalf("prepared as %q", names)
-	}
-	got := map[string]bool{}
-	for _, f := range srv.Folders("u") {
-		got[f.Name] = f.Subscribed
-	}
-	for _, name := range names {
-		if !got[name] {
-			t.Errorf("%s not subscribed (all: %v)", name, got)
+		// Made by the user after the copy started, and subscribed.
+		if err := srv.Create("u", "Meanwhile"); err != nil {
+			t.Fatal(err)
 		}
-	}
-	for _, w := range warns {
-		if strings.Contains(w.Error(), "SUBSCRIBE") {
-			t.Errorf("warning: %v", w)
+		c := dialFake(t, srv)
+		if err := c.Subscribe("Meanwhile").Wait(); err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, mb := range []migrate.Mailbox{{Name: "Dotted.Name"}, {Name: "Later"}} {
+			dest, err := s.Prepare(ctx, mb, mb.Name)
+			if err != nil {
+				t.Fatalf("Prepare %q: %v", mb.Name, err)
+			}
+			names = append(names, dest)
+		}
+		if _, err := s.Prepare(ctx, migrate.Mailbox{Name: "Meanwhile"}, "Meanwhile"); err == nil {
+			t.Fatal("Prepare Meanwhile: the refused CREATE was not reported")
+		}
+		s.Close()
+		if names[0] == "Dotted.Name" || names[1] != "Later" {
+			t.Fatalf("prepared as %q", names)
+		}
+		got := map[string]bool{}
+		for _, f := range srv.Folders("u") {
+			got[f.Name] = f.Subscribed
+		}
+		for _, name := range append(names, "Meanwhile") {
+			if !got[name] {
+				t.Errorf("any name %v: %s not subscribed (all: %v)", anyName, name, got)
+			}
+		}
+		if d := srv.Dangling("u"); len(d) != 0 {
+			t.Errorf("any name %v: subscribed to names that are no folder: %q", anyName, d)
+		}
+		for _, w := range warns {
+			if strings.Contains(w.Error(), "SUBSCRIBE") {
+				t.Errorf("any name %v: warning: %v", anyName, w)
+			}
 		}
 	}
 }

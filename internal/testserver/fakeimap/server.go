@@ -103,6 +103,11 @@ type Options struct {
 	// a bigger message is refused with NO [TOOBIG] before its literal is
 	// accepted.
 	AppendLimit int64
+	// SubscribeAnyName accepts SUBSCRIBE of a name that is no folder (and
+	// keeps it: Server.Dangling), as Cyrus, Courier and UW-IMAP do;
+	// without it such a SUBSCRIBE is refused NO [NONEXISTENT], as Dovecot
+	// does.
+	SubscribeAnyName bool
 	// ForbiddenChars are characters an IMAP CREATE refuses in a folder
 	// name with NO [CANNOT] (e.g. "." as Dovecot's Maildir++ layout does
 	// with a "/" delimiter). The delimiter itself is never refused.

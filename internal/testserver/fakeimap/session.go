@@ -239,6 +239,19 @@ func (s *session) subscribe(name string, on bool) error {
 	s.srv.mu.Lock()
 	defer s.srv.mu.Unlock()
 	f, err := s.folderLocked(name)
+	if err != nil && s.srv.o.SubscribeAnyName {
+		// A subscription list of names, as Cyrus, Courier and UW-IMAP
+		// keep: a name without a folder may be subscribed too.
+		if s.user.dangling == nil {
+			s.user.dangling = map[string]bool{}
+		}
+		if on {
+			s.user.dangling[name] = true
+		} else {
+			delete(s.user.dangling, name)
+		}
+		return nil
+	}
 	if err != nil {
 		return err
 	}

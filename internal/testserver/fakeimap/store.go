@@ -20,6 +20,7 @@ type user struct {
 	name, password string
 	folders        map[string]*folder // by visible name
 	sorted         []*folder          // folders in LIST order; nil when stale
+	dangling       map[string]bool    // subscribed names without a folder (Options.SubscribeAnyName)
 }
 
 type folder struct {
@@ -294,6 +295,23 @@ func (s *Server) Folders(userName string) []FolderInfo {
 		fi.Attrs = append(fi.Attrs, f.specialUse...)
 		out = append(out, fi)
 	}
+	return out
+}
+
+// Dangling returns the names userName is subscribed to that are no folder
+// (with Options.SubscribeAnyName), sorted.
+func (s *Server) Dangling(userName string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.users[userName]
+	if u == nil {
+		return nil
+	}
+	var out []string
+	for n := range u.dangling {
+		out = append(out, n)
+	}
+	sort.Strings(out)
 	return out
 }
 
