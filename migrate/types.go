@@ -146,8 +146,9 @@ type Source interface {
 //
 // Prepare is called from the engine's preparer goroutine, one folder at a
 // time in the order of the plan, before any Append to that folder and
-// while the lister, appenders and settler go on with earlier folders
-// (Index, Append, Locate, Mark); Append is called concurrently from up to
+// while the lister, appenders and settler go on with earlier folders: it
+// must be safe to run at the same time as Index and the other methods the
+// lister calls (an Indexer's, a dedupe index's), Append, Locate and Mark; Append is called concurrently from up to
 // Limits().Connections (times Limits().Pipeline) appender goroutines.
 type Sink interface {
 	// Prepare creates (if needed) the destination folder called name, for

@@ -31,7 +31,8 @@ import (
 
 // FolderVersions is implemented by checkpoints that remember the Version
 // of folders a run finished (package checkpoint's Store). The engine calls
-// FolderVersion from the lister goroutine and SetFolderVersions at the end
+// FolderVersion from the preparer goroutine (while the lister, fetchers and
+// appenders use the checkpoint too) and SetFolderVersions at the end
 // of a run, in chunks of versionChunk folders; an error of either is fatal.
 type FolderVersions interface {
 	// FolderVersion returns what SetFolderVersions recorded for folder.

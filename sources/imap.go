@@ -454,6 +454,7 @@ func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 		}
 	}()
 	var batch []migrate.Message
+	var batchCut []imap.UID // trimmed in this batch: added to trimmed once it is delivered
 	keep := func(buf *imapclient.FetchMessageBuffer) {
 		msg := migrate.Message{Mailbox: mb.Name, ID: strconv.FormatUint(uint64(buf.UID), 10), Size: buf.RFC822Size, Date: buf.InternalDate, Loc: folder}
 		for _, bs := range buf.BodySection {
@@ -461,11 +462,12 @@ func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 		}
 		var cut bool
 		if msg.Flags, cut = keepFlags(buf.Flags); cut {
-			trimmed = append(trimmed, buf.UID)
+			batchCut = append(batchCut, buf.UID)
 		}
 		batch = append(batch, msg)
 	}
 	deliver := func() error {
+		trimmed = append(trimmed, batchCut...)
 		sort.Slice(batch, func(i, j int) bool { return uidOf(batch[i]) < uidOf(batch[j]) })
 		for _, m := range batch {
 			if err := fn(m); err != nil {
@@ -476,7 +478,7 @@ func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 	}
 	if s.fewMessages(folder) {
 		err := imapconn.Retry(ctx, func() error {
-			batch = batch[:0]
+			batch, batchCut = batch[:0], batchCut[:0]
 			return imapconn.Classify(s.withConn(ctx, func(c *imapconn.Conn) error {
 				return s.examineThen(ctx, c, folder, mb.Epoch, func() func() error {
 					cmd := c.Fetch(imap.UIDSet{imap.UIDRange{Start: 1}}, listOptions)
@@ -515,7 +517,7 @@ func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 	for start := 0; start < len(uids); start += listBatch {
 		end := min(start+listBatch, len(uids))
 		err := imapconn.Retry(ctx, func() error {
-			batch = batch[:0]
+			batch, batchCut = batch[:0], batchCut[:0]
 			return imapconn.Classify(s.withConn(ctx, func(c *imapconn.Conn) error {
 				if _, err := s.examine(ctx, c, folder, mb.Epoch); err != nil {
 					return err

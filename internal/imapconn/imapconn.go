@@ -525,7 +525,9 @@ func (c *Conn) Select(ctx context.Context, mailbox string, readOnly bool) (*imap
 // goroutine, inside one Do. They run whatever the SELECT answers: a
 // refused SELECT leaves no mailbox selected (RFC 3501 6.3.1, RFC 9051
 // 6.3.2), so the commands fail rather than act on the mailbox selected
-// before. The SELECT's error comes first (with nil data); the wait's
+// before (a server that kept the old mailbox selected would answer them
+// for that one: the caller throws away what the commands read when the
+// SELECT failed). The SELECT's error comes first (with nil data); the wait's
 // error is returned only when the SELECT succeeded, with its data. When
 // mailbox is already selected in that mode no SELECT is sent.
 func (c *Conn) SelectThen(ctx context.Context, mailbox string, readOnly bool, send func() (wait func() error)) (*imap.SelectData, error) {
