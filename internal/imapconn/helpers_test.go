@@ -13,8 +13,9 @@ func splitAddr(t *testing.T, addr string) (string, string) {
 	return h, p
 }
 
-// newSilentServer greets and then reads forever without answering.
-func newSilentServer(t *testing.T) string {
+// serveLocal accepts connections on 127.0.0.1 until the test ends and
+// runs handle on each (which closes it when done); it returns the address.
+func serveLocal(t *testing.T, handle func(net.Conn)) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -26,18 +27,25 @@ func newSilentServer(t *testing.T) string {
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				c.Write([]byte("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n"))
-				buf := make([]byte, 1024)
-				for {
-					if _, err := c.Read(buf); err != nil {
-						return
-					}
-				}
-			}()
+			go handle(c)
 		}
 	}()
-	_, p, _ := net.SplitHostPort(ln.Addr().String())
+	return ln.Addr().String()
+}
+
+// newSilentServer greets and then reads forever without answering; it
+// returns the port.
+func newSilentServer(t *testing.T) string {
+	addr := serveLocal(t, func(c net.Conn) {
+		defer c.Close()
+		c.Write([]byte("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n"))
+		buf := make([]byte, 1024)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+		}
+	})
+	_, p, _ := net.SplitHostPort(addr)
 	return p
 }

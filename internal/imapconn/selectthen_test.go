@@ -16,43 +16,30 @@ import (
 // scriptedServer logs any user in and hands each later command line to
 // answer, which writes the replies (answer may read more lines first).
 func scriptedServer(t *testing.T, answer func(r *bufio.Reader, w net.Conn, tag, cmd string)) *Config {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	addr := serveLocal(t, func(c net.Conn) {
+		defer c.Close()
+		fmt.Fprint(c, "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] hi\r\n")
+		r := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			line, err := r.ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				fmt.Fprint(c, "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] hi\r\n")
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					tag, cmd, _ := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
-					switch {
-					case strings.HasPrefix(cmd, "AUTHENTICATE"), strings.HasPrefix(cmd, "LOGIN"):
-						fmt.Fprintf(c, "%s OK [CAPABILITY IMAP4rev1] in\r\n", tag)
-					case strings.HasPrefix(cmd, "CAPABILITY"):
-						fmt.Fprintf(c, "* CAPABILITY IMAP4rev1\r\n%s OK done\r\n", tag)
-					case strings.HasPrefix(cmd, "LOGOUT"):
-						fmt.Fprintf(c, "* BYE bye\r\n%s OK done\r\n", tag)
-						return
-					default:
-						answer(r, c, tag, cmd)
-					}
-				}
-			}()
+			tag, cmd, _ := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
+			switch {
+			case strings.HasPrefix(cmd, "AUTHENTICATE"), strings.HasPrefix(cmd, "LOGIN"):
+				fmt.Fprintf(c, "%s OK [CAPABILITY IMAP4rev1] in\r\n", tag)
+			case strings.HasPrefix(cmd, "CAPABILITY"):
+				fmt.Fprintf(c, "* CAPABILITY IMAP4rev1\r\n%s OK done\r\n", tag)
+			case strings.HasPrefix(cmd, "LOGOUT"):
+				fmt.Fprintf(c, "* BYE bye\r\n%s OK done\r\n", tag)
+				return
+			default:
+				answer(r, c, tag, cmd)
+			}
 		}
-	}()
-	host, port := splitAddr(t, ln.Addr().String())
+	})
+	host, port := splitAddr(t, addr)
 	return &Config{Endpoint: Endpoint{Host: host, Port: port, User: "u"}, InsecurePlaintext: true, Password: "p", IdleTimeout: 10 * time.Second}
 }
 
