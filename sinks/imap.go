@@ -96,6 +96,9 @@ type serverMeta struct {
 	// only under IMAP.mu, or before the meta is shared.
 	list  []*imap.ListData
 	names map[string]bool
+	// escaped says a folder LIST gave holds a "~": an earlier run may
+	// have escaped names this run has not learned to (escapedTwinLocked).
+	escaped bool
 }
 
 // add records a folder LIST gave or Prepare created.

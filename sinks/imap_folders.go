@@ -39,26 +39,81 @@ func (s *IMAP) refreshList(ctx context.Context, c *imapconn.Conn, m *serverMeta)
 		cmd := c.List("", "*", opts)
 		for d := cmd.Next(); d != nil; d = cmd.Next() {
 			fresh.add(d)
+			fresh.escaped = fresh.escaped || strings.Contains(d.Mailbox, "~")
 		}
 		if err := cmd.Close(); err != nil {
 			return fmt.Errorf("LIST: %w", err)
 		}
 		s.mu.Lock()
-		m.list, m.names = fresh.list, fresh.names
+		m.list, m.names, m.escaped = fresh.list, fresh.names, fresh.escaped
 		s.mu.Unlock()
 		return nil
 	}))
 }
 
-// serverNameLocked converts a "/" name to the server's syntax.
+// serverNameLocked converts a "/" name to the server's syntax: as the
+// rules learned so far escape it, or, when no folder has that name but
+// one has it as an earlier run escaped it (a run learns what the server
+// refuses anew, at its first refusal), that folder: a re-run then does
+// not ask to create the refused name again, and check, which creates
+// nothing and so learns nothing, looks in the folder the copy made.
 func (s *IMAP) serverNameLocked(name string) string {
+	n := s.serverNameWith(name, s.rules)
+	if s.meta.escaped && !s.meta.names[n] {
+		if twin := s.escapedTwinLocked(name); twin != "" {
+			return twin
+		}
+	}
+	return n
+}
+
+// escapedTwinLocked returns the existing folder that name is under rules
+// stricter than those learned so far (more of the punctuation it holds
+// refused, a leading "~" refused), "" if there is none. Only names made of
+// few kinds of punctuation are tried every way (at most 16 names); others
+// with all of it refused or none.
+func (s *IMAP) escapedTwinLocked(name string) string {
+	var extra []rune
+	for _, r := range name {
+		if strings.ContainsRune(refusablePunct, r) && !strings.ContainsRune(s.rules.refused, r) && !slices.Contains(extra, r) {
+			extra = append(extra, r)
+		}
+	}
+	masks := []int{0, 1<<len(extra) - 1}
+	if len(extra) <= 3 {
+		masks = masks[:0]
+		for mask := 0; mask < 1<<len(extra); mask++ {
+			masks = append(masks, mask)
+		}
+	}
+	for _, lead := range []bool{s.rules.lead, true} {
+		for _, mask := range masks {
+			if lead == s.rules.lead && mask == 0 {
+				continue // the name as the rules learned so far give it
+			}
+			r := nameRules{refused: s.rules.refused, lead: lead}
+			for i, c := range extra {
+				if mask&(1<<i) != 0 {
+					r.refused += string(c)
+				}
+			}
+			if cand := s.serverNameWith(name, r); s.meta.names[cand] {
+				return cand
+			}
+		}
+	}
+	return ""
+}
+
+// serverNameWith is name in the server's syntax under rules.
+func (s *IMAP) serverNameWith(name string, rules nameRules) string {
 	m := s.meta
 	if strings.EqualFold(name, "INBOX") && s.prefixTo == "" {
 		return "INBOX"
 	}
 	parts := strings.Split(name, "/")
 	for i, p := range parts {
-		parts[i] = escapeComponent(p, m.delim, s.rules, s.tooLong[name])
+		parts[i] = escapeComponent(p, m.delim, rules, s.tooLong[name])
 	}
 	n := strings.Join(parts, string(m.delim))
 	if s.prefixTo != "" {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -249,5 +250,61 @@ func TestIMAPPrepareRefusedNameSubscribes(t *testing.T) {
 				t.Errorf("any name %v: warning: %v", anyName, w)
 			}
 		}
+	}
+}
+
+// TestIMAPRefusedNameFoundAgain: a folder an earlier run had to create
+// under an escaped name (the server refused "Release 1.2") is found by
+// the next run's sink, which has not learned the refusal: Resolve (what
+// check uses) names it, and Prepare uses it without asking to create the
+// refused name again or warning again.
+func TestIMAPRefusedNameFoundAgain(t *testing.T) {
+	ctx := context.Background()
+	var creates atomic.Int32
+	o := fakeimap.Options{ForbiddenChars: "."}
+	o.Hooks.Command = func(ev fakeimap.CommandEvent) fakeimap.Action {
+		if ev.Name == "CREATE" {
+			creates.Add(1)
+		}
+		return fakeimap.Action{}
+	}
+	srv := fakeimap.Start(t, o)
+	srv.AddUser("u", "p")
+	host, port, _ := net.SplitHostPort(srv.Addr())
+	open := func(warns *[]error) *sinks.IMAP {
+		s, err := sinks.OpenIMAP(ctx, &imapconn.Config{Endpoint: imapconn.Endpoint{Host: host, Port: port, User: "u"}, InsecurePlaintext: true, Password: "p"}, 1,
+			func(err error) { *warns = append(*warns, err) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	var warns []error
+	s := open(&warns)
+	mb := migrate.Mailbox{Name: "Lists/Release 1.2"}
+	first, err := s.Prepare(ctx, mb, mb.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if first == mb.Name || len(warns) != 1 {
+		t.Fatalf("first run: prepared as %q, warnings %v", first, warns)
+	}
+	warns = nil
+	creates.Store(0)
+	s = open(&warns)
+	defer s.Close()
+	if got, err := s.Resolve(ctx, mb, mb.Name); err != nil || got != first {
+		t.Fatalf("next run: Resolve = %q, %v; want %q", got, err, first)
+	}
+	if got, err := s.Prepare(ctx, mb, mb.Name); err != nil || got != first {
+		t.Fatalf("next run: Prepare = %q, %v; want %q", got, err, first)
+	}
+	if creates.Load() != 0 || len(warns) != 0 {
+		t.Fatalf("next run: %d CREATEs, warnings %v", creates.Load(), warns)
+	}
+	// A folder the server accepts is not taken for another's twin.
+	if got, err := s.Resolve(ctx, migrate.Mailbox{Name: "Lists/Release 1"}, "Lists/Release 1"); err != nil || got != "Lists/Release 1" {
+		t.Fatalf("Resolve of an unrelated name = %q, %v", got, err)
 	}
 }

@@ -35,7 +35,12 @@ import (
 //     SHA-256 of the whole component (for that name only).
 //
 // The mapping depends only on the name and on what the server refuses, not
-// on the order folders come in, so a next run finds the folders it made.
+// on the order folders come in. What the server refuses is learned anew
+// by every run (it is not kept), so a name is first tried as it is; a
+// folder an earlier run made under an escaped name is found by trying
+// the stricter rules that run may have learned (IMAP.escapedTwinLocked):
+// a re-run does not ask to create the refused name again, and check,
+// which creates nothing, looks in the folder the copy made.
 
 const shortComponent = 60
 
@@ -79,6 +84,11 @@ func escapeComponent(c string, delim rune, rules nameRules, short bool) string {
 	return out
 }
 
+// refusablePunct is what learn escapes for a refusal about characters
+// that names none: every ASCII punctuation character but "-", "_", "/"
+// and "~".
+const refusablePunct = `!"#$%&'()*+,.:;<=>?@[\]^{|}`
+
 var (
 	refusedChar = regexp.MustCompile(`(?i)not allowed[^']*'(.)'`)
 	beginsWith  = regexp.MustCompile(`(?i)begins? with '~'`)
@@ -109,11 +119,10 @@ func (r *nameRules) learn(text string) (learned, tooLong bool) {
 		r.refused += ch
 		return true, false
 	case strings.Contains(t, "character") || strings.Contains(t, "invalid") || strings.Contains(t, "not allowed"):
-		const punct = `!"#$%&'()*+,.:;<=>?@[\]^{|}`
-		if strings.Contains(r.refused, punct) {
+		if strings.Contains(r.refused, refusablePunct) {
 			return false, false
 		}
-		r.refused += punct
+		r.refused += refusablePunct
 		return true, false
 	}
 	return false, false
