@@ -93,3 +93,22 @@ func TestRetryThenSkip(t *testing.T) {
 		t.Errorf("Progressed(RetryThenSkip) lost its mark: %v", Classify(err))
 	}
 }
+
+// TestRetryStopsWhenCancelled: a transient error that comes because the
+// run is stopping (its context ended: Ctrl-C) is neither retried nor
+// reported as a retry ("retrying ... context canceled" on every message
+// in flight); retry returns the context's error.
+func TestRetryStopsWhenCancelled(t *testing.T) {
+	var events []Event
+	e := &engine{o: Options{RetryBase: time.Millisecond, Retries: 5}, rep: func(ev Event) { events = append(events, ev) }}
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := 0
+	err := e.retry(ctx, &job{mb: Mailbox{Name: "INBOX"}}, "fetch", func() error {
+		calls++
+		cancel()
+		return Retryable(errors.New("use of closed network connection"))
+	})
+	if !errors.Is(err, context.Canceled) || calls != 1 || len(events) != 0 {
+		t.Fatalf("after cancel: err %v, %d calls, events %+v", err, calls, events)
+	}
+}

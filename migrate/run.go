@@ -223,6 +223,11 @@ func (e *engine) retry(ctx context.Context, j *job, what string, op func() error
 		if err == nil || Classify(err) != Retry || IsUncertain(err) {
 			return err
 		}
+		if ctx.Err() != nil {
+			// The run is stopping (Ctrl-C, a fatal error elsewhere): the
+			// error is that, not something to retry or report.
+			return ctx.Err()
+		}
 		wait := delay
 		if d, ok := BackoffOf(err); ok {
 			// The server throttles: wait as long as it asks, and do not
