@@ -411,7 +411,7 @@ func (e *engine) reconcile(ctx context.Context) error {
 		return nil
 	}
 	if wait := time.Until(latest.Add(2 * delay)); wait > 0 {
-		e.rep(Event{Kind: Waiting, Bytes: int64(len(items)), Err: fmt.Errorf("checking %d re-sent messages for a late copy in %s", len(items), wait.Round(time.Millisecond))})
+		e.rep(Event{Kind: Waiting, Bytes: int64(len(items)), Err: fmt.Errorf("checking %d re-sent messages for a late copy in %s (--settle-delay)", len(items), wait.Round(time.Millisecond))})
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
