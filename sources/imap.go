@@ -51,6 +51,10 @@ type IMAP struct {
 	server map[string]string     // "/" name -> server name, where they differ
 	epochs map[string]folderStat // server name -> STATUS, of folders that held messages
 	cuts   map[string][]int64    // folder and UID -> where fetches broke off (cutElsewhere)
+	// suspects are the messages (folder and UID) whose last fetch failed
+	// with its connection: the next one is fetched on a connection of its
+	// own (fetchPart).
+	suspects map[string]bool
 }
 
 // FetchDepth is how many UID FETCH BODY.PEEK[] commands one connection
@@ -69,7 +73,7 @@ func OpenIMAP(ctx context.Context, cfg *imapconn.Config, conns int) (*IMAP, erro
 	}
 	pool := imapconn.NewPool(cfg, conns+1)
 	s := &IMAP{cfg: cfg, pool: pool, shared: imapconn.NewShared(pool, conns, FetchDepth),
-		server: map[string]string{}, epochs: map[string]folderStat{}, cuts: map[string][]int64{}}
+		server: map[string]string{}, epochs: map[string]folderStat{}, cuts: map[string][]int64{}, suspects: map[string]bool{}}
 	c, err := s.pool.Get(ctx)
 	if err != nil {
 		return nil, err
@@ -697,7 +701,16 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 func (s *IMAP) fetchPart(ctx context.Context, folder string, uid imap.UID, w io.Writer, part *imap.SectionPartial) (found bool, n int64, err error) {
 	epoch := s.epoch(folder)
 	cut := false // the connection broke inside this message's literal
-	sc, err := s.shared.Acquire(ctx, folder, func(c *imapconn.Conn) error {
+	key := folder
+	if s.isSuspect(folder, uid) {
+		// Its last fetch went down with its connection: fetched alone,
+		// so that a message that breaks every connection it is on (a
+		// server that always fails it) does not take the fetches
+		// pipelined beside it down too, retry after retry, until they
+		// give up and stop the run.
+		key = cutKey(folder, uid)
+	}
+	sc, err := s.shared.Acquire(ctx, key, func(c *imapconn.Conn) error {
 		_, err := s.examine(ctx, c, folder, epoch)
 		return err
 	})
@@ -737,6 +750,11 @@ func (s *IMAP) fetchPart(ctx context.Context, folder string, uid imap.UID, w io.
 	// A failing spool (w) abandons the stream mid-literal: Release has
 	// discarded the connection, and the engine, which asks the spool,
 	// treats that failure as fatal whatever class is given here.
+	if err != nil && imapconn.IMAPError(err) == nil && ctx.Err() == nil {
+		s.mu.Lock()
+		s.suspects[cutKey(folder, uid)] = true
+		s.mu.Unlock()
+	}
 	switch {
 	case err != nil:
 		if t := imapconn.Throttled(err); t != nil {
@@ -762,8 +780,17 @@ func (s *IMAP) fetchPart(ctx context.Context, folder string, uid imap.UID, w io.
 	}
 	s.mu.Lock()
 	delete(s.cuts, cutKey(folder, uid))
+	delete(s.suspects, cutKey(folder, uid))
 	s.mu.Unlock()
 	return true, n, nil
+}
+
+// isSuspect says the last fetch of uid in folder failed with its
+// connection (not with an answer of the server's).
+func (s *IMAP) isSuspect(folder string, uid imap.UID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.suspects[cutKey(folder, uid)]
 }
 
 // cutElsewhere records that a fetch of uid in folder broke off after n
