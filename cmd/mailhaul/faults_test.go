@@ -100,7 +100,10 @@ func TestIMAPFaults(t *testing.T) {
 			dst: &faultproxy.Config{Latency: 3 * time.Millisecond, Jitter: 4 * time.Millisecond, BytesPerSec: 4 << 20}},
 		{name: "silent-connections", src: &faultproxy.Config{Stall: stallEvery(5, 20_000)}, dst: &faultproxy.Config{Stall: stallEvery(4, 50_000)},
 			args: []string{"--io-timeout", "2s"}, sign: "did not answer for 2s"},
-		{name: "server-restart", dst: &faultproxy.Config{}, restart: true, sign: "retrying"},
+		// Each destination connection is held to 512 KiB/s so that the copy (3.2
+		// MiB) is still under way when the server is killed: unthrottled
+		// it can end (0.2 s) before the watcher below sees 20 messages.
+		{name: "server-restart", dst: &faultproxy.Config{BytesPerSec: 512 << 10}, restart: true, sign: "retrying"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dst := testserver.StartDovecot(t, users...)
