@@ -3,62 +3,95 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"io"
 )
 
-// fetchLoop is one fetcher goroutine: it takes listed messages from in,
-// spools each body (memory up to MemLimit, a temporary file beyond) and
-// passes it on to the appenders. A message that cannot be fetched is
-// reported as skipped; only a fatal error ends the loop.
-func (e *engine) fetchLoop(ctx context.Context, in <-chan *job, out chan<- *job) error {
+// fetchLoop is one fetcher goroutine: it takes units of listed messages
+// from in (one message, or a run of small ones of one folder: see
+// fetchUnits), spools each body (memory up to MemLimit, a temporary file
+// beyond) and passes them on to the appenders one by one, in the unit's
+// order. A message that cannot be fetched is reported as skipped; only a
+// fatal error ends the loop.
+func (e *engine) fetchLoop(ctx context.Context, in <-chan []*job, out chan<- *job) error {
 	for {
-		var j *job
+		var unit []*job
 		var ok bool
 		select {
-		case j, ok = <-in:
+		case unit, ok = <-in:
 			if !ok {
 				return nil
 			}
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		undated := j.msg.Date.IsZero()
-		body, err := e.fetch(ctx, j)
-		if err == nil && undated && !j.msg.Date.IsZero() {
-			// The date comes from the header (POP3): --since/--before
-			// can only be applied now.
-			if why := e.o.filter(j.msg); why != "" {
-				body.Close()
-				e.rep(Event{Kind: Filtered, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Err: fmt.Errorf("%s", why)})
-				continue
+		batched := e.fetchBatch(ctx, unit)
+		for i, j := range unit {
+			var body *Body
+			var err error
+			if batched[i] != nil {
+				body, err = e.finish(j, batched[i])
+				batched[i] = nil
+			} else {
+				body, err = e.fetch(ctx, j)
 			}
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+			if err = e.deliver(ctx, j, body, err, out); err != nil {
+				for _, sp := range batched[i+1:] {
+					if sp != nil {
+						sp.Abort()
+					}
+				}
+				return err
 			}
-			if Classify(err) == Skip {
-				e.rep(Event{Kind: Skipped, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Err: err})
-				continue
-			}
-			return err
-		}
-		j.body = body
-		select {
-		case out <- j:
-		case <-ctx.Done():
-			body.Close()
-			return ctx.Err()
 		}
 	}
 }
 
-// fetch spools one message body, retrying transient errors.
-func (e *engine) fetch(ctx context.Context, j *job) (*Body, error) {
+// deliver passes a fetched message on to the appenders, or reports it
+// filtered or skipped; it returns only a fatal error (or the run's end).
+func (e *engine) deliver(ctx context.Context, j *job, body *Body, err error, out chan<- *job) error {
+	if err == nil && j.undated && !j.msg.Date.IsZero() {
+		// The date comes from the header (POP3): --since/--before can
+		// only be applied now.
+		if why := e.o.filter(j.msg); why != "" {
+			body.Close()
+			e.rep(Event{Kind: Filtered, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Err: fmt.Errorf("%s", why)})
+			return nil
+		}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if Classify(err) == Skip {
+			e.rep(Event{Kind: Skipped, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Err: err})
+			return nil
+		}
+		return err
+	}
+	j.body = body
+	select {
+	case out <- j:
+		return nil
+	case <-ctx.Done():
+		body.Close()
+		return ctx.Err()
+	}
+}
+
+// newSpool returns the spool j's body is fetched into.
+func (e *engine) newSpool(j *job) *Spool {
 	sp := NewSpool(e.o.MemLimit, e.o.TempDir, e.budget)
 	sp.Expect(j.msg.Size)
-	if j.msg.Date.IsZero() {
+	j.undated = j.msg.Date.IsZero()
+	if j.undated {
 		sp.WantHeaderDate()
 	}
+	return sp
+}
+
+// fetch spools one message body, retrying transient errors.
+func (e *engine) fetch(ctx context.Context, j *job) (*Body, error) {
+	sp := e.newSpool(j)
 	err := e.retry(ctx, j, "fetch", func() error {
 		sp.Reset()
 		err := e.o.Source.Fetch(ctx, j.msg, sp)
@@ -73,11 +106,90 @@ func (e *engine) fetch(ctx context.Context, j *job) (*Body, error) {
 		sp.Abort()
 		return nil, fmt.Errorf("fetch message %s in %q: %w", j.msg.ID, j.mb.Name, err)
 	}
+	return e.finish(j, sp)
+}
+
+// finish turns j's filled spool into its Body.
+func (e *engine) finish(j *job, sp *Spool) (*Body, error) {
 	b, err := sp.Finish()
-	if err == nil && j.msg.Date.IsZero() {
+	if err == nil && j.undated {
 		// The source knows no arrival date (POP3): the newest Received:
 		// date, else Date:, else (zero) the destination's "now".
 		j.msg.Date = b.HeaderDate()
 	}
 	return b, err
+}
+
+// fetchBatch fetches a unit of two or more messages with one FetchBatch
+// call, when the source has it. It returns a slice as long as unit: the
+// filled spool of each message the source delivered in full, nil for the
+// others (and for every message when the unit was not fetched as a
+// batch), which the caller fetches one by one.
+func (e *engine) fetchBatch(ctx context.Context, unit []*job) []*Spool {
+	spools := make([]*Spool, len(unit))
+	bf, ok := e.o.Source.(BatchFetcher)
+	if !ok || len(unit) < 2 {
+		return spools
+	}
+	msgs := make([]Message, len(unit))
+	ws := make([]io.Writer, len(unit))
+	for i, j := range unit {
+		spools[i] = e.newSpool(j)
+		msgs[i], ws[i] = j.msg, spools[i]
+	}
+	var done []bool
+	if err := protect("fetch", func() error {
+		done = bf.FetchBatch(ctx, msgs, ws)
+		return nil
+	}); err != nil {
+		done = nil // a panic: every message is fetched again alone
+	}
+	for i, sp := range spools {
+		if i >= len(done) || !done[i] || sp.Err() != nil {
+			// A spool that failed (our disk) fails again, and is
+			// classified, in the message's own fetch.
+			sp.Abort()
+			spools[i] = nil
+		}
+	}
+	return spools
+}
+
+// Fetch units (fetchUnits): a run of listed messages of one folder fetched
+// with one BatchFetcher call. Small messages only, so that a unit's bodies
+// stay well inside the run's memory budget with every fetcher holding one
+// (callers * maxUnitBytes: 8 MiB with the default 8 transfers, pipeline 4).
+const (
+	maxUnitMessages   = 32
+	maxUnitBytes      = 256 << 10
+	maxUnitMessageLen = 128 << 10
+)
+
+// fetchUnits returns a function that cuts the next fetch unit from the
+// front of a listed chunk (every job of one folder): its length, at least
+// 1. Without a BatchFetcher source every unit is one message.
+func (e *engine) fetchUnits() func(chunk []*job) int {
+	if _, ok := e.o.Source.(BatchFetcher); !ok {
+		return func([]*job) int { return 1 }
+	}
+	return unitLen
+}
+
+// unitLen is the length of the fetch unit at the front of chunk: the
+// longest run of small messages of the first one's folder within the
+// bounds above, or the first message alone.
+func unitLen(chunk []*job) int {
+	first := chunk[0]
+	var bytes int64
+	n := 0
+	for _, j := range chunk {
+		size := j.msg.Size
+		if n == maxUnitMessages || size > maxUnitMessageLen || bytes+size > maxUnitBytes ||
+			j.mb.Name != first.mb.Name || j.msg.Loc != first.msg.Loc || j.dest != first.dest {
+			break
+		}
+		bytes += size
+		n++
+	}
+	return max(n, 1)
 }

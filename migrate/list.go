@@ -335,13 +335,15 @@ func (e *engine) skipFolder(ctx context.Context, mb Mailbox, dest string, why er
 	return nil
 }
 
-// interleave feeds the fetchers from up to window chunks at once, one job
-// of each in turn, so that several folders are in flight together: a
-// server that serialises work per folder (Dovecot locks a folder while it
-// appends) is kept busy on several, and a folder's per-folder round trips
-// overlap with other folders' transfers. Memory stays bounded by the
-// chunks held here and in the channel from the lister.
-func interleave(ctx context.Context, in <-chan []*job, out chan<- *job, window int) error {
+// interleave feeds the fetchers from up to window chunks at once, one
+// fetch unit of each in turn (unit gives the length of the unit at the
+// front of a chunk: see fetchUnits), so that several folders are in flight
+// together: a server that serialises work per folder (Dovecot locks a
+// folder while it appends) is kept busy on several, and a folder's
+// per-folder round trips overlap with other folders' transfers. Memory
+// stays bounded by the chunks held here and in the channel from the
+// lister.
+func interleave(ctx context.Context, in <-chan []*job, out chan<- []*job, window int, unit func([]*job) int) error {
 	var active [][]*job
 	open := true
 	for open || len(active) > 0 {
@@ -373,12 +375,13 @@ func interleave(ctx context.Context, in <-chan []*job, out chan<- *job, window i
 			}
 		}
 		for i := 0; i < len(active); {
+			n := min(max(unit(active[i]), 1), len(active[i]))
 			select {
-			case out <- active[i][0]:
+			case out <- active[i][:n:n]:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			active[i] = active[i][1:]
+			active[i] = active[i][n:]
 			if len(active[i]) == 0 {
 				active = append(active[:i], active[i+1:]...)
 			} else {

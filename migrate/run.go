@@ -20,8 +20,11 @@ type job struct {
 	mb   Mailbox // source mailbox
 	dest string  // sink folder (as returned by Prepare)
 	msg  Message
-	body *Body     // set by the fetcher
-	dup  *dedupSet // with Options.Dedupe: what the destination folder held
+	body *Body // set by the fetcher
+	// undated: the source gave no date (POP3), so the header's is taken
+	// and the date filters are applied once the body is fetched.
+	undated bool
+	dup     *dedupSet // with Options.Dedupe: what the destination folder held
 
 	// Set by the appender: the intent recorded for the copy, and, for an
 	// uncertain append (settle.go), when it became uncertain, how many
@@ -126,6 +129,13 @@ func Run(ctx context.Context, o Options) (Report, error) {
 // batch they hold, take no new one, and the settler settles what is left.
 func (e *engine) pipeline(ctx context.Context) error {
 	nf := e.o.Source.Limits().callers(e.o.Transfers)
+	if _, ok := e.o.Source.(BatchFetcher); ok {
+		// A fetcher's unit is up to maxUnitBytes: a few per connection
+		// keep the wire busy, more would only hold bodies waiting for the
+		// appenders (and the garbage collector busy near the memory
+		// limit).
+		nf = min(nf, batchFetchersPerConn*e.o.Source.Limits().conns(e.o.Transfers))
+	}
 	na := e.o.Sink.Limits().callers(e.o.Transfers)
 	g, gctx := errgroup.WithContext(ctx)
 	soft, softCancel := context.WithCancel(gctx)
@@ -149,7 +159,7 @@ func (e *engine) pipeline(ctx context.Context) error {
 		}
 	}
 	chunkCh := make(chan []*job, folderWindow)
-	fetchCh := make(chan *job, nf)
+	fetchCh := make(chan []*job, nf)
 	appendCh := make(chan *job, e.o.Sink.Limits().conns(e.o.Transfers)*queuePerAppender)
 
 	g.Go(stage(func(ctx context.Context) error {
@@ -158,7 +168,7 @@ func (e *engine) pipeline(ctx context.Context) error {
 	}))
 	g.Go(stage(func(ctx context.Context) error {
 		defer close(fetchCh)
-		return interleave(ctx, chunkCh, fetchCh, folderWindow)
+		return interleave(ctx, chunkCh, fetchCh, folderWindow, e.fetchUnits())
 	}))
 	if e.o.DryRun {
 		return g.Wait()
@@ -206,6 +216,10 @@ func (e *engine) pipeline(ctx context.Context) error {
 }
 
 const queuePerAppender = 16
+
+// batchFetchersPerConn bounds the fetchers per source connection when the
+// source fetches units of several messages (BatchFetcher).
+const batchFetchersPerConn = 2
 
 // folderWindow is how many listed chunks (of up to listChunk messages,
 // usually one folder each) the fetchers are fed from at once.

@@ -142,6 +142,22 @@ type Source interface {
 	Close() error
 }
 
+// BatchFetcher is implemented by sources that can fetch several messages
+// of one folder in one request (IMAP: one UID FETCH of a set of UIDs, where
+// Fetch costs a command, a reply and a wakeup per message). A fetcher
+// calls FetchBatch for a run of two or more small messages of one folder
+// of the same listing (see fetchUnits), concurrently, as it calls Fetch.
+type BatchFetcher interface {
+	// FetchBatch writes the exact bytes of msgs[i] to ws[i] and reports
+	// which messages it wrote in full. It returns no error: a message not
+	// reported done (gone, refused, cut off, never sent, or its writer
+	// failed) is fetched again with Fetch, whose error classifies it, into
+	// a fresh writer; what was written to its ws[i] is discarded. A
+	// message reported done has had all its bytes, and nothing else,
+	// written to ws[i].
+	FetchBatch(ctx context.Context, msgs []Message, ws []io.Writer) (done []bool)
+}
+
 // Sink writes to a mail store.
 //
 // Prepare is called from the engine's preparer goroutine, one folder at a

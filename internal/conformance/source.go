@@ -80,6 +80,7 @@ func RunSources(t *testing.T, targets []SourceTarget) {
 		{"read-only", ReadOnlyCase},
 		{"content", ContentCase},
 		{"stable-ids", StableIDsCase},
+		{"batch-fetch", BatchFetchCase},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -237,6 +238,70 @@ func StableIDsCase(t *testing.T, st SourceTarget) {
 	a, b := ids(), ids()
 	if strings.Join(a, "\n") != strings.Join(b, "\n") || len(a) != len(sourceCorpus()) {
 		t.Errorf("%s: IDs differ between opens (%d and %d messages, want %d)", st.Name, len(a), len(b), len(sourceCorpus()))
+	}
+}
+
+// BatchFetchCase: a source with FetchBatch gives, for every folder's
+// messages fetched at once, exactly the bytes Fetch gives for each; a
+// message that is not there (an ID listed nowhere) is not reported done
+// and nothing is written for it. Sources without FetchBatch pass.
+func BatchFetchCase(t *testing.T, st SourceTarget) {
+	open, _ := st.Seed(t, sourceCorpus())
+	src := open(t)
+	defer src.Close()
+	bf, ok := src.(migrate.BatchFetcher)
+	if !ok {
+		return
+	}
+	ctx := context.Background()
+	mbs, err := src.Mailboxes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, mb := range mbs {
+		if mb.NoSelect {
+			continue
+		}
+		var msgs []migrate.Message
+		if err := src.List(ctx, mb, func(m migrate.Message) error { msgs = append(msgs, m); return nil }); err != nil {
+			t.Fatalf("%s: list %q: %v", st.Name, mb.Name, err)
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		ghost := msgs[0]
+		ghost.ID = "4000000000"
+		msgs = append(msgs, ghost)
+		ws := make([]io.Writer, len(msgs))
+		bufs := make([]*bytes.Buffer, len(msgs))
+		for i := range msgs {
+			bufs[i] = &bytes.Buffer{}
+			ws[i] = bufs[i]
+		}
+		done := bf.FetchBatch(ctx, msgs, ws)
+		if len(done) != len(msgs) {
+			t.Fatalf("%s: FetchBatch gave %d results for %d messages", st.Name, len(done), len(msgs))
+		}
+		if last := len(msgs) - 1; done[last] || bufs[last].Len() != 0 {
+			t.Errorf("%s: %q: a message that is not there was delivered (%v) or written to (%d bytes)", st.Name, mb.Name, done[last], bufs[last].Len())
+		}
+		for i, m := range msgs[:len(msgs)-1] {
+			var one bytes.Buffer
+			if err := src.Fetch(ctx, m, &one); err != nil {
+				t.Fatalf("%s: fetch %s in %q: %v", st.Name, m.ID, mb.Name, err)
+			}
+			switch {
+			case !done[i]:
+				t.Errorf("%s: %q message %s not delivered by FetchBatch", st.Name, mb.Name, m.ID)
+			case !bytes.Equal(bufs[i].Bytes(), one.Bytes()):
+				t.Errorf("%s: %q message %s: FetchBatch gave %d bytes, Fetch %d", st.Name, mb.Name, m.ID, bufs[i].Len(), one.Len())
+			}
+			total++
+		}
+	}
+	if total != len(sourceCorpus()) {
+		t.Errorf("%s: %d messages checked, want %d", st.Name, total, len(sourceCorpus()))
 	}
 }
 

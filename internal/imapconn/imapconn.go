@@ -22,6 +22,7 @@
 package imapconn
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -185,6 +186,7 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 	}
 	act := &activityConn{Conn: raw}
 	act.touch()
+	in := newReadBuffer(act)
 	opts := &imapclient.Options{TLSConfig: tcfg}
 	var trace *redactor
 	if cfg.Trace != nil {
@@ -202,14 +204,14 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 	var nc net.Conn
 	switch {
 	case cfg.TLS:
-		tc := tls.Client(act, tcfg)
+		tc := tls.Client(in, tcfg)
 		if err = tc.HandshakeContext(dctx); err == nil {
 			nc, err = plainGreeting(tc, nil)
 		}
 	case cfg.InsecurePlaintext:
-		nc, err = plainGreeting(act, nil)
+		nc, err = plainGreeting(in, nil)
 	default:
-		nc, err = startTLS(dctx, act, tcfg, trace)
+		nc, err = startTLS(dctx, in, tcfg, trace)
 	}
 	var cl *imapclient.Client
 	if err == nil {
@@ -585,6 +587,25 @@ type noDeadlines struct{ net.Conn }
 func (noDeadlines) SetDeadline(time.Time) error      { return nil }
 func (noDeadlines) SetReadDeadline(time.Time) error  { return nil }
 func (noDeadlines) SetWriteDeadline(time.Time) error { return nil }
+
+// readBuffer reads the transport readBufferSize bytes at a time where
+// the kernel has them: go-imap reads through a 4 KiB buffer, so a stream
+// of pipelined FETCH responses (several messages a read) cost a system
+// call per 4 KiB or per literal. Below TLS, what it holds is records TLS
+// has still to check; a plaintext connection's STARTTLS reply is read
+// above it (startTLS), which refuses bytes that follow the reply.
+type readBuffer struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+const readBufferSize = 64 << 10
+
+func newReadBuffer(c net.Conn) *readBuffer {
+	return &readBuffer{Conn: c, r: bufio.NewReaderSize(c, readBufferSize)}
+}
+
+func (b *readBuffer) Read(p []byte) (int, error) { return b.r.Read(p) }
 
 // activityConn records when bytes last moved, for the watchdog.
 type activityConn struct {

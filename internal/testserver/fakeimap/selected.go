@@ -164,8 +164,11 @@ func (s *session) writeFetch(w *imapserver.FetchWriter, it fetched, options *ima
 		}
 	}()
 	body := it.m.body
-	if options.UID {
+	if options.UID && !s.srv.o.UIDLast {
 		rw.WriteUID(it.uid)
+	}
+	if options.UID && s.srv.o.UIDLast {
+		defer rw.WriteUID(it.uid) // before rw.Close, deferred earlier
 	}
 	if options.Flags || it.flagsForced {
 		rw.WriteFlags(it.flags)

@@ -116,6 +116,9 @@ type Options struct {
 	// in it (keywords: unless it holds \*) are silently not stored by
 	// APPEND, COPY and STORE. Default: the system flags and \*.
 	PermanentFlags []imap.Flag
+	// UIDLast writes a FETCH response's UID after its body sections
+	// (RFC 3501 fixes no order; most servers send it first).
+	UIDLast bool
 	// Now replaces time.Now for UIDVALIDITY and default INTERNALDATEs.
 	Now   func() time.Time
 	Hooks Hooks

@@ -1,0 +1,111 @@
+package sources
+
+import (
+	"context"
+	"io"
+	"strconv"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailhaul/mailhaul/internal/imapconn"
+	"github.com/mailhaul/mailhaul/migrate"
+)
+
+// FetchBatch implements migrate.BatchFetcher: one UID FETCH BODY.PEEK[] of
+// the messages' UIDs (all of one folder), each literal streamed into its
+// message's writer as it arrives. Called from the fetcher goroutines,
+// concurrently, on the folder's shared connections (as Fetch).
+//
+// It never classifies an error: whatever goes wrong (a refused or cut
+// FETCH, a message the server does not send, a writer that fails) leaves
+// the messages not yet delivered to the engine's one-by-one Fetch, which
+// classifies and retries them as it does any message. A message whose
+// literal the connection went down in is marked a suspect, so that its
+// next fetch runs alone (see fetchPart). A message a previous fetch marked
+// so is left out of the batch for the same reason.
+//
+// A response whose body comes before its UID cannot be told apart from
+// the others'. go-imap's client hands such a response to no command (it
+// reads the UID first to know whose it is); were one to reach here, its
+// literal would be read and dropped.
+func (s *IMAP) FetchBatch(ctx context.Context, msgs []migrate.Message, ws []io.Writer) []bool {
+	done := make([]bool, len(msgs))
+	if len(msgs) == 0 {
+		return done
+	}
+	folder := msgs[0].Loc
+	if folder == "" {
+		folder = s.serverName(msgs[0].Mailbox)
+	}
+	index := make(map[imap.UID]int, len(msgs))
+	var set imap.UIDSet
+	for i, m := range msgs {
+		uid, err := strconv.ParseUint(m.ID, 10, 32)
+		if err != nil || uid == 0 || m.Loc != msgs[0].Loc || m.Mailbox != msgs[0].Mailbox || s.isSuspect(folder, imap.UID(uid)) {
+			continue
+		}
+		if _, dup := index[imap.UID(uid)]; dup {
+			continue
+		}
+		index[imap.UID(uid)] = i
+		set.AddNum(imap.UID(uid))
+	}
+	if len(index) == 0 {
+		return done
+	}
+	epoch := s.epoch(folder)
+	sc, err := s.shared.Acquire(ctx, folder, func(c *imapconn.Conn) error {
+		_, err := s.examine(ctx, c, folder, epoch)
+		return err
+	})
+	if err != nil {
+		return done
+	}
+	c := sc.Conn
+	started := make([]bool, len(msgs))
+	cutIn := imap.UID(0) // the message whose literal the connection went down in
+	err = c.Do(ctx, func() error {
+		section := &imap.FetchItemBodySection{Peek: true}
+		cmd := c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+		for m := cmd.Next(); m != nil; m = cmd.Next() {
+			i, uid := -1, imap.UID(0)
+			for item := m.Next(); item != nil; item = m.Next() {
+				switch it := item.(type) {
+				case imapclient.FetchItemDataUID:
+					uid = it.UID
+					if k, ok := index[it.UID]; ok {
+						i = k
+					}
+				case imapclient.FetchItemDataBodySection:
+					if it.Literal == nil {
+						continue // NIL: left to Fetch
+					}
+					w := io.Discard
+					if i >= 0 && !started[i] {
+						started[i] = true
+						w = ws[i]
+					}
+					if _, err := imapconn.ReadLiteral(c, w, it.Literal); err != nil {
+						cutIn = uid
+						return err // the connection is closed: no cmd.Close
+					}
+					if w != io.Discard {
+						done[i] = true
+					}
+				}
+			}
+		}
+		return cmd.Close()
+	})
+	s.shared.Release(sc, err)
+	if cutIn != 0 && imapconn.IMAPError(err) == nil && ctx.Err() == nil {
+		s.mu.Lock()
+		s.suspects[cutKey(folder, cutIn)] = true
+		s.mu.Unlock()
+	}
+	if t := imapconn.Throttled(err); t != nil {
+		s.shared.Throttled()
+	}
+	return done
+}
