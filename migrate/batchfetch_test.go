@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -155,22 +154,5 @@ func TestBatchFetchLargeAlone(t *testing.T) {
 	}
 	if n := sink.copiesOf("INBOX", src.bodies[ms[3].ID]); n != 1 {
 		t.Errorf("large message: %d copies", n)
-	}
-}
-
-// TestBatchSpoolFailureIsFatal: our own spool failing inside a batch is
-// not taken for the message's fault, even from a source that says it
-// delivered it: the run stops.
-func TestBatchSpoolFailureIsFatal(t *testing.T) {
-	src := newBatchSource(map[string]int{"INBOX": 5})
-	src.lie = true
-	sink := newFakeSink()
-	_, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t),
-		MemLimit: 8, TempDir: filepath.Join(t.TempDir(), "missing")})
-	if err == nil || migrate.Classify(err) != migrate.Fatal || !strings.Contains(err.Error(), "spool") {
-		t.Fatalf("want a fatal spool error, got %v", err)
-	}
-	if sink.count() != 0 {
-		t.Errorf("%d messages appended", sink.count())
 	}
 }

@@ -568,16 +568,21 @@ func (s skipAllSource) Fetch(ctx context.Context, m migrate.Message, w io.Writer
 	return nil
 }
 
+// TestSpoolFailureIsFatal: also inside a batch fetch, from a source that
+// says it delivered the message (batchSource.lie).
 func TestSpoolFailureIsFatal(t *testing.T) {
-	src := skipAllSource{newFakeSource(map[string]int{"INBOX": 5})}
-	sink := newFakeSink()
-	_, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t),
-		MemLimit: 8, TempDir: filepath.Join(t.TempDir(), "missing")})
-	if err == nil || migrate.Classify(err) != migrate.Fatal || !strings.Contains(err.Error(), "spool") {
-		t.Fatalf("want a fatal spool error, got %v", err)
-	}
-	if sink.count() != 0 {
-		t.Errorf("%d messages appended", sink.count())
+	lying := newBatchSource(map[string]int{"INBOX": 5})
+	lying.lie = true
+	for _, src := range []migrate.Source{skipAllSource{newFakeSource(map[string]int{"INBOX": 5})}, lying} {
+		sink := newFakeSink()
+		_, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t),
+			MemLimit: 8, TempDir: filepath.Join(t.TempDir(), "missing")})
+		if err == nil || migrate.Classify(err) != migrate.Fatal || !strings.Contains(err.Error(), "spool") {
+			t.Fatalf("%T: want a fatal spool error, got %v", src, err)
+		}
+		if sink.count() != 0 {
+			t.Errorf("%T: %d messages appended", src, sink.count())
+		}
 	}
 }
 
