@@ -239,7 +239,14 @@ func (s *Spool) Write(p []byte) (int, error) {
 			return 0, s.err
 		}
 		s.file = f
-		s.w = bufio.NewWriterSize(f, 256<<10)
+		// A writer no larger than the body announced: the small bodies
+		// of a batch fetch (a unit's, all alive at once) spilled because
+		// the memory budget is full must not each hold 256 KiB.
+		size := 256 << 10
+		if s.expect > 0 && s.expect < int64(size) {
+			size = max(int(s.expect), 4096)
+		}
+		s.w = bufio.NewWriterSize(f, size)
 		if _, err := s.w.Write(s.buf.Bytes()); err != nil {
 			s.err = fmt.Errorf("spool to %s: %w", f.Name(), err)
 			return 0, s.err

@@ -26,18 +26,15 @@ func (e *engine) fetchLoop(ctx context.Context, in <-chan []*job, out chan<- *jo
 		}
 		batched := e.fetchBatch(ctx, unit)
 		for i, j := range unit {
-			var body *Body
-			var err error
-			if batched[i] != nil {
-				body, err = e.finish(j, batched[i])
-				batched[i] = nil
-			} else {
+			body, err := batched[i], error(nil)
+			batched[i] = nil
+			if body == nil {
 				body, err = e.fetch(ctx, j)
 			}
 			if err = e.deliver(ctx, j, body, err, out); err != nil {
-				for _, sp := range batched[i+1:] {
-					if sp != nil {
-						sp.Abort()
+				for _, b := range batched[i+1:] {
+					if b != nil {
+						b.Close()
 					}
 				}
 				return err
@@ -122,15 +119,17 @@ func (e *engine) finish(j *job, sp *Spool) (*Body, error) {
 
 // fetchBatch fetches a unit of two or more messages with one FetchBatch
 // call, when the source has it. It returns a slice as long as unit: the
-// filled spool of each message the source delivered in full, nil for the
-// others (and for every message when the unit was not fetched as a
-// batch), which the caller fetches one by one.
-func (e *engine) fetchBatch(ctx context.Context, unit []*job) []*Spool {
-	spools := make([]*Spool, len(unit))
+// body of each message the source delivered in full (finished at once, so
+// that a spilled spool's file writer is not held while the unit waits for
+// the appenders), nil for the others (and for every message when the unit
+// was not fetched as a batch), which the caller fetches one by one.
+func (e *engine) fetchBatch(ctx context.Context, unit []*job) []*Body {
+	bodies := make([]*Body, len(unit))
 	bf, ok := e.o.Source.(BatchFetcher)
 	if !ok || len(unit) < 2 {
-		return spools
+		return bodies
 	}
+	spools := make([]*Spool, len(unit))
 	msgs := make([]Message, len(unit))
 	ws := make([]io.Writer, len(unit))
 	for i, j := range unit {
@@ -149,16 +148,21 @@ func (e *engine) fetchBatch(ctx context.Context, unit []*job) []*Spool {
 			// A spool that failed (our disk) fails again, and is
 			// classified, in the message's own fetch.
 			sp.Abort()
-			spools[i] = nil
+			continue
+		}
+		if b, err := e.finish(unit[i], sp); err == nil {
+			bodies[i] = b
 		}
 	}
-	return spools
+	return bodies
 }
 
 // Fetch units (fetchUnits): a run of listed messages of one folder fetched
-// with one BatchFetcher call. Small messages only, so that a unit's bodies
-// stay well inside the run's memory budget with every fetcher holding one
-// (callers * maxUnitBytes: 8 MiB with the default 8 transfers, pipeline 4).
+// with one BatchFetcher call. Small messages only, so that the units the
+// fetchers hold (batchFetchersPerConn per source connection) stay well
+// inside the run's memory budget: 16 fetchers with the default 8
+// transfers, 4 MiB; a body the budget has no room for is spooled to a
+// file through a writer no larger than the body (Spool.Write).
 const (
 	maxUnitMessages   = 32
 	maxUnitBytes      = 256 << 10

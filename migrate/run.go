@@ -117,7 +117,8 @@ func Run(ctx context.Context, o Options) (Report, error) {
 
 // pipeline wires the stages: lister -> interleave (several folders in
 // flight) -> fetchers -> appenders (+ settler). Channels are bounded, so the number of
-// bodies alive at once is bounded (nf + na*(queuePerAppender+BatchSize)),
+// bodies alive at once is bounded (nf*maxUnitMessages +
+// na*(queuePerAppender+BatchSize)),
 // and the bytes they hold in memory are bounded by the run's MemBudget:
 // a body that does not fit goes to a temporary file. The queue in front of
 // the appenders lets a batch form while the previous one commits: with 1

@@ -275,7 +275,7 @@ func (s *IMAP) hashUIDs(ctx context.Context, c *imapconn.Conn, folder string, ui
 					if it.Literal == nil {
 						continue
 					}
-					if _, err := imapconn.ReadLiteral(c, io.MultiWriter(h, migrate.CompareWriter(hc), &crlfToLF{w: hl}), it.Literal); err != nil {
+					if _, err := imapconn.ReadLiteral(c, cmd, io.MultiWriter(h, migrate.CompareWriter(hc), &crlfToLF{w: hl}), it.Literal); err != nil {
 						return err // the connection is closed: no cmd.Close
 					}
 					got = true

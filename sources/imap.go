@@ -715,9 +715,8 @@ func (s *IMAP) fetchPart(ctx context.Context, folder string, uid imap.UID, w io.
 		return err
 	})
 	if err == nil {
-		c := sc.Conn
 		section := &imap.FetchItemBodySection{Peek: true, Partial: part}
-		err = c.Do(ctx, func() error {
+		err = s.doShared(ctx, sc, func(c *imapconn.Conn) error {
 			cmd := c.Fetch(imap.UIDSetNum(uid), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
 			for {
 				m := cmd.Next()
@@ -734,7 +733,7 @@ func (s *IMAP) fetchPart(ctx context.Context, folder string, uid imap.UID, w io.
 						if b.Literal == nil {
 							continue // NIL: nothing at this offset
 						}
-						k, err := imapconn.ReadLiteral(c, w, b.Literal)
+						k, err := imapconn.ReadLiteral(c, cmd, w, b.Literal)
 						n += k
 						if err != nil {
 							cut = true
@@ -745,7 +744,6 @@ func (s *IMAP) fetchPart(ctx context.Context, folder string, uid imap.UID, w io.
 			}
 			return cmd.Close()
 		})
-		s.shared.Release(sc, err)
 	}
 	// A failing spool (w) abandons the stream mid-literal: Release has
 	// discarded the connection, and the engine, which asks the spool,
@@ -784,6 +782,24 @@ func (s *IMAP) fetchPart(ctx context.Context, folder string, uid imap.UID, w io.
 	s.mu.Unlock()
 	return true, n, nil
 }
+
+// doShared runs fn on sc's connection (Conn.Do) and releases sc with the
+// outcome. A panic in fn goes on up, and releases sc as broken (its
+// stream is in an unknown state) instead of keeping its place for good.
+func (s *IMAP) doShared(ctx context.Context, sc *imapconn.SharedConn, fn func(c *imapconn.Conn) error) error {
+	released := false
+	defer func() {
+		if !released {
+			s.shared.Release(sc, errPanicked)
+		}
+	}()
+	err := sc.Conn.Do(ctx, func() error { return fn(sc.Conn) })
+	released = true
+	s.shared.Release(sc, err)
+	return err
+}
+
+var errPanicked = errors.New("IMAP source: panic while the connection was in use")
 
 // isSuspect says the last fetch of uid in folder failed with its
 // connection (not with an answer of the server's).

@@ -21,8 +21,9 @@ import (
 // FETCH, a message the server does not send, a writer that fails) leaves
 // the messages not yet delivered to the engine's one-by-one Fetch, which
 // classifies and retries them as it does any message. A message whose
-// literal the connection went down in is marked a suspect, so that its
-// next fetch runs alone (see fetchPart). A message a previous fetch marked
+// literal the connection went down in (or whose writer failed: the
+// stream is abandoned mid-literal either way) is marked a suspect, so that
+// its next fetch runs alone (see fetchPart). A message a previous fetch marked
 // so is left out of the batch for the same reason.
 //
 // A response whose body comes before its UID cannot be told apart from
@@ -62,10 +63,9 @@ func (s *IMAP) FetchBatch(ctx context.Context, msgs []migrate.Message, ws []io.W
 	if err != nil {
 		return done
 	}
-	c := sc.Conn
 	started := make([]bool, len(msgs))
 	cutIn := imap.UID(0) // the message whose literal the connection went down in
-	err = c.Do(ctx, func() error {
+	err = s.doShared(ctx, sc, func(c *imapconn.Conn) error {
 		section := &imap.FetchItemBodySection{Peek: true}
 		cmd := c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
 		for m := cmd.Next(); m != nil; m = cmd.Next() {
@@ -86,7 +86,7 @@ func (s *IMAP) FetchBatch(ctx context.Context, msgs []migrate.Message, ws []io.W
 						started[i] = true
 						w = ws[i]
 					}
-					if _, err := imapconn.ReadLiteral(c, w, it.Literal); err != nil {
+					if _, err := imapconn.ReadLiteral(c, cmd, w, it.Literal); err != nil {
 						cutIn = uid
 						return err // the connection is closed: no cmd.Close
 					}
@@ -98,7 +98,6 @@ func (s *IMAP) FetchBatch(ctx context.Context, msgs []migrate.Message, ws []io.W
 		}
 		return cmd.Close()
 	})
-	s.shared.Release(sc, err)
 	if cutIn != 0 && imapconn.IMAPError(err) == nil && ctx.Err() == nil {
 		s.mu.Lock()
 		s.suspects[cutKey(folder, cutIn)] = true

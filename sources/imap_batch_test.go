@@ -3,6 +3,7 @@ package sources_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -151,5 +152,59 @@ func TestIMAPFetchBatchCut(t *testing.T) {
 	var b bytes.Buffer
 	if err := f.src.Fetch(context.Background(), migrate.Message{Mailbox: "F", Loc: "F", ID: "3", Size: int64(len(f.bodies["3"]))}, &b); err != nil || !bytes.Equal(b.Bytes(), f.bodies["3"]) {
 		t.Fatalf("Fetch of the suspect: %v", err)
+	}
+}
+
+// panicWriter panics on its first write, as a bug in a spool would.
+type panicWriter struct{}
+
+func (panicWriter) Write([]byte) (int, error) { panic("spool bug") }
+
+// TestIMAPFetchBatchPanicReleases: a panic while a batch holds the
+// folder's connection goes on up, and gives the connection's place back:
+// with one connection allowed, the next fetch gets one instead of
+// waiting for good.
+func TestIMAPFetchBatchPanicReleases(t *testing.T) {
+	f := newBatchFixture(t, 3, fakeimap.Options{})
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("FetchBatch did not pass the panic on")
+			}
+		}()
+		msgs := []migrate.Message{{Mailbox: "F", Loc: "F", ID: "1"}, {Mailbox: "F", Loc: "F", ID: "2"}}
+		f.src.FetchBatch(context.Background(), msgs, []io.Writer{panicWriter{}, &bytes.Buffer{}})
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var b bytes.Buffer
+	if err := f.src.Fetch(ctx, migrate.Message{Mailbox: "F", Loc: "F", ID: "3", Size: int64(len(f.bodies["3"]))}, &b); err != nil || !bytes.Equal(b.Bytes(), f.bodies["3"]) {
+		t.Fatalf("Fetch after the panic: %v", err)
+	}
+}
+
+// failWriter fails every write, as a spool on a full disk does.
+type failWriter struct{}
+
+func (failWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// TestIMAPFetchWriterFails: a writer that fails in the middle of a body
+// (our disk is full) ends the fetch with an error, whether alone or in a
+// batch, instead of hanging on the abandoned connection, and the next
+// fetch gets a connection.
+func TestIMAPFetchWriterFails(t *testing.T) {
+	f := newBatchFixture(t, 3, fakeimap.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	msgs := []migrate.Message{{Mailbox: "F", Loc: "F", ID: "1"}, {Mailbox: "F", Loc: "F", ID: "2"}}
+	if done := f.src.FetchBatch(ctx, msgs, []io.Writer{failWriter{}, &bytes.Buffer{}}); done[0] || done[1] {
+		t.Fatalf("done %v after the writer failed", done)
+	}
+	if err := f.src.Fetch(ctx, migrate.Message{Mailbox: "F", Loc: "F", ID: "2", Size: int64(len(f.bodies["2"]))}, failWriter{}); err == nil {
+		t.Fatal("Fetch into a failing writer: no error")
+	}
+	var b bytes.Buffer
+	if err := f.src.Fetch(ctx, migrate.Message{Mailbox: "F", Loc: "F", ID: "3", Size: int64(len(f.bodies["3"]))}, &b); err != nil || !bytes.Equal(b.Bytes(), f.bodies["3"]) {
+		t.Fatalf("Fetch after: %v", err)
 	}
 }

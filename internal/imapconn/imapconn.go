@@ -407,9 +407,14 @@ func (c *Conn) Do(ctx context.Context, fn func() error) error {
 	stop := context.AfterFunc(ctx, func() { c.Client.Close() })
 	c.act.busy.Add(1)
 	c.act.touch()
-	err := fn()
-	c.act.busy.Add(-1)
-	stop()
+	err := func() error {
+		// A panic in fn goes on up, but leaves the connection idle.
+		defer func() {
+			c.act.busy.Add(-1)
+			stop()
+		}()
+		return fn()
+	}()
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -592,8 +597,11 @@ func (noDeadlines) SetWriteDeadline(time.Time) error { return nil }
 // the kernel has them: go-imap reads through a 4 KiB buffer, so a stream
 // of pipelined FETCH responses (several messages a read) cost a system
 // call per 4 KiB or per literal. Below TLS, what it holds is records TLS
-// has still to check; a plaintext connection's STARTTLS reply is read
-// above it (startTLS), which refuses bytes that follow the reply.
+// has still to check. A plaintext connection's STARTTLS reply is read
+// above it (startTLS), which refuses bytes that follow the reply in its
+// own 4 KiB buffer; bytes beyond those are left here and go into the TLS
+// handshake, which fails on them: nothing sent before TLS is taken as
+// sent inside it.
 type readBuffer struct {
 	net.Conn
 	r *bufio.Reader

@@ -45,24 +45,68 @@ func Retry(ctx context.Context, op func() error) error {
 	}
 }
 
-// ReadLiteral copies the literal lit (a FETCH body) to w and fails when it
-// ends short. go-imap (beta.8) ends a literal cut by a lost connection
-// with io.EOF, as if it were complete; and going on to the next item then
-// drains it again while the client's reader goroutine reads the same
-// buffer (a data race). So a short literal closes c and returns
+// ReadLiteral copies the literal lit (a FETCH body of cmd) to w and fails
+// when it ends short. go-imap (beta.8) ends a literal cut by a lost
+// connection with io.EOF, as if it were complete; and going on to the
+// next item then drains it again while the client's reader goroutine reads
+// the same buffer (a data race). So a short literal closes c and returns
 // io.ErrUnexpectedEOF: the caller must not touch the command again.
+//
+// A copy stopped by w (it failed: our disk is full) or by a panic in it
+// gives the command up too (see abandon) and closes c; a panic goes on up
+// after that. The caller must not touch cmd again either.
 //
 // The copy goes through a buffer from a pool: io.Copy made a new 32 KB one
 // for every message.
-func ReadLiteral(c *Conn, w io.Writer, lit imap.LiteralReader) (int64, error) {
+func ReadLiteral(c *Conn, cmd *imapclient.FetchCommand, w io.Writer, lit imap.LiteralReader) (n int64, err error) {
 	buf := copyBuffers.Get().(*[]byte)
-	n, err := io.CopyBuffer(w, lit, *buf)
+	r := &errSeen{r: lit}
+	defer func() {
+		if v := recover(); v != nil {
+			c.abandon(cmd, r)
+			panic(v)
+		}
+	}()
+	n, err = io.CopyBuffer(w, r, *buf)
 	copyBuffers.Put(buf)
 	if err == nil && n < lit.Size() {
 		err = fmt.Errorf("literal of %d bytes ended after %d: %w", lit.Size(), n, io.ErrUnexpectedEOF)
 	}
 	if err != nil {
-		c.Client.Close()
+		c.abandon(cmd, r)
+	}
+	return n, err
+}
+
+// abandon closes c after a copy out of lit stopped, and gives up cmd.
+// go-imap's reader goroutine waits until a literal has been read to its
+// end or to an error, and then goes on parsing what its buffers hold,
+// maybe to the next message's literal, for which it waits in turn; and
+// Client.Close waits for that goroutine. So a literal its copy did not
+// read to the end (w stopped it) is read away to its end, the rest of the
+// command too, and only then the client closed: without it, that
+// Client.Close hung for good. A literal that failed itself (the
+// connection went down) is not read again (the data race above): the
+// client is closed at once, as there is nothing more to read.
+func (c *Conn) abandon(cmd *imapclient.FetchCommand, lit *errSeen) {
+	if !lit.seen {
+		if _, err := io.Copy(io.Discard, lit); err == nil && cmd != nil {
+			cmd.Close()
+		}
+	}
+	c.Client.Close()
+}
+
+// errSeen is a reader that remembers whether its reader failed or ended.
+type errSeen struct {
+	r    io.Reader
+	seen bool
+}
+
+func (e *errSeen) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil {
+		e.seen = true
 	}
 	return n, err
 }
@@ -76,7 +120,7 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 // error is returned. Call it inside Do.
 func CollectEach(c *Conn, cmd *imapclient.FetchCommand, fn func(*imapclient.FetchMessageBuffer)) error {
 	for m := cmd.Next(); m != nil; m = cmd.Next() {
-		buf, err := Collect(c, m)
+		buf, err := Collect(c, cmd, m)
 		if err != nil {
 			return err
 		}
@@ -90,7 +134,7 @@ func CollectEach(c *Conn, cmd *imapclient.FetchCommand, fn func(*imapclient.Fetc
 // body sections read by ReadLiteral: a literal cut short is an error that
 // closes c, never a short value taken for the whole (see ReadLiteral).
 // After an error the caller must not touch the command again.
-func Collect(c *Conn, m *imapclient.FetchMessageData) (*imapclient.FetchMessageBuffer, error) {
+func Collect(c *Conn, cmd *imapclient.FetchCommand, m *imapclient.FetchMessageData) (*imapclient.FetchMessageBuffer, error) {
 	buf := &imapclient.FetchMessageBuffer{SeqNum: m.SeqNum}
 	for {
 		item := m.Next()
@@ -109,7 +153,7 @@ func Collect(c *Conn, m *imapclient.FetchMessageData) (*imapclient.FetchMessageB
 		case imapclient.FetchItemDataBodySection:
 			var b bytes.Buffer
 			if it.Literal != nil {
-				if _, err := ReadLiteral(c, &b, it.Literal); err != nil {
+				if _, err := ReadLiteral(c, cmd, &b, it.Literal); err != nil {
 					return buf, err
 				}
 			}
