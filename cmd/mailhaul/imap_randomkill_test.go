@@ -29,7 +29,8 @@ func startMailhaul(t *testing.T, env []string, args ...string) (*exec.Cmd, *byte
 }
 
 // TestIMAPRandomKills kills an IMAP -> IMAP copy with SIGKILL at 30+
-// random wall-clock moments (seeded, the seed is logged), both servers
+// random wall-clock moments within the time an uninterrupted copy takes
+// (seeded, the seed is logged), both servers
 // behind a proxy that adds 10 ms each way, and resumes after each kill at
 // once: the destination then holds every source message exactly once. At
 // random moments an APPEND is in flight far more often than at the step
@@ -45,7 +46,7 @@ func TestIMAPRandomKills(t *testing.T) {
 	var users []testserver.Option
 	// Rounds that finish before their kill use up accounts: enough for
 	// a copy fast enough to finish most of them.
-	for i := 0; i < 48; i++ {
+	for i := 0; i < 64; i++ {
 		users = append(users, testserver.WithUser(fmt.Sprintf("r%d", i), fmt.Sprintf("pw-r%d-secret", i)))
 	}
 	src := testserver.StartDovecot(t)
@@ -94,10 +95,20 @@ func TestIMAPRandomKills(t *testing.T) {
 		next()
 	}
 	next()
+	// The kill moments are drawn from the time a whole copy takes here
+	// (the first round, not killed): a fixed window made most runs of a
+	// faster build finish before their kill, and the rounds ran out.
+	start := time.Now()
+	if r := runMailhaul(t, env, args...); r.code != 0 {
+		t.Fatalf("uninterrupted run: exit %d\n%s", r.code, r.stderr)
+	}
+	full := time.Since(start)
+	t.Logf("an uninterrupted copy takes %s", full.Round(time.Millisecond))
+	check()
 	kills := 0
 	for kills < 30 {
 		cmd, se := startMailhaul(t, env, args...)
-		wait := time.Duration(150+rng.Intn(1500)) * time.Millisecond
+		wait := full/20 + time.Duration(rng.Int63n(int64(full*6/10)+1))
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
 		select {
