@@ -649,10 +649,7 @@ func (s *IMAP) Fetch(ctx context.Context, msg migrate.Message, w io.Writer) erro
 		return migrate.SkipMessage(fmt.Errorf("IMAP source: bad message id %q", msg.ID))
 	}
 	uid := imap.UID(uid64)
-	folder := msg.Loc
-	if folder == "" {
-		folder = s.serverName(msg.Mailbox)
-	}
+	folder := s.folderOf(msg)
 	if msg.Size <= rangeFetchOver {
 		_, _, err := s.fetchPart(ctx, folder, uid, w, nil)
 		return err
@@ -710,10 +707,7 @@ func (s *IMAP) fetchPart(ctx context.Context, folder string, uid imap.UID, w io.
 		// give up and stop the run.
 		key = cutKey(folder, uid)
 	}
-	sc, err := s.shared.Acquire(ctx, key, func(c *imapconn.Conn) error {
-		_, err := s.examine(ctx, c, folder, epoch)
-		return err
-	})
+	sc, err := s.acquire(ctx, key, folder, epoch)
 	if err == nil {
 		section := &imap.FetchItemBodySection{Peek: true, Partial: part}
 		err = s.doShared(ctx, sc, func(c *imapconn.Conn) error {
@@ -749,9 +743,7 @@ func (s *IMAP) fetchPart(ctx context.Context, folder string, uid imap.UID, w io.
 	// discarded the connection, and the engine, which asks the spool,
 	// treats that failure as fatal whatever class is given here.
 	if err != nil && imapconn.IMAPError(err) == nil && ctx.Err() == nil {
-		s.mu.Lock()
-		s.suspects[cutKey(folder, uid)] = true
-		s.mu.Unlock()
+		s.suspect(folder, uid)
 	}
 	switch {
 	case err != nil:
@@ -800,6 +792,32 @@ func (s *IMAP) doShared(ctx context.Context, sc *imapconn.SharedConn, fn func(c 
 }
 
 var errPanicked = errors.New("IMAP source: panic while the connection was in use")
+
+// folderOf is the server name of msg's folder.
+func (s *IMAP) folderOf(msg migrate.Message) string {
+	if msg.Loc != "" {
+		return msg.Loc
+	}
+	return s.serverName(msg.Mailbox)
+}
+
+// acquire gets a shared body connection (key: the folder, or a message
+// fetched alone) with folder EXAMINEd, its UIDVALIDITY checked against
+// epoch.
+func (s *IMAP) acquire(ctx context.Context, key, folder, epoch string) (*imapconn.SharedConn, error) {
+	return s.shared.Acquire(ctx, key, func(c *imapconn.Conn) error {
+		_, err := s.examine(ctx, c, folder, epoch)
+		return err
+	})
+}
+
+// suspect records that a fetch of uid in folder went down with its
+// connection (see isSuspect).
+func (s *IMAP) suspect(folder string, uid imap.UID) {
+	s.mu.Lock()
+	s.suspects[cutKey(folder, uid)] = true
+	s.mu.Unlock()
+}
 
 // isSuspect says the last fetch of uid in folder failed with its
 // connection (not with an answer of the server's).

@@ -35,10 +35,7 @@ func (s *IMAP) FetchBatch(ctx context.Context, msgs []migrate.Message, ws []io.W
 	if len(msgs) == 0 {
 		return done
 	}
-	folder := msgs[0].Loc
-	if folder == "" {
-		folder = s.serverName(msgs[0].Mailbox)
-	}
+	folder := s.folderOf(msgs[0])
 	index := make(map[imap.UID]int, len(msgs))
 	var set imap.UIDSet
 	for i, m := range msgs {
@@ -56,10 +53,7 @@ func (s *IMAP) FetchBatch(ctx context.Context, msgs []migrate.Message, ws []io.W
 		return done
 	}
 	epoch := s.epoch(folder)
-	sc, err := s.shared.Acquire(ctx, folder, func(c *imapconn.Conn) error {
-		_, err := s.examine(ctx, c, folder, epoch)
-		return err
-	})
+	sc, err := s.acquire(ctx, folder, folder, epoch)
 	if err != nil {
 		return done
 	}
@@ -99,9 +93,7 @@ func (s *IMAP) FetchBatch(ctx context.Context, msgs []migrate.Message, ws []io.W
 		return cmd.Close()
 	})
 	if cutIn != 0 && imapconn.IMAPError(err) == nil && ctx.Err() == nil {
-		s.mu.Lock()
-		s.suspects[cutKey(folder, cutIn)] = true
-		s.mu.Unlock()
+		s.suspect(folder, cutIn)
 	}
 	if t := imapconn.Throttled(err); t != nil {
 		s.shared.Throttled()
