@@ -39,7 +39,7 @@ func (s *IMAP) scanHeaders(ctx context.Context, folder string, section *imap.Fet
 		}
 		return c.Do(ctx, func() error {
 			cmd := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{RFC822Size: true, BodySection: []*imap.FetchItemBodySection{section}})
-			return imapconn.CollectEach(c, cmd, func(buf *imapclient.FetchMessageBuffer) {
+			return imapconn.CollectEach(c, cmd, nil, func(buf *imapclient.FetchMessageBuffer) {
 				if fnErr == nil {
 					fnErr = fn(buf.FindBodySection(section), buf.RFC822Size)
 				}

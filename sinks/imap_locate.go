@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"io"
 	"sort"
 	"strconv"
@@ -122,7 +123,7 @@ func (s *IMAP) locate(ctx context.Context, c *imapconn.Conn, folder string, ins 
 		set := imap.UIDSet{imap.UIDRange{Start: from, Stop: 0}}
 		cmd := c.Fetch(set, &imap.FetchOptions{UID: true, RFC822Size: true,
 			BodySection: []*imap.FetchItemBodySection{messageIDHeader}})
-		return imapconn.CollectEach(c, cmd, func(buf *imapclient.FetchMessageBuffer) {
+		return imapconn.CollectEach(c, cmd, set, func(buf *imapclient.FetchMessageBuffer) {
 			if buf.UID < from {
 				return // "from:*" includes the highest UID even below from
 			}
@@ -253,8 +254,17 @@ func (s *IMAP) hashUIDs(ctx context.Context, c *imapconn.Conn, folder string, ui
 	}
 	section := &imap.FetchItemBodySection{Peek: true}
 	hashed := 0
+	keep := func(uid imap.UID, h, hc, hl hash.Hash) {
+		sm := sums{hex.EncodeToString(h.Sum(nil)), hex.EncodeToString(hc.Sum(nil)), hex.EncodeToString(hl.Sum(nil))}
+		out[uid] = sm
+		s.mu.Lock()
+		s.hashes[makeRef(uidValidity, uid, folder)] = sm
+		s.mu.Unlock()
+		hashed++
+	}
 	err := c.Do(ctx, func() error {
-		cmd := c.Fetch(imap.UIDSetNum(todo...), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+		set := imap.UIDSetNum(todo...)
+		cmd := c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
 		for {
 			msg := cmd.Next()
 			if msg == nil {
@@ -282,15 +292,25 @@ func (s *IMAP) hashUIDs(ctx context.Context, c *imapconn.Conn, folder string, ui
 				}
 			}
 			if uid != 0 && got {
-				sm := sums{hex.EncodeToString(h.Sum(nil)), hex.EncodeToString(hc.Sum(nil)), hex.EncodeToString(hl.Sum(nil))}
-				out[uid] = sm
-				s.mu.Lock()
-				s.hashes[makeRef(uidValidity, uid, folder)] = sm
-				s.mu.Unlock()
-				hashed++
+				keep(uid, h, hc, hl)
 			}
 		}
-		return cmd.Close()
+		if err := cmd.Close(); err != nil {
+			return err
+		}
+		// Responses whose UID came after their body (imapconn/orphans.go).
+		for _, o := range c.TakeOrphans(func(o *imapconn.Orphan) bool { return set.Contains(o.UID) }) {
+			if r, _, ok := o.Section(imapconn.WholeBody(0)); ok {
+				if _, seen := out[o.UID]; !seen {
+					h, hc, hl := sha256.New(), sha256.New(), sha256.New()
+					if _, err := io.Copy(io.MultiWriter(h, migrate.CompareWriter(hc), &crlfToLF{w: hl}), r); err == nil {
+						keep(o.UID, h, hc, hl)
+					}
+				}
+			}
+			o.Close()
+		}
+		return nil
 	})
 	if err != nil {
 		err = imapconn.Classify(fmt.Errorf("fetch %d messages to compare (%d read before the error, %d earlier): %w", len(todo), hashed, len(uids)-len(todo), err))

@@ -486,7 +486,7 @@ func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 			return imapconn.Classify(s.withConn(ctx, func(c *imapconn.Conn) error {
 				return s.examineThen(ctx, c, folder, mb.Epoch, func() func() error {
 					cmd := c.Fetch(imap.UIDSet{imap.UIDRange{Start: 1}}, listOptions)
-					return func() error { return imapconn.CollectEach(c, cmd, keep) }
+					return func() error { return imapconn.CollectEach(c, cmd, imap.UIDSet{imap.UIDRange{Start: 1}}, keep) }
 				})
 			}))
 		})
@@ -527,7 +527,8 @@ func (s *IMAP) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 					return err
 				}
 				return c.Do(ctx, func() error {
-					return imapconn.CollectEach(c, c.Fetch(imap.UIDSetNum(uids[start:end]...), listOptions), keep)
+					set := imap.UIDSetNum(uids[start:end]...)
+					return imapconn.CollectEach(c, c.Fetch(set, listOptions), set, keep)
 				})
 			}))
 		})
@@ -736,7 +737,26 @@ func (s *IMAP) fetchPart(ctx context.Context, folder string, uid imap.UID, w io.
 					}
 				}
 			}
-			return cmd.Close()
+			if err := cmd.Close(); err != nil || found {
+				return err
+			}
+			// The UID may have come after the body (orphans.go).
+			var offset int64
+			if part != nil {
+				offset = part.Offset
+			}
+			for _, o := range c.TakeOrphans(func(o *imapconn.Orphan) bool { return o.UID == uid }) {
+				defer o.Close()
+				if r, _, ok := o.Section(imapconn.WholeBody(offset)); ok && !found {
+					found = true
+					k, err := io.Copy(w, r)
+					n += k
+					if err != nil {
+						return err // w failed: the engine asks it
+					}
+				}
+			}
+			return nil
 		})
 	}
 	// A failing spool (w) abandons the stream mid-literal: Release has

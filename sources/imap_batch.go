@@ -26,10 +26,9 @@ import (
 // its next fetch runs alone (see fetchPart). A message a previous fetch marked
 // so is left out of the batch for the same reason.
 //
-// A response whose body comes before its UID cannot be told apart from
-// the others'. go-imap's client hands such a response to no command (it
-// reads the UID first to know whose it is); were one to reach here, its
-// literal would be read and dropped.
+// A response whose body comes before its UID reaches no command (go-imap
+// reads the UID first to know whose it is): the connection keeps it, and
+// it is delivered from there once the command has ended (orphans.go).
 func (s *IMAP) FetchBatch(ctx context.Context, msgs []migrate.Message, ws []io.Writer) []bool {
 	done := make([]bool, len(msgs))
 	if len(msgs) == 0 {
@@ -90,7 +89,20 @@ func (s *IMAP) FetchBatch(ctx context.Context, msgs []migrate.Message, ws []io.W
 				}
 			}
 		}
-		return cmd.Close()
+		if err := cmd.Close(); err != nil {
+			return err
+		}
+		// Responses whose UID came after their body (orphans.go).
+		for _, o := range c.TakeOrphans(func(o *imapconn.Orphan) bool { _, ok := index[o.UID]; return ok }) {
+			i := index[o.UID]
+			if r, _, ok := o.Section(imapconn.WholeBody(0)); ok && !started[i] {
+				started[i] = true
+				_, err := io.Copy(ws[i], r)
+				done[i] = err == nil
+			}
+			o.Close()
+		}
+		return nil
 	})
 	if cutIn != 0 && imapconn.IMAPError(err) == nil && ctx.Err() == nil {
 		s.suspect(folder, cutIn)

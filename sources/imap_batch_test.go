@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -111,15 +112,86 @@ func TestIMAPFetchBatch(t *testing.T) {
 }
 
 // TestIMAPFetchBatchUIDLast: a server that sends the UID after the body
-// gives bodies that cannot be told apart (go-imap hands them to no
-// command): none is delivered and nothing is written to any message.
+// (go-imap hands such responses to no command) still has every message
+// delivered, byte for byte, to its own writer, by one UID FETCH; one it
+// does not hold is not delivered, and nothing is written to it.
 func TestIMAPFetchBatchUIDLast(t *testing.T) {
-	f := newBatchFixture(t, 3, fakeimap.Options{UIDLast: true})
-	done, bufs := f.batch(t, "1", "2", "3")
-	for i := range done {
-		if done[i] || bufs[i].Len() != 0 {
-			t.Fatalf("message %d delivered (%v) or written to (%d bytes)", i, done[i], bufs[i].Len())
+	f := newBatchFixture(t, 4, fakeimap.Options{UIDLast: true})
+	done, bufs := f.batch(t, "3", "1", "99", "2")
+	if fmt.Sprint(done) != "[true true false true]" {
+		t.Fatalf("done %v, want all but UID 99", done)
+	}
+	for i, u := range []string{"3", "1", "", "2"} {
+		if u != "" && !bytes.Equal(bufs[i].Bytes(), f.bodies[u]) {
+			t.Errorf("UID %s: got %q, want %q", u, bufs[i].Bytes(), f.bodies[u])
 		}
+	}
+	if bufs[2].Len() != 0 {
+		t.Errorf("UID 99 was written to: %q", bufs[2])
+	}
+	if got := f.fetches(); len(got) != 1 {
+		t.Fatalf("%d UID FETCH commands (%v), want 1", len(got), got)
+	}
+}
+
+// TestIMAPFetchUIDLast: single fetches from a server that sends the UID
+// after the body, of a small message, of one kept in a temporary file
+// while it waits for its UID (above 256 KiB), and of one fetched in
+// ranges (above 8 MiB: "BODY[]<4194304>"), give the exact bytes, and
+// leave no temporary file behind; the listing sees every message.
+func TestIMAPFetchUIDLast(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	srv := fakeimap.Start(t, fakeimap.Options{UIDLast: true})
+	srv.AddUser("u", "p")
+	if err := srv.Create("u", "F"); err != nil {
+		t.Fatal(err)
+	}
+	bodies := map[string][]byte{}
+	for _, n := range []int{100, 300 << 10, 9<<20 + 17} {
+		body := []byte(fmt.Sprintf("Message-ID: <%d@x>\r\nSubject: %d\r\n\r\n", n, n))
+		for len(body) < n {
+			body = append(body, fmt.Sprintf("line %d of a long message\r\n", len(body))...)
+		}
+		uid, err := srv.Append("u", "F", body, nil, time.Unix(1600000000, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies[fmt.Sprint(uid)] = body
+	}
+	src := openFake(t, srv)
+	defer src.Close()
+	mbs, err := src.Mailboxes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []migrate.Message
+	for _, mb := range mbs {
+		if mb.Name != "F" {
+			continue
+		}
+		if err := src.List(context.Background(), mb, func(m migrate.Message) error { listed = append(listed, m); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(listed) != len(bodies) {
+		t.Fatalf("listed %d messages, want %d", len(listed), len(bodies))
+	}
+	for _, m := range listed {
+		want := bodies[m.ID]
+		if m.Size != int64(len(want)) || m.MessageID == "" {
+			t.Errorf("UID %s listed with size %d (want %d), Message-ID %q", m.ID, m.Size, len(want), m.MessageID)
+		}
+		var b bytes.Buffer
+		if err := src.Fetch(context.Background(), m, &b); err != nil {
+			t.Fatalf("UID %s: %v", m.ID, err)
+		}
+		if !bytes.Equal(b.Bytes(), want) {
+			t.Errorf("UID %s: got %d bytes, want %d, not the same", m.ID, b.Len(), len(want))
+		}
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
 	}
 }
 

@@ -75,8 +75,9 @@ func (s *IMAP) Headers(ctx context.Context, msgs []migrate.Message, fn func(int,
 					return err
 				}
 				return c.Do(ctx, func() error {
-					cmd := c.Fetch(imap.UIDSetNum(uids...), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{headerSection}})
-					return imapconn.CollectEach(c, cmd, func(buf *imapclient.FetchMessageBuffer) {
+					set := imap.UIDSetNum(uids...)
+					cmd := c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{headerSection}})
+					return imapconn.CollectEach(c, cmd, set, func(buf *imapclient.FetchMessageBuffer) {
 						if i, ok := index[buf.UID]; ok {
 							for _, bs := range buf.BodySection {
 								got[i] = bs.Bytes

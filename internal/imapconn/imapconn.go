@@ -133,6 +133,9 @@ type Config struct {
 	// are rewritten to non-synchronising ones on imaps:// and plaintext
 	// connections, saving a round trip per APPEND).
 	NoLiteralPlus bool
+	// SpillDir holds the temporary files of large FETCH responses whose
+	// UID came after their body (see orphans.go); "" is os.TempDir().
+	SpillDir string
 }
 
 // Conn is one authenticated connection. It is used by one goroutine at a
@@ -144,6 +147,7 @@ type Conn struct {
 	lp       *literalPlusConn // the cleartext stream (trace, LITERAL+)
 	bin      *binaryConn      // what go-imap writes to (literal8, MULTIAPPEND)
 	trace    *redactor        // nil without Config.Trace
+	orphans  *orphans         // FETCH responses no command got (orphans.go)
 	timedOut atomic.Bool
 	done     chan struct{}
 	once     sync.Once
@@ -187,12 +191,12 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 	act := &activityConn{Conn: raw}
 	act.touch()
 	in := newReadBuffer(act)
-	opts := &imapclient.Options{TLSConfig: tcfg}
 	var trace *redactor
 	if cfg.Trace != nil {
 		trace = newRedactor(cfg.Trace, cfg.Password)
 	}
-	c := &Conn{cfg: cfg, act: act, done: make(chan struct{}), trace: trace}
+	c := &Conn{cfg: cfg, act: act, done: make(chan struct{}), trace: trace, orphans: newOrphans()}
+	opts := &imapclient.Options{TLSConfig: tcfg, UnilateralDataHandler: &imapclient.UnilateralDataHandler{Fetch: c.orphanFetch}}
 	// Until the client exists, a deadline bounds the handshake.
 	handshake := time.Now().Add(dt)
 	raw.SetDeadline(handshake)
@@ -502,7 +506,9 @@ func (c *Conn) Close() error {
 		c.Do(ctx, func() error { return c.Logout().Wait() })
 		cancel()
 	}
-	return c.Client.Close()
+	err := c.Client.Close()
+	c.closeOrphans()
+	return err
 }
 
 // Select selects (readOnly: examines) mailbox unless it is already
@@ -512,6 +518,7 @@ func (c *Conn) Select(ctx context.Context, mailbox string, readOnly bool) (*imap
 		return c.SelectData, nil
 	}
 	c.Selected, c.SelectData = "", nil
+	c.orphans.newMailbox()
 	var data *imap.SelectData
 	err := c.Do(ctx, func() error {
 		var err error
@@ -568,6 +575,7 @@ func (c *Conn) SelectThen(ctx context.Context, mailbox string, readOnly bool, se
 // selected.
 func (c *Conn) SendSelect(mailbox string, readOnly bool) (wait func() (*imap.SelectData, error)) {
 	c.Selected, c.SelectData = "", nil
+	c.orphans.newMailbox()
 	cmd := c.Client.Select(mailbox, &imap.SelectOptions{ReadOnly: readOnly})
 	return func() (*imap.SelectData, error) {
 		data, err := cmd.Wait()

@@ -115,10 +115,13 @@ func (e *errSeen) Read(p []byte) (int, error) {
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // CollectEach reads every message of cmd with Collect and calls fn for
-// each, in the order the server sent them, then closes cmd. After a
-// Collect error c is closed and cmd is left alone (see Collect); that
-// error is returned. Call it inside Do.
-func CollectEach(c *Conn, cmd *imapclient.FetchCommand, fn func(*imapclient.FetchMessageBuffer)) error {
+// each, in the order the server sent them, then closes cmd. For a UID
+// FETCH of the set uids, the responses that reached no command because
+// their UID came after a literal (orphans.go) follow, in the order they
+// came; a FETCH by sequence numbers passes nil (go-imap routes those
+// itself). After a Collect error c is closed and cmd is left alone (see
+// Collect); that error is returned. Call it inside Do.
+func CollectEach(c *Conn, cmd *imapclient.FetchCommand, uids imap.UIDSet, fn func(*imapclient.FetchMessageBuffer)) error {
 	for m := cmd.Next(); m != nil; m = cmd.Next() {
 		buf, err := Collect(c, cmd, m)
 		if err != nil {
@@ -126,7 +129,16 @@ func CollectEach(c *Conn, cmd *imapclient.FetchCommand, fn func(*imapclient.Fetc
 		}
 		fn(buf)
 	}
-	return cmd.Close()
+	if err := cmd.Close(); err != nil || uids == nil {
+		return err
+	}
+	for _, o := range c.TakeOrphans(func(o *Orphan) bool { return uids.Contains(o.UID) }) {
+		if len(o.files) == 0 {
+			fn(&o.FetchMessageBuffer)
+		}
+		o.Close()
+	}
+	return nil
 }
 
 // Collect is imapclient.FetchMessageData.Collect for the items mailhaul

@@ -82,7 +82,7 @@ func TestSelectThenPipelines(t *testing.T) {
 	send := func() func() error {
 		cmd := c.Fetch(imap.UIDSet{imap.UIDRange{Start: 1}}, &imap.FetchOptions{UID: true, Flags: true})
 		return func() error {
-			return CollectEach(c, cmd, func(b *imapclient.FetchMessageBuffer) { uids = append(uids, b.UID) })
+			return CollectEach(c, cmd, imap.UIDSet{imap.UIDRange{Start: 1}}, func(b *imapclient.FetchMessageBuffer) { uids = append(uids, b.UID) })
 		}
 	}
 	data, err := c.SelectThen(ctx, "Work", true, send)
