@@ -54,6 +54,11 @@ func SourceTargets() []SourceTarget {
 		{Name: "imap@minimal", Seed: func(t *testing.T, msgs []Msg) (func(*testing.T) migrate.Source, func(*testing.T) string) {
 			return seedFake(t, msgs, fakeimap.Options{NoUIDPlus: true, NoSpecialUse: true, NoLiteralPlus: true, NoNamespace: true, NoListStatus: true})
 		}, Flags: true, Dates: true},
+		// Sends each FETCH response's UID after its body, which go-imap
+		// routes to no command (imapconn/orphans.go).
+		{Name: "imap@uid-last", Seed: func(t *testing.T, msgs []Msg) (func(*testing.T) migrate.Source, func(*testing.T) string) {
+			return seedFake(t, msgs, fakeimap.Options{UIDLast: true})
+		}, Flags: true, Dates: true},
 		{Name: "pop3@dovecot", Seed: seedDovecotPOP3, CRLF: true, OneFolder: true},
 		{Name: "pop3@fake", Seed: seedFakePOP3, CRLF: true, OneFolder: true},
 	}

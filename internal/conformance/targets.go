@@ -95,6 +95,9 @@ func SinkTargets() []TargetFunc {
 		// names (as Dovecot's Maildir++ layout).
 		fakeFunc("imap@minimal", fakeimap.Options{NoUIDPlus: true, NoSpecialUse: true, NoLiteralPlus: true, NoNamespace: true, NoListStatus: true,
 			ForbiddenChars: ".", PermanentFlags: []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}}),
+		// Sends each FETCH response's UID after its body: the copies
+		// recovery looks for are found all the same.
+		fakeFunc("imap@uid-last", fakeimap.Options{UIDLast: true}),
 	}
 }
 
