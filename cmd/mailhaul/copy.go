@@ -402,8 +402,8 @@ func printSummary(w io.Writer, r migrate.Report) {
 	if r.Duplicates > 0 {
 		fmt.Fprintf(w, "--dedupe: %d messages were already in the destination and were not copied again\n", r.Duplicates)
 	}
-	fmt.Fprintf(w, "%s %d messages (%s), %d already there, %d skipped, %d filtered, %d folders; %.1fs%s\n",
-		verb, r.Copied, humanBytes(r.Bytes), r.Already, len(r.Skipped), r.Filtered, len(r.Folders), secs, rate)
+	fmt.Fprintf(w, "%s %s (%s), %d already there, %d skipped, %d filtered, %s; %.1fs%s\n",
+		verb, plural(r.Copied, "message"), humanBytes(r.Bytes), r.Already, len(r.Skipped), r.Filtered, plural(len(r.Folders), "folder"), secs, rate)
 	if r.Unchanged > 0 {
 		fmt.Fprintf(w, "%d folders unchanged since the run that finished them: not listed again (--relist lists them)\n", r.Unchanged)
 	}
@@ -517,4 +517,12 @@ func testKillHook() func(string) {
 			}
 		}
 	}
+}
+
+// plural is "1 message", "0 messages", "2 messages".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

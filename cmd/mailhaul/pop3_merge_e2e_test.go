@@ -182,7 +182,7 @@ func TestPOP3MergeStory(t *testing.T) {
 	}
 	late := msg("late", 1)
 	d.SeedMaildir(t, "alice", "", [][]byte{[]byte(late.raw())}, nil)
-	if r := runMailhaul(t, env, popCmd...); r.code != 0 || !strings.Contains(r.stderr, "copied 1 messages") {
+	if r := runMailhaul(t, env, popCmd...); r.code != 0 || !strings.Contains(r.stderr, "copied 1 message (") {
 		t.Fatalf("pop3 run after new mail: exit %d\n%s", r.code, r.stderr)
 	}
 	check(late)
