@@ -99,6 +99,11 @@ type serverMeta struct {
 	// escaped says a folder LIST gave holds a "~": an earlier run may
 	// have escaped names this run has not learned to (escapedTwinLocked).
 	escaped bool
+	// unsubscribed holds the selectable folders LIST said are not
+	// subscribed, when the server can say (LIST-EXTENDED, IMAP4rev2);
+	// Dovecot, for one, creates its special folders (auto = create)
+	// unsubscribed.
+	unsubscribed map[string]bool
 }
 
 // add records a folder LIST gave or Prepare created.

@@ -31,21 +31,27 @@ type folderInfo struct {
 
 func (s *IMAP) refreshList(ctx context.Context, c *imapconn.Conn, m *serverMeta) error {
 	opts := &imap.ListOptions{}
-	if m.caps.Has(imap.CapSpecialUse) && (m.caps.Has(imap.CapListExtended) || m.caps.Has(imap.CapIMAP4rev2)) {
+	extended := m.caps.Has(imap.CapListExtended) || m.caps.Has(imap.CapIMAP4rev2)
+	if m.caps.Has(imap.CapSpecialUse) && extended {
 		opts.ReturnSpecialUse = true
 	}
+	opts.ReturnSubscribed = extended
 	return imapconn.Classify(c.Do(ctx, func() error {
-		fresh := &serverMeta{prefix: m.prefix}
+		fresh := &serverMeta{prefix: m.prefix, unsubscribed: map[string]bool{}}
 		cmd := c.List("", "*", opts)
 		for d := cmd.Next(); d != nil; d = cmd.Next() {
 			fresh.add(d)
 			fresh.escaped = fresh.escaped || strings.Contains(d.Mailbox, "~")
+			if extended && !imapconn.HasAttr(d, imap.MailboxAttrSubscribed) && !imapconn.HasAttr(d, imap.MailboxAttrNoSelect) &&
+				!imapconn.HasAttr(d, imap.MailboxAttrNonExistent) && !strings.EqualFold(d.Mailbox, "INBOX") {
+				fresh.unsubscribed[d.Mailbox] = true
+			}
 		}
 		if err := cmd.Close(); err != nil {
 			return fmt.Errorf("LIST: %w", err)
 		}
 		s.mu.Lock()
-		m.list, m.names, m.escaped = fresh.list, fresh.names, fresh.escaped
+		m.list, m.names, m.escaped, m.unsubscribed = fresh.list, fresh.names, fresh.escaped, fresh.unsubscribed
 		s.mu.Unlock()
 		return nil
 	}))
@@ -240,6 +246,12 @@ func (s *IMAP) prepareAs(ctx context.Context, c *imapconn.Conn, src migrate.Mail
 		if created && !src.Unsubscribed {
 			s.subscribe(ctx, c, dest)
 		}
+	} else if !src.Unsubscribed && s.unsubscribedNow(dest) {
+		// A folder that was there already, unsubscribed (Dovecot's
+		// special folders are created so), receives a subscribed
+		// folder's mail: a client showing only subscribed folders would
+		// not show that mail.
+		s.subscribe(ctx, c, dest)
 	}
 	s.assign(dest, src.Name)
 	if src.Empty {
@@ -346,7 +358,8 @@ func (s *IMAP) exists(ctx context.Context, c *imapconn.Conn, dest string, select
 	return err != nil || found
 }
 
-// subscribe subscribes folder dest, which Prepare created: mail clients
+// subscribe subscribes folder dest, which Prepare created or found there
+// unsubscribed: mail clients
 // such as Thunderbird show only subscribed IMAP folders. A refusal is a
 // warning, once: the folder and its messages are there all the same, and
 // no later folder is subscribed. A broken connection shows in Prepare's
@@ -362,6 +375,19 @@ func (s *IMAP) subscribe(ctx context.Context, c *imapconn.Conn, dest string) {
 	if imapconn.IMAPError(err) != nil {
 		s.subscribeRefused(dest, err)
 	}
+	if err == nil {
+		s.mu.Lock()
+		delete(s.meta.unsubscribed, dest)
+		s.mu.Unlock()
+	}
+}
+
+// unsubscribedNow says LIST found dest there and not subscribed (and no
+// SUBSCRIBE of this run has changed that).
+func (s *IMAP) unsubscribedNow(dest string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.meta.unsubscribed[dest]
 }
 
 // subscribeRefused warns, once, that the server refused to subscribe dest,

@@ -135,22 +135,28 @@ func TestIMAPPrepareEmptyFolders(t *testing.T) {
 
 // TestIMAPPrepareSubscribes: a folder Prepare creates is subscribed (mail
 // clients such as Thunderbird show only subscribed folders) unless the
-// source says it is not subscribed there; a folder that existed already
-// keeps its subscription as it was.
+// source says it is not subscribed there; a folder that existed already,
+// unsubscribed (as Dovecot creates its special folders), is subscribed
+// when a subscribed source folder goes into it, and stays as it was when
+// an unsubscribed one does.
 func TestIMAPPrepareSubscribes(t *testing.T) {
 	ctx := context.Background()
 	srv := fakeimap.Start(t, fakeimap.Options{})
 	srv.AddUser("u", "p")
-	if err := srv.Create("u", "Existing"); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{"Existing", "Hidden"} {
+		if err := srv.Create("u", f); err != nil {
+			t.Fatal(err)
+		}
 	}
-	s := fakeSinkOpener(t, "imap://u@"+srv.Addr())()
 	// Unsubscribed on the server by its user, before the copy.
 	c := dialFake(t, srv)
-	if err := c.Unsubscribe("Existing").Wait(); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{"Existing", "Hidden"} {
+		if err := c.Unsubscribe(f).Wait(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	for _, mb := range []migrate.Mailbox{{Name: "Local"}, {Name: "Lists/Quiet", Unsubscribed: true}, {Name: "Existing"}, {Name: "Lists/Loud"}} {
+	s := fakeSinkOpener(t, "imap://u@"+srv.Addr())()
+	for _, mb := range []migrate.Mailbox{{Name: "Local"}, {Name: "Lists/Quiet", Unsubscribed: true}, {Name: "Existing"}, {Name: "Hidden", Unsubscribed: true}, {Name: "Lists/Loud"}} {
 		if _, err := s.Prepare(ctx, mb, mb.Name); err != nil {
 			t.Fatalf("Prepare %q: %v", mb.Name, err)
 		}
@@ -159,7 +165,7 @@ func TestIMAPPrepareSubscribes(t *testing.T) {
 	for _, f := range srv.Folders("u") {
 		got[f.Name] = f.Subscribed
 	}
-	for name, want := range map[string]bool{"Local": true, "Lists/Quiet": false, "Existing": false, "Lists/Loud": true} {
+	for name, want := range map[string]bool{"Local": true, "Lists/Quiet": false, "Existing": true, "Hidden": false, "Lists/Loud": true} {
 		if got[name] != want {
 			t.Errorf("%s subscribed %v, want %v (all: %v)", name, got[name], want, got)
 		}

@@ -394,7 +394,7 @@ func TestTypoFolderIsAnError(t *testing.T) {
 
 // TestIMAPSubscriptions: folders copied from a local store (no
 // subscriptions) are subscribed on the IMAP destination — Thunderbird
-// shows only subscribed folders —, and an IMAP source's subscriptions are
+// shows only subscribed folders —, those it had already too, and an IMAP source's subscriptions are
 // copied as they are: a folder its user unsubscribed stays unsubscribed.
 func TestIMAPSubscriptions(t *testing.T) {
 	dst := testserver.StartDovecot(t, testserver.WithUser("alice", "Alice-pw-1"), testserver.WithUser("bob", "Bob-pw-2"))
@@ -432,6 +432,12 @@ func TestIMAPSubscriptions(t *testing.T) {
 		if !imapconnHasNoSelect(d) && !subs[d.Mailbox] && !existed[d.Mailbox] {
 			t.Errorf("folder %q copied from a Maildir is not subscribed (subscribed: %v)", d.Mailbox, subs)
 		}
+	}
+	// Dovecot made its special folders (auto = create) unsubscribed: the
+	// two the Maildir's Sent and Drafts went into are subscribed now, the
+	// two that got nothing are left as they were.
+	if !existed["Sent"] || !existed["Drafts"] || !subs["Sent"] || !subs["Drafts"] || subs["Trash"] || subs["Junk"] {
+		t.Errorf("after the copy, subscribed: %v; want Sent and Drafts (which received mail), not Trash or Junk", subs)
 	}
 
 	src := testserver.StartDovecot(t)
