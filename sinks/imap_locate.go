@@ -295,12 +295,15 @@ func (s *IMAP) hashUIDs(ctx context.Context, c *imapconn.Conn, folder string, ui
 				keep(uid, h, hc, hl)
 			}
 		}
-		if err := cmd.Close(); err != nil {
+		err := cmd.Close()
+		// Responses whose UID came after their body (imapconn/orphans.go).
+		taken := c.TakeOrphans(func(o *imapconn.Orphan) bool { return set.Contains(o.UID) })
+		defer imapconn.DropOrphans(taken)
+		if err != nil {
 			return err
 		}
-		// Responses whose UID came after their body (imapconn/orphans.go).
-		for _, o := range c.TakeOrphans(func(o *imapconn.Orphan) bool { return set.Contains(o.UID) }) {
-			if r, _, ok := o.Section(imapconn.WholeBody(0)); ok {
+		for _, o := range taken {
+			if r, _, ok := o.Section(imapconn.WholeBody(nil)); ok {
 				if _, seen := out[o.UID]; !seen {
 					h, hc, hl := sha256.New(), sha256.New(), sha256.New()
 					if _, err := io.Copy(io.MultiWriter(h, migrate.CompareWriter(hc), &crlfToLF{w: hl}), r); err == nil {
@@ -308,7 +311,6 @@ func (s *IMAP) hashUIDs(ctx context.Context, c *imapconn.Conn, folder string, ui
 					}
 				}
 			}
-			o.Close()
 		}
 		return nil
 	})

@@ -737,17 +737,15 @@ func (s *IMAP) fetchPart(ctx context.Context, folder string, uid imap.UID, w io.
 					}
 				}
 			}
-			if err := cmd.Close(); err != nil || found {
+			err := cmd.Close()
+			// The UID may have come after the body (orphans.go).
+			taken := c.TakeOrphans(func(o *imapconn.Orphan) bool { return o.UID == uid })
+			defer imapconn.DropOrphans(taken)
+			if err != nil || found {
 				return err
 			}
-			// The UID may have come after the body (orphans.go).
-			var offset int64
-			if part != nil {
-				offset = part.Offset
-			}
-			for _, o := range c.TakeOrphans(func(o *imapconn.Orphan) bool { return o.UID == uid }) {
-				defer o.Close()
-				if r, _, ok := o.Section(imapconn.WholeBody(offset)); ok && !found {
+			for _, o := range taken {
+				if r, _, ok := o.Section(imapconn.WholeBody(part)); ok && !found {
 					found = true
 					k, err := io.Copy(w, r)
 					n += k

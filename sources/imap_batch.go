@@ -89,18 +89,20 @@ func (s *IMAP) FetchBatch(ctx context.Context, msgs []migrate.Message, ws []io.W
 				}
 			}
 		}
-		if err := cmd.Close(); err != nil {
+		err := cmd.Close()
+		// Responses whose UID came after their body (orphans.go).
+		taken := c.TakeOrphans(func(o *imapconn.Orphan) bool { _, ok := index[o.UID]; return ok })
+		defer imapconn.DropOrphans(taken)
+		if err != nil {
 			return err
 		}
-		// Responses whose UID came after their body (orphans.go).
-		for _, o := range c.TakeOrphans(func(o *imapconn.Orphan) bool { _, ok := index[o.UID]; return ok }) {
+		for _, o := range taken {
 			i := index[o.UID]
-			if r, _, ok := o.Section(imapconn.WholeBody(0)); ok && !started[i] {
+			if r, _, ok := o.Section(imapconn.WholeBody(nil)); ok && !started[i] {
 				started[i] = true
 				_, err := io.Copy(ws[i], r)
 				done[i] = err == nil
 			}
-			o.Close()
 		}
 		return nil
 	})

@@ -195,6 +195,48 @@ func TestIMAPFetchUIDLast(t *testing.T) {
 	}
 }
 
+// TestIMAPListUIDLast: folders of 300 and 700 messages (one listing
+// command, and two: 500 and 200) from a server that sends the UID after
+// the Message-ID header list every message once, with its Message-ID.
+func TestIMAPListUIDLast(t *testing.T) {
+	srv := fakeimap.Start(t, fakeimap.Options{UIDLast: true})
+	srv.AddUser("u", "p")
+	for _, n := range []int{300, 700} {
+		f := fmt.Sprint("F", n)
+		if err := srv.Create("u", f); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < n; i++ {
+			if _, err := srv.Append("u", f, []byte(fmt.Sprintf("Message-ID: <%d.%d@x>\r\n\r\nbody\r\n", n, i)), nil, time.Unix(1600000000, 0)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	src := openFake(t, srv)
+	defer src.Close()
+	mbs, err := src.Mailboxes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mb := range mbs {
+		var want int
+		if _, err := fmt.Sscanf(mb.Name, "F%d", &want); err != nil {
+			continue
+		}
+		seen := map[string]bool{}
+		err := src.List(context.Background(), mb, func(m migrate.Message) error {
+			if seen[m.ID] || m.MessageID == "" {
+				t.Errorf("%s: UID %s listed twice or without its Message-ID (%q)", mb.Name, m.ID, m.MessageID)
+			}
+			seen[m.ID] = true
+			return nil
+		})
+		if err != nil || len(seen) != want {
+			t.Errorf("%s: listed %d messages (%v), want %d", mb.Name, len(seen), err, want)
+		}
+	}
+}
+
 // TestIMAPFetchBatchCut: a connection that goes down inside a message's
 // body delivers the messages before it; the one it broke in is a suspect,
 // left out of the next batch and fetched alone.

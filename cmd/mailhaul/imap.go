@@ -141,6 +141,7 @@ func imapConfig(ep endpoint, env endpointEnv, side string) (*imapconn.Config, er
 	f := imapFlagsOf(env)
 	cfg := &imapconn.Config{Endpoint: u, InsecurePlaintext: f.insecurePlaintext, CAFile: f.caFile, SkipVerify: f.skipVerify, IdleTimeout: f.ioTimeout}
 	if env.c != nil {
+		cfg.SpillDir = env.c.tempDir      // large FETCH responses with the UID last
 		bw, _ := parseSize(env.c.bwlimit) // checked by runCopy
 		cfg.Limit = imapconn.NewLimit(bw)
 	}

@@ -265,6 +265,12 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 	c.Client = cl
 	c.lp = lp
 	go c.watchdog(idle)
+	go func() {
+		// However the client closes (Close, a discarded or broken
+		// connection), what it kept goes with it.
+		<-cl.Closed()
+		c.closeOrphans()
+	}()
 	if err := c.login(ctx, where); err != nil {
 		c.Client.Close()
 		return nil, err

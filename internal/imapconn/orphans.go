@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,16 +33,21 @@ import (
 // counted as active before the command's tagged reply can be read, and
 // TakeOrphans waits until no handler is active.
 //
-// A response with no literal always reaches its command (go-imap routes
-// it at its end, UID known), so only responses with a literal become
-// orphans. Orphans nobody takes are dropped when more than maxOrphans
-// wait, when a SELECT or EXAMINE is sent (a UID names a message of one
-// mailbox only), and when the connection closes.
+// A response with a literal among its first 32 items and its UID after
+// it becomes an orphan; go-imap routes others at their end, UID known.
+// A command takes its orphans whether it succeeded or not (TakeOrphans
+// after its tagged reply; one that failed closes them), so none is left
+// for a retry of the command to get twice. Those still kept are dropped
+// when a SELECT or EXAMINE is sent (a UID names a message of one mailbox
+// only) and when the connection closes, however it closes. What is kept
+// is bounded by what the commands in flight on the connection asked for
+// (a listing: 500 messages' headers; a batch fetch: 256 KiB), so there is
+// no cap on their number: a cap would drop messages without a word.
+//
+// Temporary files are unlinked as soon as they are open (where the
+// system allows it), so that a killed run leaves none behind.
 
-const (
-	orphanMemMax = 256 << 10
-	maxOrphans   = 256
-)
+const orphanMemMax = 256 << 10
 
 // Orphan is a FETCH response that reached no command: what Collect would
 // have made of it, with body sections readable with Section.
@@ -51,9 +57,10 @@ type Orphan struct {
 }
 
 type orphanFile struct {
-	section *imap.FetchItemBodySection
-	f       *os.File
-	size    int64
+	section  *imap.FetchItemBodySection
+	f        *os.File
+	size     int64
+	unlinked bool // removed from its directory already
 }
 
 // Section returns a reader of the body section of o for which match is
@@ -78,7 +85,9 @@ func (o *Orphan) Section(match func(*imap.FetchItemBodySection) bool) (r io.Read
 func (o *Orphan) Close() {
 	for _, f := range o.files {
 		f.f.Close()
-		os.Remove(f.f.Name())
+		if !f.unlinked {
+			os.Remove(f.f.Name())
+		}
 	}
 	o.files = nil
 }
@@ -88,7 +97,7 @@ type orphans struct {
 	mu     sync.Mutex
 	idle   *sync.Cond // signalled when active drops to 0
 	active int        // handlers still reading a response
-	kept   []*Orphan  // oldest first, all of the mailbox selected now
+	kept   []*Orphan  // in the order their handlers ended; all of the mailbox selected now
 	gen    int        // counts SELECTs: a UID means nothing in another mailbox
 	closed bool
 }
@@ -149,10 +158,6 @@ func (c *Conn) orphanFetch(msg *imapclient.FetchMessageData) {
 		return
 	}
 	o.kept = append(o.kept, keep)
-	if len(o.kept) > maxOrphans {
-		o.kept[0].Close()
-		o.kept = o.kept[1:]
-	}
 }
 
 // readOrphanSection reads lit, a body section of an orphan, into keep; it
@@ -161,13 +166,12 @@ func (c *Conn) orphanFetch(msg *imapclient.FetchMessageData) {
 func (c *Conn) readOrphanSection(keep *Orphan, section *imap.FetchItemBodySection, lit imap.LiteralReader) bool {
 	size := lit.Size()
 	if size <= orphanMemMax {
-		b := make([]byte, 0, size)
-		buf := bytes.NewBuffer(b)
-		n, err := buf.ReadFrom(lit)
-		if err != nil || n != size {
+		b := make([]byte, size)
+		if _, err := io.ReadFull(lit, b); err != nil {
+			io.Copy(io.Discard, lit) // ends at once on a failed literal
 			return false
 		}
-		keep.BodySection = append(keep.BodySection, imapclient.FetchBodySectionBuffer{Section: section, Bytes: buf.Bytes()})
+		keep.BodySection = append(keep.BodySection, imapclient.FetchBodySectionBuffer{Section: section, Bytes: b})
 		return true
 	}
 	f, err := os.CreateTemp(c.cfg.SpillDir, "mailhaul-fetch-*")
@@ -175,7 +179,8 @@ func (c *Conn) readOrphanSection(keep *Orphan, section *imap.FetchItemBodySectio
 		io.Copy(io.Discard, lit)
 		return false
 	}
-	keep.files = append(keep.files, orphanFile{section: section, f: f, size: size})
+	unlinked := os.Remove(f.Name()) == nil
+	keep.files = append(keep.files, orphanFile{section: section, f: f, size: size, unlinked: unlinked})
 	n, err := io.Copy(f, lit)
 	if err != nil {
 		// Our write failed (the disk) or the literal did: read away what
@@ -189,9 +194,9 @@ func (c *Conn) readOrphanSection(keep *Orphan, section *imap.FetchItemBodySectio
 // TakeOrphans waits until no orphaned response is still being read, then
 // removes and returns those for which want is true. Call it after the
 // tagged reply of the command whose responses want picks (cmd.Close or
-// Wait returned), on the goroutine that ran the command; the caller closes
-// what it gets. It returns nothing when the server sent no orphan, without
-// waiting.
+// Wait returned), whatever that reply was, on the goroutine that ran the
+// command; the caller closes what it gets (DropOrphans, for a command
+// that failed).
 func (c *Conn) TakeOrphans(want func(*Orphan) bool) []*Orphan {
 	o := c.orphans
 	o.mu.Lock()
@@ -211,6 +216,29 @@ func (c *Conn) TakeOrphans(want func(*Orphan) bool) []*Orphan {
 	clear(o.kept[len(kept):])
 	o.kept = kept
 	return out
+}
+
+// DropOrphans closes orphans a failed command took.
+func DropOrphans(taken []*Orphan) {
+	for _, o := range taken {
+		o.Close()
+	}
+}
+
+// Buffer returns o as Collect would have given it, the sections kept in
+// temporary files read into memory; ok is false when one could not be
+// read back.
+func (o *Orphan) Buffer() (buf *imapclient.FetchMessageBuffer, ok bool) {
+	b := o.FetchMessageBuffer
+	b.BodySection = slices.Clone(b.BodySection)
+	for _, f := range o.files {
+		data := make([]byte, f.size)
+		if _, err := f.f.ReadAt(data, 0); err != nil {
+			return nil, false
+		}
+		b.BodySection = append(b.BodySection, imapclient.FetchBodySectionBuffer{Section: f.section, Bytes: data})
+	}
+	return &b, true
 }
 
 // newMailbox drops the orphans of the mailbox selected until now; called
@@ -246,16 +274,17 @@ func waitCond(cond *sync.Cond, d time.Duration) {
 	t.Stop()
 }
 
-// WholeBody matches the body section BODY[] (or BODY[]<offset.size>) at
-// the given offset, for Orphan.Section.
-func WholeBody(offset int64) func(*imap.FetchItemBodySection) bool {
+// WholeBody matches the body section BODY[] answering a request for the
+// whole message (part nil) or BODY[]<offset> answering one for a range of
+// it, for Orphan.Section: a range never stands for the whole message.
+func WholeBody(part *imap.SectionPartial) func(*imap.FetchItemBodySection) bool {
 	return func(s *imap.FetchItemBodySection) bool {
 		if s == nil || s.Specifier != imap.PartSpecifierNone || len(s.Part) != 0 || len(s.HeaderFields) != 0 || len(s.HeaderFieldsNot) != 0 {
 			return false
 		}
-		if s.Partial == nil {
-			return offset == 0
+		if part == nil || s.Partial == nil {
+			return part == nil && s.Partial == nil
 		}
-		return s.Partial.Offset == offset
+		return s.Partial.Offset == part.Offset
 	}
 }

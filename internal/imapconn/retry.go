@@ -117,8 +117,8 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 // CollectEach reads every message of cmd with Collect and calls fn for
 // each, in the order the server sent them, then closes cmd. For a UID
 // FETCH of the set uids, the responses that reached no command because
-// their UID came after a literal (orphans.go) follow, in the order they
-// came; a FETCH by sequence numbers passes nil (go-imap routes those
+// their UID came after a literal (orphans.go) follow, in no set order; a
+// FETCH by sequence numbers passes nil (go-imap routes those
 // itself). After a Collect error c is closed and cmd is left alone (see
 // Collect); that error is returned. Call it inside Do.
 func CollectEach(c *Conn, cmd *imapclient.FetchCommand, uids imap.UIDSet, fn func(*imapclient.FetchMessageBuffer)) error {
@@ -129,14 +129,21 @@ func CollectEach(c *Conn, cmd *imapclient.FetchCommand, uids imap.UIDSet, fn fun
 		}
 		fn(buf)
 	}
-	if err := cmd.Close(); err != nil || uids == nil {
+	err := cmd.Close()
+	if uids == nil {
 		return err
 	}
-	for _, o := range c.TakeOrphans(func(o *Orphan) bool { return uids.Contains(o.UID) }) {
-		if len(o.files) == 0 {
-			fn(&o.FetchMessageBuffer)
+	taken := c.TakeOrphans(func(o *Orphan) bool { return uids.Contains(o.UID) })
+	defer DropOrphans(taken)
+	if err != nil {
+		return err
+	}
+	for _, o := range taken {
+		buf, ok := o.Buffer()
+		if !ok {
+			return fmt.Errorf("FETCH of UID %d: read back the temporary file of its response: %w", o.UID, io.ErrUnexpectedEOF)
 		}
-		o.Close()
+		fn(buf)
 	}
 	return nil
 }
