@@ -121,15 +121,10 @@ func (c *Conn) orphanFetch(msg *imapclient.FetchMessageData) {
 	complete := true
 	withLiteral := false
 	for item := msg.Next(); item != nil; item = msg.Next() {
+		if setItem(&keep.FetchMessageBuffer, item) {
+			continue
+		}
 		switch it := item.(type) {
-		case imapclient.FetchItemDataUID:
-			keep.UID = it.UID
-		case imapclient.FetchItemDataFlags:
-			keep.Flags = it.Flags
-		case imapclient.FetchItemDataInternalDate:
-			keep.InternalDate = it.Time
-		case imapclient.FetchItemDataRFC822Size:
-			keep.RFC822Size = it.Size
 		case imapclient.FetchItemDataBodySection:
 			if it.Literal == nil {
 				keep.BodySection = append(keep.BodySection, imapclient.FetchBodySectionBuffer{Section: it.Section})

@@ -148,6 +148,25 @@ func CollectEach(c *Conn, cmd *imapclient.FetchCommand, uids imap.UIDSet, fn fun
 	return nil
 }
 
+// setItem records item in buf if it is one of the attributes mailhaul
+// fetches that hold no literal (UID, FLAGS, INTERNALDATE, RFC822.SIZE),
+// and says whether it was.
+func setItem(buf *imapclient.FetchMessageBuffer, item imapclient.FetchItemData) bool {
+	switch it := item.(type) {
+	case imapclient.FetchItemDataUID:
+		buf.UID = it.UID
+	case imapclient.FetchItemDataFlags:
+		buf.Flags = it.Flags
+	case imapclient.FetchItemDataInternalDate:
+		buf.InternalDate = it.Time
+	case imapclient.FetchItemDataRFC822Size:
+		buf.RFC822Size = it.Size
+	default:
+		return false
+	}
+	return true
+}
+
 // Collect is imapclient.FetchMessageData.Collect for the items mailhaul
 // fetches (UID, FLAGS, INTERNALDATE, RFC822.SIZE, body sections), with the
 // body sections read by ReadLiteral: a literal cut short is an error that
@@ -160,15 +179,10 @@ func Collect(c *Conn, cmd *imapclient.FetchCommand, m *imapclient.FetchMessageDa
 		if item == nil {
 			return buf, nil
 		}
+		if setItem(buf, item) {
+			continue
+		}
 		switch it := item.(type) {
-		case imapclient.FetchItemDataUID:
-			buf.UID = it.UID
-		case imapclient.FetchItemDataFlags:
-			buf.Flags = it.Flags
-		case imapclient.FetchItemDataInternalDate:
-			buf.InternalDate = it.Time
-		case imapclient.FetchItemDataRFC822Size:
-			buf.RFC822Size = it.Size
 		case imapclient.FetchItemDataBodySection:
 			var b bytes.Buffer
 			if it.Literal != nil {
