@@ -233,7 +233,7 @@ func TestIMAPNoOpRerun(t *testing.T) {
 
 	appendTo("Lists/b", 99)
 	r = runMailhaul(t, env, args...)
-	if r.code != 0 || !strings.Contains(r.stderr, "copied 1 messages") || !strings.Contains(r.stderr, fmt.Sprintf("%d folders unchanged", all-1)) {
+	if r.code != 0 || !strings.Contains(r.stderr, "copied 1 message (") || !strings.Contains(r.stderr, fmt.Sprintf("%d folders unchanged", all-1)) {
 		t.Fatalf("after new mail: exit %d\n%s", r.code, r.stderr)
 	}
 	if n := commands(r.stderr, "src", "EXAMINE"); n != 1 {
@@ -318,7 +318,7 @@ func TestIMAPEmptyFolderGetsMail(t *testing.T) {
 
 	appendTo("Later", "late", imap.FlagFlagged, imap.FlagSeen)
 	r = runMailhaul(t, env, args...)
-	if r.code != 0 || !strings.Contains(r.stderr, "copied 1 messages") {
+	if r.code != 0 || !strings.Contains(r.stderr, "copied 1 message (") {
 		t.Fatalf("after new mail: exit %d\n%s", r.code, lastLines(r.stderr, 5))
 	}
 	d := imapLogin(t, dst, "alice")
@@ -387,7 +387,7 @@ func TestTypoFolderIsAnError(t *testing.T) {
 		}
 	}
 	r := runMailhaul(t, env, "copy", "--insecure-plaintext", "--state-dir", state, "--include", "Work", "--include", "Wrok", srcURL, dstURL)
-	if r.code != exitOK || !strings.Contains(r.stderr, `--include \"Wrok\" matches no folder`) || !strings.Contains(r.stderr, "copied 1 messages") {
+	if r.code != exitOK || !strings.Contains(r.stderr, `--include \"Wrok\" matches no folder`) || !strings.Contains(r.stderr, "copied 1 message (") {
 		t.Errorf("--include Work --include Wrok: exit %d, want 0, a warning and the Work copy\n%s", r.code, lastLines(r.stderr, 6))
 	}
 }
