@@ -254,8 +254,8 @@ func (s *IMAP) hashUIDs(ctx context.Context, c *imapconn.Conn, folder string, ui
 	}
 	section := &imap.FetchItemBodySection{Peek: true}
 	hashed := 0
-	keep := func(uid imap.UID, h, hc, hl hash.Hash) {
-		sm := sums{hex.EncodeToString(h.Sum(nil)), hex.EncodeToString(hc.Sum(nil)), hex.EncodeToString(hl.Sum(nil))}
+	keep := func(uid imap.UID, sw *sumWriter) {
+		sm := sw.sums()
 		out[uid] = sm
 		s.mu.Lock()
 		s.hashes[makeRef(uidValidity, uid, folder)] = sm
@@ -271,7 +271,7 @@ func (s *IMAP) hashUIDs(ctx context.Context, c *imapconn.Conn, folder string, ui
 				break
 			}
 			var uid imap.UID
-			h, hc, hl := sha256.New(), sha256.New(), sha256.New()
+			sw := newSumWriter()
 			got := false
 			for {
 				item := msg.Next()
@@ -285,19 +285,18 @@ func (s *IMAP) hashUIDs(ctx context.Context, c *imapconn.Conn, folder string, ui
 					if it.Literal == nil {
 						continue
 					}
-					if _, err := imapconn.ReadLiteral(c, cmd, io.MultiWriter(h, migrate.CompareWriter(hc), &crlfToLF{w: hl}), it.Literal); err != nil {
+					if _, err := imapconn.ReadLiteral(c, cmd, sw, it.Literal); err != nil {
 						return err // the connection is closed: no cmd.Close
 					}
 					got = true
 				}
 			}
 			if uid != 0 && got {
-				keep(uid, h, hc, hl)
+				keep(uid, sw)
 			}
 		}
-		err := cmd.Close()
-		// Responses whose UID came after their body (imapconn/orphans.go).
-		taken := c.TakeOrphans(func(o *imapconn.Orphan) bool { return set.Contains(o.UID) })
+		// With the responses whose UID came after their body (orphans.go).
+		taken, err := imapconn.CloseFetch(c, cmd, set)
 		defer imapconn.DropOrphans(taken)
 		if err != nil {
 			return err
@@ -305,9 +304,9 @@ func (s *IMAP) hashUIDs(ctx context.Context, c *imapconn.Conn, folder string, ui
 		for _, o := range taken {
 			if r, _, ok := o.Section(imapconn.WholeBody(nil)); ok {
 				if _, seen := out[o.UID]; !seen {
-					h, hc, hl := sha256.New(), sha256.New(), sha256.New()
-					if _, err := io.Copy(io.MultiWriter(h, migrate.CompareWriter(hc), &crlfToLF{w: hl}), r); err == nil {
-						keep(o.UID, h, hc, hl)
+					sw := newSumWriter()
+					if _, err := io.Copy(sw, r); err == nil {
+						keep(o.UID, sw)
 					}
 				}
 			}
@@ -322,6 +321,22 @@ func (s *IMAP) hashUIDs(ctx context.Context, c *imapconn.Conn, folder string, ui
 		return nil, err
 	}
 	return out, nil
+}
+
+// sumWriter computes the sums of a destination copy as it is written.
+type sumWriter struct {
+	io.Writer
+	h, hc, hl hash.Hash // the bytes; their comparison form; with CRLF as LF
+}
+
+func newSumWriter() *sumWriter {
+	w := &sumWriter{h: sha256.New(), hc: sha256.New(), hl: sha256.New()}
+	w.Writer = io.MultiWriter(w.h, migrate.CompareWriter(w.hc), &crlfToLF{w: w.hl})
+	return w
+}
+
+func (w *sumWriter) sums() sums {
+	return sums{hex.EncodeToString(w.h.Sum(nil)), hex.EncodeToString(w.hc.Sum(nil)), hex.EncodeToString(w.hl.Sum(nil))}
 }
 
 // crlfToLF writes its input with CRLF replaced by LF.

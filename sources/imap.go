@@ -737,9 +737,8 @@ func (s *IMAP) fetchPart(ctx context.Context, folder string, uid imap.UID, w io.
 					}
 				}
 			}
-			err := cmd.Close()
 			// The UID may have come after the body (orphans.go).
-			taken := c.TakeOrphans(func(o *imapconn.Orphan) bool { return o.UID == uid })
+			taken, err := imapconn.CloseFetch(c, cmd, imap.UIDSetNum(uid))
 			defer imapconn.DropOrphans(taken)
 			if err != nil || found {
 				return err

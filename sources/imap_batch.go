@@ -89,9 +89,8 @@ func (s *IMAP) FetchBatch(ctx context.Context, msgs []migrate.Message, ws []io.W
 				}
 			}
 		}
-		err := cmd.Close()
-		// Responses whose UID came after their body (orphans.go).
-		taken := c.TakeOrphans(func(o *imapconn.Orphan) bool { _, ok := index[o.UID]; return ok })
+		// With the responses whose UID came after their body (orphans.go).
+		taken, err := imapconn.CloseFetch(c, cmd, set)
 		defer imapconn.DropOrphans(taken)
 		if err != nil {
 			return err

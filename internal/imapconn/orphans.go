@@ -213,7 +213,23 @@ func (c *Conn) TakeOrphans(want func(*Orphan) bool) []*Orphan {
 	return out
 }
 
-// DropOrphans closes orphans a failed command took.
+// CloseFetch closes cmd, a UID FETCH of uids, and takes the orphans of
+// its responses (those with a UID in uids) whatever its tagged reply was:
+// none is left behind for a retry of the command to get twice. When the
+// reply is an error it drops them and returns the error; else the caller
+// uses them and then drops them (DropOrphans). Call it inside Do, where
+// cmd.Close would be called.
+func CloseFetch(c *Conn, cmd *imapclient.FetchCommand, uids imap.UIDSet) ([]*Orphan, error) {
+	err := cmd.Close()
+	taken := c.TakeOrphans(func(o *Orphan) bool { return uids.Contains(o.UID) })
+	if err != nil {
+		DropOrphans(taken)
+		return nil, err
+	}
+	return taken, nil
+}
+
+// DropOrphans closes orphans taken from a connection.
 func DropOrphans(taken []*Orphan) {
 	for _, o := range taken {
 		o.Close()

@@ -129,11 +129,10 @@ func CollectEach(c *Conn, cmd *imapclient.FetchCommand, uids imap.UIDSet, fn fun
 		}
 		fn(buf)
 	}
-	err := cmd.Close()
 	if uids == nil {
-		return err
+		return cmd.Close()
 	}
-	taken := c.TakeOrphans(func(o *Orphan) bool { return uids.Contains(o.UID) })
+	taken, err := CloseFetch(c, cmd, uids)
 	defer DropOrphans(taken)
 	if err != nil {
 		return err
