@@ -794,8 +794,8 @@ func printBatchTable(w io.Writer, rep batch.Report) {
 		fmt.Fprintf(w, "%-*s %8d %8d %8d %10s %8.1fs  %s\n", width, name, a.Copied, a.Already, a.Skipped, humanBytes(a.Bytes), a.Seconds, status)
 	}
 	t := rep.Totals
-	fmt.Fprintf(w, "%d accounts: %d done, %d partial, %d failed, %d not finished; copied %d messages (%s), %d already there, %d skipped\n",
-		t.Accounts, t.Done, t.Partial, t.Failed, t.Pending+t.Running, t.Copied, humanBytes(t.Bytes), t.Already, t.Skipped)
+	fmt.Fprintf(w, "%s: %d done, %d partial, %d failed, %d not finished; copied %s (%s), %d already there, %d skipped\n",
+		plural(t.Accounts, "account"), t.Done, t.Partial, t.Failed, t.Pending+t.Running, plural(t.Copied, "message"), humanBytes(t.Bytes), t.Already, t.Skipped)
 	for _, a := range rep.Accounts {
 		if a.Reason != "" && a.Status != batch.Done && (a.Status != batch.Pending || a.Attempts > 0) {
 			fmt.Fprintf(w, "  line %d %s: %s: %s\n", a.Line, a.Account, a.Status, a.Reason)

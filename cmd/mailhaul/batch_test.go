@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailhaul/mailhaul/internal/batch"
 )
 
 // planFor parses batch flags and plans the accounts file body.
@@ -73,5 +75,17 @@ func TestBatchRowFlags(t *testing.T) {
 		if _, err := planFor(t, body, bad...); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// TestBatchTableTotals: the totals line counts in the singular where a
+// count is one.
+func TestBatchTableTotals(t *testing.T) {
+	rep := batch.NewReport([]*batch.Account{{Key: "k", Label: "alice"}},
+		map[string]batch.Record{"k": {Status: batch.Done, Copied: 1, Bytes: 2048}})
+	var b strings.Builder
+	printBatchTable(&b, rep)
+	if want := "1 account: 1 done, 0 partial, 0 failed, 0 not finished; copied 1 message (2.0 KiB), 0 already there, 0 skipped\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("table:\n%s\nwant the line %q", b.String(), want)
 	}
 }
