@@ -11,9 +11,10 @@
 // (a crash leaves the previous commit intact), an exclusive flock on the
 // file, and O(log n) lookups from disk pages. An mbsync-style journal plus
 // snapshot would need its own replay, compaction and locking code to reach
-// the same place. Group commit comes from bbolt's DB.Batch, which folds the
-// commits of concurrent appenders into one transaction and one fsync; the
-// engine additionally groups each appender's messages into batches.
+// the same place. Group commit (group.go) folds the commits of concurrent
+// appenders that arrive while one is in progress into the next
+// transaction and its fsyncs; the engine additionally groups each
+// appender's messages into batches.
 //
 // # Layout
 //
@@ -86,6 +87,7 @@ type Store struct {
 	path     string
 	readOnly bool
 	journal  *journal // nil when read-only
+	group    groupCommit
 	res      resident // pages of the memory map handed back (resident.go)
 }
 
@@ -110,9 +112,6 @@ func Open(path, src, dst string) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open checkpoint %s: %w", path, err)
 	}
-	// Concurrent appenders' commits are folded together; waiting longer
-	// than a millisecond for company costs more than it saves.
-	db.MaxBatchDelay = time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bMeta, bEpochs, bDone, bIntents, bVersions} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -132,7 +131,7 @@ func Open(path, src, dst string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialise checkpoint %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path}
+	s := &Store{db: db, path: path, group: groupCommit{db: db}}
 	pending, err := s.Pending()
 	if err == nil {
 		s.journal, err = openJournal(path+".inflight", pending)
@@ -261,6 +260,7 @@ func (s *Store) Path() string { return s.path }
 
 // Close releases the lock. Every committed change is already durable.
 func (s *Store) Close() error {
+	s.group.close()
 	if s.journal != nil {
 		s.journal.close()
 	}
@@ -562,7 +562,7 @@ func (s *Store) batch(fn func(*bolt.Tx) error) error {
 	if s.readOnly {
 		return errors.New("checkpoint opened read-only")
 	}
-	if err := s.db.Batch(fn); err != nil {
+	if err := s.group.do(fn); err != nil {
 		return err
 	}
 	s.dropResident()
