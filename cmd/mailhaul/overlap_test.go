@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCheckOverlap: a destination that is the source, lies inside it or
+// holds it is refused before anything is opened; disjoint endpoints and
+// POP3 into the same account's IMAP are not.
+func TestCheckOverlap(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "Mail", "mutt")
+	os.MkdirAll(src, 0o700)
+	os.Symlink(src, filepath.Join(dir, "link"))
+	for _, c := range []struct {
+		src, dst string
+		refuse   string // "" = allowed
+	}{
+		{"maildir:" + src, "maildir:" + src, "is the source itself"},
+		{"maildir:" + src, "maildir:" + src + "/", "is the source itself"},
+		{"maildir:" + src, "maildir:" + filepath.Join(dir, "link"), "is the source itself"},
+		{"maildir:" + src, "maildir:" + filepath.Join(src, "new-dir", "deeper"), "lies inside the source"},
+		{"maildir:" + src, "maildir:" + filepath.Join(dir, "link", "x"), "lies inside the source"},
+		{"mbox:" + src, "maildir:" + filepath.Join(dir, "Mail"), "lies inside the destination"},
+		{"maildir:" + src, "maildir:" + filepath.Join(dir, "mutt2"), ""},
+		{"maildir:" + src, "maildir:" + src + "-copy", ""},
+		{"imaps://bob@127.0.0.1", "imaps://bob@127.0.0.1", "the source is the whole account"},
+		{"imaps://bob@127.0.0.1/Work", "imaps://bob@localhost:993", "the account's root"},
+		{"imaps://bob@127.0.0.1/Work", "imaps://bob@127.0.0.1/Work/Projects", "lies among the copied folders"},
+		{"imaps://bob@127.0.0.1/Work", "imaps://bob@127.0.0.1/Work.Projects", "lies among the copied folders"},
+		{"imaps://bob@127.0.0.1/Work", "imaps://bob@127.0.0.1/Backup", ""},
+		{"imaps://bob@127.0.0.1/Work", "imaps://bob@127.0.0.1/Workshop", ""},
+		{"imaps://bob@127.0.0.1", "imaps://alice@127.0.0.1", ""},
+		{"imaps://bob@127.0.0.1", "imaps://bob@127.0.0.1:1993", ""},
+		{"imaps://bob@127.0.0.1", "imaps://bob@127.0.0.2", ""},
+		{"pop3s://bob@127.0.0.1", "imaps://bob@127.0.0.1", ""},
+	} {
+		s, _ := parseEndpoint(c.src)
+		d, _ := parseEndpoint(c.dst)
+		err := checkOverlap(context.Background(), s, d)
+		switch {
+		case c.refuse == "" && err != nil:
+			t.Errorf("%s -> %s refused: %v", c.src, c.dst, err)
+		case c.refuse != "" && (err == nil || !strings.Contains(err.Error(), c.refuse)):
+			t.Errorf("%s -> %s: %v, want an error saying %q", c.src, c.dst, err, c.refuse)
+		case c.refuse != "":
+			var ee *exitError
+			if !errors.As(err, &ee) || ee.code != exitUsage {
+				t.Errorf("%s -> %s: %#v, want a usage error", c.src, c.dst, err)
+			}
+		}
+	}
+}
+
+// TestCopyIntoItsSource: the CLI refuses to copy a Maildir into itself and
+// leaves it as it was.
+func TestCopyIntoItsSource(t *testing.T) {
+	src := t.TempDir()
+	for _, d := range []string{"cur", "new", "tmp"} {
+		os.MkdirAll(filepath.Join(src, d), 0o700)
+	}
+	os.WriteFile(filepath.Join(src, "cur", "1.host:2,S"), []byte("Subject: x\n\nbody\n"), 0o600)
+	before := countFiles(t, src)
+	r := runMailhaul(t, nil, "copy", "--state-dir", t.TempDir(), "maildir:"+src, "maildir:"+src)
+	if r.code != exitUsage || !strings.Contains(r.stderr, "is the source itself") {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	entries, _ := os.ReadDir(src)
+	if after := countFiles(t, src); after != before || len(entries) != 3 {
+		t.Errorf("the source changed: %d messages (was %d), %d entries", after, before, len(entries))
+	}
+}
