@@ -65,7 +65,7 @@ func (e *engine) appendLoop(ctx, soft context.Context, slot int, in <-chan *job)
 			}
 		}
 		var uncertain []*job
-		held, uncertain, err = e.appendBatch(ctx, slot, batch, held)
+		held, uncertain, err = e.appendBatch(ctx, e.stopper(soft), slot, batch, held)
 		e.handOver(batch, uncertain)
 		if err != nil {
 			return err
@@ -122,6 +122,23 @@ func (e *engine) handOver(batch, uncertain []*job) {
 	}
 }
 
+// stopper is appendBatch's stop for an appender: true once a graceful
+// stop is asked for (soft is cancelled, or Options.Stop closed and the
+// goroutine that cancels soft has not run yet).
+func (e *engine) stopper(soft context.Context) func() bool {
+	return func() bool {
+		if soft.Err() != nil {
+			return true
+		}
+		select {
+		case <-e.o.Stop:
+			return true
+		default:
+			return false
+		}
+	}
+}
+
 // appendBatch runs the crash-safety protocol on one batch:
 //
 //  1. intents for the whole batch are made durable, each with the
@@ -142,11 +159,13 @@ func (e *engine) handOver(batch, uncertain []*job) {
 // never blindly sent again. On a fatal error or cancellation the messages
 // already appended are still synced and returned in next; a message never
 // attempted has its intent cleared, except a re-sent uncertain one, whose
-// intent stays pending for the next run to settle. next is what is left to
+// intent stays pending for the next run to settle. A graceful stop (stop
+// reports true) ends the batch the same way but without an error: the
+// messages on the wire finish, the rest are left for the next run. next is what is left to
 // record whatever the error: prev itself when its commit did not happen,
 // nil when the batch's appends could not be made durable (their intents
 // stay pending: recovery decides).
-func (e *engine) appendBatch(ctx context.Context, slot int, batch []*job, prev *settled) (next *settled, uncertain []*job, err error) {
+func (e *engine) appendBatch(ctx context.Context, stop func() bool, slot int, batch []*job, prev *settled) (next *settled, uncertain []*job, err error) {
 	finder, _ := e.o.Sink.(Finder)
 	marks := map[string]string{}
 	intents := make([]Intent, len(batch))
@@ -186,6 +205,10 @@ func (e *engine) appendBatch(ctx context.Context, slot int, batch []*job, prev *
 		copied   []*job
 		fatal    error
 	)
+	// stopping: the batch ends before its next append — an error, a
+	// cancellation, or a graceful stop (stop: the appends on the wire
+	// finish, the rest of the batch is left for the next run).
+	stopping := func() bool { return fatal != nil || ctx.Err() != nil || stop() }
 	// notAttempted ends batch[i] when the batch stops before its append.
 	notAttempted := func(i int) {
 		if fatal == nil {
@@ -238,7 +261,7 @@ func (e *engine) appendBatch(ctx context.Context, slot int, batch []*job, prev *
 		idx := groups[dest]
 		delete(groups, dest)
 		if len(idx) == 1 {
-			if fatal != nil || ctx.Err() != nil {
+			if stopping() {
 				notAttempted(idx[0])
 				return
 			}
@@ -247,18 +270,25 @@ func (e *engine) appendBatch(ctx context.Context, slot int, batch []*job, prev *
 			return
 		}
 		var results []batchResult
-		if fatal == nil && ctx.Err() == nil {
+		if !stopping() {
 			results = e.appendMany(ctx, bs, slot, batch, intents, idx)
 		}
 		for k, i := range idx {
-			if fatal != nil || ctx.Err() != nil {
+			if results == nil {
 				notAttempted(i)
 				continue
 			}
+			// Every result counts, even once the batch is stopping: a
+			// message stored while the run was being cancelled is a copy
+			// to record, not one to forget.
 			r := results[k]
 			if r.err != nil && !IsUncertain(r.err) && Classify(r.err) == Retry {
 				// Not stored (a refused batch, no connection): one by
-				// one, each with its own retries.
+				// one, each with its own retries, unless stopping.
+				if stopping() {
+					notAttempted(i)
+					continue
+				}
 				r.ref, r.err = e.appendOne(ctx, slot, batch[i], intents[i])
 			}
 			outcome(i, r.ref, r.err)
@@ -267,7 +297,7 @@ func (e *engine) appendBatch(ctx context.Context, slot int, batch []*job, prev *
 	size := map[string]int64{}
 	for i, j := range batch {
 		in := intents[i]
-		if fatal != nil || ctx.Err() != nil {
+		if stopping() {
 			notAttempted(i)
 			continue
 		}

@@ -127,7 +127,8 @@ func Run(ctx context.Context, o Options) (Report, error) {
 //
 // A graceful stop (Options.Stop) cancels the producing stages (lister,
 // interleave, fetchers: soft) without an error; the appenders finish the
-// batch they hold, take no new one, and the settler settles what is left.
+// appends on the wire, leave the rest of their batch (its intents
+// cleared) and take no new one, and the settler settles what is left.
 func (e *engine) pipeline(ctx context.Context) error {
 	nf := e.o.Source.Limits().callers(e.o.Transfers)
 	if _, ok := e.o.Source.(BatchFetcher); ok {

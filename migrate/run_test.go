@@ -101,6 +101,7 @@ type fakeSink struct {
 	uncertain map[string][]string
 	noRemove  bool
 	late      sync.WaitGroup
+	onStore   func(appends int) // called (locked) after each store, may be nil
 }
 
 func newFakeSink() *fakeSink {
@@ -117,6 +118,9 @@ func (k *fakeSink) Prepare(ctx context.Context, mb migrate.Mailbox, name string)
 func (k *fakeSink) store(folder, data string) string {
 	k.appends++
 	k.folders[folder] = append(k.folders[folder], data)
+	if k.onStore != nil {
+		k.onStore(k.appends)
+	}
 	return fmt.Sprintf("%s:%d", folder, len(k.folders[folder]))
 }
 
@@ -373,6 +377,42 @@ func TestRunCancelled(t *testing.T) {
 	}
 	if sink.count() != 500 {
 		t.Fatalf("sink holds %d, want 500", sink.count())
+	}
+}
+
+// TestGracefulStopMidBatch: a graceful stop (Options.Stop, the first
+// Ctrl-C) asked during a batch lets the append on the wire finish and
+// leaves the rest of the batch, instead of appending all of it (with a
+// local source a batch is whatever was fetched, often the whole mailbox);
+// nothing is left pending and the next run copies the rest once.
+func TestGracefulStopMidBatch(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 60})
+	sink := newFakeSink()
+	cp := openCP(t)
+	stop := make(chan struct{})
+	sink.onStore = func(n int) {
+		if n == 3 {
+			close(stop)
+		}
+	}
+	o := migrate.Options{Source: src, Sink: sink, Checkpoint: cp, Transfers: 1, BatchSize: 32, Stop: stop}
+	r, err := migrate.Run(context.Background(), o)
+	if !errors.Is(err, migrate.ErrInterrupted) {
+		t.Fatalf("want interrupted, got %v", err)
+	}
+	if n := sink.count(); n != 3 || r.Copied != 3 {
+		t.Errorf("stopped after the 3rd append, the sink holds %d (reported %d), want 3", n, r.Copied)
+	}
+	if p, _ := cp.Pending(); len(p) != 0 {
+		t.Errorf("a graceful stop left %d pending intents", len(p))
+	}
+	sink.onStore = nil
+	o.Stop = nil
+	if r, err := migrate.Run(context.Background(), o); err != nil || r.Copied != 57 {
+		t.Fatalf("next run: copied %d, %v", r.Copied, err)
+	}
+	if sink.count() != 60 {
+		t.Fatalf("sink holds %d, want 60", sink.count())
 	}
 }
 
