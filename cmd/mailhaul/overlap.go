@@ -103,4 +103,3 @@ func resolveExisting(p string) string {
 		p = parent
 	}
 }
-
