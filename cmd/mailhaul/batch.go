@@ -658,7 +658,7 @@ func (r accountReporter) Event(e migrate.Event) {
 		if e.Err != nil {
 			r.log.Warn(errString(e.Err))
 		} else {
-			r.log.Info("append with unknown outcome settled", "folder", e.Folder, "id", e.ID, "how", e.How)
+			r.log.Log(context.Background(), settledLevel(e.How), "append with unknown outcome settled", "folder", e.Folder, "id", e.ID, "how", e.How)
 		}
 	case migrate.Waiting:
 		r.log.Info(errString(e.Err))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -139,7 +140,7 @@ func (r *renderer) Event(e migrate.Event) {
 		if e.Err != nil {
 			log.Warn(errString(e.Err))
 		} else {
-			log.Info("append with unknown outcome settled", "folder", e.Folder, "id", e.ID, "destination", e.Dest, "how", e.How)
+			log.Log(context.Background(), settledLevel(e.How), "append with unknown outcome settled", "folder", e.Folder, "id", e.ID, "destination", e.Dest, "how", e.How)
 		}
 	case migrate.Waiting:
 		log.Info(errString(e.Err))
@@ -162,6 +163,20 @@ func (r *renderer) Event(e migrate.Event) {
 	case migrate.Copied:
 		log.Debug("copied", "folder", e.Folder, "id", e.ID, "bytes", e.Bytes)
 	}
+}
+
+// settledLevel is the log level of a settled append: one line per message
+// only where the user has something to look at (a copy removed, a possible
+// duplicate); found and sent-again copies are counted in the summary (a
+// killed run leaves hundreds).
+func settledLevel(how string) slog.Level {
+	switch how {
+	case migrate.SettledPossibleDuplicate:
+		return slog.LevelWarn
+	case migrate.SettledRemoved:
+		return slog.LevelInfo
+	}
+	return slog.LevelDebug
 }
 
 func errString(err error) string {
