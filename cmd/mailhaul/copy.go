@@ -187,7 +187,13 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 			return &exitError{exitFatal, fmt.Errorf("write report: %w", err)}
 		}
 	}
-	printSummary(os.Stderr, report)
+	// A dry run's plan is what was asked for: on stdout, unless --json
+	// has it there already.
+	plan := io.Writer(os.Stdout)
+	if g.json {
+		plan = os.Stderr
+	}
+	printSummary(os.Stderr, plan, report)
 	code := exitCodeFor(report, runErr)
 	if code == exitOK {
 		return nil
@@ -387,14 +393,15 @@ func jsonReport(r migrate.Report, src, dst endpoint, cp string) (reportJSON, []m
 	return reportJSON{Source: src.describe(), Destination: dst.describe(), Checkpoint: cp, Report: r, ElapsedSec: r.Elapsed.Seconds()}, folders
 }
 
-// printSummary writes the human summary of a run.
-func printSummary(w io.Writer, r migrate.Report) {
+// printSummary writes the human summary of a run to w, and a dry run's
+// plan (a row per folder) to plan.
+func printSummary(w, plan io.Writer, r migrate.Report) {
 	verb := "copied"
 	if r.DryRun {
 		verb = "would copy"
-		fmt.Fprintf(w, "%-40s %-40s %10s %12s %8s\n", "FOLDER", "DESTINATION", "MESSAGES", "BYTES", "ALREADY")
+		fmt.Fprintf(plan, "%-40s %-40s %10s %12s %8s\n", "FOLDER", "DESTINATION", "MESSAGES", "BYTES", "ALREADY")
 		for _, f := range r.Folders {
-			fmt.Fprintf(w, "%-40s %-40s %10d %12d %8d\n", f.Name, f.Dest, f.Messages, f.Bytes, f.Already)
+			fmt.Fprintf(plan, "%-40s %-40s %10d %12d %8d\n", f.Name, f.Dest, f.Messages, f.Bytes, f.Already)
 		}
 	}
 	secs := r.Elapsed.Seconds()

@@ -75,3 +75,24 @@ func TestCopyIntoItsSource(t *testing.T) {
 		t.Errorf("the source changed: %d messages (was %d), %d entries", after, before, len(entries))
 	}
 }
+
+// TestDryRunPlanOnStdout: without --json the plan of a dry run is the
+// command's output (stdout, to be redirected); the summary stays on
+// stderr, and nothing is written.
+func TestDryRunPlanOnStdout(t *testing.T) {
+	src, _ := filepath.Abs("../../testdata/maildir")
+	dst := filepath.Join(t.TempDir(), "out")
+	r := runMailhaul(t, nil, "copy", "--dry-run", "--state-dir", t.TempDir(), "maildir:"+src, "maildir:"+dst)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if !strings.HasPrefix(r.stdout, "FOLDER") || !strings.Contains(r.stdout, "INBOX") {
+		t.Errorf("stdout:\n%s\nwant the plan", r.stdout)
+	}
+	if strings.Contains(r.stderr, "FOLDER") || !strings.Contains(r.stderr, "would copy") {
+		t.Errorf("stderr:\n%s\nwant the summary only", r.stderr)
+	}
+	if _, err := os.Stat(dst); err == nil {
+		t.Error("a dry run created the destination")
+	}
+}
