@@ -60,7 +60,9 @@ func copyCommand(g *globalFlags) *cobra.Command {
 
 Folders keep their names (and hierarchy) unless --map renames them. Flags
 (read, answered, flagged, draft, forwarded, deleted, keywords) and the
-internal date are kept. Message bytes are never changed. Messages flagged
+internal date are kept. Message bytes are not changed, except that an IMAP
+destination gets CRLF line ends and an mbox source loses its ">From "
+quoting. Messages flagged
 \Deleted are copied with the flag (--skip-deleted leaves them out);
 Thunderbird's deleted-but-not-compacted messages are left out
 (--include-deleted copies them).
@@ -104,7 +106,7 @@ func addCopyFlags(fl *pflag.FlagSet, f *copyFlags) {
 	fl.BoolVar(&f.skipDeleted, "skip-deleted", false, `leave out messages flagged \Deleted (Maildir "T", mbox Status "D"); by default they are copied with the flag`)
 	fl.BoolVar(&f.includeDeleted, "include-deleted", false, `also copy messages that are already gone for the user: Thunderbird's deleted-but-not-compacted (X-Mozilla-Status 0x0008), with \Deleted`)
 	fl.StringVar(&f.maildirLayout, "maildir-layout", "maildir++", "layout of a Maildir destination: maildir++ (Dovecot, Courier) or fs (nested directories)")
-	fl.StringVar(&f.tempDir, "temp-dir", "", "where bodies too large to keep in memory are spooled, in a directory of the run's own (default: the state directory)")
+	fl.StringVar(&f.tempDir, "temp-dir", "", "where bodies too large to keep in memory are spooled, in a directory of the run's own (default: the state directory), and the large FETCH responses of servers that send the UID last (default: $TMPDIR)")
 	fl.StringVar(&f.toFolder, "to-folder", "", `destination folder of a POP3 source (default INBOX), or the folder name of a single-file mbox source (default: the file's name), e.g. "POP3 import"`)
 	fl.BoolVar(&f.deleteAfterCopy, "delete-after-copy", false, "POP3 source: delete from the server the messages whose copy is recorded done (and, for IMAP, confirmed by the server), at the end of a run without errors")
 	addIMAPFlags(fl, &f.imap)
