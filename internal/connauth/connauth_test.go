@@ -53,6 +53,9 @@ func TestParseURL(t *testing.T) {
 	if err != nil || !u.Scheme.TLS || u.Host != "::1" || u.Port != "2" || u.User != "me@example.com" || u.Path != "A/B" || u.Addr() != "[::1]:2" {
 		t.Fatalf("ParseURL = %+v, %v", u, err)
 	}
+	if u, err := ParseURL("x://me@h/a%23b%3Fc%25", "X", "", "", schemes...); err != nil || u.Path != "a#b?c%" {
+		t.Errorf("escaped # ? %%: %+v, %v", u, err)
+	}
 	for in, msg := range map[string]string{
 		"x://me:s3cret@h":        "use the env",
 		"x://h":                  "X URL x://h:1: no user",
@@ -60,6 +63,11 @@ func TestParseURL(t *testing.T) {
 		"y://me@h":               `scheme "y" (want x or xs)`,
 		"x://me@h:bad:pt/":       `invalid X URL "x://me@h:bad:pt/": invalid port ":pt" after host (want xs://user@host)`,
 		"x://me:s3cret@h:24143x": `invalid X URL "x://me:<redacted>@h:24143x": invalid port ":24143x" after host`,
+		"x://me@h/a#b?c":         `a ? or # ends the folder name there (want xs://user@host; a folder name's ? is written %3F and # %23)`,
+		"x://me@h/a?b":           `a ? or # ends the folder name there`,
+		"x://me@h/a?":            `a ? or # ends the folder name there`,
+		"x://me@h/a#":            `a ? or # ends the folder name there`,
+		"x://me@h/50%off":        `invalid URL escape "%of" (want xs://user@host; a folder name's % is written %25)`,
 	} {
 		_, err := ParseURL(in, "X", "xs://user@host", "the env", schemes...)
 		if err == nil || !strings.Contains(err.Error(), msg) || strings.Contains(err.Error(), "s3cret") {

@@ -64,7 +64,16 @@ func ParseURL(raw, proto, usage, passwordHint string, schemes ...Scheme) (URL, e
 		if ue := (*url.Error)(nil); errors.As(err, &ue) {
 			why = ue.Err
 		}
-		return URL{}, fmt.Errorf("invalid %s URL %q: %v (want %s)", proto, withoutPassword(raw), why, usage)
+		hint := ""
+		if ee := url.EscapeError(""); errors.As(err, &ee) {
+			hint = "; a folder name's % is written %25"
+		}
+		return URL{}, fmt.Errorf("invalid %s URL %q: %v (want %s%s)", proto, withoutPassword(raw), why, usage, hint)
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(raw, "#") {
+		// Neither has a meaning here: a folder name holding ? or # would
+		// lose its end without a word.
+		return URL{}, fmt.Errorf("invalid %s URL %q: a ? or # ends the folder name there (want %s; a folder name's ? is written %%3F and # %%23)", proto, withoutPassword(raw), usage)
 	}
 	var out URL
 	var names []string
