@@ -380,6 +380,47 @@ func (s *Store) SetFolderVersions(m map[string]string) error {
 	})
 }
 
+// Forget removes the records of copies (source folder, epoch of the
+// checkpoint, message id) whose copies are gone from the destination, with
+// their refs index entries, and the folders' "unchanged since" records,
+// in one commit: the next copy copies those messages again. A message not
+// recorded is ignored. It returns how many records were removed.
+func (s *Store) Forget(folder, epoch string, ids []string) (int, error) {
+	n := 0
+	err := s.batch(func(tx *bolt.Tx) error {
+		n = 0
+		f := tx.Bucket(bDone).Bucket(folderKey(folder, epoch))
+		if f == nil {
+			return nil
+		}
+		rb := tx.Bucket(bRefs)
+		for _, id := range ids {
+			old := f.Get([]byte(id))
+			if old == nil {
+				continue
+			}
+			var o Record
+			if json.Unmarshal(old, &o) == nil && indexed(o.Ref) && rb != nil {
+				key := string(intentKey(folder, epoch, id))
+				if k := ownerKey(o.Dest, o.Ref, key); string(rb.Get(k)) == key {
+					if err := rb.Delete(k); err != nil {
+						return err
+					}
+				}
+			}
+			if err := f.Delete([]byte(id)); err != nil {
+				return err
+			}
+			n++
+		}
+		if n > 0 {
+			return tx.Bucket(bVersions).Delete([]byte(folder))
+		}
+		return nil
+	})
+	return n, err
+}
+
 // AddIntents implements migrate.Checkpoint.
 func (s *Store) AddIntents(in []migrate.Intent) error {
 	return s.batch(func(tx *bolt.Tx) error { return addIntents(tx, in) })

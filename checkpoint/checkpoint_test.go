@@ -181,3 +181,48 @@ func TestJournalSlots(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestForget: forgotten copies are no longer done, their refs no longer
+// owned, and their folder no longer recorded as unchanged; others stay.
+func TestForget(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "x.db"), "a", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	in := []migrate.Intent{
+		{Folder: "INBOX", Epoch: "7", ID: "1", Dest: "INBOX", Size: 10},
+		{Folder: "INBOX", Epoch: "7", ID: "2", Dest: "INBOX", Size: 20},
+		{Folder: "Sent", Epoch: "8", ID: "1", Dest: "Sent", Size: 30},
+	}
+	s.AddIntents(in)
+	if err := s.Complete(in, []string{"5:1:INBOX", "5:2:INBOX", "6:1:Sent"}); err != nil {
+		t.Fatal(err)
+	}
+	s.SetFolderVersions(map[string]string{"INBOX": "v1", "Sent": "v2"})
+	n, err := s.Forget("INBOX", "7", []string{"2", "99"})
+	if err != nil || n != 1 {
+		t.Fatalf("Forget = %d, %v", n, err)
+	}
+	if ok, _ := s.Done("INBOX", "7", "2"); ok {
+		t.Error("INBOX/2 still done")
+	}
+	if ok, _ := s.Done("INBOX", "7", "1"); !ok {
+		t.Error("INBOX/1 forgotten too")
+	}
+	if _, ok, _ := s.Owner("INBOX", "5:2:INBOX"); ok {
+		t.Error("the forgotten copy's ref is still owned")
+	}
+	if _, ok, _ := s.Owner("INBOX", "5:1:INBOX"); !ok {
+		t.Error("INBOX/1's ref lost")
+	}
+	if _, ok, _ := s.FolderVersion("INBOX"); ok {
+		t.Error("INBOX still recorded as unchanged")
+	}
+	if _, ok, _ := s.FolderVersion("Sent"); !ok {
+		t.Error("Sent's record lost")
+	}
+	if n, err := s.Forget("Nowhere", "1", []string{"1"}); err != nil || n != 0 {
+		t.Errorf("Forget in an unknown folder = %d, %v", n, err)
+	}
+}

@@ -40,6 +40,7 @@ type checkFlags struct {
 	copyFlags // the options shared with copy (only those that apply are registered)
 	limit     int
 	noCP      bool
+	forget    bool // --forget-missing
 }
 
 func checkCommand(g *globalFlags) *cobra.Command {
@@ -60,7 +61,10 @@ Takes the same endpoints and selection as copy (--include, --exclude, --map,
 --since, --before, --max-size, --skip-deleted, --include-deleted,
 --to-folder); run it with the options the copy ran with. Reads headers and
 sizes, not bodies, except where a hash decides. Nothing is changed on either
-side, nor in the checkpoint.
+side, nor in the checkpoint (but for --forget-missing: a message the
+checkpoint records as copied whose copy has since been deleted from the
+destination is missing, and a copy does not copy it again until check
+--forget-missing has removed that record).
 
 Exit codes: 0 complete; 4 messages missing; 3 some folders or messages could
 not be read; 5 complete but with extra or duplicate copies or flag/date
@@ -90,6 +94,7 @@ differences; 1 fatal error; 2 usage error; 130 interrupted.`,
 	addIMAPFlags(fl, &c.imap)
 	fl.IntVar(&f.limit, "limit", 20, "list at most this many messages per kind of problem (0: all); --json always has every message")
 	fl.BoolVar(&f.noCP, "no-checkpoint", false, "ignore the checkpoint: match by Message-ID, size and content only")
+	fl.BoolVar(&f.forget, "forget-missing", false, "remove from the checkpoint the records of copies found missing (deleted from the destination since), so that the next copy copies those messages again; the one change check makes, and only when the check completes")
 	return cmd
 }
 
@@ -134,6 +139,9 @@ func runCheck(g *globalFlags, f *checkFlags, srcArg, dstArg string) error {
 	if f.limit < 0 {
 		return usageErr("--limit must be 0 (all) or more")
 	}
+	if f.forget && f.noCP {
+		return usageErr("--forget-missing removes records from the checkpoint: it cannot go with --no-checkpoint")
+	}
 	srcEP, err := parseEndpoint(srcArg)
 	if err != nil {
 		return usageErr("%v", err)
@@ -163,9 +171,19 @@ func runCheck(g *globalFlags, f *checkFlags, srcArg, dstArg string) error {
 	co.Source = src
 
 	cpPath := ""
+	var writable *checkpoint.Store // --forget-missing
 	if !f.noCP {
 		path, _, note := checkpointPath(ctx, f.stateDir, srcEP, dstEP)
-		store, err := checkpoint.OpenReadOnly(path)
+		open := checkpoint.OpenReadOnly
+		if f.forget {
+			open = func(path string) (*checkpoint.Store, error) {
+				if _, err := os.Stat(path); err != nil {
+					return nil, nil // nothing recorded: nothing to forget
+				}
+				return checkpoint.Open(path, srcEP.describe(), dstEP.describe())
+			}
+		}
+		store, err := open(path)
 		if errors.Is(err, checkpoint.ErrLocked) {
 			return &exitError{exitFatal, fmt.Errorf("a mailhaul copy from %s to %s is running (checkpoint %s): check when it has finished", srcEP.describe(), dstEP.describe(), path)}
 		}
@@ -176,6 +194,9 @@ func runCheck(g *globalFlags, f *checkFlags, srcArg, dstArg string) error {
 			defer store.Close()
 			co.Checkpoint = store
 			cpPath = path
+			if f.forget {
+				writable = store
+			}
 			if note != "" {
 				g.log.Info(note, "checkpoint", path)
 			}
@@ -188,6 +209,11 @@ func runCheck(g *globalFlags, f *checkFlags, srcArg, dstArg string) error {
 	rep, runErr := migrate.Check(ctx, co)
 	rend.finish()
 
+	var forgotten int
+	var forgetErr error
+	if writable != nil && runErr == nil && !rep.Interrupted {
+		forgotten, forgetErr = forgetMissing(writable, rep)
+	}
 	code := checkExitCode(rep, runErr)
 	if g.json {
 		out := checkJSON{Source: srcEP.describe(), Destination: dstEP.describe(), Checkpoint: cpPath,
@@ -200,6 +226,14 @@ func runCheck(g *globalFlags, f *checkFlags, srcArg, dstArg string) error {
 		printCheck(os.Stdout, rep, srcEP.describe(), dstEP.describe(), cpPath, f.limit, code)
 	}
 	switch {
+	case forgetErr != nil:
+		return &exitError{exitFatal, fmt.Errorf("--forget-missing: %w", forgetErr)}
+	case f.forget && forgotten > 0:
+		fmt.Fprintf(os.Stderr, "--forget-missing: removed the checkpoint's records of %s whose copies are gone; the same copy command copies them again\n", plural(forgotten, "message"))
+	case f.forget:
+		fmt.Fprintln(os.Stderr, "--forget-missing: the checkpoint records no copy that is missing; nothing removed")
+	}
+	switch {
 	case code == exitOK:
 		return nil
 	case code == exitInterrupted:
@@ -208,6 +242,36 @@ func runCheck(g *globalFlags, f *checkFlags, srcArg, dstArg string) error {
 		return &exitError{code, runErr}
 	}
 	return &exitError{code, nil}
+}
+
+// forgetMissing removes from the checkpoint the records of the source
+// messages rep found missing, folder by folder (under the epoch the
+// checkpoint holds for the folder), and returns how many it removed.
+func forgetMissing(store *checkpoint.Store, rep migrate.CheckReport) (int, error) {
+	byFolder := map[string][]string{}
+	var folders []string
+	for _, v := range rep.Problems {
+		if v.Side != "source" || v.Verdict != migrate.VerdictMissing {
+			continue
+		}
+		if byFolder[v.Folder] == nil {
+			folders = append(folders, v.Folder)
+		}
+		byFolder[v.Folder] = append(byFolder[v.Folder], v.ID)
+	}
+	total := 0
+	for _, folder := range folders {
+		epoch, _, err := store.Epoch(folder)
+		if err != nil {
+			return total, err
+		}
+		n, err := store.Forget(folder, epoch, byFolder[folder])
+		if err != nil {
+			return total, fmt.Errorf("folder %q: %w", folder, err)
+		}
+		total += n
+	}
+	return total, nil
 }
 
 // openCheckSides opens the source, and the destination for reading: as
@@ -420,6 +484,15 @@ func printCheck(w io.Writer, r migrate.CheckReport, src, dst, cp string, limit, 
 		}
 	}
 	var notes []string
+	recorded := 0
+	for _, v := range r.Problems {
+		if v.Verdict == migrate.VerdictMissing && strings.Contains(v.Reason, "the checkpoint records its copy") {
+			recorded++
+		}
+	}
+	if recorded > 0 {
+		notes = append(notes, fmt.Sprintf("%s missing here the checkpoint records as copied (their copies were deleted or changed since): a copy does not copy them again until `mailhaul check --forget-missing` with these arguments has removed those records", plural(recorded, "message")))
+	}
 	for _, f := range r.Folders {
 		if len(f.NotKept) > 0 {
 			notes = append(notes, fmt.Sprintf("destination folder %q keeps no keyword %s (on no message of it; its server refuses them or copy dropped them with a warning): not counted as a difference", f.Dest, strings.Join(f.NotKept, " ")))

@@ -645,3 +645,57 @@ func TestCheckUsage(t *testing.T) {
 		t.Errorf("check wrote into the state directory: %v", ents)
 	}
 }
+
+// TestCheckForgetMissing: a copy deleted from the destination after the
+// copy is missing to check, which says how to get it back; copy alone
+// does not (the checkpoint records it); check --forget-missing removes
+// that record and nothing else, and the next copy copies that message
+// once. A check that writes nothing (without the flag) changes nothing.
+func TestCheckForgetMissing(t *testing.T) {
+	src := t.TempDir()
+	want := mboxTree(t, src, 6)
+	total := 0
+	for _, w := range want {
+		total += len(w)
+	}
+	dst, state := filepath.Join(t.TempDir(), "Maildir"), t.TempDir()
+	copyArgs := []string{"copy", "--state-dir", state, "mbox:" + src, "maildir:" + dst}
+	if r := runMailhaul(t, nil, copyArgs...); r.code != 0 {
+		t.Fatalf("copy: exit %d\n%s", r.code, r.stderr)
+	}
+	cur := filepath.Join(maildir.FolderDir(dst, maildir.PlusPlus, "INBOX"), "cur")
+	ents, _ := os.ReadDir(cur)
+	var gone string
+	for _, e := range ents {
+		if b, _ := os.ReadFile(filepath.Join(cur, e.Name())); strings.Contains(string(b), "Message-ID: <INBOX-2@e2e.example>") {
+			gone = filepath.Join(cur, e.Name())
+		}
+	}
+	if gone == "" || os.Remove(gone) != nil {
+		t.Fatalf("no copy of INBOX-2 in %s", cur)
+	}
+	checkArgs := []string{"check", "--state-dir", state, "mbox:" + src, "maildir:" + dst}
+	r := runMailhaul(t, nil, checkArgs...)
+	if r.code != exitMissing || !strings.Contains(r.stdout, "1 message missing here the checkpoint records as copied") || !strings.Contains(r.stdout, "check --forget-missing") {
+		t.Fatalf("check: exit %d, want 4 and the way back\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if r := runMailhaul(t, nil, copyArgs...); r.code != 0 || !strings.Contains(r.stderr, "copied 0 messages") {
+		t.Fatalf("copy after the deletion: exit %d\n%s", r.code, r.stderr)
+	}
+	r = runMailhaul(t, nil, append([]string{"check", "--forget-missing"}, checkArgs[1:]...)...)
+	if r.code != exitMissing || !strings.Contains(r.stderr, "removed the checkpoint's records of 1 message whose copies are gone") {
+		t.Fatalf("check --forget-missing: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if r := runMailhaul(t, nil, copyArgs...); r.code != 0 || !strings.Contains(r.stderr, "copied 1 message ") {
+		t.Fatalf("copy after --forget-missing: exit %d\n%s", r.code, r.stderr)
+	}
+	r, out := checkCLI(t, nil, checkArgs[1:]...)
+	wantComplete(t, r, out, total)
+	r = runMailhaul(t, nil, append([]string{"check", "--forget-missing"}, checkArgs[1:]...)...)
+	if r.code != 0 || !strings.Contains(r.stderr, "nothing removed") {
+		t.Errorf("check --forget-missing of a complete copy: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := runMailhaul(t, nil, "check", "--forget-missing", "--no-checkpoint", "mbox:"+src, "maildir:"+dst); r.code != exitUsage {
+		t.Errorf("--forget-missing --no-checkpoint: exit %d\n%s", r.code, r.stderr)
+	}
+}
