@@ -93,7 +93,7 @@ func (s *IMAP) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("IMAP source %s: %w", s.cfg.Addr(), imapconn.Classify(err))
+		return nil, fmt.Errorf("%s %s: %w", s.what(), s.cfg.Addr(), imapconn.Classify(err))
 	}
 	return mbs, nil
 }
@@ -163,7 +163,7 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 		first := list[group[0]].Mailbox
 		for _, i := range group[1:] {
 			if list[i].Mailbox != first && s.Warn != nil {
-				s.Warn(fmt.Errorf("IMAP source %s: folder %q is not copied: its name %q is that of folder %q too (rename one on the server)", s.cfg.Addr(), list[i].Mailbox, names[i], first))
+				s.Warn(fmt.Errorf("%s %s: folder %q is not copied: its name %q is that of folder %q too (rename one on the server)", s.what(), s.cfg.Addr(), list[i].Mailbox, names[i], first))
 			}
 			names[i] = "" // the first in LIST order keeps the name
 		}
@@ -627,7 +627,7 @@ func (s *IMAP) wrap(folder, id string, err error) error {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return err
 	}
-	where := fmt.Sprintf("IMAP source %s folder %q", s.cfg.Addr(), folder)
+	where := fmt.Sprintf("%s %s folder %q", s.what(), s.cfg.Addr(), folder)
 	if id != "" {
 		where += " UID " + id
 	}
@@ -783,7 +783,7 @@ func (s *IMAP) fetchPart(ctx context.Context, folder string, uid imap.UID, w io.
 		}
 		return found, n, s.wrap(folder, fmt.Sprint(uid), err)
 	case !found:
-		return false, 0, migrate.SkipMessage(fmt.Errorf("IMAP source %s folder %q UID %d: message no longer exists (expunged since listing)", s.cfg.Addr(), folder, uid))
+		return false, 0, migrate.SkipMessage(fmt.Errorf("%s %s folder %q UID %d: message no longer exists (expunged since listing)", s.what(), s.cfg.Addr(), folder, uid))
 	}
 	s.mu.Lock()
 	delete(s.cuts, cutKey(folder, uid))
@@ -806,6 +806,15 @@ func (s *IMAP) doShared(ctx context.Context, sc *imapconn.SharedConn, fn func(c 
 	released = true
 	s.shared.Release(sc, err)
 	return err
+}
+
+// what names the account in messages: "IMAP source", or "IMAP
+// destination" when check reads the destination through a Source.
+func (s *IMAP) what() string {
+	if s.cfg.Role != "" {
+		return "IMAP " + s.cfg.Role
+	}
+	return "IMAP source"
 }
 
 var errPanicked = errors.New("IMAP source: panic while the connection was in use")

@@ -293,6 +293,7 @@ func openCheckSides(ctx context.Context, srcEP, dstEP endpoint, env endpointEnv)
 		if dstCfg, err = imapConfig(dstEP, env, "dst"); err != nil {
 			return nil, nil, nil, nil, err
 		}
+		dstCfg.Role = "destination" // read through a Source: say which side
 	}
 	var (
 		wg                   sync.WaitGroup
@@ -518,7 +519,7 @@ func printCheck(w io.Writer, r migrate.CheckReport, src, dst, cp string, limit, 
 	fmt.Fprintln(w)
 	switch code {
 	case exitOK:
-		fmt.Fprintf(w, "COMPLETE: all %d selected messages of %d folders are in the destination (%s); %.1fs\n", sel, len(r.Folders), by, r.Elapsed.Seconds())
+		fmt.Fprintf(w, "COMPLETE: all %s of %s are in the destination (%s); %.1fs\n", plural(sel, "selected message"), plural(len(r.Folders), "folder"), by, r.Elapsed.Seconds())
 	case exitDifferences:
 		fmt.Fprintf(w, "COMPLETE WITH DIFFERENCES: all %d selected messages are in the destination (%s), but %d extra, %d duplicate copies, %d flag and %d date differences; %.1fs (exit 5)\n",
 			sel, by, t.Extra, t.Duplicate, t.FlagDiff, t.DateDiff, r.Elapsed.Seconds())

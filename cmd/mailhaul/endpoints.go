@@ -175,7 +175,7 @@ func openMaildirSink(ctx context.Context, ep endpoint, env endpointEnv) (migrate
 	layout := maildir.PlusPlus
 	if env.c != nil {
 		if layout, err = maildir.ParseLayout(env.c.maildirLayout); err != nil {
-			return nil, err
+			return nil, usageErr("--maildir-layout: %v", err)
 		}
 	}
 	return sinks.OpenMaildir(p, layout)

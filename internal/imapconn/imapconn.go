@@ -133,6 +133,9 @@ type Config struct {
 	// are rewritten to non-synchronising ones on imaps:// and plaintext
 	// connections, saving a round trip per APPEND).
 	NoLiteralPlus bool
+	// Role names the side the account plays, in messages: "source" (""
+	// too) or "destination" (check reads the destination as a source).
+	Role string
 	// SpillDir holds the temporary files of large FETCH responses whose
 	// UID came after their body (see orphans.go); "" is os.TempDir().
 	SpillDir string
