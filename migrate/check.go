@@ -194,6 +194,13 @@ type Verdict struct {
 	// a message with its Message-ID (and size): moved, or a renamed folder.
 	Elsewhere string `json:"elsewhere,omitempty"`
 	Reason    string `json:"reason,omitempty"`
+	// RecordGone: missing, and the checkpoint records a copy of it in its
+	// destination folder that is not there any more (deleted, its folder
+	// deleted or re-created): a copy does not copy it again until the
+	// record is removed (check --forget-missing). Epoch is the source
+	// folder's epoch, under which the checkpoint keeps the record.
+	RecordGone bool   `json:"recorded_copy_gone,omitempty"`
+	Epoch      string `json:"-"`
 }
 
 // Differs reports whether a found message's copy differs in flags or date.
@@ -375,6 +382,8 @@ type citem struct {
 	peer     *citem
 	how      string
 	note     string // why the checkpoint's record did not decide
+	gone     bool   // source: the checkpoint records a copy, and it is not there any more
+	epoch    string // source: its folder's epoch (the checkpoint's key)
 	dedupe   bool   // source: the checkpoint records --dedupe found it in the destination
 	claimed  bool   // destination: an extra message a dedupe record stands for (lookElsewhere)
 	v        *Verdict

@@ -80,7 +80,9 @@ func (c *checker) matchCheckpoint(g *checkGroup, src, dst []*citem) error {
 		byID[d.m.ID] = d
 	}
 	copies := map[string]map[string]Copy{} // source folder -> id -> copy
+	epochs := map[string]string{}
 	for _, mb := range g.srcs {
+		epochs[mb.Name] = mb.Epoch
 		m := map[string]Copy{}
 		err := c.o.Checkpoint.Copies(mb.Name, mb.Epoch, func(cp Copy) error {
 			m[cp.ID] = cp
@@ -99,6 +101,7 @@ func (c *checker) matchCheckpoint(g *checkGroup, src, dst []*citem) error {
 		if !ok {
 			continue
 		}
+		s.epoch = epochs[s.m.Mailbox]
 		if normInbox(cp.Dest) != g.dest {
 			s.note = fmt.Sprintf("the checkpoint records its copy in destination folder %q", cp.Dest)
 			continue
@@ -116,16 +119,19 @@ func (c *checker) matchCheckpoint(g *checkGroup, src, dst []*citem) error {
 		}
 		if g.dmb == nil {
 			s.note = fmt.Sprintf("the checkpoint records its copy %s, in a folder that no longer exists", cp.Ref)
+			s.gone = true
 			continue
 		}
 		if ep != epoch {
 			s.note = fmt.Sprintf("the checkpoint records its copy %s, but the destination folder was re-created since (UIDVALIDITY %s)", cp.Ref, epoch)
+			s.gone = true
 			continue
 		}
 		d := byID[id]
 		switch {
 		case d == nil || d.peer != nil:
 			s.note = fmt.Sprintf("the checkpoint records its copy %s, which no longer exists", cp.Ref)
+			s.gone = true
 			continue
 		case recordedMID(s, cp) != "" && d.m.MessageID != "" && recordedMID(s, cp) != normMessageID(d.m.MessageID):
 			s.note = fmt.Sprintf("the checkpoint records its copy %s, which now holds another message", cp.Ref)
@@ -522,6 +528,7 @@ func (c *checker) finish(ctx context.Context, g *checkGroup, src, dst []*citem) 
 		case s.peer == nil:
 			fc.Missing++
 			s.v = c.verdict(s, VerdictMissing, g)
+			s.v.RecordGone, s.v.Epoch = s.gone, s.epoch
 			switch {
 			case g.dmb == nil:
 				s.v.Reason = fmt.Sprintf("destination folder %q does not exist", g.dest)

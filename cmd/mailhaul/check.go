@@ -177,8 +177,21 @@ func runCheck(g *globalFlags, f *checkFlags, srcArg, dstArg string) error {
 		open := checkpoint.OpenReadOnly
 		if f.forget {
 			open = func(path string) (*checkpoint.Store, error) {
-				if _, err := os.Stat(path); err != nil {
-					return nil, nil // nothing recorded: nothing to forget
+				// Read first: a copy interrupted with appends in flight
+				// is finished by the next copy, not second-guessed here
+				// (and opening for writing would restart its settling
+				// delay).
+				ro, err := checkpoint.OpenReadOnly(path)
+				if ro == nil || err != nil {
+					return nil, err // no checkpoint: nothing to forget
+				}
+				pending, err := ro.Pending()
+				ro.Close()
+				if err != nil {
+					return nil, err
+				}
+				if len(pending) > 0 {
+					return nil, fmt.Errorf("--forget-missing: the last copy of this pair was interrupted with %s in flight; run that copy again to the end first", plural(len(pending), "message"))
 				}
 				return checkpoint.Open(path, srcEP.describe(), dstEP.describe())
 			}
@@ -245,33 +258,40 @@ func runCheck(g *globalFlags, f *checkFlags, srcArg, dstArg string) error {
 }
 
 // forgetMissing removes from the checkpoint the records of the source
-// messages rep found missing, folder by folder (under the epoch the
-// checkpoint holds for the folder), and returns how many it removed.
+// messages rep found missing whose recorded copies are gone (forgettable),
+// folder by folder under the epoch check read them with, and returns how
+// many it removed.
 func forgetMissing(store *checkpoint.Store, rep migrate.CheckReport) (int, error) {
-	byFolder := map[string][]string{}
-	var folders []string
+	type key struct{ folder, epoch string }
+	byFolder := map[key][]string{}
+	var keys []key
 	for _, v := range rep.Problems {
-		if v.Side != "source" || v.Verdict != migrate.VerdictMissing {
+		if !forgettable(v) {
 			continue
 		}
-		if byFolder[v.Folder] == nil {
-			folders = append(folders, v.Folder)
+		k := key{v.Folder, v.Epoch}
+		if byFolder[k] == nil {
+			keys = append(keys, k)
 		}
-		byFolder[v.Folder] = append(byFolder[v.Folder], v.ID)
+		byFolder[k] = append(byFolder[k], v.ID)
 	}
 	total := 0
-	for _, folder := range folders {
-		epoch, _, err := store.Epoch(folder)
+	for _, k := range keys {
+		n, err := store.Forget(k.folder, k.epoch, byFolder[k])
 		if err != nil {
-			return total, err
-		}
-		n, err := store.Forget(folder, epoch, byFolder[folder])
-		if err != nil {
-			return total, fmt.Errorf("folder %q: %w", folder, err)
+			return total, fmt.Errorf("folder %q: %w", k.folder, err)
 		}
 		total += n
 	}
 	return total, nil
+}
+
+// forgettable: a missing source message whose recorded copy is gone from
+// the folder a copy puts it in, and that is not somewhere else in the
+// destination (moved, or its folder renamed: forgetting it would copy it
+// again beside the moved copy).
+func forgettable(v migrate.Verdict) bool {
+	return v.Side == "source" && v.Verdict == migrate.VerdictMissing && v.RecordGone && v.Elsewhere == ""
 }
 
 // openCheckSides opens the source, and the destination for reading: as
@@ -487,7 +507,7 @@ func printCheck(w io.Writer, r migrate.CheckReport, src, dst, cp string, limit, 
 	var notes []string
 	recorded := 0
 	for _, v := range r.Problems {
-		if v.Verdict == migrate.VerdictMissing && strings.Contains(v.Reason, "the checkpoint records its copy") {
+		if forgettable(v) {
 			recorded++
 		}
 	}

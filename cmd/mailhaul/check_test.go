@@ -695,6 +695,42 @@ func TestCheckForgetMissing(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stderr, "nothing removed") {
 		t.Errorf("check --forget-missing of a complete copy: exit %d\n%s", r.code, r.stderr)
 	}
+	// A copy moved to another folder by the user is missing from its
+	// folder but is not forgotten: the next copy would put a second one
+	// beside it.
+	ents, _ = os.ReadDir(cur)
+	moved := ""
+	for _, e := range ents {
+		if b, _ := os.ReadFile(filepath.Join(cur, e.Name())); strings.Contains(string(b), "Message-ID: <INBOX-4@e2e.example>") {
+			moved = e.Name()
+		}
+	}
+	work := filepath.Join(maildir.FolderDir(dst, maildir.PlusPlus, "Work"), "cur")
+	if moved == "" || os.Rename(filepath.Join(cur, moved), filepath.Join(work, moved)) != nil {
+		t.Fatal("could not move INBOX-4")
+	}
+	r = runMailhaul(t, nil, append([]string{"check", "--forget-missing"}, checkArgs[1:]...)...)
+	if r.code != exitMissing || !strings.Contains(r.stderr, "nothing removed") || strings.Contains(r.stdout, "records as copied") {
+		t.Errorf("check --forget-missing of a moved copy: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if r := runMailhaul(t, nil, copyArgs...); r.code != 0 || !strings.Contains(r.stderr, "copied 0 messages") {
+		t.Errorf("copy after a moved copy: exit %d\n%s", r.code, r.stderr)
+	}
+	// After a copy killed with appends in flight, --forget-missing waits
+	// for that copy to be run to the end.
+	sEP, _ := parseEndpoint("mbox:" + src)
+	dEP, _ := parseEndpoint("maildir:" + dst)
+	path, _, _ := checkpointPath(context.Background(), state, sEP, dEP)
+	store, err := checkpoint.Open(path, sEP.describe(), dEP.describe())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.AddIntents([]migrate.Intent{{Folder: "INBOX", ID: "x", Dest: "INBOX"}})
+	store.Close()
+	r = runMailhaul(t, nil, append([]string{"check", "--forget-missing"}, checkArgs[1:]...)...)
+	if r.code != exitFatal || !strings.Contains(r.stderr, "interrupted with 1 message in flight") {
+		t.Errorf("check --forget-missing after an interrupted copy: exit %d\n%s", r.code, r.stderr)
+	}
 	if r := runMailhaul(t, nil, "check", "--forget-missing", "--no-checkpoint", "mbox:"+src, "maildir:"+dst); r.code != exitUsage {
 		t.Errorf("--forget-missing --no-checkpoint: exit %d\n%s", r.code, r.stderr)
 	}
