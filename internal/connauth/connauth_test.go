@@ -68,6 +68,11 @@ func TestParseURL(t *testing.T) {
 		"x://me@h/a?":            `a ? or # ends the folder name there`,
 		"x://me@h/a#":            `a ? or # ends the folder name there`,
 		"x://me@h/50%off":        `invalid URL escape "%of" (want xs://user@host; a folder name's % is written %25)`,
+		"x://bob:s3cret#x@h":     `invalid X URL "x://bob:<redacted>@h": it seems to hold a password, which is refused (it would show in ps and shell history); use the env`,
+		"x://bob:1234#s3cret@h":  `invalid X URL "x://bob:<redacted>@h": a ? or # ends the folder name there`,
+		"x://bob:s3cret/x@h":     `use the env`,
+		"x://bob:s3cret?x@h":     `use the env`,
+		"x://me@x.org:s3cret@h":  `use the env`,
 	} {
 		_, err := ParseURL(in, "X", "xs://user@host", "the env", schemes...)
 		if err == nil || !strings.Contains(err.Error(), msg) || strings.Contains(err.Error(), "s3cret") {

@@ -27,26 +27,42 @@ type URL struct {
 // Addr is host:port.
 func (u URL) Addr() string { return net.JoinHostPort(u.Host, u.Port) }
 
-// withoutPassword is raw with whatever follows a ":" in its user part (a
-// password) replaced, for an error message.
+// withoutPassword is raw with whatever lies between the first ":" and the
+// last "@" after the scheme replaced, for an error message: a password
+// may hold "/", "?", "#" or "@", so where the user part ends is not
+// trusted; a folder name with "@" in it is shown less than it could be.
 func withoutPassword(raw string) string {
+	red, _ := redact(raw)
+	return red
+}
+
+// redact is withoutPassword, and what it replaced ("" for nothing).
+func redact(raw string) (string, string) {
 	i := strings.Index(raw, "://")
 	if i < 0 {
-		return raw
+		return raw, ""
 	}
 	rest := raw[i+3:]
-	end := strings.IndexAny(rest, "/?#")
-	if end < 0 {
-		end = len(rest)
-	}
-	at := strings.LastIndex(rest[:end], "@")
+	at := strings.LastIndex(rest, "@")
 	if at < 0 {
-		return raw
+		return raw, ""
 	}
 	if c := strings.Index(rest[:at], ":"); c >= 0 {
-		return raw[:i+3] + rest[:c] + ":<redacted>" + rest[at:]
+		return raw[:i+3] + rest[:c] + ":<redacted>" + rest[at:], rest[c+1 : at]
 	}
-	return raw
+	return raw, ""
+}
+
+// quotes reports whether msg holds a piece of secret (its parts between
+// the characters that end a URL's parts): url.Parse quotes what it could
+// not parse, a port of ":pass" say, out of a password with a "#" in it.
+func quotes(msg, secret string) bool {
+	for _, p := range strings.FieldsFunc(secret, func(r rune) bool { return strings.ContainsRune(":/?#@", r) }) {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseURL parses raw as user@host[:port][/path] under one of schemes
@@ -64,11 +80,15 @@ func ParseURL(raw, proto, usage, passwordHint string, schemes ...Scheme) (URL, e
 		if ue := (*url.Error)(nil); errors.As(err, &ue) {
 			why = ue.Err
 		}
+		red, secret := redact(raw)
+		if secret != "" && quotes(why.Error(), secret) {
+			return URL{}, fmt.Errorf("invalid %s URL %q: it seems to hold a password, which is refused (it would show in ps and shell history); use %s", proto, red, passwordHint)
+		}
 		hint := ""
 		if ee := url.EscapeError(""); errors.As(err, &ee) {
 			hint = "; a folder name's % is written %25"
 		}
-		return URL{}, fmt.Errorf("invalid %s URL %q: %v (want %s%s)", proto, withoutPassword(raw), why, usage, hint)
+		return URL{}, fmt.Errorf("invalid %s URL %q: %v (want %s%s)", proto, red, why, usage, hint)
 	}
 	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(raw, "#") {
 		// Neither has a meaning here: a folder name holding ? or # would
