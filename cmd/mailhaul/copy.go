@@ -297,7 +297,7 @@ func (oc *openCopy) close() {
 // checkpoint (locked). Errors are exitErrors: exitFatal, or the usage
 // error of an endpoint inside one.
 func (j *copyJob) open(ctx context.Context, env endpointEnv, log *slog.Logger) (_ *openCopy, err error) {
-	if err := checkOverlap(ctx, j.src, j.dst); err != nil {
+	if err := checkOverlap(ctx, j.src, j.dst, j.opts); err != nil {
 		return nil, err
 	}
 	oc := &openCopy{opts: j.opts}

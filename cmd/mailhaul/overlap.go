@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/mailhaul/mailhaul/migrate"
 )
 
 // checkOverlap refuses a copy whose destination is its own source, or
@@ -21,10 +24,23 @@ import (
 // spelled alike or sharing an address) and the destination's root folder
 // is the account's root, or the source is the whole account, or the
 // destination's root lies among the copied folders. POP3 into the same
-// account's IMAP is not refused: that is how a POP3 user moves to IMAP on
-// one server, and what is already there is found and not copied again.
-func checkOverlap(ctx context.Context, src, dst endpoint) error {
+// account's IMAP INBOX is refused without --dedupe: where the server's
+// POP3 maildrop is its IMAP INBOX (Dovecot, most servers) every message
+// would be appended beside itself; with --dedupe what is already there is
+// found and not copied again (a POP3 user moving to IMAP on one server,
+// the README's two commands).
+func checkOverlap(ctx context.Context, src, dst endpoint, o migrate.Options) error {
 	switch {
+	case isPOP3(src.Scheme) && (dst.Scheme == "imap" || dst.Scheme == "imaps"):
+		a, b := src.account(ctx), dst.account(ctx)
+		a.Kind, a.Port = b.Kind, b.Port // one server's two protocols
+		if o.Dedupe || !sameServerAccount(a, b) || b.Path != "" {
+			return nil
+		}
+		if to, ok := o.Map["INBOX"]; ok && to != "" && !strings.EqualFold(to, "INBOX") {
+			return nil
+		}
+		return usageErr("the POP3 source and the IMAP destination are the same account (%s@%s): its POP3 messages are its IMAP INBOX, and a copy would append each of them beside itself. Add --dedupe-across-folders to copy only what is not in the account yet, or --to-folder for another folder", b.User, b.Host)
 	case isLocal(src.Scheme) && isLocal(dst.Scheme):
 		sp, err1 := src.localPath()
 		dp, err2 := dst.localPath()
@@ -37,7 +53,7 @@ func checkOverlap(ctx context.Context, src, dst endpoint) error {
 			return usageErr("the destination %s is the source itself: a copy would write into the mail it reads", dp)
 		case within(dp, sp, "/"):
 			return usageErr("the destination %s lies inside the source %s: a copy would write into the mail it reads; pick a destination outside it", dp, sp)
-		case within(sp, dp, "/"):
+		case within(sp, dp, "/") && isDir(sp):
 			return usageErr("the source %s lies inside the destination %s: a copy would write beside (and into) the mail it reads; pick a destination outside it", sp, dp)
 		}
 	case (src.Scheme == "imap" || src.Scheme == "imaps") && (dst.Scheme == "imap" || dst.Scheme == "imaps"):
@@ -66,7 +82,7 @@ func checkOverlap(ctx context.Context, src, dst endpoint) error {
 // sameServerAccount reports whether a and b are one account on one server,
 // whatever folders they are limited to.
 func sameServerAccount(a, b accountID) bool {
-	if a.Host == "" || a.Kind != b.Kind || a.User != b.User || a.Port != b.Port {
+	if a.Host == "" || a.Kind != b.Kind || !strings.EqualFold(a.User, b.User) || a.Port != b.Port {
 		return false
 	}
 	if a.Host == b.Host {
@@ -78,6 +94,14 @@ func sameServerAccount(a, b accountID) bool {
 		}
 	}
 	return false
+}
+
+// isDir: a source directory (a Maildir, an mbox tree) inside the
+// destination is read while the copy writes beside it; an mbox file is
+// only read.
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
 }
 
 // within reports whether p is root or lies under it (sep-separated).

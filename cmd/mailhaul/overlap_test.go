@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mailhaul/mailhaul/migrate"
 )
 
 // TestCheckOverlap: a destination that is the source, lies inside it or
@@ -17,32 +19,45 @@ func TestCheckOverlap(t *testing.T) {
 	src := filepath.Join(dir, "Mail", "mutt")
 	os.MkdirAll(src, 0o700)
 	os.Symlink(src, filepath.Join(dir, "link"))
+	mboxFile := filepath.Join(dir, "Mail", "old.mbox")
+	os.WriteFile(mboxFile, []byte("From x\n\n"), 0o600)
+	dedupe := migrate.Options{Dedupe: true}
+	toArchive := migrate.Options{Map: map[string]string{"INBOX": "Archive"}}
+	toInbox := migrate.Options{Map: map[string]string{"INBOX": "inbox"}}
 	for _, c := range []struct {
 		src, dst string
 		refuse   string // "" = allowed
+		o        migrate.Options
 	}{
-		{"maildir:" + src, "maildir:" + src, "is the source itself"},
-		{"maildir:" + src, "maildir:" + src + "/", "is the source itself"},
-		{"maildir:" + src, "maildir:" + filepath.Join(dir, "link"), "is the source itself"},
-		{"maildir:" + src, "maildir:" + filepath.Join(src, "new-dir", "deeper"), "lies inside the source"},
-		{"maildir:" + src, "maildir:" + filepath.Join(dir, "link", "x"), "lies inside the source"},
-		{"mbox:" + src, "maildir:" + filepath.Join(dir, "Mail"), "lies inside the destination"},
-		{"maildir:" + src, "maildir:" + filepath.Join(dir, "mutt2"), ""},
-		{"maildir:" + src, "maildir:" + src + "-copy", ""},
-		{"imaps://bob@127.0.0.1", "imaps://bob@127.0.0.1", "the source is the whole account"},
-		{"imaps://bob@127.0.0.1/Work", "imaps://bob@localhost:993", "the account's root"},
-		{"imaps://bob@127.0.0.1/Work", "imaps://bob@127.0.0.1/Work/Projects", "lies among the copied folders"},
-		{"imaps://bob@127.0.0.1/Work", "imaps://bob@127.0.0.1/Work.Projects", "lies among the copied folders"},
-		{"imaps://bob@127.0.0.1/Work", "imaps://bob@127.0.0.1/Backup", ""},
-		{"imaps://bob@127.0.0.1/Work", "imaps://bob@127.0.0.1/Workshop", ""},
-		{"imaps://bob@127.0.0.1", "imaps://alice@127.0.0.1", ""},
-		{"imaps://bob@127.0.0.1", "imaps://bob@127.0.0.1:1993", ""},
-		{"imaps://bob@127.0.0.1", "imaps://bob@127.0.0.2", ""},
-		{"pop3s://bob@127.0.0.1", "imaps://bob@127.0.0.1", ""},
+		{"maildir:" + src, "maildir:" + src, "is the source itself", migrate.Options{}},
+		{"maildir:" + src, "maildir:" + src + "/", "is the source itself", migrate.Options{}},
+		{"maildir:" + src, "maildir:" + filepath.Join(dir, "link"), "is the source itself", migrate.Options{}},
+		{"maildir:" + src, "maildir:" + filepath.Join(src, "new-dir", "deeper"), "lies inside the source", migrate.Options{}},
+		{"maildir:" + src, "maildir:" + filepath.Join(dir, "link", "x"), "lies inside the source", migrate.Options{}},
+		{"mbox:" + src, "maildir:" + filepath.Join(dir, "Mail"), "lies inside the destination", migrate.Options{}},
+		{"mbox:" + mboxFile, "maildir:" + filepath.Join(dir, "Mail"), "", migrate.Options{}},
+		{"maildir:" + src, "maildir:" + filepath.Join(dir, "mutt2"), "", migrate.Options{}},
+		{"maildir:" + src, "maildir:" + src + "-copy", "", migrate.Options{}},
+		{"imaps://bob@127.0.0.1", "imaps://bob@127.0.0.1", "the source is the whole account", migrate.Options{}},
+		{"imaps://bob@127.0.0.1/Work", "imaps://bob@localhost:993", "the account's root", migrate.Options{}},
+		{"imaps://bob@127.0.0.1/Work", "imaps://bob@127.0.0.1/Work/Projects", "lies among the copied folders", migrate.Options{}},
+		{"imaps://bob@127.0.0.1/Work", "imaps://bob@127.0.0.1/Work.Projects", "lies among the copied folders", migrate.Options{}},
+		{"imaps://bob@127.0.0.1/Work", "imaps://bob@127.0.0.1/Backup", "", migrate.Options{}},
+		{"imaps://bob@127.0.0.1/Work", "imaps://bob@127.0.0.1/Workshop", "", migrate.Options{}},
+		{"imaps://bob@127.0.0.1", "imaps://alice@127.0.0.1", "", migrate.Options{}},
+		{"imaps://bob@127.0.0.1", "imaps://bob@127.0.0.1:1993", "", migrate.Options{}},
+		{"imaps://bob@127.0.0.1", "imaps://bob@127.0.0.2", "", migrate.Options{}},
+		{"imaps://Bob@127.0.0.1/Work", "imaps://bob@127.0.0.1", "the account's root", migrate.Options{}},
+		{"pop3s://bob@127.0.0.1", "imaps://bob@127.0.0.1", "would append each of them beside itself", migrate.Options{}},
+		{"pop3://bob@localhost:110", "imaps://bob@127.0.0.1", "would append each of them beside itself", toInbox},
+		{"pop3s://bob@127.0.0.1", "imaps://bob@127.0.0.1", "", dedupe},
+		{"pop3s://bob@127.0.0.1", "imaps://bob@127.0.0.1", "", toArchive},
+		{"pop3s://bob@127.0.0.1", "imaps://bob@127.0.0.1/Old", "", migrate.Options{}},
+		{"pop3s://bob@127.0.0.1", "imaps://alice@127.0.0.1", "", migrate.Options{}},
 	} {
 		s, _ := parseEndpoint(c.src)
 		d, _ := parseEndpoint(c.dst)
-		err := checkOverlap(context.Background(), s, d)
+		err := checkOverlap(context.Background(), s, d, c.o)
 		switch {
 		case c.refuse == "" && err != nil:
 			t.Errorf("%s -> %s refused: %v", c.src, c.dst, err)
