@@ -102,10 +102,16 @@ func TestGroupCommitFolds(t *testing.T) {
 			t.Errorf("k%d not committed", i)
 		}
 	}
+	// The round that committed them may still be handing out results.
+	g.active.Wait()
 	if err := g.do(put("idle")); err != nil || !has(t, g, "idle") {
 		t.Errorf("a write to an idle store: %v", err)
 	}
-	if g.running {
+	g.active.Wait()
+	g.mu.Lock()
+	running := g.running
+	g.mu.Unlock()
+	if running {
 		t.Error("still running after the queue emptied")
 	}
 }
