@@ -71,7 +71,30 @@ func (k *batchSink) AppendBatch(ctx context.Context, folder string, msgs []migra
 		fill(migrate.Uncertain(errors.New("connection reset")))
 		return make([]string, len(msgs)), errs
 	}
+	if mode == "first-fatal" {
+		// All stored, the first one's answer unusable: a fatal error.
+		refs[0], errs[0] = "", errors.New("the server's answer to the first makes no sense")
+	}
 	return refs, errs
+}
+
+// TestBatchFatalKeepsTheOthers: a batch whose first result is a fatal
+// error and whose others are stored ends the run, records the stored ones
+// as copied (they were dropped, their intents cleared, and the next run
+// copied them again) and leaves the first pending for recovery; the next
+// run copies nothing twice.
+func TestBatchFatalKeepsTheOthers(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 8})
+	sink := &batchSink{fakeSink: newFakeSink(), modes: []string{"first-fatal"}}
+	cp := openCP(t)
+	o := migrate.Options{Source: src, Sink: sink, Checkpoint: cp, Transfers: 1, BatchSize: 8, SettleDelay: 20 * time.Millisecond}
+	if _, err := migrate.Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "makes no sense") {
+		t.Fatalf("first run: %v, want the fatal error", err)
+	}
+	if _, err := migrate.Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	exactlyOnce(t, src, sink.fakeSink)
 }
 
 func (k *fakeSink) failOnKeys() []string {
