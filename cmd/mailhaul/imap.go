@@ -49,21 +49,28 @@ type imapFlags struct {
 	ioTimeout         time.Duration
 }
 
-// addIMAPFlags registers the IMAP flags on a command.
+// addIMAPFlags registers the IMAP flags on a command with a source and a
+// destination.
 func addIMAPFlags(fl *pflag.FlagSet, f *imapFlags) {
+	addIMAPSourceFlags(fl, f)
+	fl.StringVar(&f.dstPasswordFile, "dst-password-file", "", "file holding the destination password (else $MAILHAUL_DST_PASSWORD, else a prompt)")
+	fl.StringVar(&f.dstAuth, "dst-auth", "", "destination IMAP authentication: login, plain, xoauth2 or oauthbearer")
+	fl.StringVar(&f.dstAdminUser, "dst-admin-user", "", "log in to the destination as this admin/master user acting as the URL's user")
+	fl.StringVar(&f.dstTokenCmd, "dst-oauth-token-cmd", "", "command printing an OAuth2 access token for the destination")
+	fl.StringVar(&f.dstTokenFile, "dst-oauth-token-file", "", "file holding an OAuth2 access token for the destination")
+}
+
+// addIMAPSourceFlags registers the IMAP flags of a command that reads one
+// endpoint, the source (ls), and those shared by both sides.
+func addIMAPSourceFlags(fl *pflag.FlagSet, f *imapFlags) {
 	fl.BoolVar(&f.insecurePlaintext, "insecure-plaintext", false, "allow imap:// without STARTTLS and pop3:// without STLS (password sent in clear: loopback tests only)")
 	fl.StringVar(&f.caFile, "ca-file", "", "PEM file of a CA (or self-signed server certificate) to trust for IMAP and POP3 TLS")
 	fl.BoolVar(&f.skipVerify, "tls-skip-verify", false, "do not verify IMAP and POP3 server certificates (insecure; prints a warning)")
 	fl.StringVar(&f.srcPasswordFile, "src-password-file", "", "file holding the source password (else $MAILHAUL_SRC_PASSWORD, else a prompt)")
-	fl.StringVar(&f.dstPasswordFile, "dst-password-file", "", "file holding the destination password (else $MAILHAUL_DST_PASSWORD, else a prompt)")
 	fl.StringVar(&f.srcAuth, "src-auth", "", "source authentication: IMAP login, plain, xoauth2 or oauthbearer (default: plain if offered, else login); POP3 user, plain, xoauth2 or oauthbearer (default: plain if offered, else user)")
-	fl.StringVar(&f.dstAuth, "dst-auth", "", "destination IMAP authentication: login, plain, xoauth2 or oauthbearer")
 	fl.StringVar(&f.srcAdminUser, "src-admin-user", "", "log in to the source as this admin/master user acting as the URL's user (SASL PLAIN); the password is the admin's")
-	fl.StringVar(&f.dstAdminUser, "dst-admin-user", "", "log in to the destination as this admin/master user acting as the URL's user")
 	fl.StringVar(&f.srcTokenCmd, "src-oauth-token-cmd", "", "command printing an OAuth2 access token for the source (run with sh -c)")
-	fl.StringVar(&f.dstTokenCmd, "dst-oauth-token-cmd", "", "command printing an OAuth2 access token for the destination")
 	fl.StringVar(&f.srcTokenFile, "src-oauth-token-file", "", "file holding an OAuth2 access token for the source")
-	fl.StringVar(&f.dstTokenFile, "dst-oauth-token-file", "", "file holding an OAuth2 access token for the destination")
 	fl.DurationVar(&f.ioTimeout, "io-timeout", imapconn.DefaultIdleTimeout, "give up on an IMAP or POP3 server that sends nothing for this long while mailhaul waits for a reply (the connection is replaced and the operation resumed)")
 }
 

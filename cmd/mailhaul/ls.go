@@ -91,6 +91,6 @@ func lsCommand(g *globalFlags) *cobra.Command {
 			return nil
 		},
 	}
-	addIMAPFlags(cmd.Flags(), im)
+	addIMAPSourceFlags(cmd.Flags(), im)
 	return cmd
 }
