@@ -174,11 +174,11 @@ func imapConfig(ep endpoint, env endpointEnv, side string) (*imapconn.Config, er
 			return cfg, nil
 		}
 	}
-	pw, err := password(side, pwFile, u.User, u.Addr())
+	pw, from, err := password(side, pwFile, u.User, u.Addr())
 	if err != nil {
 		return nil, err
 	}
-	cfg.Password = pw
+	cfg.Password, cfg.PasswordFrom = pw, from
 	return cfg, nil
 }
 
@@ -207,20 +207,20 @@ func isLoopback(host string) bool {
 	return host == "localhost" || strings.HasPrefix(host, "127.") || host == "::1"
 }
 
-// password returns the password of one side (user on addr):
-// --X-password-file, else $MAILHAUL_X_PASSWORD, else a prompt on the
-// terminal.
-func password(side, file, user, addr string) (string, error) {
+// password returns the password of one side (user on addr) and where it
+// came from (for a refused login's message): --X-password-file, else
+// $MAILHAUL_X_PASSWORD, else a prompt on the terminal.
+func password(side, file, user, addr string) (pw, from string, err error) {
 	if file != "" {
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return "", usageErr("--%s-password-file: %v", side, err)
+			return "", "", usageErr("--%s-password-file: %v", side, err)
 		}
-		return strings.TrimRight(string(b), "\r\n"), nil
+		return strings.TrimRight(string(b), "\r\n"), "--" + side + "-password-file " + file, nil
 	}
 	env := "MAILHAUL_" + strings.ToUpper(side) + "_PASSWORD"
 	if pw := os.Getenv(env); pw != "" {
-		return pw, nil
+		return pw, "$" + env, nil
 	}
 	if term.IsTerminal(int(os.Stdin.Fd())) {
 		what := map[string]string{"src": "source", "dst": "destination"}[side]
@@ -228,11 +228,11 @@ func password(side, file, user, addr string) (string, error) {
 		b, err := term.ReadPassword(int(os.Stdin.Fd()))
 		fmt.Fprintln(os.Stderr)
 		if err != nil {
-			return "", fmt.Errorf("read password: %w", err)
+			return "", "", fmt.Errorf("read password: %w", err)
 		}
-		return string(b), nil
+		return string(b), "the prompt", nil
 	}
-	return "", usageErr("no password for %s on %s: set %s, pass --%s-password-file, or run on a terminal to be prompted", user, addr, env, side)
+	return "", "", usageErr("no password for %s on %s: set %s, pass --%s-password-file, or run on a terminal to be prompted", user, addr, env, side)
 }
 
 // tokenSource returns a Token func: the file is read, or the command run,

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mailhaul/mailhaul/internal/testserver"
 	"github.com/mailhaul/mailhaul/migrate"
 )
 
@@ -109,5 +110,28 @@ func TestDryRunPlanOnStdout(t *testing.T) {
 	}
 	if _, err := os.Stat(dst); err == nil {
 		t.Error("a dry run created the destination")
+	}
+}
+
+// TestRefusedLoginSaysWhereThePasswordCameFrom: a refused login names the
+// account and where its password was taken from, never the password.
+func TestRefusedLoginSaysWhereThePasswordCameFrom(t *testing.T) {
+	d := testserver.StartDovecot(t)
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pwFile, []byte("Wr0ng-pass\n"), 0o600)
+	for _, c := range []struct {
+		env  []string
+		args []string
+		from string
+	}{
+		{[]string{"MAILHAUL_SRC_PASSWORD=Wr0ng-pass"}, []string{"imaps://alice@" + d.IMAPSAddr}, "the password came from $MAILHAUL_SRC_PASSWORD"},
+		{nil, []string{"--src-password-file", pwFile, "pop3s://alice@" + d.POP3SAddr}, "the password came from --src-password-file " + pwFile},
+	} {
+		args := append([]string{"copy", "--state-dir", t.TempDir(), "--ca-file", d.CAFile}, c.args...)
+		args = append(args, "maildir:"+filepath.Join(t.TempDir(), "out"))
+		r := runMailhaul(t, c.env, args...)
+		if r.code != exitFatal || !strings.Contains(r.stderr, "login as account alice failed") || !strings.Contains(r.stderr, c.from) || strings.Contains(r.stderr, "Wr0ng") {
+			t.Errorf("%v: exit %d\n%s", c.args, r.code, r.stderr)
+		}
 	}
 }

@@ -112,6 +112,10 @@ type Config struct {
 	AdminUser string
 	// Password for LOGIN and PLAIN (the admin's when AdminUser is set).
 	Password string
+	// PasswordFrom says where Password came from ("$MAILHAUL_SRC_PASSWORD",
+	// "--src-password-file FILE", "the prompt"), for a refused login's
+	// message; "" says nothing.
+	PasswordFrom string
 	// Token returns an OAuth2 access token for XOAUTH2 / OAUTHBEARER; it is
 	// called for every new connection (tokens expire).
 	Token func(ctx context.Context) (string, error)
@@ -365,7 +369,7 @@ func (c *Conn) login(ctx context.Context, where string) error {
 			return migrate.Backoff(fmt.Errorf("%s: login as %s throttled: %v", where, who, oneLine(err)), waitIn(err.Error()))
 		}
 		if isIMAPError(err) || !isNetError(err) {
-			return migrate.FatalError(fmt.Errorf("%s: login as %s failed (%s): %v", where, who, mech, oneLine(err)))
+			return migrate.FatalError(fmt.Errorf("%s: login as %s failed (%s): %v%s", where, who, mech, oneLine(err), passwordFrom(cfg.PasswordFrom, mech)))
 		}
 		return migrate.Retryable(fmt.Errorf("%s: login as %s: %w", where, who, err))
 	}
@@ -707,4 +711,13 @@ func HasAttr(l *imap.ListData, attr imap.MailboxAttr) bool {
 		}
 	}
 	return false
+}
+
+// passwordFrom is the note a refused login adds about where its password
+// came from (not for token logins).
+func passwordFrom(from, mech string) string {
+	if from == "" || mech == AuthXOAUTH2 || mech == AuthOAuthBearer {
+		return ""
+	}
+	return "; the password came from " + from
 }

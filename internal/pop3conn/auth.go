@@ -37,6 +37,9 @@ func (c *Conn) login(ctx context.Context) error {
 			return fmt.Errorf("login as %s (%s): %w", who, mech, err)
 		}
 		if ServerError(err) != nil {
+			if cfg.PasswordFrom != "" && mech != AuthXOAUTH2 && mech != AuthOAuthBearer {
+				return &fatalDial{fmt.Errorf("%s: login as %s failed (%s): %w; the password came from %s", cfg.where(), who, mech, err, cfg.PasswordFrom)}
+			}
 			return &fatalDial{fmt.Errorf("%s: login as %s failed (%s): %w", cfg.where(), who, mech, err)}
 		}
 		return err

@@ -162,6 +162,9 @@ type Config struct {
 	AdminUser string
 	// Password for USER/PASS and PLAIN (the admin's when AdminUser is set).
 	Password string
+	// PasswordFrom says where Password came from, for a refused login's
+	// message ("" says nothing).
+	PasswordFrom string
 	// Token returns an OAuth2 access token for XOAUTH2 / OAUTHBEARER; it
 	// is called for every new session (tokens expire).
 	Token func(ctx context.Context) (string, error)
