@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -65,7 +66,7 @@ func (e *engine) appendLoop(ctx, soft context.Context, slot int, in <-chan *job)
 			}
 		}
 		var uncertain []*job
-		held, uncertain, err = e.appendBatch(ctx, e.stopper(soft), slot, batch, held)
+		held, uncertain, err = e.appendBatch(ctx, e.o.Stop, slot, batch, held)
 		e.handOver(batch, uncertain)
 		if err != nil {
 			return err
@@ -122,23 +123,6 @@ func (e *engine) handOver(batch, uncertain []*job) {
 	}
 }
 
-// stopper is appendBatch's stop for an appender: true once a graceful
-// stop is asked for (soft is cancelled, or Options.Stop closed and the
-// goroutine that cancels soft has not run yet).
-func (e *engine) stopper(soft context.Context) func() bool {
-	return func() bool {
-		if soft.Err() != nil {
-			return true
-		}
-		select {
-		case <-e.o.Stop:
-			return true
-		default:
-			return false
-		}
-	}
-}
-
 // appendBatch runs the crash-safety protocol on one batch:
 //
 //  1. intents for the whole batch are made durable, each with the
@@ -160,12 +144,13 @@ func (e *engine) stopper(soft context.Context) func() bool {
 // already appended are still synced and returned in next; a message never
 // attempted has its intent cleared, except a re-sent uncertain one, whose
 // intent stays pending for the next run to settle. A graceful stop (stop
-// reports true) ends the batch the same way but without an error: the
-// messages on the wire finish, the rest are left for the next run. next is what is left to
+// closed: Options.Stop; nil for none) ends the batch the same way but
+// without an error: the messages on the wire finish, a message waiting to
+// retry gives up its wait, the rest are left for the next run. next is what is left to
 // record whatever the error: prev itself when its commit did not happen,
 // nil when the batch's appends could not be made durable (their intents
 // stay pending: recovery decides).
-func (e *engine) appendBatch(ctx context.Context, stop func() bool, slot int, batch []*job, prev *settled) (next *settled, uncertain []*job, err error) {
+func (e *engine) appendBatch(ctx context.Context, stop <-chan struct{}, slot int, batch []*job, prev *settled) (next *settled, uncertain []*job, err error) {
 	finder, _ := e.o.Sink.(Finder)
 	marks := map[string]string{}
 	intents := make([]Intent, len(batch))
@@ -208,7 +193,7 @@ func (e *engine) appendBatch(ctx context.Context, stop func() bool, slot int, ba
 	// stopping: the batch ends before its next append — an error, a
 	// cancellation, or a graceful stop (stop: the appends on the wire
 	// finish, the rest of the batch is left for the next run).
-	stopping := func() bool { return fatal != nil || ctx.Err() != nil || stop() }
+	stopping := func() bool { return fatal != nil || ctx.Err() != nil || closed(stop) }
 	// notAttempted ends batch[i] when the batch stops before its append.
 	notAttempted := func(i int) {
 		if fatal == nil {
@@ -224,6 +209,8 @@ func (e *engine) appendBatch(ctx context.Context, stop func() bool, slot int, ba
 	outcome := func(i int, ref string, err error) {
 		j, in := batch[i], intents[i]
 		switch {
+		case errors.Is(err, errStoppedRetrying):
+			notAttempted(i) // its failed attempts stored nothing
 		case err == nil:
 			e.hook("append")
 			finished = append(finished, in)
@@ -265,7 +252,7 @@ func (e *engine) appendBatch(ctx context.Context, stop func() bool, slot int, ba
 				notAttempted(idx[0])
 				return
 			}
-			ref, err := e.appendOne(ctx, slot, batch[idx[0]], intents[idx[0]])
+			ref, err := e.appendOne(ctx, stop, slot, batch[idx[0]], intents[idx[0]])
 			outcome(idx[0], ref, err)
 			return
 		}
@@ -289,7 +276,7 @@ func (e *engine) appendBatch(ctx context.Context, stop func() bool, slot int, ba
 					notAttempted(i)
 					continue
 				}
-				r.ref, r.err = e.appendOne(ctx, slot, batch[i], intents[i])
+				r.ref, r.err = e.appendOne(ctx, stop, slot, batch[i], intents[i])
 			}
 			outcome(i, r.ref, r.err)
 		}
@@ -311,7 +298,7 @@ func (e *engine) appendBatch(ctx context.Context, stop func() bool, slot int, ba
 		if maxN < 2 || j.resent {
 			// A message sent again after an unknown outcome goes alone:
 			// a link that broke under a batch may break again.
-			ref, err := e.appendOne(ctx, slot, j, in)
+			ref, err := e.appendOne(ctx, stop, slot, j, in)
 			outcome(i, ref, err)
 			continue
 		}
@@ -355,11 +342,15 @@ func (e *engine) appendBatch(ctx context.Context, stop func() bool, slot int, ba
 // slot holds in's key while the message may be on the wire, and the
 // in-flight count of identical messages keeps the settler from taking this
 // copy for a twin before this call knows its ref.
-func (e *engine) appendOne(ctx context.Context, slot int, j *job, in Intent) (string, error) {
+//
+// A graceful stop (stop closed) while it waits to retry a failure that
+// stored nothing ends it with errStoppedRetrying: the message was not
+// appended.
+func (e *engine) appendOne(ctx context.Context, stop <-chan struct{}, slot int, j *job, in Intent) (string, error) {
 	e.inflight.add(in)
 	defer e.inflight.done(in)
 	var ref string
-	err := e.retry(ctx, j, "append", func() error {
+	err := e.retryUntil(ctx, stop, j, "append", func() error {
 		if err := e.o.Checkpoint.Sending(slot, in.Key()); err != nil {
 			return FatalError(fmt.Errorf("write in-flight journal: %w", err))
 		}
@@ -485,3 +476,13 @@ func (e *engine) intentFor(j *job, mark string) (Intent, error) {
 // DedupeRef is the ref recorded for a message that --dedupe found already
 // in the destination (not a particular copy).
 const DedupeRef = "dedupe:existing"
+
+// closed reports whether ch is closed (a nil ch never is).
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

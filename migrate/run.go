@@ -232,6 +232,16 @@ const folderWindow = 4
 // retried). Exhausted retries are fatal, or skip the message for an error
 // marked RetryThenSkip. A panic in op is turned into a Skip error.
 func (e *engine) retry(ctx context.Context, j *job, what string, op func() error) error {
+	return e.retryUntil(ctx, nil, j, what, op)
+}
+
+// errStoppedRetrying ends retryUntil when a graceful stop comes while it
+// waits to retry: op's last error promised nothing was done.
+var errStoppedRetrying = errors.New("stopped instead of retrying")
+
+// retryUntil is retry that also gives up waiting to retry when stop is
+// closed (nil: never), with errStoppedRetrying.
+func (e *engine) retryUntil(ctx context.Context, stop <-chan struct{}, j *job, what string, op func() error) error {
 	delay := e.o.RetryBase
 	throttled := 0
 	for attempt := 0; ; attempt++ {
@@ -276,6 +286,8 @@ func (e *engine) retry(ctx context.Context, j *job, what string, op func() error
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-stop:
+			return fmt.Errorf("%s: %w (%v)", what, errStoppedRetrying, err)
 		case <-time.After(wait):
 		}
 	}

@@ -416,6 +416,52 @@ func TestGracefulStopMidBatch(t *testing.T) {
 	}
 }
 
+// stopOnRetrySink refuses the first append of message "INBOX-2" with a
+// retryable error (nothing stored) and closes stop: a graceful stop
+// arriving while an append waits to be retried.
+type stopOnRetrySink struct {
+	*fakeSink
+	stop chan struct{}
+	once sync.Once
+}
+
+func (k *stopOnRetrySink) Append(ctx context.Context, folder string, m migrate.Message, b *migrate.Body) (string, error) {
+	if m.ID == "INBOX-2" {
+		refused := false
+		k.once.Do(func() { refused = true; close(k.stop) })
+		if refused {
+			return "", migrate.Retryable(errors.New("server busy"))
+		}
+	}
+	return k.fakeSink.Append(ctx, folder, m, b)
+}
+
+// TestGracefulStopWhileRetrying: a graceful stop while an append waits
+// to be retried (a backoff of a minute here) ends the wait at once; that
+// message is left for the next run, not pending, and copied once then.
+func TestGracefulStopWhileRetrying(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 6})
+	sink := &stopOnRetrySink{fakeSink: newFakeSink(), stop: make(chan struct{})}
+	cp := openCP(t)
+	o := migrate.Options{Source: src, Sink: sink, Checkpoint: cp, Transfers: 1, BatchSize: 8, Stop: sink.stop, RetryBase: time.Minute}
+	start := time.Now()
+	_, err := migrate.Run(context.Background(), o)
+	if !errors.Is(err, migrate.ErrInterrupted) {
+		t.Fatalf("want interrupted, got %v", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("the stop waited %v for the retry", d)
+	}
+	if p, _ := cp.Pending(); len(p) != 0 {
+		t.Errorf("%d pending intents after a graceful stop", len(p))
+	}
+	o.Stop, o.Sink = nil, sink.fakeSink
+	if _, err := migrate.Run(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	exactlyOnce(t, src, sink.fakeSink)
+}
+
 func TestRecoverPendingIntents(t *testing.T) {
 	src := newFakeSource(map[string]int{"INBOX": 10})
 	sink := newFakeSink()

@@ -355,7 +355,7 @@ func (e *engine) settle(ctx context.Context, finder Finder, slot int, ready []*j
 	if len(resend) == 0 {
 		return nil
 	}
-	next, uncertain, err := e.appendBatch(ctx, func() bool { return false }, slot, resend, nil)
+	next, uncertain, err := e.appendBatch(ctx, nil, slot, resend, nil)
 	e.handOver(resend, uncertain)
 	if rerr := e.record(next); rerr != nil && err == nil {
 		err = rerr
