@@ -357,7 +357,7 @@ func TestBatchGracefulStop(t *testing.T) {
 			t.Errorf("after the stop: %+v", a)
 		}
 	}
-	if stopped == 0 || rep.Totals.Done+rep.Totals.Pending != 8 || !strings.Contains(r.stderr, "stopping after the messages in flight") {
+	if stopped == 0 || rep.Totals.Done+rep.Totals.Pending != 8 || !strings.Contains(r.stderr, "stopping after the appends on the wire") {
 		t.Errorf("%d accounts stopped, totals %+v:\n%s", stopped, rep.Totals, r.stderr)
 	}
 	if !strings.Contains(r.stderr, "interrupted with") || !strings.Contains(r.stderr, "run the same command again") {

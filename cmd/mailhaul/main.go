@@ -161,7 +161,7 @@ func gracefulSignals(log *slog.Logger, graceful bool) (context.Context, <-chan s
 		select {
 		case s := <-ch:
 			if graceful {
-				log.Warn("stopping after the messages in flight; press Ctrl-C again to quit at once (the next run resumes either way)", "signal", s.String())
+				log.Warn("stopping after the appends on the wire; press Ctrl-C again to quit at once (the next run resumes either way)", "signal", s.String())
 				close(stopCh)
 			} else {
 				log.Warn("stopping; press Ctrl-C again to quit at once", "signal", s.String())
@@ -172,6 +172,7 @@ func gracefulSignals(log *slog.Logger, graceful bool) (context.Context, <-chan s
 		}
 		select {
 		case <-ch:
+			fmt.Fprintln(os.Stderr, "mailhaul: quit at once; the next run of the same command settles what was in flight and resumes")
 			os.Exit(exitInterrupted)
 		case <-done:
 		}
