@@ -306,14 +306,7 @@ func protect(what string, op func() error) (err error) {
 }
 
 // stopped reports whether a graceful stop was requested.
-func (e *engine) stopped() bool {
-	select {
-	case <-e.o.Stop:
-		return true
-	default:
-		return false
-	}
-}
+func (e *engine) stopped() bool { return closed(e.o.Stop) }
 
 func (e *engine) hook(step string) {
 	if e.o.StepHook != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
 	"github.com/mailhaul/mailhaul/migrate"
@@ -85,15 +84,7 @@ func sameServerAccount(a, b accountID) bool {
 	if a.Host == "" || a.Kind != b.Kind || !strings.EqualFold(a.User, b.User) || a.Port != b.Port {
 		return false
 	}
-	if a.Host == b.Host {
-		return true
-	}
-	for _, x := range a.Addrs {
-		if slices.Contains(b.Addrs, x) {
-			return true
-		}
-	}
-	return false
+	return sameHost(a, b)
 }
 
 // isDir: a source directory (a Maildir, an mbox tree) inside the

@@ -63,6 +63,15 @@ func sameAccount(a, b accountID) bool {
 	if a.Kind != b.Kind || a.User != b.User || a.Port != b.Port || a.Path != b.Path || a.Host == "" {
 		return false
 	}
+	return sameHost(a, b)
+}
+
+// sameHost reports whether a and b name one host: spelled alike, or
+// resolving to a common address.
+func sameHost(a, b accountID) bool {
+	if a.Host == b.Host {
+		return true
+	}
 	for _, x := range a.Addrs {
 		if slices.Contains(b.Addrs, x) {
 			return true
