@@ -148,6 +148,7 @@ func ParseMap(specs []string) (map[string]string, error) {
 		if !ok || src == "" || dst == "" {
 			return nil, fmt.Errorf("invalid --map %q: want SRC=DST with both folder names non-empty", s)
 		}
+		src = CanonInbox(src)
 		m[src] = dst
 	}
 	return m, nil
@@ -163,8 +164,21 @@ func CheckGlobs(patterns []string) error {
 	return nil
 }
 
-// globMatch reports whether name or one of its parents matches pattern.
+// CanonInbox spells a folder name's first level "INBOX" when it is INBOX
+// in any case ("Inbox", "inbox/Work"): the name INBOX is case-insensitive
+// (RFC 3501 section 5.1) and every source names it "INBOX", so a pattern
+// or --map source typed as "Inbox" must find it.
+func CanonInbox(name string) string {
+	if len(name) >= 5 && strings.EqualFold(name[:5], "INBOX") && (len(name) == 5 || name[5] == '/') {
+		return "INBOX" + name[5:]
+	}
+	return name
+}
+
+// globMatch reports whether name or one of its parents matches pattern;
+// INBOX matches in any case (CanonInbox).
 func globMatch(pattern, name string) bool {
+	pattern, name = CanonInbox(pattern), CanonInbox(name)
 	for n := name; n != ""; {
 		if ok, _ := path.Match(pattern, n); ok {
 			return true

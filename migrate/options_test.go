@@ -49,6 +49,9 @@ func TestSelectionMatchesNothing(t *testing.T) {
 		{nil, []string{"*"}, 0, "--include/--exclude select none of the source's 4 folders"},
 		{[]string{"Archive"}, nil, 0, "--include/--exclude select none"}, // only structure
 		{[]string{"INBOX"}, []string{"INBOX"}, 0, "select none"},
+		{[]string{"Inbox", "inbox/*"}, nil, 1, ""}, // INBOX in any case; no INBOX/ child
+		{nil, []string{"inbox", "Work"}, 0, "select none"},
+		{[]string{"Inboxes"}, nil, 1, "selects none"},
 	} {
 		o := Options{Include: c.include, Exclude: c.exclude}
 		warns, err := o.checkSelection(mbs)
@@ -64,5 +67,31 @@ func TestSelectionMatchesNothing(t *testing.T) {
 	}
 	if _, err := (&Options{Include: []string{"x"}}).checkSelection(nil); err != nil {
 		t.Errorf("a source without folders: %v (nothing to select is not a typo)", err)
+	}
+}
+
+// TestInboxAnyCase: INBOX is case-insensitive (RFC 3501 section 5.1) in
+// patterns and --map sources; other names are not.
+func TestInboxAnyCase(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"Inbox", "INBOX"}, {"inbox/Work", "INBOX/Work"}, {"INBOX", "INBOX"},
+		{"Inboxes", "Inboxes"}, {"Work/Inbox", "Work/Inbox"}, {"inbo", "inbo"},
+	} {
+		if got := CanonInbox(c.in); got != c.want {
+			t.Errorf("CanonInbox(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+	m, err := ParseMap([]string{"Inbox=Old/Inbox", "inbox/Work=Job"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{Map: m}
+	for name, want := range map[string]string{"INBOX": "Old/Inbox", "INBOX/Work/A": "Job/A", "Work": "Work"} {
+		if got := o.MapName(name); got != want {
+			t.Errorf("MapName(%q) = %q, want %q", name, got, want)
+		}
+	}
+	if !(&Options{Exclude: []string{"Work/inbox"}}).Selected("Work/Inbox") {
+		t.Errorf("a folder named Inbox below another is not INBOX: matched in another case")
 	}
 }
