@@ -232,6 +232,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"copy", "--map", "A", "maildir:/a", "maildir:/b"}, "invalid --map"},
 		{[]string{"copy", "--since", "yesterday", "maildir:/a", "maildir:/b"}, "invalid --since"},
 		{[]string{"copy", "--include", "[", "maildir:/a", "maildir:/b"}, "invalid folder pattern"},
+		{[]string{"copy", "--to-folder", "", "mbox:/a", "maildir:/b"}, `invalid argument "" for "--to-folder"`},
+		{[]string{"check", "--to-folder", " / ", "mbox:/a", "maildir:/b"}, `for "--to-folder" flag: want a folder name`},
+		{[]string{"copy", "--map", "Inbox=", "maildir:/a", "maildir:/b"}, "invalid --map"},
 	} {
 		r := runMailhaul(t, nil, tc.args...)
 		if r.code != exitUsage || !strings.Contains(r.stderr, tc.want) {

@@ -89,7 +89,7 @@ differences; 1 fatal error; 2 usage error; 130 interrupted.`,
 	fl.BoolVar(&c.includeDeleted, "include-deleted", false, "Thunderbird's deleted-but-not-compacted messages are required too (as copy --include-deleted)")
 	fl.StringVar(&c.stateDir, "state-dir", defaultStateDir(), "where copy keeps its checkpoints (read only)")
 	fl.IntVar(&c.transfers, "transfers", 8, "parallel connections per side for reading headers and hashing")
-	fl.StringVar(&c.toFolder, "to-folder", "", "folder name of a single-file mbox source (as given to copy)")
+	fl.Var(folderName{&c.toFolder}, "to-folder", "folder name of a single-file mbox source (as given to copy)")
 	fl.StringVar(&c.mboxFormat, "mbox-format", "auto", "dialect of an mbox source (as given to copy)")
 	addIMAPFlags(fl, &c.imap)
 	fl.IntVar(&f.limit, "limit", 20, "list at most this many messages per kind of problem (0: all); --json always has every message")
@@ -98,8 +98,8 @@ differences; 1 fatal error; 2 usage error; 130 interrupted.`,
 	return cmd
 }
 
-// checkSelection turns the selection flags into engine options, with the
-// checks copy makes.
+// checkSelection turns the flags copy and check share (which folders and
+// messages, how many transfers) into engine options, or a usage error.
 func checkSelection(f *copyFlags) (migrate.Options, error) {
 	o := migrate.Options{Include: f.include, Exclude: f.exclude, Transfers: f.transfers,
 		IncludeDeleted: f.includeDeleted, SkipDeleted: f.skipDeleted}

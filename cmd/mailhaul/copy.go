@@ -107,7 +107,7 @@ func addCopyFlags(fl *pflag.FlagSet, f *copyFlags) {
 	fl.BoolVar(&f.includeDeleted, "include-deleted", false, `also copy messages that are already gone for the user: Thunderbird's deleted-but-not-compacted (X-Mozilla-Status 0x0008), with \Deleted`)
 	fl.StringVar(&f.maildirLayout, "maildir-layout", "maildir++", "layout of a Maildir destination: maildir++ (Dovecot, Courier) or fs (nested directories)")
 	fl.StringVar(&f.tempDir, "temp-dir", "", "where bodies too large to keep in memory are spooled, in a directory of the run's own (default: the state directory), and the large FETCH responses of servers that send the UID last (default: $TMPDIR)")
-	fl.StringVar(&f.toFolder, "to-folder", "", `destination folder of a POP3 source (default INBOX), or the folder name of a single-file mbox source (default: the file's name), e.g. "POP3 import"`)
+	fl.Var(folderName{&f.toFolder}, "to-folder", `destination folder of a POP3 source (default INBOX), or the folder name of a single-file mbox source (default: the file's name), e.g. "POP3 import"`)
 	fl.BoolVar(&f.deleteAfterCopy, "delete-after-copy", false, "POP3 source: delete from the server the messages whose copy is recorded done (and, for IMAP, confirmed by the server), at the end of a run without errors")
 	addIMAPFlags(fl, &f.imap)
 	addPOP3Flags(fl, &f.pop3)
@@ -154,6 +154,28 @@ func applyPreset(f *copyFlags, changed func(string) bool) error {
 	}
 	return nil
 }
+
+// folderName is the value of a flag naming one folder: an empty name
+// (--to-folder "") is refused where it is given, not taken for "no
+// flag".
+type folderName struct{ p *string }
+
+func (v folderName) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+
+func (v folderName) Set(s string) error {
+	if strings.Trim(s, "/ ") == "" {
+		return fmt.Errorf("want a folder name, e.g. \"POP3 import\"")
+	}
+	*v.p = s
+	return nil
+}
+
+func (folderName) Type() string { return "folder" }
 
 func usageErr(format string, a ...any) error {
 	return &exitError{exitUsage, fmt.Errorf(format, a...)}
@@ -222,33 +244,12 @@ type copyJob struct {
 // either store or the state directory. Every error is a usage error
 // (exitError with exitUsage).
 func prepareCopy(f *copyFlags, srcArg, dstArg string) (*copyJob, error) {
-	o := migrate.Options{
-		Include: f.include, Exclude: f.exclude, Transfers: f.transfers,
-		DryRun: f.dryRun, IncludeDeleted: f.includeDeleted, SkipDeleted: f.skipDeleted, Dedupe: f.dedupe || f.dedupeAcross, TempDir: f.tempDir,
-		DedupeAcrossFolders: f.dedupeAcross, SettleDelay: f.settleDelay, ThrottleWait: f.throttleWait, Relist: f.relist,
+	o, err := checkSelection(f)
+	if err != nil {
+		return nil, err
 	}
-	if f.includeDeleted && f.skipDeleted {
-		return nil, usageErr("--include-deleted and --skip-deleted contradict each other (expunged messages are flagged \\Deleted too)")
-	}
-	if err := migrate.CheckGlobs(append(append([]string{}, f.include...), f.exclude...)); err != nil {
-		return nil, usageErr("%v", err)
-	}
-	var err error
-	if o.Map, err = migrate.ParseMap(f.maps); err != nil {
-		return nil, usageErr("%v", err)
-	}
-	if o.Since, err = parseDate("--since", f.since); err != nil {
-		return nil, usageErr("%v", err)
-	}
-	if o.Before, err = parseDate("--before", f.before); err != nil {
-		return nil, usageErr("%v", err)
-	}
-	if o.MaxSize, err = parseSize(f.maxSize); err != nil {
-		return nil, usageErr("invalid --max-size: %v", err)
-	}
-	if f.transfers < 1 || f.transfers > 64 {
-		return nil, usageErr("--transfers must be between 1 and 64")
-	}
+	o.DryRun, o.Dedupe, o.TempDir = f.dryRun, f.dedupe || f.dedupeAcross, f.tempDir
+	o.DedupeAcrossFolders, o.SettleDelay, o.ThrottleWait, o.Relist = f.dedupeAcross, f.settleDelay, f.throttleWait, f.relist
 	if f.maxConns == 1 || f.maxConns < 0 {
 		return nil, usageErr("--max-connections must be at least 2 (one connection lists folders while others move messages)")
 	}
@@ -446,8 +447,12 @@ func printSummary(w, plan io.Writer, r migrate.Report) {
 			fmt.Fprintf(w, "  %s: %s on %d messages (%s)\n", d.Dest, d.Flag, d.Messages, d.Reason)
 		}
 	}
-	for _, wn := range r.Warnings {
-		fmt.Fprintf(w, "warning: %s\n", wn)
+	if len(r.Warnings) > 0 {
+		// A recap: each was logged when it happened, perhaps far above.
+		fmt.Fprintf(w, "warnings of this run:\n")
+		for _, wn := range r.Warnings {
+			fmt.Fprintf(w, "  %s\n", wn)
+		}
 	}
 }
 
