@@ -40,6 +40,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/mailhaul/mailhaul/internal/connauth"
+	"github.com/mailhaul/mailhaul/internal/tlsprobe"
 	"github.com/mailhaul/mailhaul/migrate"
 )
 
@@ -213,6 +214,7 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 	// rewriting (see literalplus.go); go-imap sees it through noDeadlines.
 	var lp *literalPlusConn
 	var nc net.Conn
+	var probe *tlsprobe.Probe
 	switch {
 	case cfg.TLS:
 		tc := tls.Client(in, tcfg)
@@ -220,9 +222,16 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 			nc, err = plainGreeting(tc, nil)
 		}
 	case cfg.InsecurePlaintext:
+		probe = tlsprobe.Start(dctx, cfg.Addr(), cfg.Host, raw, tlsprobe.Wait(dt), act.heard)
 		nc, err = plainGreeting(in, nil)
 	default:
+		probe = tlsprobe.Start(dctx, cfg.Addr(), cfg.Host, raw, tlsprobe.Wait(dt), act.heard)
 		nc, err = startTLS(dctx, in, tcfg, trace)
+	}
+	if probe.FoundTLS() {
+		stop()
+		raw.Close()
+		return nil, migrate.FatalError(fmt.Errorf("%s: the server sent no IMAP greeting but answers a TLS handshake on this port: use imaps:// for it (imap:// is for port 143, plaintext or STARTTLS)", where))
 	}
 	var cl *imapclient.Client
 	if err == nil {
@@ -639,16 +648,23 @@ func (b *readBuffer) Read(p []byte) (int, error) { return b.r.Read(p) }
 // activityConn records when bytes last moved, for the watchdog.
 type activityConn struct {
 	net.Conn
-	last atomic.Int64
-	busy atomic.Int32
+	last  atomic.Int64
+	busy  atomic.Int32
+	bytes atomic.Bool // something was received
 }
 
 func (a *activityConn) touch() { a.last.Store(time.Now().UnixNano()) }
+
+// heard reports whether the peer has sent anything yet.
+func (a *activityConn) heard() bool { return a.bytes.Load() }
 
 func (a *activityConn) Read(p []byte) (int, error) {
 	n, err := a.Conn.Read(p)
 	if n > 0 {
 		a.touch()
+		if !a.bytes.Load() {
+			a.bytes.Store(true)
+		}
 	}
 	return n, err
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -319,8 +320,9 @@ func TestNoDeadlines(t *testing.T) {
 // end in an error that says what the port is and what to use, and those
 // that cannot succeed on a retry are fatal: imap:// (STARTTLS or
 // plaintext) on a POP3 port, imaps:// on a POP3S port, imaps:// on the
-// plaintext IMAP port; imap:// on the TLS port waits for a greeting that
-// never comes (the server waits for a TLS handshake) and says so.
+// plaintext IMAP port; imap:// on the TLS port, where the server waits
+// for a TLS handshake as the client waits for a greeting, is found out by
+// a TLS probe (internal/tlsprobe) within seconds, not at the dial timeout.
 func TestDialWrongPort(t *testing.T) {
 	d := testserver.StartDovecot(t, testserver.WithUser("alice", "pw-alice-1"))
 	host, imapPort := splitAddr(t, d.IMAPAddr)
@@ -338,15 +340,21 @@ func TestDialWrongPort(t *testing.T) {
 		{"plaintext-on-pop3", Config{Endpoint: ep(false, pop3Port), InsecurePlaintext: true}, "not an IMAP server (greeting \"+OK", true},
 		{"imaps-on-pop3s", Config{Endpoint: ep(true, pop3sPort), CAFile: d.CAFile}, "not an IMAP server (greeting \"+OK", true},
 		{"imaps-on-imap", Config{Endpoint: ep(true, imapPort), CAFile: d.CAFile}, "does not speak TLS on this port (it answered \"* OK ", true},
-		{"imap-on-imaps", Config{Endpoint: ep(false, imapsPort), CAFile: d.CAFile, DialTimeout: time.Second}, "no IMAP greeting within 1s (a TLS port, such as 993, wants imaps://)", false},
+		// The dial timeout is the default 30 s: the probe answers first.
+		{"imap-on-imaps", Config{Endpoint: ep(false, imapsPort), CAFile: d.CAFile}, "answers a TLS handshake on this port: use imaps://", true},
+		{"plaintext-on-imaps", Config{Endpoint: ep(false, imapsPort), InsecurePlaintext: true}, "answers a TLS handshake on this port: use imaps://", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := c.cfg
 			cfg.Password = "pw-alice-1"
+			start := time.Now()
 			conn, err := Dial(context.Background(), &cfg)
 			if err == nil {
 				conn.Close()
 				t.Fatal("connected")
+			}
+			if took := time.Since(start); took > 15*time.Second {
+				t.Errorf("took %v to say so", took)
 			}
 			if !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), cfg.Addr()) {
 				t.Errorf("error %q, want one naming %s with %q", err, cfg.Addr(), c.want)
@@ -355,5 +363,28 @@ func TestDialWrongPort(t *testing.T) {
 				t.Errorf("fatal %v, want %v (%v)", fatal, c.fatal, err)
 			}
 		})
+	}
+}
+
+// TestDialSilentServer: a server that accepts and says nothing (not TLS
+// either) is waited for until the dial timeout, and that is retryable: the
+// probe concludes only on a TLS handshake.
+func TestDialSilentServer(t *testing.T) {
+	addr := serveLocal(t, func(c net.Conn) {
+		defer c.Close()
+		io.Copy(io.Discard, c)
+	})
+	host, port := splitAddr(t, addr)
+	for _, plain := range []bool{false, true} {
+		cfg := Config{Endpoint: Endpoint{Host: host, Port: port, User: "alice"}, Password: "pw", InsecurePlaintext: plain, DialTimeout: 3 * time.Second}
+		start := time.Now()
+		conn, err := Dial(context.Background(), &cfg)
+		if err == nil {
+			conn.Close()
+			t.Fatal("connected")
+		}
+		if !strings.Contains(err.Error(), "no IMAP greeting within 3s") || migrate.Classify(err) != migrate.Retry || time.Since(start) < 3*time.Second {
+			t.Errorf("plaintext %v: %v (%v, after %v), want the retryable timeout at 3s", plain, err, migrate.Classify(err), time.Since(start))
+		}
 	}
 }

@@ -86,9 +86,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mailhaul/mailhaul/internal/connauth"
+	"github.com/mailhaul/mailhaul/internal/tlsprobe"
 	"github.com/mailhaul/mailhaul/migrate"
 )
 
@@ -239,7 +241,11 @@ type timedConn struct {
 	net.Conn
 	idle  time.Duration
 	fixed time.Time
+	got   atomic.Bool // something was received
 }
+
+// heard reports whether the server has sent anything yet.
+func (t *timedConn) heard() bool { return t.got.Load() }
 
 func (t *timedConn) deadline() time.Time {
 	if !t.fixed.IsZero() {
@@ -250,7 +256,11 @@ func (t *timedConn) deadline() time.Time {
 
 func (t *timedConn) Read(p []byte) (int, error) {
 	t.Conn.SetReadDeadline(t.deadline())
-	return t.Conn.Read(p)
+	n, err := t.Conn.Read(p)
+	if n > 0 && !t.got.Load() {
+		t.got.Store(true)
+	}
+	return n, err
 }
 
 func (t *timedConn) Write(p []byte) (int, error) {
@@ -293,8 +303,16 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 	c.br = bufio.NewReaderSize(c.tc, 64<<10)
 	c.bw = bufio.NewWriterSize(c.tc, 4<<10)
 	stop := context.AfterFunc(dctx, func() { raw.Close() })
+	var probe *tlsprobe.Probe
+	if !cfg.TLS {
+		probe = tlsprobe.Start(dctx, cfg.Addr(), cfg.Host, raw, tlsprobe.Wait(dt), c.tc.heard)
+	}
 	err = c.handshake(dctx, tcfg)
 	stopped := stop()
+	if probe.FoundTLS() {
+		raw.Close()
+		return nil, migrate.FatalError(fmt.Errorf("%s: the server sent no POP3 greeting but answers a TLS handshake on this port: use pop3s:// for it (pop3:// is for port 110, plaintext or STLS)", where))
+	}
 	if err == nil && !stopped {
 		err = errors.New("timed out")
 	}

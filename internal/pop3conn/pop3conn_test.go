@@ -588,10 +588,10 @@ func TestForget(t *testing.T) {
 }
 
 // TestDialWrongPort: pop3s:// on the plaintext POP3 port is a fatal error
-// that says so and what to use; pop3:// on the TLS port waits for a
-// greeting that never comes (the server waits for a TLS handshake) and the
-// error says which scheme such a port wants; pop3:// on an IMAP port is
-// not a POP3 server.
+// that says so and what to use; pop3:// on the TLS port, where the server
+// waits for a handshake as the client waits for a greeting, is found out
+// by a TLS probe (internal/tlsprobe) within seconds and says which scheme
+// such a port wants; pop3:// on an IMAP port is not a POP3 server.
 func TestDialWrongPort(t *testing.T) {
 	d := testserver.StartDovecot(t, testserver.WithUser("alice", "Al1ce-pw-77"), testserver.WithoutAuthDelay())
 	for _, c := range []struct {
@@ -601,16 +601,21 @@ func TestDialWrongPort(t *testing.T) {
 		fatal bool
 	}{
 		{"pop3s-on-pop3", Config{Endpoint: endpointOf(t, d.POP3Addr, "alice", true), CAFile: d.CAFile}, "does not speak TLS on this port (it answered \"+OK D\")", true},
-		{"pop3-on-pop3s", Config{Endpoint: endpointOf(t, d.POP3SAddr, "alice", false), CAFile: d.CAFile, DialTimeout: time.Second}, "(a TLS port, such as 995, wants pop3s://)", false},
+		// The dial timeout is the default: the TLS probe answers first.
+		{"pop3-on-pop3s", Config{Endpoint: endpointOf(t, d.POP3SAddr, "alice", false), CAFile: d.CAFile}, "answers a TLS handshake on this port: use pop3s://", true},
 		{"pop3-on-imap", Config{Endpoint: endpointOf(t, d.IMAPAddr, "alice", false), CAFile: d.CAFile}, "not a POP3 server", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := c.cfg
 			cfg.Password = "Al1ce-pw-77"
+			start := time.Now()
 			conn, err := Dial(context.Background(), &cfg)
 			if err == nil {
 				conn.Close()
 				t.Fatal("connected")
+			}
+			if took := time.Since(start); took > 15*time.Second {
+				t.Errorf("took %v to say so", took)
 			}
 			if !strings.Contains(err.Error(), c.want) {
 				t.Errorf("error %q, want one with %q", err, c.want)
