@@ -150,15 +150,16 @@ type rowJob struct {
 // password implements endpointEnv.password: a password named by a
 // variable, or written in the file, is read when the account opens;
 // files and token commands go through the IMAP flags, as with copy.
-func (r *rowJob) password(side string) (string, bool) {
+func (r *rowJob) password(side string) (pw, from string, ok bool) {
 	s := r.secrets[side]
+	name := map[string]string{"src": "source", "dst": "destination"}[side]
 	switch {
 	case s.Env != "":
-		return os.Getenv(s.Env), true
+		return os.Getenv(s.Env), "$" + s.Env + " (the row's " + name + "_password_env)", true
 	case s.Value != "":
-		return s.Value, true
+		return s.Value, "the row's " + name + "_password column", true
 	}
-	return "", false
+	return "", "", false
 }
 
 // batchPlan is the validated file: every account, and the ones of this

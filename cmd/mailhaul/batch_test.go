@@ -49,8 +49,8 @@ func TestBatchRowFlags(t *testing.T) {
 	if !reflect.DeepEqual(jb.opts.Include, []string{"A"}) || jb.opts.SettleDelay != 3*time.Second || jb.f.toFolder != "X" {
 		t.Errorf("row 2 options: %+v", jb.opts)
 	}
-	if pwv, ok := p.jobs[a.Key].password("src"); !ok || pwv != "from-env" {
-		t.Errorf("source password from the variable: %q %v", pwv, ok)
+	if pwv, from, ok := p.jobs[a.Key].password("src"); !ok || pwv != "from-env" || !strings.Contains(from, "source_password_env") {
+		t.Errorf("source password from the variable: %q %v (from %q)", pwv, ok, from)
 	}
 	if ja.f.imap.dstPasswordFile != pw {
 		t.Errorf("destination password file %q", ja.f.imap.dstPasswordFile)

@@ -79,7 +79,8 @@ type endpointEnv struct {
 	// password, when set and ok, gives the password of a side ("src",
 	// "dst") before the flags, the environment and the prompt are asked
 	// (batch rows: a password from a named variable or the CSV itself).
-	password func(side string) (pw string, ok bool)
+	// from says where, for a refused login's error.
+	password func(side string) (pw, from string, ok bool)
 }
 
 type sourceOpener func(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Source, error)

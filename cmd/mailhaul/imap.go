@@ -168,18 +168,22 @@ func imapConfig(ep endpoint, env endpointEnv, side string) (*imapconn.Config, er
 		cfg.Token = tokenSource(tokCmd, tokFile)
 		return cfg, nil
 	}
-	if env.password != nil {
-		if pw, ok := env.password(side); ok {
-			cfg.Password = pw
-			return cfg, nil
-		}
-	}
-	pw, from, err := password(side, pwFile, u.User, u.Addr())
-	if err != nil {
+	if cfg.Password, cfg.PasswordFrom, err = sidePassword(env, side, pwFile, u.User, u.Addr()); err != nil {
 		return nil, err
 	}
-	cfg.Password, cfg.PasswordFrom = pw, from
 	return cfg, nil
+}
+
+// sidePassword is the password of a side ("src", "dst") of an IMAP or
+// POP3 endpoint and where it came from: a batch row's own first
+// (env.password), else password's flags, environment and prompt.
+func sidePassword(env endpointEnv, side, file, user, addr string) (pw, from string, err error) {
+	if env.password != nil {
+		if pw, from, ok := env.password(side); ok {
+			return pw, from, nil
+		}
+	}
+	return password(side, file, user, addr)
 }
 
 // connectionWarnings prints the warnings about an insecure connection of

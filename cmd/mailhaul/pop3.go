@@ -110,7 +110,7 @@ func pop3Config(ep endpoint, env endpointEnv) (*pop3conn.Config, error) {
 		cfg.Token = tokenSource(tokCmd, tokFile)
 		return cfg, nil
 	}
-	if cfg.Password, cfg.PasswordFrom, err = password("src", pwFile, u.User, u.Addr()); err != nil {
+	if cfg.Password, cfg.PasswordFrom, err = sidePassword(env, "src", pwFile, u.User, u.Addr()); err != nil {
 		return nil, err
 	}
 	return cfg, nil

@@ -19,6 +19,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	pop3 "github.com/knadh/go-pop3"
 
+	"github.com/mailhaul/mailhaul/internal/batch"
 	"github.com/mailhaul/mailhaul/internal/testserver"
 )
 
@@ -574,5 +575,46 @@ func TestPOP3OAuth2CLI(t *testing.T) {
 				t.Errorf("token in state files %v", hits)
 			}
 		})
+	}
+}
+
+// TestBatchPOP3Passwords: a batch row's POP3 source logs in with the
+// row's own password (source_password_env), not with the batch's
+// $MAILHAUL_SRC_PASSWORD, and a refused one says which column it came
+// from.
+func TestBatchPOP3Passwords(t *testing.T) {
+	d := testserver.StartDovecot(t, testserver.WithUser("alice", "Alice-Pop-1"), testserver.WithUser("carol", "Carol-Pop-2"), testserver.WithoutAuthDelay())
+	seedCorpus(t, d, "alice", pop3Corpus)
+	seedCorpus(t, d, "carol", pop3Corpus[:2])
+	dir := t.TempDir()
+	file := filepath.Join(dir, "accounts.csv")
+	csv := "source,destination,source_password_env\n" +
+		"pop3s://alice@" + d.POP3SAddr + ",maildir:" + filepath.Join(dir, "alice") + ",ALICE_PW\n" +
+		"pop3s://carol@" + d.POP3SAddr + ",maildir:" + filepath.Join(dir, "carol") + ",CAROL_PW\n"
+	if err := os.WriteFile(file, []byte(csv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"ALICE_PW=Alice-Pop-1", "CAROL_PW=wrong-for-carol", "MAILHAUL_SRC_PASSWORD=Carol-Pop-2"}
+	r := runMailhaul(t, env, "batch", "--json", "--ca-file", d.CAFile, "--state-dir", t.TempDir(), file)
+	if r.code != exitFatal {
+		t.Fatalf("exit %d, want 1 (carol's row fails)\n%s", r.code, r.stderr)
+	}
+	var alice, carol batch.Record
+	for _, rec := range parseReport(t, r).Accounts {
+		switch {
+		case strings.Contains(rec.Account, "alice"):
+			alice = rec
+		case strings.Contains(rec.Account, "carol"):
+			carol = rec
+		}
+	}
+	if alice.Status != batch.Done || alice.Copied != len(pop3Corpus) {
+		t.Errorf("alice: %+v, want done with %d copied", alice, len(pop3Corpus))
+	}
+	if carol.Status != batch.Failed || !strings.Contains(carol.Reason, "$CAROL_PW (the row's source_password_env)") {
+		t.Errorf("carol: %+v, want failed with a reason naming $CAROL_PW", carol)
+	}
+	if got, err := os.ReadDir(filepath.Join(dir, "carol", "cur")); err == nil && len(got) > 0 {
+		t.Errorf("carol's row logged in with the batch's password: %d messages copied", len(got))
 	}
 }
