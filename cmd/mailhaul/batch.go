@@ -416,6 +416,9 @@ func applySecret(rf *copyFlags, side, name string, ep endpoint, sec batch.Secret
 		return fmt.Errorf("no secret for the %s %s: fill %s_password_env, %s_password_file, %s_oauth_token_cmd or %s_oauth_token_file (or give --%s-password-file for every row)",
 			name, ep.describe(), name, name, name, name, side)
 	}
+	if sec.Env != "" {
+		addSecretVar(sec.Env)
+	}
 	if check {
 		if err := sec.Check(name, os.Getenv); err != nil {
 			return err

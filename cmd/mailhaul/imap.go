@@ -260,6 +260,7 @@ func tokenSource(cmd, file string) func(ctx context.Context) (string, error) {
 		} else {
 			c := exec.CommandContext(ctx, "sh", "-c", cmd)
 			c.Stderr = os.Stderr
+			c.Env = childEnv(os.Environ())
 			out, err = c.Output()
 			if err != nil {
 				err = fmt.Errorf("oauth token command %q: %w", cmd, err)
@@ -275,6 +276,38 @@ func tokenSource(cmd, file string) func(ctx context.Context) (string, error) {
 		tok, when = t, time.Now()
 		return tok, nil
 	}
+}
+
+// secretVars names the environment variables that hold passwords: the
+// MAILHAUL_*_PASSWORD of copy, check and ls, and those a batch's rows name
+// (their *_password_env columns, added by addSecretVar). Token commands
+// run without them (childEnv): a command that prints a token has no use
+// for a password, and a helper script that logs its environment must not
+// write one down.
+var secretVars = struct {
+	sync.Mutex
+	names map[string]bool
+}{names: map[string]bool{"MAILHAUL_SRC_PASSWORD": true, "MAILHAUL_DST_PASSWORD": true}}
+
+// addSecretVar adds a variable that holds a password to secretVars.
+func addSecretVar(name string) {
+	secretVars.Lock()
+	defer secretVars.Unlock()
+	secretVars.names[name] = true
+}
+
+// childEnv is env without the variables of secretVars.
+func childEnv(env []string) []string {
+	secretVars.Lock()
+	defer secretVars.Unlock()
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if !secretVars.names[name] {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // prefixWriter writes the (redacted) wire trace to stderr, one prefixed

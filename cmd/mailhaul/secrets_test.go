@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -67,5 +68,20 @@ func TestSecretsNeverLeak(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestTokenCommandEnv: a token command runs without the variables that
+// hold passwords (MAILHAUL_*_PASSWORD and those batch rows name), and
+// with the rest of the environment.
+func TestTokenCommandEnv(t *testing.T) {
+	t.Setenv("MAILHAUL_SRC_PASSWORD", "src-secret")
+	t.Setenv("MAILHAUL_DST_PASSWORD", "dst-secret")
+	t.Setenv("ROW_PW_FOR_TEST", "row-secret")
+	t.Setenv("KEEP_ME", "yes")
+	addSecretVar("ROW_PW_FOR_TEST")
+	tok, err := tokenSource(`if env | grep -q secret; then echo leaked; elif [ "$KEEP_ME" = yes ]; then echo clean-token; else echo stripped-too-much; fi`, "")(context.Background())
+	if err != nil || tok != "clean-token" {
+		t.Fatalf("token %q, %v: want the command to see no password and the rest of the environment", tok, err)
 	}
 }
