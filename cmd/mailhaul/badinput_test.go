@@ -235,6 +235,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"copy", "--to-folder", "", "mbox:/a", "maildir:/b"}, `invalid argument "" for "--to-folder"`},
 		{[]string{"check", "--to-folder", " / ", "mbox:/a", "maildir:/b"}, `for "--to-folder" flag: want a folder name`},
 		{[]string{"copy", "--map", "Inbox=", "maildir:/a", "maildir:/b"}, "invalid --map"},
+		{[]string{"copy", "--to-folder", "X", "maildir:/a", "maildir:/b"}, "--to-folder is for a POP3 source or a single mbox file"},
+		{[]string{"check", "--to-folder", "X", "imaps://u@h.example.org", "maildir:/b"}, "--to-folder is for a POP3 source or a single mbox file"},
+		{[]string{"copy", "--to-folder", "X", "mbox:../../testdata/thunderbird/Mail/Local Folders", "maildir:/b"}, "is a directory of folders"},
 	} {
 		r := runMailhaul(t, nil, tc.args...)
 		if r.code != exitUsage || !strings.Contains(r.stderr, tc.want) {

@@ -30,10 +30,11 @@ func TestBatchRowFlags(t *testing.T) {
 	dir := t.TempDir()
 	pw := filepath.Join(dir, "pw")
 	os.WriteFile(pw, []byte("x\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "m.mbox"), []byte("From a@b Mon Jan  1 00:00:00 2024\nSubject: x\n\nx\n"), 0o600)
 	t.Setenv("ROW_PW", "from-env")
 	body := "source,destination,source_password_env,destination_password_file,destination_oauth_token_cmd,options\n" +
 		"imaps://a@old.example.org,imaps://a@new.example.org/Archive,ROW_PW," + pw + ",,--include B --settle-delay 2s\n" +
-		"maildir:" + dir + "/m,imap://b@NEW.example.org,,,oama access b,--to-folder X\n"
+		"mbox:" + dir + "/m.mbox,imap://b@NEW.example.org,,,oama access b,--to-folder X\n"
 	p, err := planFor(t, body, "--include", "A", "--dedupe", "--parallel", "3", "--max-connections-per-host", "12")
 	if err != nil {
 		t.Fatal(err)

@@ -150,7 +150,9 @@ func runCheck(g *globalFlags, f *checkFlags, srcArg, dstArg string) error {
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	pop3ToFolder(&o, &f.copyFlags, srcEP)
+	if err := pop3ToFolder(&o, &f.copyFlags, srcEP); err != nil {
+		return err
+	}
 	if _, ok := sourceSchemes[srcEP.Scheme]; !ok {
 		return usageErr("source %q: scheme %q cannot be read from (sources: %s)", srcEP.Raw, srcEP.Scheme, keys(sourceSchemes))
 	}

@@ -268,7 +268,9 @@ func prepareCopy(f *copyFlags, srcArg, dstArg string) (*copyJob, error) {
 		return nil, err
 	}
 	o.DeleteAfterCopy = f.deleteAfterCopy
-	pop3ToFolder(&o, f, srcEP)
+	if err := pop3ToFolder(&o, f, srcEP); err != nil {
+		return nil, err
+	}
 
 	if _, ok := sourceSchemes[srcEP.Scheme]; !ok {
 		return nil, usageErr("source %q: scheme %q cannot be read from (sources: %s)", srcEP.Raw, srcEP.Scheme, keys(sourceSchemes))

@@ -161,6 +161,9 @@ func openMboxSource(ctx context.Context, ep endpoint, env endpointEnv) (migrate.
 	o := sources.MboxOptions{Location: time.Local, Warn: env.warn, Info: env.info}
 	if env.c != nil {
 		o.ToFolder = env.c.toFolder
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() && o.ToFolder != "" {
+			return nil, usageErr("--to-folder names the folder of a single mbox file; %s is a directory of folders, which keep their names (--map renames them)", p)
+		}
 		if o.Format, err = mbox.ParseFormat(env.c.mboxFormat); err != nil {
 			return nil, usageErr("invalid --mbox-format: %v", err)
 		}

@@ -157,10 +157,18 @@ func wirePOP3(f *copyFlags, src migrate.Source, sink migrate.Sink, warn func(err
 
 // pop3ToFolder makes --to-folder of a POP3 source a folder mapping: POP3's
 // one mailbox is INBOX in the checkpoint whatever the destination folder.
-// copy and check call it, so that check looks where copy wrote.
-func pop3ToFolder(o *migrate.Options, f *copyFlags, src endpoint) {
-	if !isPOP3(src.Scheme) || f.toFolder == "" {
-		return
+// copy and check call it, so that check looks where copy wrote. Any other
+// source but mbox (a single file's folder name: openMboxSource) refuses
+// --to-folder: its folders keep their names.
+func pop3ToFolder(o *migrate.Options, f *copyFlags, src endpoint) error {
+	if f.toFolder == "" {
+		return nil
+	}
+	if !isPOP3(src.Scheme) {
+		if src.Scheme == "mbox" {
+			return nil
+		}
+		return usageErr("--to-folder is for a POP3 source or a single mbox file: the folders of %s keep their names (--map renames them)", src.describe())
 	}
 	if o.Map == nil {
 		o.Map = map[string]string{}
@@ -168,4 +176,5 @@ func pop3ToFolder(o *migrate.Options, f *copyFlags, src endpoint) {
 	if _, ok := o.Map["INBOX"]; !ok {
 		o.Map["INBOX"] = strings.Trim(f.toFolder, "/ ")
 	}
+	return nil
 }
