@@ -176,8 +176,12 @@ func CanonInbox(name string) string {
 }
 
 // globMatch reports whether name or one of its parents matches pattern;
-// INBOX matches in any case (CanonInbox).
+// INBOX matches in any case (CanonInbox), and a pattern's trailing "/"
+// ("Projects/") is not part of it.
 func globMatch(pattern, name string) bool {
+	if p := strings.TrimRight(pattern, "/"); p != "" {
+		pattern = p
+	}
 	pattern, name = CanonInbox(pattern), CanonInbox(name)
 	for n := name; n != ""; {
 		if ok, _ := path.Match(pattern, n); ok {

@@ -52,6 +52,7 @@ func TestSelectionMatchesNothing(t *testing.T) {
 		{[]string{"Inbox", "inbox/*"}, nil, 1, ""}, // INBOX in any case; no INBOX/ child
 		{nil, []string{"inbox", "Work"}, 0, "select none"},
 		{[]string{"Inboxes"}, nil, 1, "selects none"},
+		{[]string{"Work/", "INBOX//"}, nil, 0, ""}, // a trailing "/" is not part of the name
 	} {
 		o := Options{Include: c.include, Exclude: c.exclude}
 		warns, err := o.checkSelection(mbs)
