@@ -111,6 +111,12 @@ func (e *engine) recorded(s *settled) {
 // handOver releases the bodies of a finished batch, except those of the
 // uncertain appends, which go to the settler.
 func (e *engine) handOver(batch, uncertain []*job) {
+	for _, j := range batch {
+		if j.turn != nil {
+			e.turns.left(j.turn)
+			j.turn = nil // through its appender once (a resend comes here again)
+		}
+	}
 	keep := map[*job]bool{}
 	for _, j := range uncertain {
 		keep[j] = true

@@ -9,10 +9,13 @@ import (
 // fetchLoop is one fetcher goroutine: it takes units of listed messages
 // from in (one message, or a run of small ones of one folder: see
 // fetchUnits), spools each body (memory up to MemLimit, a temporary file
-// beyond) and passes them on to the appenders one by one, in the unit's
-// order. A message that cannot be fetched is reported as skipped; only a
-// fatal error ends the loop.
-func (e *engine) fetchLoop(ctx context.Context, in <-chan []*job, out chan<- *job) error {
+// beyond) and, when the unit's turn in its folder's storage order comes
+// (order.go), passes them on to the folder's appender (out) in the unit's
+// order. A message that cannot be
+// fetched is reported as skipped; only a fatal error, or the end of ctx,
+// ends the loop (the unit's turn is then never done: the other fetchers
+// end with ctx too).
+func (e *engine) fetchLoop(ctx context.Context, in <-chan []*job, out []chan *job) error {
 	for {
 		var unit []*job
 		var ok bool
@@ -24,54 +27,98 @@ func (e *engine) fetchLoop(ctx context.Context, in <-chan []*job, out chan<- *jo
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		batched := e.fetchBatch(ctx, unit)
-		for i, j := range unit {
-			body, err := batched[i], error(nil)
-			batched[i] = nil
-			if body == nil {
-				body, err = e.fetch(ctx, j)
-			}
-			if err = e.deliver(ctx, j, body, err, out); err != nil {
-				for _, b := range batched[i+1:] {
-					if b != nil {
-						b.Close()
-					}
+		bodies, errs := e.fetchUnit(ctx, unit)
+		release := func(from int) {
+			for _, b := range bodies[from:] {
+				if b != nil {
+					b.Close()
 				}
+			}
+		}
+		if first := unit[0]; first.turn != nil {
+			if err := e.turns.await(ctx, first.turn, first.ticket); err != nil {
+				release(0)
 				return err
 			}
+		}
+		for i, j := range unit {
+			body := bodies[i]
+			bodies[i] = nil
+			to := appenderFor(j.dest, len(out))
+			if j.turn != nil {
+				to = j.turn.appender
+			}
+			handed, err := e.deliver(ctx, j, body, errs[i], out[to])
+			if err != nil {
+				release(i + 1)
+				return err
+			}
+			if !handed && j.turn != nil {
+				e.turns.left(j.turn)
+			}
+		}
+		if first := unit[0]; first.turn != nil {
+			e.turns.done(first.turn, first.ticket)
 		}
 	}
 }
 
-// deliver passes a fetched message on to the appenders, or reports it
-// filtered or skipped; it returns only a fatal error (or the run's end).
-func (e *engine) deliver(ctx context.Context, j *job, body *Body, err error, out chan<- *job) error {
+// fetchUnit spools the bodies of a unit: with one FetchBatch call where
+// the source has it, one by one for the rest. errs[i] is message i's
+// error; a fatal one (or the end of ctx) stops the unit there, the later
+// messages left with that same error.
+func (e *engine) fetchUnit(ctx context.Context, unit []*job) ([]*Body, []error) {
+	bodies := e.fetchBatch(ctx, unit)
+	errs := make([]error, len(unit))
+	for i, j := range unit {
+		if bodies[i] != nil {
+			continue
+		}
+		bodies[i], errs[i] = e.fetch(ctx, j)
+		if errs[i] != nil && (ctx.Err() != nil || Classify(errs[i]) != Skip) {
+			for k := i + 1; k < len(unit); k++ {
+				if bodies[k] != nil {
+					bodies[k].Close()
+					bodies[k] = nil
+				}
+				errs[k] = errs[i]
+			}
+			break
+		}
+	}
+	return bodies, errs
+}
+
+// deliver passes a fetched message on to its appender (out), or reports
+// it filtered or skipped (handed false); it returns only a fatal error (or
+// the run's end).
+func (e *engine) deliver(ctx context.Context, j *job, body *Body, err error, out chan<- *job) (handed bool, _ error) {
 	if err == nil && j.undated && !j.msg.Date.IsZero() {
 		// The date comes from the header (POP3): --since/--before can
 		// only be applied now.
 		if why := e.o.filter(j.msg); why != "" {
 			body.Close()
 			e.rep(Event{Kind: Filtered, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Err: fmt.Errorf("%s", why)})
-			return nil
+			return false, nil
 		}
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return false, ctx.Err()
 		}
 		if Classify(err) == Skip {
 			e.rep(Event{Kind: Skipped, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Err: err})
-			return nil
+			return false, nil
 		}
-		return err
+		return false, err
 	}
 	j.body = body
 	select {
 	case out <- j:
-		return nil
+		return true, nil
 	case <-ctx.Done():
 		body.Close()
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 }
 

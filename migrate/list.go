@@ -340,12 +340,26 @@ func (e *engine) skipFolder(ctx context.Context, mb Mailbox, dest string, why er
 // front of a chunk: see fetchUnits), so that several folders are in flight
 // together: a server that serialises work per folder (Dovecot locks a
 // folder while it appends) is kept busy on several, and a folder's
-// per-folder round trips overlap with other folders' transfers. Memory
-// stays bounded by the chunks held here and in the channel from the
-// lister.
-func interleave(ctx context.Context, in <-chan []*job, out chan<- []*job, window int, unit func([]*job) int) error {
+// per-folder round trips overlap with other folders' transfers. A chunk of
+// a folder already in the window joins it, so that a folder's units go out
+// in listing order, each with its folder's next ticket from tickets when
+// that is not nil (storage order: order.go). Memory stays bounded by the
+// chunks held here and in the channel from the lister.
+func interleave(ctx context.Context, in <-chan []*job, out chan<- []*job, window int, unit func([]*job) int, tickets *turns) error {
 	var active [][]*job
 	open := true
+	take := func(c []*job) {
+		if len(c) == 0 {
+			return
+		}
+		for i, a := range active {
+			if a[0].mb.Name == c[0].mb.Name {
+				active[i] = append(a, c...)
+				return
+			}
+		}
+		active = append(active, c)
+	}
 	for open || len(active) > 0 {
 		// Top the window up; wait only when nothing is left to send.
 	fill:
@@ -355,8 +369,8 @@ func interleave(ctx context.Context, in <-chan []*job, out chan<- []*job, window
 				case c, ok := <-in:
 					if !ok {
 						open = false
-					} else if len(c) > 0 {
-						active = append(active, c)
+					} else {
+						take(c)
 					}
 				case <-ctx.Done():
 					return ctx.Err()
@@ -367,25 +381,62 @@ func interleave(ctx context.Context, in <-chan []*job, out chan<- []*job, window
 			case c, ok := <-in:
 				if !ok {
 					open = false
-				} else if len(c) > 0 {
-					active = append(active, c)
+				} else {
+					take(c)
 				}
 			default:
 				break fill
 			}
 		}
+		var freed <-chan struct{}
+		if tickets != nil {
+			freed = tickets.freedCh() // before asking full: no leaving is missed
+		}
+		sent := false
 		for i := 0; i < len(active); {
+			if tickets != nil && tickets.full(active[i][0].mb.Name) {
+				i++
+				continue
+			}
 			n := min(max(unit(active[i]), 1), len(active[i]))
+			u := active[i][:n:n]
+			if tickets != nil {
+				ft, t := tickets.ticket(u[0].mb.Name, n)
+				for _, j := range u {
+					j.turn = ft
+				}
+				u[0].ticket = t
+			}
 			select {
-			case out <- active[i][:n:n]:
+			case out <- u:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
+			sent = true
 			active[i] = active[i][n:]
 			if len(active[i]) == 0 {
 				active = append(active[:i], active[i+1:]...)
 			} else {
 				i++
+			}
+		}
+		if !sent && len(active) > 0 {
+			// Every folder in the window has its limit in flight: wait
+			// for a message to leave, or for room for another folder.
+			var more <-chan []*job
+			if open && len(active) < window {
+				more = in
+			}
+			select {
+			case <-freed:
+			case c, ok := <-more:
+				if !ok {
+					open = false
+				} else {
+					take(c)
+				}
+			case <-ctx.Done():
+				return ctx.Err()
 			}
 		}
 	}

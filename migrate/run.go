@@ -25,6 +25,11 @@ type job struct {
 	// and the date filters are applied once the body is fetched.
 	undated bool
 	dup     *dedupSet // with Options.Dedupe: what the destination folder held
+	// The jobs of a fetch unit share their folder's place in the storage
+	// order (order.go), the first one the unit's ticket; nil turn: no
+	// order to keep.
+	turn   *folderTurn
+	ticket int
 
 	// Set by the appender: the intent recorded for the copy, and, for an
 	// uncertain append (settle.go), when it became uncertain, how many
@@ -46,6 +51,7 @@ type engine struct {
 	inflight *inflight
 	settler  *settler
 	recon    *reconcileList
+	turns    turns     // the storage order of the folders in flight (order.go)
 	acct     *dedupSet // with DedupeAcrossFolders: what the whole destination held
 
 	versions *versions // folders unchanged since a run finished them (unchanged.go)
@@ -116,9 +122,10 @@ func Run(ctx context.Context, o Options) (Report, error) {
 }
 
 // pipeline wires the stages: lister -> interleave (several folders in
-// flight) -> fetchers -> appenders (+ settler). Channels are bounded, so the number of
-// bodies alive at once is bounded (nf*maxUnitMessages +
-// na*(queuePerAppender+BatchSize)),
+// flight) -> fetchers -> appenders, one per destination folder (+ settler),
+// keeping each folder's storage order (order.go). Channels are bounded, so
+// the number of bodies alive at once is bounded (nf*maxUnitMessages +
+// na*(max(queuePerAppender, BatchSize)+BatchSize)),
 // and the bytes they hold in memory are bounded by the run's MemBudget:
 // a body that does not fit goes to a temporary file. The queue in front of
 // the appenders lets a batch form while the previous one commits: with 1
@@ -160,9 +167,18 @@ func (e *engine) pipeline(ctx context.Context) error {
 			return err
 		}
 	}
-	chunkCh := make(chan []*job, folderWindow)
+	// Each destination folder has one appender (storage order: order.go),
+	// so that up to na folders are appended to at once, na are in flight.
+	window := max(folderWindow, na)
+	// A folder has at most what its appender's queue and batch hold in
+	// flight (besides a unit): beyond, interleave serves other folders.
+	e.turns.appenders, e.turns.limit = na, max(queuePerAppender, e.o.BatchSize)+e.o.BatchSize
+	chunkCh := make(chan []*job, window)
 	fetchCh := make(chan []*job, nf)
-	appendCh := make(chan *job, e.o.Sink.Limits().conns(e.o.Transfers)*queuePerAppender)
+	appendChs := make([]chan *job, na)
+	for i := range appendChs {
+		appendChs[i] = make(chan *job, max(queuePerAppender, e.o.BatchSize))
+	}
 
 	g.Go(stage(func(ctx context.Context) error {
 		defer close(chunkCh)
@@ -170,7 +186,7 @@ func (e *engine) pipeline(ctx context.Context) error {
 	}))
 	g.Go(stage(func(ctx context.Context) error {
 		defer close(fetchCh)
-		return interleave(ctx, chunkCh, fetchCh, folderWindow, e.fetchUnits())
+		return interleave(ctx, chunkCh, fetchCh, window, e.fetchUnits(), &e.turns)
 	}))
 	if e.o.DryRun {
 		return g.Wait()
@@ -180,12 +196,14 @@ func (e *engine) pipeline(ctx context.Context) error {
 		fetchers.Add(1)
 		g.Go(stage(func(ctx context.Context) error {
 			defer fetchers.Done()
-			return e.fetchLoop(ctx, fetchCh, appendCh)
+			return e.fetchLoop(ctx, fetchCh, appendChs)
 		}))
 	}
 	go func() {
 		fetchers.Wait()
-		close(appendCh)
+		for _, ch := range appendChs {
+			close(ch)
+		}
 	}()
 	// Each appender (and the settler) has stride in-flight journal slots,
 	// one per message of a batch it may have on the wire at once.
@@ -200,7 +218,7 @@ func (e *engine) pipeline(ctx context.Context) error {
 		appenders.Add(1)
 		g.Go(func() error {
 			defer appenders.Done()
-			return e.appendLoop(gctx, soft, i*stride, appendCh)
+			return e.appendLoop(gctx, soft, i*stride, appendChs[i])
 		})
 	}
 	appendersDone := make(chan struct{})
@@ -210,9 +228,11 @@ func (e *engine) pipeline(ctx context.Context) error {
 	}()
 	g.Go(func() error { return e.settleLoop(gctx, na*stride, appendersDone) })
 	err := g.Wait()
-	// Release bodies stranded in the channel by a fatal error.
-	for j := range appendCh {
-		j.body.Close()
+	// Release bodies stranded in the channels by a fatal error.
+	for _, ch := range appendChs {
+		for j := range ch {
+			j.body.Close()
+		}
 	}
 	return err
 }

@@ -24,6 +24,7 @@
 //   - The Finder: Locate finds a copy written, distinct copies for twins,
 //     distinct refs in folders that share a UIDVALIDITY.
 //   - --dedupe against what the destination already holds.
+//   - Storage order: each folder's messages in the source's order.
 //   - Crash points: the binary is killed right after each step of the
 //     append protocol and resumed; each message ends up exactly once.
 //   - Connection resets at random byte counts (network targets), a server

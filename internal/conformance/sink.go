@@ -33,6 +33,7 @@ func SinkCases() []SinkCase {
 		{"twins", TwinsCase},
 		{"locate", LocateCase},
 		{"dedupe", DedupeCase},
+		{"order", OrderCase},
 		{"crash-points", CrashCase},
 		{"resets", ResetCase},
 		{"late-store", LateStoreCase},

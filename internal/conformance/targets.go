@@ -54,6 +54,7 @@ type Quirks struct {
 	NUL       string
 	NoRemove  bool // cannot remove one message (no UIDPLUS)
 	Immediate bool // nothing can appear after the writer died (Maildir)
+	NoOrder   bool // keeps no storage order (Maildir: file names)
 }
 
 // Stored is one message read back from a destination.
@@ -120,7 +121,7 @@ func MaildirTarget(t *testing.T, layout maildir.Layout) Target {
 			return s
 		},
 		Read: func(t *testing.T) []Stored { return readMaildir(t, root) },
-		Q:    Quirks{Immediate: true},
+		Q:    Quirks{Immediate: true, NoOrder: true},
 	}
 }
 
