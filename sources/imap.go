@@ -196,13 +196,7 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 	}
 	if s.cfg.Folder != "" && len(out) == 0 {
 		// A mistyped folder must not pass as a copy (or a check) of nothing.
-		var some []string
-		for _, n := range names {
-			if n != "" && len(some) < 8 {
-				some = append(some, fmt.Sprintf("%q", n))
-			}
-		}
-		return nil, migrate.FatalError(fmt.Errorf("the URL names folder %q, which the account does not have (its folders: %s)", s.cfg.Folder, strings.Join(some, ", ")))
+		return nil, migrate.FatalError(fmt.Errorf("the URL names folder %q, which the account does not have (its folders: %s)", s.cfg.Folder, someNames(names, 8)))
 	}
 	// The numbers of every selectable folder LIST did not give them for,
 	// pipelined.
@@ -894,3 +888,36 @@ func (s *IMAP) Limits() migrate.Limits {
 func (s *IMAP) Close() error { return s.pool.Close() }
 
 var _ migrate.Source = (*IMAP)(nil)
+
+// someNames lists up to n of the folder names (INBOX first, the others
+// sorted, "" left out) for an error message, saying how many more there
+// are.
+func someNames(names []string, n int) string {
+	var all []string
+	for _, name := range names {
+		if name != "" {
+			all = append(all, name)
+		}
+	}
+	slices.SortFunc(all, func(a, b string) int {
+		switch {
+		case a == b:
+			return 0
+		case a == "INBOX":
+			return -1
+		case b == "INBOX":
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
+	all = slices.Compact(all)
+	var out []string
+	for i, name := range all {
+		if i == n {
+			out = append(out, fmt.Sprintf("and %d more", len(all)-n))
+			break
+		}
+		out = append(out, fmt.Sprintf("%q", name))
+	}
+	return strings.Join(out, ", ")
+}

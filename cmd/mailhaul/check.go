@@ -390,6 +390,11 @@ func openCheckSides(ctx context.Context, srcEP, dstEP endpoint, env endpointEnv)
 		}
 		closing.Wait()
 	}
+	if dstErr != nil {
+		// The resolver logs in to the same account beside the reader:
+		// its error, when both fail, is the reader's once more.
+		rErr = nil
+	}
 	if err = errors.Join(srcErr, dstErr, rErr); err != nil {
 		closeAll()
 		return nil, nil, nil, nil, err

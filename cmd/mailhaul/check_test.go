@@ -297,6 +297,12 @@ func TestCheckMaildirToIMAP(t *testing.T) {
 			t.Errorf("check sent commands that change something:\n%s", strings.Join(l, "\n"))
 		}
 	})
+	t.Run("refused-login-once", func(t *testing.T) {
+		r := runMailhaul(t, []string{"MAILHAUL_DST_PASSWORD=not-the-password"}, append(append([]string{"check"}, common...), "maildir:"+srcDir, dstURL)...)
+		if r.code != exitFatal || strings.Count(r.stderr, "login as account bob failed") != 1 {
+			t.Errorf("exit %d, want 1 and the refused login said once:\n%s", r.code, r.stderr)
+		}
+	})
 	t.Run("complete-fingerprint", func(t *testing.T) {
 		r, out := check("--no-checkpoint")
 		wantComplete(t, r, out, total)
