@@ -257,11 +257,60 @@ func planBatch(f *batchFlags, file string, checkSecrets bool) (*batchPlan, error
 			p.mine = append(p.mine, a)
 		}
 	}
+	if len(errs) == 0 {
+		errs = respelled(file, p)
+	}
 	if len(errs) > 0 {
 		errs.Sort()
 		return nil, fileErrors(errs)
 	}
 	return p, nil
+}
+
+// respelled finds rows that copy the same accounts as an earlier row
+// under another spelling of a host (a name and its address, two names of
+// one server), as copy finds their checkpoint (sameAccount): run, they
+// would share one checkpoint. Only rows alike but for their hosts are
+// compared, and only their hosts resolved (once each, briefly).
+func respelled(file string, p *batchPlan) batch.Errors {
+	type side = [2]accountID
+	groups := map[string][]*batch.Account{}
+	ids := map[*batch.Account]side{}
+	for _, a := range p.all {
+		j := p.jobs[a.Key].job
+		id := side{j.src.accountUnresolved(), j.dst.accountUnresolved()}
+		if id[0].Host == "" && id[1].Host == "" {
+			continue
+		}
+		ids[a] = id
+		hostless := id
+		hostless[0].Host, hostless[1].Host = "", ""
+		k := hostless[0].key() + " -> " + hostless[1].key()
+		groups[k] = append(groups[k], a)
+	}
+	addrs := map[string][]string{}
+	resolved := func(id accountID) accountID {
+		if id.Host != "" {
+			if _, ok := addrs[id.Host]; !ok {
+				addrs[id.Host] = resolve(context.Background(), id.Host)
+			}
+			id.Addrs = addrs[id.Host]
+		}
+		return id
+	}
+	var errs batch.Errors
+	for _, g := range groups {
+		for i, a := range g {
+			for _, b := range g[:i] {
+				x, y := ids[a], ids[b]
+				if sameAccount(resolved(x[0]), resolved(y[0])) && sameAccount(resolved(x[1]), resolved(y[1])) {
+					errs = append(errs, &batch.LineError{File: file, Line: a.Line, Err: fmt.Errorf("duplicate account: line %d already copies %s (the same accounts, spelled differently)", b.Line, b.Label)})
+					break
+				}
+			}
+		}
+	}
+	return errs
 }
 
 // fileErrors prints every error of the accounts file and returns the

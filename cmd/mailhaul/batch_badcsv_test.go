@@ -39,6 +39,8 @@ func TestBatchBadFiles(t *testing.T) {
 			[]string{"accounts.csv:4: duplicate account: line 2 already copies"}},
 		{"duplicate IMAP account", header + "maildir:" + src + ",imaps://u@mail.example.org," + pw + ",\nmaildir:" + src + ",imap://u@MAIL.example.org," + pw + ",\n", 0o644, nil,
 			[]string{"accounts.csv:3: duplicate account: line 2"}},
+		{"duplicate account, host spelled as its address", header + "maildir:" + src + ",imaps://u@127.0.0.1:9993," + pw + ",\nmaildir:" + src + ",imaps://u@localhost:9993," + pw + ",\n", 0o644, nil,
+			[]string{"accounts.csv:3: duplicate account: line 2 already copies", "spelled differently"}},
 		{"unreadable secret file", header + good + "maildir:" + src + ",imaps://u@mail.example.org," + filepath.Join(dir, "no-such-pw") + ",\n", 0o644, nil,
 			[]string{"accounts.csv:3: destination_password_file: " + filepath.Join(dir, "no-such-pw") + ": no such file or directory"}},
 		{"secret file is a directory", header + good + "maildir:" + src + ",imaps://u@mail.example.org," + dir + ",\n", 0o644, nil,
