@@ -559,7 +559,7 @@ func printCheck(w io.Writer, r migrate.CheckReport, src, dst, cp string, limit, 
 				bad++
 			}
 		}
-		fmt.Fprintf(w, "NOT ALL CHECKED: nothing was found missing, but %d folders and %d messages could not be read; %.1fs (exit 3)\n", bad, t.Unreadable, r.Elapsed.Seconds())
+		fmt.Fprintf(w, "NOT ALL CHECKED: nothing was found missing, but %s and %s could not be read; %.1fs (exit 3)\n", plural(bad, "folder"), plural(t.Unreadable, "message"), r.Elapsed.Seconds())
 	case exitInterrupted:
 		fmt.Fprintf(w, "INTERRUPTED after %.1fs: the check is not complete\n", r.Elapsed.Seconds())
 	default:
