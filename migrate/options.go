@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -218,6 +219,16 @@ func (o *Options) Selected(name string) bool {
 	return true
 }
 
+// ErrNothingSelected is matched (errors.Is) by the error of a run or a
+// check whose --include/--exclude select none of the source's folders: a
+// mistake in the command line, found once the source's folders are known.
+var ErrNothingSelected = errors.New("nothing selected")
+
+type selectionError struct{ msg string }
+
+func (e selectionError) Error() string        { return e.msg }
+func (e selectionError) Is(target error) bool { return target == ErrNothingSelected }
+
 // checkSelection says what of the selection matched nothing among the
 // source's folders mbs: a warning for each --include pattern that names no
 // folder, and an error when patterns were given and no folder is selected
@@ -260,7 +271,7 @@ func (o *Options) checkSelection(mbs []Mailbox) (warnings []error, err error) {
 		if len(none) > 0 {
 			what = "--include " + strings.Join(none, ", ") + " selects"
 		}
-		return warnings, fmt.Errorf("%s none of the source's %d folders (%s)", what, len(mbs), strings.Join(names, ", "))
+		return warnings, selectionError{fmt.Sprintf("%s none of the source's %d folders (%s)", what, len(mbs), strings.Join(names, ", "))}
 	}
 	return warnings, nil
 }

@@ -248,4 +248,17 @@ func TestUsageErrors(t *testing.T) {
 	if r.code != exitFatal || !strings.Contains(r.stderr, "/does/not/exist") {
 		t.Errorf("missing source: exit %d, stderr %q", r.code, r.stderr)
 	}
+	// A selection of no folder is a usage error, found once the folders
+	// are known: nothing is copied and no summary printed.
+	tb := "mbox:../../testdata/thunderbird/Mail/Local Folders"
+	dst := t.TempDir()
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		os.MkdirAll(filepath.Join(dst, sub), 0o700)
+	}
+	for _, cmd := range []string{"copy", "check"} {
+		r = runMailhaul(t, nil, cmd, "--state-dir", t.TempDir(), "--include", "Nope", tb, "maildir:"+dst)
+		if r.code != exitUsage || !strings.Contains(r.stderr, `--include "Nope" selects none of the source's`) || strings.Contains(r.stderr+r.stdout, "copied 0") || strings.Contains(r.stdout, "TOTAL") {
+			t.Errorf("%s --include Nope: exit %d, want 2 and the error alone\nstdout %s\nstderr %s", cmd, r.code, r.stdout, r.stderr)
+		}
+	}
 }

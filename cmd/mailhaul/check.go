@@ -230,6 +230,9 @@ func runCheck(g *globalFlags, f *checkFlags, srcArg, dstArg string) error {
 		forgotten, forgetErr = forgetMissing(writable, rep)
 	}
 	code := checkExitCode(rep, runErr)
+	if code == exitUsage {
+		return &exitError{code, runErr} // nothing was compared: no report
+	}
 	if g.json {
 		out := checkJSON{Source: srcEP.describe(), Destination: dstEP.describe(), Checkpoint: cpPath,
 			Result: checkResult(rep, runErr), ExitCode: code, CheckReport: rep, ElapsedSec: rep.Elapsed.Seconds()}
@@ -407,6 +410,8 @@ func checkExitCode(r migrate.CheckReport, err error) int {
 	switch {
 	case errors.Is(err, migrate.ErrInterrupted):
 		return exitInterrupted
+	case errors.Is(err, migrate.ErrNothingSelected):
+		return exitUsage
 	case err != nil:
 		return exitFatal
 	case r.Totals.Missing > 0:

@@ -204,6 +204,9 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 	rend.start()
 	report, runErr := migrate.Run(ctx, o)
 	rend.finish()
+	if errors.Is(runErr, migrate.ErrNothingSelected) {
+		return &exitError{exitUsage, runErr} // nothing ran: no summary
+	}
 
 	if g.json {
 		head, folders := jsonReport(report, j.src, j.dst, oc.cpPath)

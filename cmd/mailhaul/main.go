@@ -200,6 +200,8 @@ func exitCodeFor(r migrate.Report, err error) int {
 	switch {
 	case errors.Is(err, migrate.ErrInterrupted):
 		return exitInterrupted
+	case errors.Is(err, migrate.ErrNothingSelected):
+		return exitUsage
 	case err != nil:
 		return exitFatal
 	case len(r.Skipped) > 0:
