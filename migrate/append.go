@@ -109,7 +109,9 @@ func (e *engine) recorded(s *settled) {
 }
 
 // handOver releases the bodies of a finished batch, except those of the
-// uncertain appends, which go to the settler.
+// uncertain appends, which go to the settler, and counts the batch's
+// messages out of their folders' flight (order.go), once: their turn is
+// cleared.
 func (e *engine) handOver(batch, uncertain []*job) {
 	for _, j := range batch {
 		if j.turn != nil {

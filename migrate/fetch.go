@@ -35,8 +35,11 @@ func (e *engine) fetchLoop(ctx context.Context, in <-chan []*job, out []chan *jo
 				}
 			}
 		}
-		if first := unit[0]; first.turn != nil {
-			if err := e.turns.await(ctx, first.turn, first.ticket); err != nil {
+		// The unit's place, taken now: once handed on, a job belongs to
+		// its appender (which clears its turn).
+		ft, ticket := unit[0].turn, unit[0].ticket
+		if ft != nil {
+			if err := e.turns.await(ctx, ft, ticket); err != nil {
 				release(0)
 				return err
 			}
@@ -45,20 +48,20 @@ func (e *engine) fetchLoop(ctx context.Context, in <-chan []*job, out []chan *jo
 			body := bodies[i]
 			bodies[i] = nil
 			to := appenderFor(j.dest, len(out))
-			if j.turn != nil {
-				to = j.turn.appender
+			if ft != nil {
+				to = ft.appender
 			}
 			handed, err := e.deliver(ctx, j, body, errs[i], out[to])
 			if err != nil {
 				release(i + 1)
 				return err
 			}
-			if !handed && j.turn != nil {
-				e.turns.left(j.turn)
+			if !handed && ft != nil {
+				e.turns.left(ft)
 			}
 		}
-		if first := unit[0]; first.turn != nil {
-			e.turns.done(first.turn, first.ticket)
+		if ft != nil {
+			e.turns.done(ft, ticket)
 		}
 	}
 }

@@ -344,7 +344,8 @@ func (e *engine) skipFolder(ctx context.Context, mb Mailbox, dest string, why er
 // a folder already in the window joins it, so that a folder's units go out
 // in listing order, each with its folder's next ticket from tickets when
 // that is not nil (storage order: order.go). Memory stays bounded by the
-// chunks held here and in the channel from the lister.
+// jobs held here (window*listChunk, and a chunk) and in the channel from
+// the lister.
 func interleave(ctx context.Context, in <-chan []*job, out chan<- []*job, window int, unit func([]*job) int, tickets *turns) error {
 	var active [][]*job
 	open := true
@@ -360,10 +361,20 @@ func interleave(ctx context.Context, in <-chan []*job, out chan<- []*job, window
 		}
 		active = append(active, c)
 	}
+	// Jobs held here are bounded too, not only folders: a folder's chunks
+	// join its entry.
+	maxHeld := window * listChunk
+	held := func() int {
+		n := 0
+		for _, a := range active {
+			n += len(a)
+		}
+		return n
+	}
 	for open || len(active) > 0 {
 		// Top the window up; wait only when nothing is left to send.
 	fill:
-		for open && len(active) < window {
+		for open && len(active) < window && held() < maxHeld {
 			if len(active) == 0 {
 				select {
 				case c, ok := <-in:
@@ -424,7 +435,7 @@ func interleave(ctx context.Context, in <-chan []*job, out chan<- []*job, window
 			// Every folder in the window has its limit in flight: wait
 			// for a message to leave, or for room for another folder.
 			var more <-chan []*job
-			if open && len(active) < window {
+			if open && len(active) < window && held() < maxHeld {
 				more = in
 			}
 			select {

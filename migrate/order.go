@@ -16,21 +16,27 @@ import (
 //     order, one chunk of a folder at a time (it merges a folder's
 //     chunks), and gives each unit its folder's next ticket (turns); a
 //     folder with its limit of messages in flight (its appender is behind,
-//     appending a large message say) waits while the others are served,
-//     so that the fetchers do not all end up waiting on one appender;
+//     appending a large message say), or of units handed out and not
+//     passed on (a slow fetch), waits while the others are served, so that
+//     the fetchers do not all end up waiting on one folder;
 //  2. a fetcher hands a unit's messages on to the appenders only when
 //     every earlier unit of its folder has been handed on (turns.await);
-//  3. every message of one destination folder goes to the same appender
-//     (appenderFor), which appends its batches one after another.
+//  3. every message of one source folder in flight goes to the appender
+//     given the folder when it came into flight (the least loaded one),
+//     which appends its batches one after another; two source folders
+//     merged into one destination folder are appended to it in parallel,
+//     each in its order.
 //
 // A unit fetched slowly (a large message) holds back its folder's later
-// units — their fetchers wait, their bodies inside the memory budget —
-// but not other folders'. No cycle of waits exists: the earliest unit of
+// units — at most ahead-1 fetchers wait, their bodies inside the memory
+// budget — but not other folders'. No cycle of waits exists: the earliest unit of
 // a folder that is not handed on yet waits for nothing but its own fetch
 // and the appenders, which never wait for fetchers. What the order cannot
 // survive: an append whose outcome is unknown is settled later
-// (settle.go) and may be sent again after later messages, and a message
-// skipped by one run and copied by the next comes after the others.
+// (settle.go) and may be sent again after later messages; a message the
+// destination refused in a batch is appended again alone, after the
+// batch's others; and a message skipped by one run and copied by the
+// next comes after the others.
 
 // turns hands out and enforces the tickets of the units of each source
 // folder, gives each folder in flight its appender and bounds the
@@ -42,8 +48,9 @@ type turns struct {
 	folders   map[string]*folderTurn // folders with messages not appended yet
 	appenders int                    // set before the pipeline starts (0: one)
 	limit     int                    // messages of one folder in flight at most (0: no limit)
+	ahead     int                    // units of one folder handed out, not passed on, at most (0: no limit)
 	load      []int                  // folders in flight per appender
-	freed     chan struct{}          // closed (and replaced) when a message leaves
+	freed     chan struct{}          // closed (and replaced) when a message leaves or a unit is passed on
 }
 
 // folderTurn is one source folder's sequence of units.
@@ -88,19 +95,25 @@ func (t *turns) init() {
 	}
 }
 
-// full reports whether folder has its limit of messages in flight: its
-// appender is behind, and interleave serves other folders meanwhile
-// rather than have the fetchers wait on it. freed is closed when a
-// message leaves, to wait on when every folder is full (taken before
-// asking full, it misses no leaving).
+// full reports whether folder has its limit of messages in flight (its
+// appender is behind) or of units handed out and not passed on (a fetch
+// of it is slow: the fetchers of its later units would only wait for
+// it): interleave serves other folders meanwhile rather than have the
+// fetchers wait on one. freedCh's channel, to wait on when every folder
+// is full, is closed when that changes (taken before asking full, it
+// misses no change).
 func (t *turns) full(folder string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ft := t.folders[folder]
-	return t.limit > 0 && ft != nil && ft.inflight >= t.limit
+	if ft == nil {
+		return false
+	}
+	return t.limit > 0 && ft.inflight >= t.limit || t.ahead > 0 && ft.issued-ft.next >= t.ahead
 }
 
-// freedCh returns the channel closed when a message next leaves.
+// freedCh returns the channel closed when a message next leaves or a unit
+// is next passed on.
 func (t *turns) freedCh() <-chan struct{} {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -135,6 +148,8 @@ func (t *turns) done(ft *folderTurn, n int) {
 	ft.next++
 	close(ft.moved)
 	ft.moved = make(chan struct{})
+	close(t.freed)
+	t.freed = make(chan struct{})
 	t.forget(ft)
 }
 

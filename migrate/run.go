@@ -122,8 +122,8 @@ func Run(ctx context.Context, o Options) (Report, error) {
 }
 
 // pipeline wires the stages: lister -> interleave (several folders in
-// flight) -> fetchers -> appenders, one per destination folder (+ settler),
-// keeping each folder's storage order (order.go). Channels are bounded, so
+// flight) -> fetchers -> appenders, one per source folder in flight
+// (+ settler), keeping each folder's storage order (order.go). Channels are bounded, so
 // the number of bodies alive at once is bounded (nf*maxUnitMessages +
 // na*(max(queuePerAppender, BatchSize)+BatchSize)),
 // and the bytes they hold in memory are bounded by the run's MemBudget:
@@ -167,12 +167,16 @@ func (e *engine) pipeline(ctx context.Context) error {
 			return err
 		}
 	}
-	// Each destination folder has one appender (storage order: order.go),
-	// so that up to na folders are appended to at once, na are in flight.
+	// Each source folder in flight has one appender (storage order:
+	// order.go): so that na folders can be appended to at once, at least
+	// na are in flight.
 	window := max(folderWindow, na)
 	// A folder has at most what its appender's queue and batch hold in
 	// flight (besides a unit): beyond, interleave serves other folders.
 	e.turns.appenders, e.turns.limit = na, max(queuePerAppender, e.o.BatchSize)+e.o.BatchSize
+	// And at most its share of the fetchers (2 at least), so that a slow
+	// fetch holds up no other folder's.
+	e.turns.ahead = max(2, nf/window)
 	chunkCh := make(chan []*job, window)
 	fetchCh := make(chan []*job, nf)
 	appendChs := make([]chan *job, na)

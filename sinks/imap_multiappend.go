@@ -39,7 +39,8 @@ func (s *IMAP) BatchLimits() (int, int64) {
 
 // AppendBatch implements migrate.BatchSink; called concurrently by
 // appenders, on the connections Append uses. A message with NUL bytes
-// (literal8) or above APPENDLIMIT is handled as Append would, on its own.
+// (literal8) or above APPENDLIMIT is handled as Append would, on its own,
+// in its place among the others (the batch's order is kept).
 func (s *IMAP) AppendBatch(ctx context.Context, folder string, msgs []migrate.Message, bodies []*migrate.Body) ([]string, []error) {
 	refs, errs := make([]string, len(msgs)), make([]error, len(msgs))
 	fail := func(err error) ([]string, []error) {
@@ -54,22 +55,33 @@ func (s *IMAP) AppendBatch(ctx context.Context, folder string, msgs []migrate.Me
 	if err != nil {
 		return fail(err)
 	}
-	var multi []int
+	// In the batch's order (the source's storage order): runs of
+	// messages in one MULTIAPPEND each, a message that needs its own
+	// APPEND where it stands.
+	var last error
+	var run []int
+	flush := func() {
+		switch len(run) {
+		case 0:
+		case 1:
+			i := run[0]
+			refs[i], errs[i] = s.appendOn(ctx, sc.Conn, folder, msgs[i], bodies[i], true)
+			last = errs[i]
+		default:
+			last = s.multiAppendOn(ctx, sc.Conn, folder, run, msgs, bodies, refs, errs, true)
+		}
+		run = nil
+	}
 	for i, b := range bodies {
 		if b.HasNUL() || !sc.Conn.CanMultiAppend() {
+			flush()
 			refs[i], errs[i] = s.appendOn(ctx, sc.Conn, folder, msgs[i], b, true)
+			last = errs[i]
 			continue
 		}
-		multi = append(multi, i)
+		run = append(run, i)
 	}
-	var last error
-	if len(multi) == 1 {
-		i := multi[0]
-		refs[i], errs[i] = s.appendOn(ctx, sc.Conn, folder, msgs[i], bodies[i], true)
-		last = errs[i]
-	} else if len(multi) > 1 {
-		last = s.multiAppendOn(ctx, sc.Conn, folder, multi, msgs, bodies, refs, errs, true)
-	}
+	flush()
 	s.shared.Release(sc, last)
 	for i := range errs {
 		if errs[i] != nil {

@@ -10,7 +10,8 @@ import (
 // OrderCase: each destination folder receives its source folder's
 // messages in the source's order (a client's "order received"), with
 // fetches and appends in parallel and large messages, fetched alone,
-// among small ones. A Maildir has no storage order to check (its file
+// among small ones, and messages with a NUL byte (which an IMAP sink
+// appends on their own, between batches). A Maildir has no storage order to check (its file
 // names; a server numbers them when it first reads the folder).
 func OrderCase(t *testing.T, tf TargetFunc) {
 	tgt := tf.New(t)
@@ -22,9 +23,12 @@ func OrderCase(t *testing.T, tf TargetFunc) {
 	for _, f := range []string{"INBOX", "Lists", "Projects/2021"} {
 		for i := 0; i < 70; i++ {
 			body := fmt.Sprintf("Message-ID: <order-%s-%d@example.org>\r\nSubject: %s %d\r\n\r\n", strings.ReplaceAll(f, "/", "."), i, f, i)
-			if i%9 == 4 {
+			switch {
+			case i%9 == 4:
 				body += strings.Repeat("a large message, fetched alone\r\n", 8000)
-			} else {
+			case i%11 == 6 && tgt.Q.NUL != "refused":
+				body += "a NUL byte \x00, appended on its own among a batch\r\n"
+			default:
 				body += "small\r\n"
 			}
 			// Dates out of order: the order kept is the source's, not
