@@ -371,18 +371,23 @@ func interleave(ctx context.Context, in <-chan []*job, out chan<- []*job, window
 		}
 		return n
 	}
+	// room: another chunk may be taken from the lister.
+	room := func() bool { return open && len(active) < window && held() < maxHeld }
+	receive := func(c []*job, ok bool) {
+		if !ok {
+			open = false
+			return
+		}
+		take(c)
+	}
 	for open || len(active) > 0 {
 		// Top the window up; wait only when nothing is left to send.
 	fill:
-		for open && len(active) < window && held() < maxHeld {
+		for room() {
 			if len(active) == 0 {
 				select {
 				case c, ok := <-in:
-					if !ok {
-						open = false
-					} else {
-						take(c)
-					}
+					receive(c, ok)
 				case <-ctx.Done():
 					return ctx.Err()
 				}
@@ -390,11 +395,7 @@ func interleave(ctx context.Context, in <-chan []*job, out chan<- []*job, window
 			}
 			select {
 			case c, ok := <-in:
-				if !ok {
-					open = false
-				} else {
-					take(c)
-				}
+				receive(c, ok)
 			default:
 				break fill
 			}
@@ -435,17 +436,13 @@ func interleave(ctx context.Context, in <-chan []*job, out chan<- []*job, window
 			// Every folder in the window has its limit in flight: wait
 			// for a message to leave, or for room for another folder.
 			var more <-chan []*job
-			if open && len(active) < window && held() < maxHeld {
+			if room() {
 				more = in
 			}
 			select {
 			case <-freed:
 			case c, ok := <-more:
-				if !ok {
-					open = false
-				} else {
-					take(c)
-				}
+				receive(c, ok)
 			case <-ctx.Done():
 				return ctx.Err()
 			}

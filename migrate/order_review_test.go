@@ -16,22 +16,7 @@ import (
 // unit waited for ever).
 func TestStorageOrderUnitLongerThanQueue(t *testing.T) {
 	src := newBatchSource(map[string]int{"INBOX": 200})
-	sink := newFakeSink()
-	done := make(chan error, 1)
-	var r migrate.Report
-	go func() {
-		var err error
-		r, err = migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t), Transfers: 1, BatchSize: 4})
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if err != nil || r.Copied != 200 {
-			t.Fatalf("copied %d, %v", r.Copied, err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("run hangs: sink holds %d of 200", sink.count())
-	}
+	copyWithin(t, migrate.Options{Source: src, Sink: newFakeSink(), Checkpoint: openCP(t), Transfers: 1, BatchSize: 4}, 200, 20*time.Second)
 }
 
 // TestStorageOrderUnitLongerThanQueueDefaults: the same with the default
@@ -39,21 +24,26 @@ func TestStorageOrderUnitLongerThanQueue(t *testing.T) {
 // after handing it on).
 func TestStorageOrderUnitLongerThanQueueDefaults(t *testing.T) {
 	src := newBatchSource(map[string]int{"INBOX": 2000, "Sent": 1000, "A": 500, "B": 500, "C": 300})
-	sink := newFakeSink()
+	copyWithin(t, migrate.Options{Source: src, Sink: newFakeSink(), Checkpoint: openCP(t)}, 4300, time.Minute)
+}
+
+// copyWithin runs o and fails unless it copies n messages within d.
+func copyWithin(t *testing.T, o migrate.Options, n int, d time.Duration) {
+	t.Helper()
 	done := make(chan error, 1)
 	var r migrate.Report
 	go func() {
 		var err error
-		r, err = migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t)})
+		r, err = migrate.Run(context.Background(), o)
 		done <- err
 	}()
 	select {
 	case err := <-done:
-		if err != nil || r.Copied != 4300 {
-			t.Fatalf("copied %d, %v", r.Copied, err)
+		if err != nil || r.Copied != n {
+			t.Fatalf("copied %d of %d, %v", r.Copied, n, err)
 		}
-	case <-time.After(60 * time.Second):
-		t.Fatalf("run hangs: sink holds %d of 4300", sink.count())
+	case <-time.After(d):
+		t.Fatalf("run hangs: the sink holds %d of %d", o.Sink.(*fakeSink).count(), n)
 	}
 }
 
