@@ -27,9 +27,14 @@ import (
 //     merged into one destination folder are appended to it in parallel,
 //     each in its order.
 //
+// A sink without a storage order (Orderless: a Maildir) is spared all
+// this: its appenders share one queue, as they take whatever is waiting.
+//
 // A unit fetched slowly (a large message) holds back its folder's later
-// units — at most ahead-1 fetchers wait, their bodies inside the memory
-// budget — but not other folders'. No cycle of waits exists: the earliest unit of
+// units — the fetchers of the rest of its share (the fetchers divided
+// among the window's folders, 2 at least: fixed, since a share handed out
+// cannot be taken back when other folders come) wait, their bodies inside
+// the memory budget — but not other folders'. No cycle of waits exists: the earliest unit of
 // a folder that is not handed on yet waits for nothing but its own fetch
 // and the appenders, which never wait for fetchers. What the order cannot
 // survive: an append whose outcome is unknown is settled later

@@ -201,3 +201,46 @@ func TestStorageOrderFatal(t *testing.T) {
 		t.Fatalf("%d appended, more than the 77 before the failing one", len(fs.folders["INBOX"]))
 	}
 }
+
+// concurrencySink is a fakeSink that measures how many appends into one
+// folder run at once; orderless, it declares no storage order.
+type concurrencySink struct {
+	*fakeSink
+	cmu       sync.Mutex
+	now, peak int
+}
+
+func (k *concurrencySink) Append(ctx context.Context, folder string, m migrate.Message, b *migrate.Body) (string, error) {
+	k.cmu.Lock()
+	k.now++
+	k.peak = max(k.peak, k.now)
+	k.cmu.Unlock()
+	time.Sleep(2 * time.Millisecond)
+	defer func() { k.cmu.Lock(); k.now--; k.cmu.Unlock() }()
+	return k.fakeSink.Append(ctx, folder, m, b)
+}
+
+type orderlessSink struct{ *concurrencySink }
+
+func (orderlessSink) Orderless() {}
+
+// TestOrderlessSink: into a sink that keeps an order, one folder's appends
+// run one at a time; into an Orderless one (a Maildir) by every appender
+// at once.
+func TestOrderlessSink(t *testing.T) {
+	for _, orderless := range []bool{false, true} {
+		cs := &concurrencySink{fakeSink: newFakeSink()}
+		var sink migrate.Sink = cs
+		if orderless {
+			sink = orderlessSink{cs}
+		}
+		src := newFakeSource(map[string]int{"INBOX": 200})
+		r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t), Transfers: 4})
+		if err != nil || r.Copied != 200 {
+			t.Fatalf("orderless %v: copied %d, %v", orderless, r.Copied, err)
+		}
+		if orderless && cs.peak < 2 || !orderless && cs.peak != 1 {
+			t.Errorf("orderless %v: %d appends into one folder at once", orderless, cs.peak)
+		}
+	}
+}

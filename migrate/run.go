@@ -169,20 +169,27 @@ func (e *engine) pipeline(ctx context.Context) error {
 	}
 	// Each source folder in flight has one appender (storage order:
 	// order.go): so that na folders can be appended to at once, at least
-	// na are in flight.
+	// na are in flight. A sink without a storage order (Orderless) has
+	// one queue that every appender takes from, whatever the folder.
+	_, orderless := e.o.Sink.(Orderless)
 	window := max(folderWindow, na)
-	// A folder has at most what its appender's queue and batch hold in
-	// flight (besides a unit): beyond, interleave serves other folders.
-	e.turns.appenders, e.turns.limit = na, max(queuePerAppender, e.o.BatchSize)+e.o.BatchSize
-	// And at most its share of the fetchers (2 at least), so that a slow
-	// fetch holds up no other folder's.
-	e.turns.ahead = max(2, nf/window)
-	chunkCh := make(chan []*job, window)
-	fetchCh := make(chan []*job, nf)
+	tickets := &e.turns
 	appendChs := make([]chan *job, na)
 	for i := range appendChs {
 		appendChs[i] = make(chan *job, max(queuePerAppender, e.o.BatchSize))
 	}
+	if orderless {
+		window, tickets = folderWindow, nil
+		appendChs = []chan *job{make(chan *job, e.o.Sink.Limits().conns(e.o.Transfers)*queuePerAppender)}
+	}
+	// A folder has at most what its appender's queue and batch hold in
+	// flight (besides a unit): beyond, interleave serves other folders;
+	// and at most its share of the fetchers (2 at least), so that a slow
+	// fetch holds up no other folder's.
+	e.turns.appenders, e.turns.ahead = na, max(2, nf/window)
+	e.turns.limit = max(queuePerAppender, e.o.BatchSize) + e.o.BatchSize
+	chunkCh := make(chan []*job, window)
+	fetchCh := make(chan []*job, nf)
 
 	g.Go(stage(func(ctx context.Context) error {
 		defer close(chunkCh)
@@ -190,7 +197,7 @@ func (e *engine) pipeline(ctx context.Context) error {
 	}))
 	g.Go(stage(func(ctx context.Context) error {
 		defer close(fetchCh)
-		return interleave(ctx, chunkCh, fetchCh, window, e.fetchUnits(), &e.turns)
+		return interleave(ctx, chunkCh, fetchCh, window, e.fetchUnits(), tickets)
 	}))
 	if e.o.DryRun {
 		return g.Wait()
@@ -222,7 +229,7 @@ func (e *engine) pipeline(ctx context.Context) error {
 		appenders.Add(1)
 		g.Go(func() error {
 			defer appenders.Done()
-			return e.appendLoop(gctx, soft, i*stride, appendChs[i])
+			return e.appendLoop(gctx, soft, i*stride, appendChs[i%len(appendChs)])
 		})
 	}
 	appendersDone := make(chan struct{})

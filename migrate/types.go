@@ -250,6 +250,14 @@ type FolderSyncer interface {
 	SyncFolders(ctx context.Context) error
 }
 
+// Orderless is implemented by a sink that keeps no storage order of its
+// own (a Maildir: its messages are files, ordered by name if at all).
+// The engine then appends a folder's messages by whichever appender is
+// free, not in the source's order (order.go).
+type Orderless interface {
+	Orderless()
+}
+
 // BatchSink is implemented by sinks that can store several messages of one
 // folder in one operation (IMAP MULTIAPPEND: one transaction on the
 // server, which is what an IMAP server's cost is counted in). Appenders

@@ -402,6 +402,10 @@ func (s *Maildir) SetDropped(f func(dest string, msg migrate.Message, flags []st
 // Limits implements migrate.Sink.
 func (s *Maildir) Limits() migrate.Limits { return migrate.Limits{} }
 
+// Orderless implements migrate.Orderless: a Maildir's order is its file
+// names, which begin with the internal date.
+func (s *Maildir) Orderless() {}
+
 // Close implements migrate.Sink.
 func (s *Maildir) Close() error { return nil }
 
