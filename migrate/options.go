@@ -220,9 +220,14 @@ func (o *Options) Selected(name string) bool {
 }
 
 // ErrNothingSelected is matched (errors.Is) by the error of a run or a
-// check whose --include/--exclude select none of the source's folders: a
-// mistake in the command line, found once the source's folders are known.
+// check whose --include/--exclude, or URL folder (SelectionError), select
+// none of the source's folders: a mistake in the command line, found once
+// the source's folders are known.
 var ErrNothingSelected = errors.New("nothing selected")
+
+// SelectionError is an error, msg, that matches ErrNothingSelected: for
+// a source whose own selection (an IMAP URL's folder) names nothing.
+func SelectionError(msg string) error { return selectionError{msg} }
 
 type selectionError struct{ msg string }
 

@@ -196,7 +196,7 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 	}
 	if s.cfg.Folder != "" && len(out) == 0 {
 		// A mistyped folder must not pass as a copy (or a check) of nothing.
-		return nil, migrate.FatalError(fmt.Errorf("the URL names folder %q, which the account does not have (its folders: %s)", s.cfg.Folder, someNames(names, 8)))
+		return nil, migrate.FatalError(migrate.SelectionError(fmt.Sprintf("the URL names folder %q, which the account does not have (its folders: %s)", s.cfg.Folder, someNames(names, 8))))
 	}
 	// The numbers of every selectable folder LIST did not give them for,
 	// pipelined.

@@ -382,8 +382,8 @@ func TestTypoFolderIsAnError(t *testing.T) {
 			args = append(args[:2], args[4:]...)
 		}
 		r := runMailhaul(t, env, args...)
-		if r.code != exitFatal || !strings.Contains(r.stderr, `"Wrok"`) || strings.Contains(r.stderr, "COMPLETE") {
-			t.Errorf("%v: exit %d, want %d and an error naming the folder\n%s", args, r.code, exitFatal, lastLines(r.stderr, 4))
+		if r.code != exitUsage || !strings.Contains(r.stderr, `"Wrok"`) || strings.Contains(r.stderr, "COMPLETE") {
+			t.Errorf("%v: exit %d, want %d (usage) and an error naming the folder\n%s", args, r.code, exitUsage, lastLines(r.stderr, 4))
 		}
 	}
 	r := runMailhaul(t, env, "copy", "--insecure-plaintext", "--state-dir", state, "--include", "Work", "--include", "Wrok", srcURL, dstURL)

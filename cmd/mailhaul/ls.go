@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -38,6 +39,9 @@ func lsCommand(g *globalFlags) *cobra.Command {
 			}
 			defer src.Close()
 			mbs, err := src.Mailboxes(ctx)
+			if errors.Is(err, migrate.ErrNothingSelected) {
+				return &exitError{exitUsage, err}
+			}
 			if err != nil {
 				return &exitError{exitFatal, err}
 			}
