@@ -10,11 +10,11 @@ import (
 // from in (one message, or a run of small ones of one folder: see
 // fetchUnits), spools each body (memory up to MemLimit, a temporary file
 // beyond) and, when the unit's turn in its folder's storage order comes
-// (order.go), passes them on to the folder's appender (out) in the unit's
-// order. A message that cannot be
-// fetched is reported as skipped; only a fatal error, or the end of ctx,
-// ends the loop (the unit's turn is then never done: the other fetchers
-// end with ctx too).
+// (order.go), passes them on to the folder's appender (out; a single
+// queue when no order is kept) in the unit's order. A message that cannot
+// be fetched is reported as skipped; only a fatal error, or the end of
+// ctx, ends the loop (the unit's turn is then never done: the other
+// fetchers end with ctx too).
 func (e *engine) fetchLoop(ctx context.Context, in <-chan []*job, out []chan *job) error {
 	for {
 		var unit []*job
@@ -47,7 +47,7 @@ func (e *engine) fetchLoop(ctx context.Context, in <-chan []*job, out []chan *jo
 		for i, j := range unit {
 			body := bodies[i]
 			bodies[i] = nil
-			to := appenderFor(j.dest, len(out))
+			to := 0 // no order kept: one queue
 			if ft != nil {
 				to = ft.appender
 			}

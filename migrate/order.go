@@ -2,7 +2,6 @@ package migrate
 
 import (
 	"context"
-	"hash/fnv"
 	"sync"
 )
 
@@ -179,15 +178,4 @@ func (t *turns) forget(ft *folderTurn) {
 		delete(t.folders, ft.name)
 		t.load[ft.appender]--
 	}
-}
-
-// appenderFor is the appender every message of destination folder dest
-// goes to, of n.
-func appenderFor(dest string, n int) int {
-	if n <= 1 {
-		return 0
-	}
-	h := fnv.New32a()
-	h.Write([]byte(dest))
-	return int(h.Sum32() % uint32(n))
 }

@@ -123,9 +123,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 
 // pipeline wires the stages: lister -> interleave (several folders in
 // flight) -> fetchers -> appenders, one per source folder in flight
-// (+ settler), keeping each folder's storage order (order.go). Channels are bounded, so
-// the number of bodies alive at once is bounded (nf*maxUnitMessages +
-// na*(max(queuePerAppender, BatchSize)+BatchSize)),
+// (+ settler), keeping each folder's storage order (order.go). Channels
+// are bounded, so the number of bodies alive at once is bounded
+// (nf*maxUnitMessages + na*(max(queuePerAppender, BatchSize)+BatchSize)),
 // and the bytes they hold in memory are bounded by the run's MemBudget:
 // a body that does not fit goes to a temporary file. The queue in front of
 // the appenders lets a batch form while the previous one commits: with 1
@@ -171,16 +171,16 @@ func (e *engine) pipeline(ctx context.Context) error {
 	// order.go): so that na folders can be appended to at once, at least
 	// na are in flight. A sink without a storage order (Orderless) has
 	// one queue that every appender takes from, whatever the folder.
-	_, orderless := e.o.Sink.(Orderless)
-	window := max(folderWindow, na)
-	tickets := &e.turns
-	appendChs := make([]chan *job, na)
-	for i := range appendChs {
-		appendChs[i] = make(chan *job, max(queuePerAppender, e.o.BatchSize))
-	}
-	if orderless {
+	window, tickets := max(folderWindow, na), &e.turns
+	var appendChs []chan *job
+	if _, orderless := e.o.Sink.(Orderless); orderless {
 		window, tickets = folderWindow, nil
 		appendChs = []chan *job{make(chan *job, e.o.Sink.Limits().conns(e.o.Transfers)*queuePerAppender)}
+	} else {
+		appendChs = make([]chan *job, na)
+		for i := range appendChs {
+			appendChs[i] = make(chan *job, max(queuePerAppender, e.o.BatchSize))
+		}
 	}
 	// A folder has at most what its appender's queue and batch hold in
 	// flight (besides a unit): beyond, interleave serves other folders;
