@@ -215,6 +215,9 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 	var lp *literalPlusConn
 	var nc net.Conn
 	var probe *tlsprobe.Probe
+	if !cfg.TLS {
+		probe = tlsprobe.Start(dctx, cfg.Addr(), cfg.Host, raw, tlsprobe.Wait(dt), act.heard)
+	}
 	switch {
 	case cfg.TLS:
 		tc := tls.Client(in, tcfg)
@@ -222,10 +225,8 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 			nc, err = plainGreeting(tc, nil)
 		}
 	case cfg.InsecurePlaintext:
-		probe = tlsprobe.Start(dctx, cfg.Addr(), cfg.Host, raw, tlsprobe.Wait(dt), act.heard)
 		nc, err = plainGreeting(in, nil)
 	default:
-		probe = tlsprobe.Start(dctx, cfg.Addr(), cfg.Host, raw, tlsprobe.Wait(dt), act.heard)
 		nc, err = startTLS(dctx, in, tcfg, trace)
 	}
 	if probe.FoundTLS() {
