@@ -283,8 +283,12 @@ func respelled(file string, p *batchPlan) batch.Errors {
 			continue
 		}
 		ids[a] = id
-		hostless := id
-		hostless[0].Host, hostless[1].Host = "", ""
+		hostless := id // alike but for their hosts (the user and port stay in the key)
+		for i := range hostless {
+			if hostless[i].Host != "" {
+				hostless[i].Host = "*"
+			}
+		}
 		k := hostless[0].key() + " -> " + hostless[1].key()
 		groups[k] = append(groups[k], a)
 	}
