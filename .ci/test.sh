@@ -38,6 +38,7 @@ fuzz ./migrate FuzzMessageIDFromHeader
 fuzz ./migrate FuzzMessageIDPlain
 fuzz ./sinks FuzzEscapeComponent
 fuzz ./internal/pop3conn FuzzDotReader
+fuzz ./checkpoint FuzzDecode
 if grep -q 'func FuzzReader' internal/mbox/*_test.go 2>/dev/null; then
   fuzz ./internal/mbox FuzzReader
 fi

@@ -18,14 +18,17 @@
 //
 // # Layout
 //
-//	meta     source, destination, version (2)
+//	meta     source, destination, version (3)
 //	epochs   folder -> epoch (UIDVALIDITY) last seen
-//	done     folder "\x00" epoch -> { message id -> Record (JSON) }
-//	intents  folder "\x00" epoch "\x00" id -> migrate.Intent (JSON)
+//	done     folder "\x00" epoch -> { message id -> Record }
+//	intents  folder "\x00" epoch "\x00" id -> migrate.Intent
 //	refs     dest "\x00" ref -> folder "\x00" epoch "\x00" id (who owns a copy)
 //
-// Version 1 files (no refs bucket; IMAP refs "uidvalidity:uid" without
-// their folder) are upgraded when opened for writing.
+// Records and intents are binary (codec.go) since version 3; the JSON of
+// versions 1 and 2 is still read. Version 1 files (no refs bucket; IMAP
+// refs "uidvalidity:uid" without their folder) are upgraded when opened
+// for writing. A file of a later version than this code knows is refused:
+// its values may mean what this code cannot tell.
 //
 // Beside the database, journal.go keeps the in-flight journal and the
 // heartbeat (a small file written without fsync, see Store.Sending).
@@ -38,7 +41,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -65,7 +67,10 @@ var (
 	bRefs     = []byte("refs")
 )
 
-const version = "2"
+const version = "3"
+
+// appendFill is the FillPercent of the buckets written in key order.
+const appendFill = 0.9
 
 // ErrLocked is returned by Open when another run holds the checkpoint.
 var ErrLocked = errors.New("another mailhaul run is using this checkpoint")
@@ -143,12 +148,21 @@ func Open(path, src, dst string) (*Store, error) {
 	return s, nil
 }
 
-// upgrade brings a version 1 layout to version 2: the refs index, with
-// IMAP refs qualified by their folder ("uidvalidity:uid:folder").
+// upgrade brings an older layout to the current one. Version 1 gets the
+// refs index, with IMAP refs qualified by their folder
+// ("uidvalidity:uid:folder"); version 2 only its number, as its JSON
+// values are read as they are.
 func upgrade(tx *bolt.Tx) error {
 	m := tx.Bucket(bMeta)
-	if string(m.Get([]byte("version"))) == version && tx.Bucket(bRefs) != nil {
+	v := string(m.Get([]byte("version")))
+	if err := knownVersion(v); err != nil {
+		return err
+	}
+	if v == version && tx.Bucket(bRefs) != nil {
 		return nil
+	}
+	if v == "2" && tx.Bucket(bRefs) != nil {
+		return m.Put([]byte("version"), []byte(version))
 	}
 	refs, err := tx.CreateBucketIfNotExists(bRefs)
 	if err != nil {
@@ -163,9 +177,9 @@ func upgrade(tx *bolt.Tx) error {
 		}
 		var fix []rec
 		err := f.ForEach(func(id, v []byte) error {
-			var r Record
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("corrupt record %q: %w", id, err)
+			r, err := decodeRecord(v)
+			if err != nil {
+				return fmt.Errorf("record %q: %w", id, err)
 			}
 			if q := QualifyRef(r.Ref, r.Dest); q != r.Ref {
 				r.Ref = q
@@ -180,11 +194,7 @@ func upgrade(tx *bolt.Tx) error {
 			return err
 		}
 		for _, x := range fix {
-			v, err := json.Marshal(x.r)
-			if err != nil {
-				return err
-			}
-			if err := f.Put(x.id, v); err != nil {
+			if err := f.Put(x.id, encodeRecord(x.r)); err != nil {
 				return err
 			}
 		}
@@ -194,6 +204,15 @@ func upgrade(tx *bolt.Tx) error {
 		return err
 	}
 	return m.Put([]byte("version"), []byte(version))
+}
+
+// knownVersion refuses a file written by a later mailhaul.
+func knownVersion(v string) error {
+	switch v {
+	case "1", "2", version:
+		return nil
+	}
+	return fmt.Errorf("checkpoint format %q is newer than this mailhaul's (%s): use the mailhaul that wrote it, or a later one", v, version)
 }
 
 // QualifyRef turns a version 1 IMAP ref "uidvalidity:uid" into the
@@ -252,6 +271,16 @@ func OpenReadOnly(path string) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open checkpoint %s: %w", path, err)
 	}
+	err = db.View(func(tx *bolt.Tx) error {
+		if m := tx.Bucket(bMeta); m != nil {
+			return knownVersion(string(m.Get([]byte("version"))))
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open checkpoint %s: %w", path, err)
+	}
 	return &Store{db: db, path: path, readOnly: true}, nil
 }
 
@@ -307,7 +336,11 @@ func (s *Store) Lookup(folder, epoch, id string) (Record, bool, error) {
 			return nil
 		}
 		ok = true
-		return json.Unmarshal(v, &r)
+		var err error
+		if r, err = decodeRecord(v); err != nil {
+			return fmt.Errorf("record %q of %s: %w", id, folder, err)
+		}
+		return nil
 	})
 	return r, ok, err
 }
@@ -399,8 +432,7 @@ func (s *Store) Forget(folder, epoch string, ids []string) (int, error) {
 			if old == nil {
 				continue
 			}
-			var o Record
-			if json.Unmarshal(old, &o) == nil && indexed(o.Ref) && rb != nil {
+			if o, err := decodeRecord(old); err == nil && indexed(o.Ref) && rb != nil {
 				key := string(intentKey(folder, epoch, id))
 				if k := ownerKey(o.Dest, o.Ref, key); string(rb.Get(k)) == key {
 					if err := rb.Delete(k); err != nil {
@@ -451,11 +483,7 @@ func (s *Store) CompleteAndAdd(done []migrate.Intent, refs []string, in []migrat
 func addIntents(tx *bolt.Tx, in []migrate.Intent) error {
 	b := tx.Bucket(bIntents)
 	for _, i := range in {
-		v, err := json.Marshal(i)
-		if err != nil {
-			return err
-		}
-		if err := b.Put(intentKey(i.Folder, i.Epoch, i.ID), v); err != nil {
+		if err := b.Put(intentKey(i.Folder, i.Epoch, i.ID), encodeIntent(i)); err != nil {
 			return err
 		}
 	}
@@ -466,16 +494,20 @@ func complete(tx *bolt.Tx, in []migrate.Intent, refs []string) error {
 	ib := tx.Bucket(bIntents)
 	db := tx.Bucket(bDone)
 	rb := tx.Bucket(bRefs)
+	// Records and refs mostly arrive in key order (UIDs rising): full
+	// pages instead of bbolt's half-full splits halve the pages a commit
+	// writes and the file every re-run reads.
+	rb.FillPercent = appendFill
 	for k, i := range in {
 		if refs[k] != "" {
 			f, err := db.CreateBucketIfNotExists(folderKey(i.Folder, i.Epoch))
 			if err != nil {
 				return err
 			}
+			f.FillPercent = appendFill
 			key := string(intentKey(i.Folder, i.Epoch, i.ID))
 			if old := f.Get([]byte(i.ID)); old != nil {
-				var o Record
-				if json.Unmarshal(old, &o) == nil && o.Ref != refs[k] && indexed(o.Ref) {
+				if o, err := decodeRecord(old); err == nil && o.Ref != refs[k] && indexed(o.Ref) {
 					if err := rb.Delete(ownerKey(o.Dest, o.Ref, key)); err != nil {
 						return err
 					}
@@ -485,11 +517,7 @@ func complete(tx *bolt.Tx, in []migrate.Intent, refs []string) error {
 			if !i.Date.IsZero() {
 				r.Date = i.Date.Unix()
 			}
-			v, err := json.Marshal(r)
-			if err != nil {
-				return err
-			}
-			if err := f.Put([]byte(i.ID), v); err != nil {
+			if err := f.Put([]byte(i.ID), encodeRecord(r)); err != nil {
 				return err
 			}
 			if indexed(refs[k]) {
@@ -514,9 +542,9 @@ func (s *Store) Pending() ([]migrate.Intent, error) {
 			return nil
 		}
 		return b.ForEach(func(k, v []byte) error {
-			var i migrate.Intent
-			if err := json.Unmarshal(v, &i); err != nil {
-				return fmt.Errorf("corrupt intent %q: %w", k, err)
+			i, err := decodeIntent(v)
+			if err != nil {
+				return fmt.Errorf("intent %q: %w", k, err)
 			}
 			out = append(out, i)
 			return nil
@@ -537,9 +565,9 @@ func (s *Store) ForEachDone(folder, epoch string, fn func(id string, r Record) e
 			return nil
 		}
 		return f.ForEach(func(k, v []byte) error {
-			var r Record
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("corrupt record %q: %w", k, err)
+			r, err := decodeRecord(v)
+			if err != nil {
+				return fmt.Errorf("record %q of %s: %w", k, folder, err)
 			}
 			return fn(string(k), r)
 		})
