@@ -1,7 +1,6 @@
 package imapconn
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -183,13 +182,27 @@ func Collect(c *Conn, cmd *imapclient.FetchCommand, m *imapclient.FetchMessageDa
 		}
 		switch it := item.(type) {
 		case imapclient.FetchItemDataBodySection:
-			var b bytes.Buffer
+			var b []byte
 			if it.Literal != nil {
-				if _, err := ReadLiteral(c, cmd, &b, it.Literal); err != nil {
+				// Sized by the literal (a listing's header fields: tens of
+				// bytes), and written to, not read from: a bytes.Buffer
+				// reading grows by 512 bytes at least, twice over.
+				w := sliceWriter{make([]byte, 0, min(max(it.Literal.Size(), 0), 1<<20))}
+				if _, err := ReadLiteral(c, cmd, &w, it.Literal); err != nil {
 					return buf, err
 				}
+				b = w.b
 			}
-			buf.BodySection = append(buf.BodySection, imapclient.FetchBodySectionBuffer{Section: it.Section, Bytes: b.Bytes()})
+			buf.BodySection = append(buf.BodySection, imapclient.FetchBodySectionBuffer{Section: it.Section, Bytes: b})
 		}
 	}
+}
+
+// sliceWriter appends what is written to b; it has no ReadFrom, so that
+// io.CopyBuffer writes into it from its own buffer.
+type sliceWriter struct{ b []byte }
+
+func (w *sliceWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
 }
