@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -20,7 +21,7 @@ func BenchmarkCommits(b *testing.B) {
 	for _, batch := range []int{32, 96} {
 		b.Run(fmt.Sprintf("batch%d", batch), func(b *testing.B) {
 			const folders, perFolder = 12, 800
-			var pages, msgs int64
+			var pages, msgs, fileBytes int64
 			cpu0 := cpuTime()
 			for n := 0; n < b.N; n++ {
 				b.StopTimer()
@@ -63,8 +64,12 @@ func BenchmarkCommits(b *testing.B) {
 				st = s.db.Stats()
 				pages += st.TxStats.GetWrite() - before
 				s.Close()
+				if fi, err := os.Stat(p); err == nil {
+					fileBytes += fi.Size()
+				}
 			}
 			b.ReportMetric(float64(pages)/float64(msgs), "pages/msg")
+			b.ReportMetric(float64(fileBytes)/float64(msgs), "file-bytes/msg")
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(msgs), "ns/msg")
 			b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(msgs), "cpu-ns/msg")
 		})

@@ -238,6 +238,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"copy", "--to-folder", "X", "maildir:/a", "maildir:/b"}, "--to-folder is for a POP3 source or a single mbox file"},
 		{[]string{"check", "--to-folder", "X", "imaps://u@h.example.org", "maildir:/b"}, "--to-folder is for a POP3 source or a single mbox file"},
 		{[]string{"copy", "--to-folder", "X", "mbox:../../testdata/thunderbird/Mail/Local Folders", "maildir:/b"}, "is a directory of folders"},
+		// Login flags for a side that logs in nowhere (a swapped pair?).
+		{[]string{"copy", "--dst-password-file", "/x", "imaps://u@h.example.org", "maildir:/b"}, "--dst-password-file is for a server, and maildir:/b is a local maildir"},
+		{[]string{"copy", "--src-oauth-token-cmd", "true", "mbox:/a", "imaps://u@h.example.org"}, "--src-oauth-token-cmd is for a server"},
+		{[]string{"check", "--src-auth", "plain", "maildir:/a", "maildir:/b"}, "--src-auth is for a server"},
+		{[]string{"ls", "--src-password-file", "/x", "maildir:/a"}, "--src-password-file is for a server"},
 	} {
 		r := runMailhaul(t, nil, tc.args...)
 		if r.code != exitUsage || !strings.Contains(r.stderr, tc.want) {

@@ -186,6 +186,12 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 	if err != nil {
 		return err
 	}
+	if err := noLoginFlags(j.src, &f.imap, "src"); err != nil {
+		return err
+	}
+	if err := noLoginFlags(j.dst, &f.imap, "dst"); err != nil {
+		return err
+	}
 	ctx, stopCh, stop := gracefulSignals(g.log, true)
 	defer stop()
 	rend := newRenderer(g, os.Stderr)

@@ -121,6 +121,24 @@ func openSource(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Sour
 	return open(ctx, ep, env)
 }
 
+// noLoginFlags refuses a side's login flags (--src-password-file and the
+// like) when that side is local: a flag given for nothing is a mistake,
+// maybe a swapped source and destination. For copy, check and ls; batch
+// applies its batch-wide flags to the rows that log in, and refuses a
+// local row's own secret columns itself (applySecret).
+func noLoginFlags(ep endpoint, f *imapFlags, side string) error {
+	if !isLocal(ep.Scheme) {
+		return nil
+	}
+	auth, admin, pwFile, tokCmd, tokFile := f.side(side)
+	for _, f := range []struct{ name, v string }{{"password-file", pwFile}, {"oauth-token-cmd", tokCmd}, {"oauth-token-file", tokFile}, {"admin-user", admin}, {"auth", auth}} {
+		if f.v != "" && !(f.name == "auth" && f.v == "auto") {
+			return usageErr("--%s-%s is for a server, and %s is a local %s", side, f.name, ep.Raw, ep.Scheme)
+		}
+	}
+	return nil
+}
+
 func openSink(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Sink, error) {
 	open, ok := sinkSchemes[ep.Scheme]
 	if !ok {

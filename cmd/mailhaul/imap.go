@@ -211,18 +211,27 @@ func isLoopback(host string) bool {
 	return host == "localhost" || strings.HasPrefix(host, "127.") || host == "::1"
 }
 
+// bothPasswords holds the sides already told that their password file
+// wins over their variable (once per run, not once per connection).
+var bothPasswords sync.Map
+
 // password returns the password of one side (user on addr) and where it
 // came from (for a refused login's message): --X-password-file, else
 // $MAILHAUL_X_PASSWORD, else a prompt on the terminal.
 func password(side, file, user, addr string) (pw, from string, err error) {
+	env := "MAILHAUL_" + strings.ToUpper(side) + "_PASSWORD"
 	if file != "" {
 		b, err := os.ReadFile(file)
 		if err != nil {
 			return "", "", usageErr("--%s-password-file: %v", side, err)
 		}
+		if os.Getenv(env) != "" {
+			if _, said := bothPasswords.LoadOrStore(side, true); !said {
+				fmt.Fprintf(os.Stderr, "mailhaul: note: both --%s-password-file and $%s are set; the file is used\n", side, env)
+			}
+		}
 		return strings.TrimRight(string(b), "\r\n"), "--" + side + "-password-file " + file, nil
 	}
-	env := "MAILHAUL_" + strings.ToUpper(side) + "_PASSWORD"
 	if pw := os.Getenv(env); pw != "" {
 		return pw, "$" + env, nil
 	}

@@ -31,6 +31,9 @@ func lsCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return usageErr("%v", err)
 			}
+			if err := noLoginFlags(ep, im, "src"); err != nil {
+				return err
+			}
 			ctx, stop := signalContext(g.log)
 			defer stop()
 			src, err := openSource(ctx, ep, endpointEnv{g: g, im: im, warn: func(err error) { g.log.Warn(err.Error()) }, info: func(s string) { g.log.Info(s) }})

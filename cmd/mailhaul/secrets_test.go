@@ -85,3 +85,21 @@ func TestTokenCommandEnv(t *testing.T) {
 		t.Fatalf("token %q, %v: want the command to see no password and the rest of the environment", tok, err)
 	}
 }
+
+// TestPasswordFileAndVariable: with both a password file and the
+// variable, the file is used and a note says so, once per side, naming
+// neither password.
+func TestPasswordFileAndVariable(t *testing.T) {
+	d := testserver.StartDovecot(t, testserver.WithUser("alice", "from-the-file"))
+	pw := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pw, []byte("from-the-file\n"), 0o600)
+	r := runMailhaul(t, []string{"MAILHAUL_SRC_PASSWORD=from-the-variable"}, "ls", "--ca-file", d.CAFile, "--src-password-file", pw, "imap://alice@"+d.IMAPAddr+"/")
+	note := "both --src-password-file and $MAILHAUL_SRC_PASSWORD are set; the file is used"
+	if r.code != 0 || strings.Count(r.stderr, note) != 1 || strings.Contains(r.stderr+r.stdout, "from-the-") {
+		t.Fatalf("exit %d, want 0 and the note once, no password\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
+	}
+	r = runMailhaul(t, []string{"MAILHAUL_SRC_PASSWORD=from-the-file"}, "ls", "--ca-file", d.CAFile, "imap://alice@"+d.IMAPAddr+"/")
+	if r.code != 0 || strings.Contains(r.stderr, "note:") {
+		t.Fatalf("variable alone: exit %d, want 0 and no note\n%s", r.code, r.stderr)
+	}
+}
