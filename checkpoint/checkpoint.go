@@ -494,17 +494,13 @@ func complete(tx *bolt.Tx, in []migrate.Intent, refs []string) error {
 	ib := tx.Bucket(bIntents)
 	db := tx.Bucket(bDone)
 	rb := tx.Bucket(bRefs)
-	// Records and refs mostly arrive in key order (UIDs rising): full
-	// pages instead of bbolt's half-full splits halve the pages a commit
-	// writes and the file every re-run reads.
-	rb.FillPercent = appendFill
+	fills := map[*bolt.Bucket]*fill{}
 	for k, i := range in {
 		if refs[k] != "" {
 			f, err := db.CreateBucketIfNotExists(folderKey(i.Folder, i.Epoch))
 			if err != nil {
 				return err
 			}
-			f.FillPercent = appendFill
 			key := string(intentKey(i.Folder, i.Epoch, i.ID))
 			if old := f.Get([]byte(i.ID)); old != nil {
 				if o, err := decodeRecord(old); err == nil && o.Ref != refs[k] && indexed(o.Ref) {
@@ -517,6 +513,7 @@ func complete(tx *bolt.Tx, in []migrate.Intent, refs []string) error {
 			if !i.Date.IsZero() {
 				r.Date = i.Date.Unix()
 			}
+			setFill(f, []byte(i.ID), fills)
 			if err := f.Put([]byte(i.ID), encodeRecord(r)); err != nil {
 				return err
 			}
@@ -531,6 +528,55 @@ func complete(tx *bolt.Tx, in []migrate.Intent, refs []string) error {
 		}
 	}
 	return nil
+}
+
+// setFill chooses how full bbolt fills the pages of a folder's done
+// bucket b when this commit splits them (FillPercent is read at commit,
+// for the whole bucket): full while every id put into b by this call
+// comes after b's last — an IMAP source's UIDs (compared as numbers:
+// "10" after "9", which lands in the middle of the bucket but walks it
+// from left to right), a Maildir's time-based names — which halves the
+// pages a commit writes and the file a re-run reads; bbolt's default once
+// one does not — an mbox source's content hashes, many POP3 UIDLs — since
+// full pages that take keys in their middle split into two nearly empty
+// ones (measured: 40% full at 0.9, against 69% at the default). The refs
+// index mixes every destination folder, and keeps the default.
+// The bucket's last id is looked up once per call (a cursor costs more
+// than the put) and then followed in fills.
+func setFill(b *bolt.Bucket, id []byte, fills map[*bolt.Bucket]*fill) {
+	f := fills[b]
+	if f == nil {
+		f = &fill{}
+		if last, _ := b.Cursor().Last(); last != nil {
+			f.last = append([]byte{}, last...)
+		}
+		fills[b] = f
+	}
+	if f.last != nil && !idAfter(id, f.last) {
+		f.shuffled = true
+	} else {
+		f.last = id
+	}
+	if f.shuffled {
+		b.FillPercent = bolt.DefaultFillPercent
+	} else {
+		b.FillPercent = appendFill
+	}
+}
+
+// fill is what setFill knows of a bucket during one call.
+type fill struct {
+	last     []byte // the largest id in the bucket so far
+	shuffled bool   // an id came before it
+}
+
+// idAfter reports whether id comes after last: as numbers when both are
+// decimal digits, else as bytes.
+func idAfter(id, last []byte) bool {
+	if digits(string(id)) && digits(string(last)) && len(id) != len(last) {
+		return len(id) > len(last)
+	}
+	return bytes.Compare(id, last) > 0
 }
 
 // Pending implements migrate.Checkpoint.

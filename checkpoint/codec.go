@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/mailhaul/mailhaul/migrate"
@@ -42,6 +43,9 @@ const (
 	flagCRLFSHARaw             // crlf_sha256 as 32 raw bytes
 	flagRefDest                // record: ref + ":" + dest is the ref
 	flagZeroDate               // intent: no date
+
+	recordFlags = flagSHARaw | flagRefDest
+	intentFlags = flagSHARaw | flagCRLFSHARaw | flagZeroDate
 )
 
 // errCorrupt is wrapped by every decoding error.
@@ -103,7 +107,7 @@ func decodeRecord(v []byte) (Record, error) {
 		}
 		return r, nil
 	}
-	d, flags, err := newDecoder(v)
+	d, flags, err := newDecoder(v, recordFlags)
 	if err != nil {
 		return r, err
 	}
@@ -156,7 +160,7 @@ func decodeIntent(v []byte) (migrate.Intent, error) {
 		}
 		return in, nil
 	}
-	d, flags, err := newDecoder(v)
+	d, flags, err := newDecoder(v, intentFlags)
 	if err != nil {
 		return in, err
 	}
@@ -167,7 +171,10 @@ func decodeIntent(v []byte) (migrate.Intent, error) {
 	in.SHA256 = d.hash(flags&flagSHARaw != 0)
 	if flags&flagZeroDate == 0 {
 		sec, nsec, off := d.varint(), d.varint(), d.varint()
-		if d.err == nil && (nsec < 0 || nsec >= 1e9 || off < -86400 || off > 86400) {
+		// Any offset a date parser gave (+2430 is 88,200 s) is kept:
+		// refusing here what the encoder wrote would make a pending
+		// intent, and so the checkpoint, unreadable.
+		if d.err == nil && (nsec < 0 || nsec >= 1e9 || off < math.MinInt32 || off > math.MaxInt32) {
 			d.err = fmt.Errorf("%w: date out of range", errCorrupt)
 		}
 		loc := time.UTC
@@ -195,9 +202,13 @@ type decoder struct {
 	err error
 }
 
-func newDecoder(v []byte) (*decoder, byte, error) {
+// newDecoder starts on a binary value whose flags must be among known.
+func newDecoder(v []byte, known byte) (*decoder, byte, error) {
 	if len(v) < 2 || v[0] != valueBinary {
 		return nil, 0, fmt.Errorf("%w: unknown format", errCorrupt)
+	}
+	if v[1]&^known != 0 {
+		return nil, 0, fmt.Errorf("%w: unknown flags %#x", errCorrupt, v[1])
 	}
 	return &decoder{b: v[2:]}, v[1], nil
 }

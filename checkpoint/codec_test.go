@@ -1,8 +1,11 @@
 package checkpoint
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -38,6 +41,11 @@ func codecIntents() []migrate.Intent {
 			Flags: []string{`\Seen`, `\Flagged`, "$Label1"}, CRLFSize: 1<<40 + 7, CRLFSHA256: sum},
 		{Folder: "mbox/Sent", ID: sum, Dest: "Sent", SHA256: "not-hex", Date: time.Unix(0, 0).UTC(), Flags: []string{""}},
 		{Folder: "x", ID: "1", Date: time.Date(1969, 12, 31, 23, 59, 59, 0, time.UTC), CRLFSHA256: "short"},
+		// Dates a header can give: an offset beyond a day ("+2430"), far
+		// years, the second after the zero time.
+		{Folder: "x", ID: "2", Date: time.Date(2020, 1, 2, 3, 4, 5, 0, time.FixedZone("", 24*3600+30*60))},
+		{Folder: "x", ID: "3", Date: time.Date(12000, 1, 1, 0, 0, 0, 0, time.FixedZone("", -(23*3600+59*60)))},
+		{Folder: "x", ID: "4", Date: time.Date(1, 1, 1, 0, 0, 1, 0, time.UTC)},
 	}
 }
 
@@ -80,7 +88,10 @@ func TestCodecReadsJSON(t *testing.T) {
 		}
 	}
 	for _, in := range codecIntents() {
-		v, _ := json.Marshal(in)
+		v, err := json.Marshal(in)
+		if err != nil {
+			continue // a date JSON cannot hold (years past 9999, offsets past a day)
+		}
 		if got, err := decodeIntent(v); err != nil || !sameIntent(got, in) {
 			t.Errorf("JSON intent %s: got %+v, %v", v, got, err)
 		}
@@ -97,6 +108,13 @@ func TestCodecCorrupt(t *testing.T) {
 		if _, err := decodeRecord(v); !errors.Is(err, errCorrupt) {
 			t.Errorf("record %q: %v, want a corrupt-value error", v, err)
 		}
+	}
+	// Flags the kind does not know.
+	if _, err := decodeRecord([]byte{valueBinary, flagZeroDate, 0, 0, 0, 0, 0, 0}); !errors.Is(err, errCorrupt) {
+		t.Errorf("an intent's flag on a record: %v", err)
+	}
+	if _, err := decodeIntent(append([]byte{valueBinary, 0x80}, good[2:]...)); !errors.Is(err, errCorrupt) {
+		t.Errorf("an unknown flag: %v", err)
 	}
 	// A string longer than what is left, a flag count beyond the value.
 	if _, err := decodeRecord([]byte{valueBinary, 0, 0x7f, 'a'}); !errors.Is(err, errCorrupt) {
@@ -196,4 +214,75 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// An intent of any date a header can give is pending after a reopen: a
+// date the decoder refused would make the checkpoint unreadable.
+func TestOddDatePendingAfterReopen(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "x.db")
+	s, err := Open(p, "a", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := time.Parse("Mon, 2 Jan 2006 15:04:05 -0700", "Thu, 2 Jan 2020 03:04:05 +2430")
+	if err != nil {
+		t.Skipf("time.Parse refuses +2430 now: %v", err)
+	}
+	in := migrate.Intent{Folder: "INBOX", Epoch: "1", ID: "1", Dest: "INBOX", Date: d}
+	if err := s.AddIntents([]migrate.Intent{in}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(p, "a", "b")
+	if err != nil {
+		t.Fatalf("reopen with an intent dated %v: %v", d, err)
+	}
+	defer s.Close()
+	if pend, err := s.Pending(); err != nil || len(pend) != 1 || !pend[0].Date.Equal(d) {
+		t.Fatalf("pending %+v, %v", pend, err)
+	}
+}
+
+// The done bucket's pages are filled to 90% when ids come in key order
+// (IMAP UIDs) and left to bbolt's default when they do not (an mbox's
+// content hashes), where full pages would split into half-empty ones.
+func TestFillByKeyOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		id      func(n int) string
+		minFill float64
+	}{
+		{"rising", func(n int) string { return fmt.Sprintf("%08d", n) }, 0.8},
+		{"hashes", func(n int) string {
+			h := sha256.Sum256([]byte{byte(n), byte(n >> 8)})
+			return hex.EncodeToString(h[:16])
+		}, 0.55},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(filepath.Join(t.TempDir(), "x.db"), "a", "b")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			for n := 0; n < 6000; n += 32 {
+				var in []migrate.Intent
+				var refs []string
+				for k := n; k < n+32; k++ {
+					in = append(in, migrate.Intent{Folder: "INBOX", Epoch: "1", ID: tc.id(k), Dest: "INBOX", Size: 1000, SHA256: sum, MessageID: fmt.Sprintf("<%d@example.org>", k)})
+					refs = append(refs, fmt.Sprintf("7:%d:INBOX", k+1))
+				}
+				if err := s.Complete(in, refs); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.db.View(func(tx *bolt.Tx) error {
+				st := tx.Bucket(bDone).Bucket(folderKey("INBOX", "1")).Stats()
+				fill := float64(st.LeafInuse) / float64(st.LeafAlloc)
+				if fill < tc.minFill {
+					t.Errorf("leaf pages %.0f%% full (%d pages), want at least %.0f%%", 100*fill, st.LeafPageN, 100*tc.minFill)
+				}
+				return nil
+			})
+		})
+	}
 }

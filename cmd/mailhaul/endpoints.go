@@ -132,7 +132,7 @@ func noLoginFlags(ep endpoint, f *imapFlags, side string) error {
 	}
 	auth, admin, pwFile, tokCmd, tokFile := f.side(side)
 	for _, f := range []struct{ name, v string }{{"password-file", pwFile}, {"oauth-token-cmd", tokCmd}, {"oauth-token-file", tokFile}, {"admin-user", admin}, {"auth", auth}} {
-		if f.v != "" && !(f.name == "auth" && f.v == "auto") {
+		if f.v != "" {
 			return usageErr("--%s-%s is for a server, and %s is a local %s", side, f.name, ep.Raw, ep.Scheme)
 		}
 	}

@@ -227,7 +227,7 @@ func password(side, file, user, addr string) (pw, from string, err error) {
 		}
 		if os.Getenv(env) != "" {
 			if _, said := bothPasswords.LoadOrStore(side, true); !said {
-				fmt.Fprintf(os.Stderr, "mailhaul: note: both --%s-password-file and $%s are set; the file is used\n", side, env)
+				fmt.Fprintf(os.Stderr, "mailhaul: note: both the password file %s and $%s are set; the file is used\n", file, env)
 			}
 		}
 		return strings.TrimRight(string(b), "\r\n"), "--" + side + "-password-file " + file, nil

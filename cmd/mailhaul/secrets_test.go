@@ -94,7 +94,7 @@ func TestPasswordFileAndVariable(t *testing.T) {
 	pw := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(pw, []byte("from-the-file\n"), 0o600)
 	r := runMailhaul(t, []string{"MAILHAUL_SRC_PASSWORD=from-the-variable"}, "ls", "--ca-file", d.CAFile, "--src-password-file", pw, "imap://alice@"+d.IMAPAddr+"/")
-	note := "both --src-password-file and $MAILHAUL_SRC_PASSWORD are set; the file is used"
+	note := "both the password file " + pw + " and $MAILHAUL_SRC_PASSWORD are set; the file is used"
 	if r.code != 0 || strings.Count(r.stderr, note) != 1 || strings.Contains(r.stderr+r.stdout, "from-the-") {
 		t.Fatalf("exit %d, want 0 and the note once, no password\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
 	}
