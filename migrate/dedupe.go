@@ -3,7 +3,6 @@ package migrate
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 )
@@ -28,60 +27,6 @@ import (
 // after Prepare.
 type BodyIndexer interface {
 	IndexBodies(ctx context.Context, folder string, fn func(messageID string, size, bodyLen int64) error) error
-}
-
-// Holder is implemented by sinks that can tell whether a destination
-// folder held messages when this run prepared it (Held's false: empty, or
-// not known). The engine asks at its first contact with a source folder —
-// the checkpoint records neither an epoch nor a copy of it — and, when
-// the destination folder holds mail, compares the folder's messages with
-// what it holds, as Options.Dedupe does: a destination filled by another
-// tool, by the user, or by an earlier run with another state directory is
-// not filled twice. Called from the lister goroutine after Prepare.
-type Holder interface {
-	Held(ctx context.Context, dest string) (bool, error)
-}
-
-// firstContact reports whether the checkpoint knows nothing of source
-// folder mb: no epoch recorded (recorded with a folder's first queued
-// message) and, for a source without epochs, no copy.
-func (e *engine) firstContact(mb Mailbox) (bool, error) {
-	cp := e.o.Checkpoint
-	if mb.Epoch != "" {
-		_, ok, err := cp.Epoch(mb.Name)
-		return !ok, err
-	}
-	errSeen := errors.New("seen")
-	err := cp.Copies(mb.Name, mb.Epoch, func(Copy) error { return errSeen })
-	if errors.Is(err, errSeen) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-// autoDedup is the index of destination folder dest when mb is a first
-// contact and dest already holds mail (see Holder), else nil; it reports
-// which it is as a warning. Options.Dedupe and dry runs do not ask.
-func (e *engine) autoDedup(ctx context.Context, mb Mailbox, dest string) (*dedupSet, error) {
-	h, ok := e.o.Sink.(Holder)
-	if !ok || e.o.Dedupe || e.o.DryRun || mb.Empty || e.o.Checkpoint == nil {
-		return nil, nil
-	}
-	first, err := e.firstContact(mb)
-	if err != nil || !first {
-		return nil, err
-	}
-	held, err := h.Held(ctx, dest)
-	if err != nil || !held {
-		return nil, err
-	}
-	d := newDedupSet()
-	if err := e.indexInto(ctx, d, dest); err != nil {
-		return nil, err
-	}
-	e.rep(Event{Kind: Warning, Folder: mb.Name, Dest: dest, Err: fmt.Errorf(
-		"destination folder %q already holds mail that this checkpoint did not copy there (another tool, another --state-dir?): the messages of %q it already holds (same Message-ID, and size or body length, as --dedupe compares) are not copied again", dest, mb.Name)})
-	return d, nil
 }
 
 // FolderLister is implemented by sinks that can list the folders they

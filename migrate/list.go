@@ -219,11 +219,6 @@ func (e *engine) listMailbox(ctx context.Context, p *prepared, out chan<- []*job
 		if dup, err = e.dedupFor(ctx, dest); err != nil {
 			return err
 		}
-	} else {
-		var err error
-		if dup, err = e.autoDedup(ctx, mb, dest); err != nil {
-			return err
-		}
 	}
 	var chunk []*job
 	flush := func() error {

@@ -27,9 +27,6 @@ type folderInfo struct {
 	// raised past every UID an APPEND of this process returned. A copy
 	// appended later gets a UID at least this high (Mark).
 	uidNext imap.UID
-	// held: the folder held messages when this process first selected
-	// it, before any append of its own (Held).
-	held bool
 }
 
 func (s *IMAP) refreshList(ctx context.Context, c *imapconn.Conn, m *serverMeta) error {
@@ -520,7 +517,7 @@ func selectError(dest string, err error) error {
 // remember keeps what SELECT said of dest (once: the first answer wins)
 // and returns it.
 func (s *IMAP) remember(dest string, data *imap.SelectData) *folderInfo {
-	fi := &folderInfo{uidValidity: data.UIDValidity, uidNext: data.UIDNext, held: data.NumMessages > 0}
+	fi := &folderInfo{uidValidity: data.UIDValidity, uidNext: data.UIDNext}
 	flags := make([]string, 0, len(data.PermanentFlags))
 	for _, f := range data.PermanentFlags {
 		if f == imap.FlagWildcard {

@@ -53,32 +53,6 @@ func (s *IMAP) Mark(ctx context.Context, folder string) (string, error) {
 	return fmt.Sprintf("%d:%d", st.UIDValidity, st.UIDNext), nil
 }
 
-// Held implements migrate.Holder: from the SELECT that prepared folder
-// (no round trip), else one STATUS.
-func (s *IMAP) Held(ctx context.Context, folder string) (bool, error) {
-	s.mu.Lock()
-	fi := s.folders[folder]
-	s.mu.Unlock()
-	if fi != nil {
-		return fi.held, nil
-	}
-	c, err := s.pool.Get(ctx)
-	if err != nil {
-		return false, err
-	}
-	var st *imap.StatusData
-	err = c.Do(ctx, func() error {
-		var err error
-		st, err = c.Status(folder, &imap.StatusOptions{NumMessages: true}).Wait()
-		return err
-	})
-	s.pool.Release(c, err)
-	if err != nil {
-		return false, imapconn.Classify(fmt.Errorf("IMAP destination %s: STATUS %q: %w", s.cfg.Addr(), folder, err))
-	}
-	return st.NumMessages != nil && *st.NumMessages > 0, nil
-}
-
 // Locate implements migrate.Finder. In one examined (read-only) pass over
 // folder above the lowest mark of ins it fetches UID, RFC822.SIZE and the
 // Message-ID header of every message; candidates are those with an

@@ -75,29 +75,6 @@ func OpenMaildir(root string, layout maildir.Layout) (*Maildir, error) {
 
 func (s *Maildir) dir(folder string) string { return maildir.FolderDir(s.root, s.layout, folder) }
 
-// Held implements migrate.Holder: whether folder's cur/ or new/ holds a
-// file (a message, or something a Maildir reader would take for one).
-func (s *Maildir) Held(ctx context.Context, folder string) (bool, error) {
-	for _, sub := range []string{"cur", "new"} {
-		d, err := os.Open(filepath.Join(s.dir(folder), sub))
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return false, folderError(fmt.Errorf("maildir folder %q: %w", folder, err))
-		}
-		names, err := d.Readdirnames(1)
-		d.Close()
-		if len(names) > 0 {
-			return true, nil
-		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			return false, folderError(fmt.Errorf("maildir folder %q: %w", folder, err))
-		}
-	}
-	return false, nil
-}
-
 // Prepare implements migrate.Sink: it creates the folder (cur, new, tmp and,
 // for Maildir++, the maildirfolder marker). Names keep the source's name;
 // Maildir has no special-use metadata to map.

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/mailhaul/mailhaul/internal/maildir"
-	"github.com/mailhaul/mailhaul/internal/testserver"
 )
 
 // End-to-end tests of the mailhaul binary on local stores.
@@ -528,74 +527,4 @@ func TestInterruptExit130(t *testing.T) {
 		t.Errorf("resume after a clean stop: %+v (nothing should need recovery)", rep)
 	}
 	assertExactlyOnce(t, want, dst)
-}
-
-// TestLostStateNoDuplicates: a run with a new state directory (the old
-// one lost, or another machine) into a destination that already holds the
-// mail copies only what is missing, without --dedupe, and says why; a first
-// run into an empty destination says nothing of it. Into a Maildir and
-// into IMAP (Dovecot).
-func TestLostStateNoDuplicates(t *testing.T) {
-	d := testserver.StartDovecot(t, testserver.WithUser("carol", "Carol-Secret-1"))
-	pw := filepath.Join(t.TempDir(), "pw")
-	os.WriteFile(pw, []byte("Carol-Secret-1"), 0o600)
-	for _, kind := range []string{"maildir", "imap"} {
-		t.Run(kind, func(t *testing.T) {
-			src := t.TempDir()
-			want := genTree(t, src, 10)
-			dst := "maildir:" + t.TempDir()
-			count := func() int { return len(readTreeFlat(t, strings.TrimPrefix(dst, "maildir:"))) }
-			if kind == "imap" {
-				dst = "imap://carol@" + d.IMAPAddr + "/"
-				count = func() int { return countMessages(d, "carol") }
-			}
-			args := func(state string) []string {
-				return []string{"copy", "--json", "--include-deleted", "--ca-file", d.CAFile, "--state-dir", state, "maildir:" + src, dst}
-			}
-			pwArgs := func(a []string) []string {
-				if kind == "imap" {
-					return append([]string{a[0], "--dst-password-file", pw}, a[1:]...)
-				}
-				return a
-			}
-			r := runMailhaul(t, nil, pwArgs(args(t.TempDir()))...)
-			if r.code != 0 || strings.Contains(r.stderr, "already holds mail") {
-				t.Fatalf("first run: exit %d, want 0 and no word of mail already there\n%s", r.code, r.stderr)
-			}
-			extra := []byte("Subject: late\nMessage-ID: <late@x>\n\nlate\n")
-			writeMsg(t, src, "cur", "9999.late:2,S", extra)
-			want = append(want, genMsg{folder: "INBOX", base: "9999.late", body: extra})
-
-			r = runMailhaul(t, nil, pwArgs(args(t.TempDir()))...)
-			if r.code != 0 {
-				t.Fatalf("second run, new state: exit %d\n%s", r.code, r.stderr)
-			}
-			var rep struct{ Copied, Duplicates int }
-			json.Unmarshal([]byte(r.stdout), &rep)
-			if rep.Copied != 1 || rep.Duplicates != len(want)-1 {
-				t.Errorf("copied %d, found there %d; want 1 and %d", rep.Copied, rep.Duplicates, len(want)-1)
-			}
-			if !strings.Contains(r.stderr, `already holds mail that this checkpoint did not copy there`) {
-				t.Errorf("no word of why nothing was copied again:\n%s", r.stderr)
-			}
-			if n := count(); n != len(want) {
-				t.Errorf("destination holds %d messages, want %d", n, len(want))
-			}
-			if kind == "maildir" {
-				assertExactlyOnce(t, want, strings.TrimPrefix(dst, "maildir:"))
-			}
-		})
-	}
-}
-
-// readTreeFlat lists every message file of a Maildir tree.
-func readTreeFlat(t *testing.T, root string) []string {
-	t.Helper()
-	var out []string
-	for _, ms := range readTree(t, root) {
-		for _, m := range ms {
-			out = append(out, string(m.body))
-		}
-	}
-	return out
 }
