@@ -230,14 +230,10 @@ func (d *decoder) uvarint() uint64 {
 	return x
 }
 
+// varint reads what binary.AppendVarint wrote: a zigzag uvarint.
 func (d *decoder) varint() int64 {
-	x, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("number")
-		return 0
-	}
-	d.b = d.b[n:]
-	return x
+	x := d.uvarint()
+	return int64(x>>1) ^ -int64(x&1)
 }
 
 func (d *decoder) string() string {
