@@ -541,6 +541,7 @@ func complete(tx *bolt.Tx, in []migrate.Intent, refs []string) error {
 // full pages that take keys in their middle split into two nearly empty
 // ones (measured: 40% full at 0.9, against 69% at the default). The refs
 // index mixes every destination folder, and keeps the default.
+//
 // The bucket's last id is looked up once per call (a cursor costs more
 // than the put) and then followed in fills.
 func setFill(b *bolt.Bucket, id []byte, fills map[*bolt.Bucket]*fill) {

@@ -98,19 +98,29 @@ func encodeRecord(r Record) []byte {
 	return b
 }
 
-// decodeRecord reads a record in either form.
-func decodeRecord(v []byte) (Record, error) {
-	var r Record
+// decodeValue reads a value of either form into a T: JSON (formats 1
+// and 2) as it is, a binary value by read, which gets its flags (among
+// known) and fills out.
+func decodeValue[T any](v []byte, known byte, read func(d *decoder, flags byte, out *T)) (T, error) {
+	var out T
 	if len(v) > 0 && v[0] == '{' {
-		if err := json.Unmarshal(v, &r); err != nil {
-			return r, fmt.Errorf("%w: %v", errCorrupt, err)
+		if err := json.Unmarshal(v, &out); err != nil {
+			return out, fmt.Errorf("%w: %v", errCorrupt, err)
 		}
-		return r, nil
+		return out, nil
 	}
-	d, flags, err := newDecoder(v, recordFlags)
+	d, flags, err := newDecoder(v, known)
 	if err != nil {
-		return r, err
+		return out, err
 	}
+	read(d, flags, &out)
+	return out, d.finish()
+}
+
+// decodeRecord reads a record in either form.
+func decodeRecord(v []byte) (Record, error) { return decodeValue(v, recordFlags, readRecord) }
+
+func readRecord(d *decoder, flags byte, r *Record) {
 	r.Ref = d.string()
 	r.Dest = d.string()
 	if flags&flagRefDest != 0 {
@@ -120,7 +130,6 @@ func decodeRecord(v []byte) (Record, error) {
 	r.Size = d.varint()
 	r.SHA256 = d.hash(flags&flagSHARaw != 0)
 	r.Date = d.varint()
-	return r, d.finish()
 }
 
 // encodeIntent returns the binary form of in.
@@ -152,18 +161,9 @@ func encodeIntent(in migrate.Intent) []byte {
 }
 
 // decodeIntent reads an intent in either form.
-func decodeIntent(v []byte) (migrate.Intent, error) {
-	var in migrate.Intent
-	if len(v) > 0 && v[0] == '{' {
-		if err := json.Unmarshal(v, &in); err != nil {
-			return in, fmt.Errorf("%w: %v", errCorrupt, err)
-		}
-		return in, nil
-	}
-	d, flags, err := newDecoder(v, intentFlags)
-	if err != nil {
-		return in, err
-	}
+func decodeIntent(v []byte) (migrate.Intent, error) { return decodeValue(v, intentFlags, readIntent) }
+
+func readIntent(d *decoder, flags byte, in *migrate.Intent) {
 	for _, p := range []*string{&in.Folder, &in.Epoch, &in.ID, &in.Dest, &in.Mark, &in.MessageID} {
 		*p = d.string()
 	}
@@ -192,7 +192,6 @@ func decodeIntent(v []byte) (migrate.Intent, error) {
 	}
 	in.CRLFSize = d.varint()
 	in.CRLFSHA256 = d.hash(flags&flagCRLFSHARaw != 0)
-	return in, d.finish()
 }
 
 // decoder reads the fields of a binary value; the first error sticks and

@@ -150,10 +150,7 @@ func runCheck(g *globalFlags, f *checkFlags, srcArg, dstArg string) error {
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	if err := noLoginFlags(srcEP, &f.imap, "src"); err != nil {
-		return err
-	}
-	if err := noLoginFlags(dstEP, &f.imap, "dst"); err != nil {
+	if err := noLoginFlags(&f.imap, srcEP, dstEP); err != nil {
 		return err
 	}
 	if err := pop3ToFolder(&o, &f.copyFlags, srcEP); err != nil {

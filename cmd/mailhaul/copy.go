@@ -186,10 +186,7 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 	if err != nil {
 		return err
 	}
-	if err := noLoginFlags(j.src, &f.imap, "src"); err != nil {
-		return err
-	}
-	if err := noLoginFlags(j.dst, &f.imap, "dst"); err != nil {
+	if err := noLoginFlags(&f.imap, j.src, j.dst); err != nil {
 		return err
 	}
 	ctx, stopCh, stop := gracefulSignals(g.log, true)

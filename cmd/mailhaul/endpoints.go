@@ -126,14 +126,22 @@ func openSource(ctx context.Context, ep endpoint, env endpointEnv) (migrate.Sour
 // maybe a swapped source and destination. For copy, check and ls; batch
 // applies its batch-wide flags to the rows that log in, and refuses a
 // local row's own secret columns itself (applySecret).
-func noLoginFlags(ep endpoint, f *imapFlags, side string) error {
-	if !isLocal(ep.Scheme) {
-		return nil
+// src is "src"'s endpoint; dst, when given, "dst"'s.
+func noLoginFlags(f *imapFlags, src endpoint, dst ...endpoint) error {
+	sides := map[string]endpoint{"src": src}
+	if len(dst) > 0 {
+		sides["dst"] = dst[0]
 	}
-	auth, admin, pwFile, tokCmd, tokFile := f.side(side)
-	for _, f := range []struct{ name, v string }{{"password-file", pwFile}, {"oauth-token-cmd", tokCmd}, {"oauth-token-file", tokFile}, {"admin-user", admin}, {"auth", auth}} {
-		if f.v != "" {
-			return usageErr("--%s-%s is for a server, and %s is a local %s", side, f.name, ep.Raw, ep.Scheme)
+	for _, side := range []string{"src", "dst"} {
+		ep, ok := sides[side]
+		if !ok || !isLocal(ep.Scheme) {
+			continue
+		}
+		auth, admin, pwFile, tokCmd, tokFile := f.side(side)
+		for _, fl := range []struct{ name, v string }{{"password-file", pwFile}, {"oauth-token-cmd", tokCmd}, {"oauth-token-file", tokFile}, {"admin-user", admin}, {"auth", auth}} {
+			if fl.v != "" {
+				return usageErr("--%s-%s is for a server, and %s is a local %s", side, fl.name, ep.Raw, ep.Scheme)
+			}
 		}
 	}
 	return nil

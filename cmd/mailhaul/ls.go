@@ -31,7 +31,7 @@ func lsCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return usageErr("%v", err)
 			}
-			if err := noLoginFlags(ep, im, "src"); err != nil {
+			if err := noLoginFlags(im, ep); err != nil {
 				return err
 			}
 			ctx, stop := signalContext(g.log)
