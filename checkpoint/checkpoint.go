@@ -18,11 +18,12 @@
 //
 // # Layout
 //
-//	meta     source, destination, version (3)
+//	meta     source, destination, version (4)
 //	epochs   folder -> epoch (UIDVALIDITY) last seen
 //	done     folder "\x00" epoch -> { message id -> Record }
 //	intents  folder "\x00" epoch "\x00" id -> migrate.Intent
 //	refs     dest "\x00" ref -> folder "\x00" epoch "\x00" id (who owns a copy)
+//	contacts source folder -> destination folder compared with (migrate.Contacts)
 //
 // Records and intents are binary (codec.go) since version 3; the JSON of
 // versions 1 and 2 is still read. Version 1 files (no refs bucket; IMAP
@@ -65,9 +66,13 @@ var (
 	bDone     = []byte("done")
 	bIntents  = []byte("intents")
 	bRefs     = []byte("refs")
+	// bContacts maps a source folder to the destination folder its
+	// messages are compared with until a run finishes it
+	// (migrate.Contacts). Older releases ignore the bucket.
+	bContacts = []byte("contacts")
 )
 
-const version = "3"
+const version = "4"
 
 // appendFill is the FillPercent of the buckets written in key order.
 const appendFill = 0.9
@@ -118,7 +123,7 @@ func Open(path, src, dst string) (*Store, error) {
 		return nil, fmt.Errorf("open checkpoint %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMeta, bEpochs, bDone, bIntents, bVersions} {
+		for _, b := range [][]byte{bMeta, bEpochs, bDone, bIntents, bVersions, bContacts} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -150,8 +155,11 @@ func Open(path, src, dst string) (*Store, error) {
 
 // upgrade brings an older layout to the current one. Version 1 gets the
 // refs index, with IMAP refs qualified by their folder
-// ("uidvalidity:uid:folder"); version 2 only its number, as its JSON
-// values are read as they are.
+// ("uidvalidity:uid:folder"); versions 2 and 3 only their number, as
+// their values are read as they are. (Version 4 added the contacts bucket,
+// made by Open, and refs of messages found already in the destination,
+// migrate.FoundPrefix, that a release before it would take for copies of
+// its own: it refuses the file by its number.)
 func upgrade(tx *bolt.Tx) error {
 	m := tx.Bucket(bMeta)
 	v := string(m.Get([]byte("version")))
@@ -161,7 +169,7 @@ func upgrade(tx *bolt.Tx) error {
 	if v == version && tx.Bucket(bRefs) != nil {
 		return nil
 	}
-	if v == "2" && tx.Bucket(bRefs) != nil {
+	if (v == "2" || v == "3") && tx.Bucket(bRefs) != nil {
 		return m.Put([]byte("version"), []byte(version))
 	}
 	refs, err := tx.CreateBucketIfNotExists(bRefs)
@@ -209,7 +217,7 @@ func upgrade(tx *bolt.Tx) error {
 // knownVersion refuses a file written by a later mailhaul.
 func knownVersion(v string) error {
 	switch v {
-	case "1", "2", version:
+	case "1", "2", "3", version:
 		return nil
 	}
 	return fmt.Errorf("checkpoint format %q is newer than this mailhaul's (%s): use the mailhaul that wrote it, or a later one", v, version)
@@ -632,14 +640,19 @@ func (s *Store) Copies(folder, epoch string, fn func(migrate.Copy) error) error 
 	})
 }
 
-// Owner implements migrate.Checkpoint (one lookup in the refs index).
+// Owner implements migrate.Checkpoint: the source message whose copy ref
+// is, or that was found already there as ref (migrate.FoundPrefix); two
+// lookups in the refs index.
 func (s *Store) Owner(dest, ref string) (string, bool, error) {
 	var key string
 	var ok bool
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if b := tx.Bucket(bRefs); b != nil {
-			if v := b.Get(refKey(dest, ref)); v != nil {
-				key, ok = string(v), true
+			for _, k := range [][]byte{refKey(dest, ref), refKey(dest, migrate.FoundPrefix+ref)} {
+				if v := b.Get(k); v != nil {
+					key, ok = string(v), true
+					break
+				}
 			}
 		}
 		return nil
@@ -668,6 +681,57 @@ func (s *Store) Unverified(dest, sum string) (int, error) {
 	return n, err
 }
 
+// ContactsPending implements migrate.Contacts.
+func (s *Store) ContactsPending() (map[string]string, error) {
+	m := map[string]string{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bContacts)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			m[string(k)] = string(v)
+			return nil
+		})
+	})
+	return m, err
+}
+
+// SetContactPending implements migrate.Contacts: one commit.
+func (s *Store) SetContactPending(folder, dest string) error {
+	return s.batch(func(tx *bolt.Tx) error {
+		return tx.Bucket(bContacts).Put([]byte(folder), []byte(dest))
+	})
+}
+
+// ClearContacts implements migrate.Contacts: one commit.
+func (s *Store) ClearContacts(folders []string) error {
+	return s.batch(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bContacts)
+		for _, f := range folders {
+			if err := b.Delete([]byte(f)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// HasCopies implements migrate.Contacts: one seek.
+func (s *Store) HasCopies(folder, epoch string) (bool, error) {
+	found := false
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if d := tx.Bucket(bDone); d != nil {
+			if f := d.Bucket(folderKey(folder, epoch)); f != nil {
+				k, _ := f.Cursor().First()
+				found = k != nil
+			}
+		}
+		return nil
+	})
+	return found, err
+}
+
 // Ref implements migrate.Checkpoint.
 func (s *Store) Ref(folder, epoch, id string) (string, bool, error) {
 	r, ok, err := s.Lookup(folder, epoch, id)
@@ -685,4 +749,8 @@ func (s *Store) batch(fn func(*bolt.Tx) error) error {
 	return nil
 }
 
-var _ migrate.Checkpoint = (*Store)(nil)
+var (
+	_ migrate.Checkpoint     = (*Store)(nil)
+	_ migrate.FolderVersions = (*Store)(nil)
+	_ migrate.Contacts       = (*Store)(nil)
+)

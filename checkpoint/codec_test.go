@@ -182,13 +182,13 @@ func TestVersion2FileAndNewer(t *testing.T) {
 	s.Close()
 
 	s, _ = Open(p, "a", "b")
-	s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put([]byte("version"), []byte("4")) })
+	s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bMeta).Put([]byte("version"), []byte("5")) })
 	s.Close()
 	if _, err := Open(p, "a", "b"); err == nil || !strings.Contains(err.Error(), "newer than this mailhaul") {
-		t.Errorf("open of a version 4 file: %v", err)
+		t.Errorf("open of a version 5 file: %v", err)
 	}
 	if _, err := OpenReadOnly(p); err == nil || !strings.Contains(err.Error(), "newer than this mailhaul") {
-		t.Errorf("read-only open of a version 4 file: %v", err)
+		t.Errorf("read-only open of a version 5 file: %v", err)
 	}
 }
 

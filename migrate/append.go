@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 )
@@ -296,10 +297,14 @@ func (e *engine) appendBatch(ctx context.Context, stop <-chan struct{}, slot int
 			notAttempted(i)
 			continue
 		}
-		if j.dup.take(in.MessageID, in.StoredSize(), j.body.BodyLen()) {
-			// Already in the destination: record it as copied there.
+		if ok, as := j.dup.take(in.MessageID, in.StoredSize(), j.body.BodyLen()); ok {
+			// Already in the destination: record it as found there.
+			ref := DedupeRef
+			if as != "" {
+				ref = FoundPrefix + as
+			}
 			finished = append(finished, in)
-			refs = append(refs, DedupeRef)
+			refs = append(refs, ref)
 			e.rep(Event{Kind: Duplicate, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID})
 			continue
 		}
@@ -484,6 +489,18 @@ func (e *engine) intentFor(j *job, mark string) (Intent, error) {
 // DedupeRef is the ref recorded for a message that --dedupe found already
 // in the destination (not a particular copy).
 const DedupeRef = "dedupe:existing"
+
+// FoundPrefix starts the ref recorded for a message that the first-contact
+// comparison found already in the destination (contact.go): FoundPrefix
+// and the ref of the copy it was found as. The copy is not one this
+// checkpoint made; recording it keeps it from being found again for
+// another message (Checkpoint.Owner knows it).
+const FoundPrefix = "found:"
+
+// IsFound reports whether ref records a message found already in the
+// destination (DedupeRef, FoundPrefix) rather than copied: it has no copy
+// of its own.
+func IsFound(ref string) bool { return ref == DedupeRef || strings.HasPrefix(ref, FoundPrefix) }
 
 // closed reports whether ch is closed (a nil ch never is).
 func closed(ch <-chan struct{}) bool {

@@ -106,7 +106,7 @@ func (c *checker) matchCheckpoint(g *checkGroup, src, dst []*citem) error {
 			s.note = fmt.Sprintf("the checkpoint records its copy in destination folder %q", cp.Dest)
 			continue
 		}
-		if cp.Ref == DedupeRef {
+		if IsFound(cp.Ref) {
 			// No copy of its own: matchDedupe, lookElsewhere.
 			s.dedupe = true
 			continue

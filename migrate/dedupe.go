@@ -48,27 +48,39 @@ type dedupSet struct {
 
 type dedupEntry struct {
 	size, body int64
+	ref        string // "" unless known (first-contact index)
 	taken      bool
 }
 
 func newDedupSet() *dedupSet { return &dedupSet{m: map[string][]dedupEntry{}} }
 
-func (d *dedupSet) add(mid string, size, body int64) {
+func (d *dedupSet) add(mid string, size, body int64, ref string) {
 	if mid == "" {
 		return
 	}
 	d.mu.Lock()
-	d.m[mid] = append(d.m[mid], dedupEntry{size: size, body: body})
+	d.m[mid] = append(d.m[mid], dedupEntry{size: size, body: body, ref: ref})
 	d.mu.Unlock()
+}
+
+// len is how many messages d holds (with a Message-ID).
+func (d *dedupSet) len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, es := range d.m {
+		n += len(es)
+	}
+	return n
 }
 
 // take reports whether the destination holds a copy of the message (mid,
 // size, body length) not yet claimed by another source message, and
 // claims it: one with the same size first, else one with the same body
-// length.
-func (d *dedupSet) take(mid string, size, body int64) bool {
+// length. ref is the copy's ref when the index knew it.
+func (d *dedupSet) take(mid string, size, body int64) (ok bool, ref string) {
 	if d == nil || mid == "" {
-		return false
+		return false, ""
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -76,19 +88,19 @@ func (d *dedupSet) take(mid string, size, body int64) bool {
 	for i := range es {
 		if !es[i].taken && es[i].size == size {
 			es[i].taken = true
-			return true
+			return true, es[i].ref
 		}
 	}
 	if body < 0 {
-		return false
+		return false, ""
 	}
 	for i := range es {
 		if !es[i].taken && es[i].body == body {
 			es[i].taken = true
-			return true
+			return true, es[i].ref
 		}
 	}
-	return false
+	return false, ""
 }
 
 // dedupFor returns what Dedupe compares the messages going to destination
@@ -125,12 +137,12 @@ func (e *engine) indexInto(ctx context.Context, d *dedupSet, dest string) error 
 	var err error
 	if bi, ok := e.o.Sink.(BodyIndexer); ok {
 		err = bi.IndexBodies(ctx, dest, func(mid string, size, body int64) error {
-			d.add(mid, size, body)
+			d.add(mid, size, body, "")
 			return nil
 		})
 	} else if ix, ok := e.o.Sink.(Indexer); ok {
 		err = ix.Index(ctx, dest, func(mid string, size int64) error {
-			d.add(mid, size, -1)
+			d.add(mid, size, -1, "")
 			return nil
 		})
 	} else {

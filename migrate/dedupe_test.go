@@ -54,19 +54,23 @@ func TestBodyLen(t *testing.T) {
 
 func TestDedupSet(t *testing.T) {
 	d := newDedupSet()
-	d.add("<a@x>", 100, 40)
-	d.add("<a@x>", 120, 40)
-	d.add("", 5, 5)
-	if d.take("", 5, 5) {
+	d.add("<a@x>", 100, 40, "")
+	d.add("<a@x>", 120, 40, "r120")
+	d.add("", 5, 5, "")
+	take := func(mid string, size, body int64) bool {
+		ok, _ := d.take(mid, size, body)
+		return ok
+	}
+	if take("", 5, 5) {
 		t.Error("a message without Message-ID matched")
 	}
-	if !d.take("<a@x>", 120, 99) || !d.take("<a@x>", 130, 40) {
-		t.Error("exact size, then body length, should match")
+	if ok, ref := d.take("<a@x>", 120, 99); !ok || ref != "r120" || !take("<a@x>", 130, 40) {
+		t.Errorf("exact size (with its ref %q), then body length, should match", ref)
 	}
-	if d.take("<a@x>", 100, 40) {
+	if take("<a@x>", 100, 40) {
 		t.Error("an entry was taken twice")
 	}
-	if d.take("<b@x>", 100, 40) {
+	if take("<b@x>", 100, 40) {
 		t.Error("another Message-ID matched")
 	}
 }

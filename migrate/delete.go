@@ -70,7 +70,7 @@ func (e *engine) deleteCopied(ctx context.Context) error {
 		}
 		if kept > 0 {
 			e.rep(Event{Kind: Warning, Folder: f, Err: fmt.Errorf(
-				"--delete-after-copy: %d messages of %q stay in the source: their copy in the destination was not confirmed (found by --dedupe, or a server without UIDPLUS did not say where it stored it)", kept, f)})
+				"--delete-after-copy: %d messages of %q stay in the source: their copy in the destination was not confirmed (found there by Message-ID, not copied by this checkpoint; or a server without UIDPLUS did not say where it stored it)", kept, f)})
 		}
 		if len(ids) == 0 {
 			continue
@@ -96,7 +96,7 @@ func (e *engine) verified(folder string, ids []string) ([]string, int, error) {
 	kept := 0
 	for _, id := range ids {
 		ref, ok := refs[id]
-		if !ok || ref == "" || ref == DedupeRef || ref == "existing" || Unverified(ref) {
+		if !ok || ref == "" || IsFound(ref) || ref == "existing" || Unverified(ref) {
 			kept++
 			continue
 		}

@@ -234,7 +234,7 @@ func (e *engine) listMailbox(ctx context.Context, p *prepared, out chan<- []*job
 		}
 	}
 	e.versions.listing(mb.Name, dest, p.vkey, p.versioned)
-	delivered := false
+	delivered, contacted, auto := false, false, false
 	each := func(m Message) error {
 		delivered = true
 		if why := e.o.filter(m); why != "" {
@@ -261,6 +261,15 @@ func (e *engine) listMailbox(ctx context.Context, p *prepared, out chan<- []*job
 				return nil
 			}
 		}
+		if !contacted {
+			// The folder's first message to copy: a first contact? (contact.go)
+			contacted = true
+			if d, err := e.contacts.decide(ctx, mb, dest, rm != nil); err != nil {
+				return err
+			} else if d != nil {
+				dup, auto = d, true
+			}
+		}
 		e.rep(Event{Kind: Queued, Folder: mb.Name, Dest: dest, ID: m.ID, Bytes: m.Size})
 		if e.o.DryRun {
 			return nil
@@ -270,6 +279,11 @@ func (e *engine) listMailbox(ctx context.Context, p *prepared, out chan<- []*job
 				return err
 			}
 			newEpoch = false
+		}
+		if auto {
+			if found, err := e.contacts.foundListed(dup, mb, dest, m); found || err != nil {
+				return err
+			}
 		}
 		chunk = append(chunk, &job{mb: mb, dest: dest, msg: m, dup: dup})
 		if len(chunk) < listChunk {
@@ -288,6 +302,9 @@ func (e *engine) listMailbox(ctx context.Context, p *prepared, out chan<- []*job
 	if ferr := flush(); err == nil {
 		err = ferr
 	}
+	if ferr := e.contacts.recordFound(); err == nil {
+		err = ferr
+	}
 	if rm != nil {
 		if err == nil {
 			err = rm.finish()
@@ -295,6 +312,7 @@ func (e *engine) listMailbox(ctx context.Context, p *prepared, out chan<- []*job
 	}
 	if err == nil {
 		e.versions.listed(mb.Name)
+		e.contacts.finished(mb.Name)
 	}
 	return err
 }

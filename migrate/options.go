@@ -49,6 +49,11 @@ type Options struct {
 	// one-folder source (POP3) into an account whose mail was filed into
 	// folders. Needs a sink that implements FolderLister.
 	DedupeAcrossFolders bool
+	// NoAutoDedupe turns off the comparison at the first contact with a
+	// destination folder that already holds mail this checkpoint did not
+	// copy (contact.go): every message the checkpoint does not record is
+	// copied.
+	NoAutoDedupe bool
 
 	// DeleteAfterCopy removes from the source (a Deleter) every message
 	// whose copy is recorded done, once the run ends without error.

@@ -212,6 +212,19 @@ func (t *tally) finished(fn func(*FolderReport, *folderRun) error, done func() e
 	return done()
 }
 
+// complete reports whether the run left none of source folder name's
+// messages skipped or filtered out.
+func (t *tally) complete(name string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i, ok := t.index[name]
+	if !ok {
+		return true // nothing reported: nothing left out
+	}
+	f := t.r.Folders[i]
+	return f.Skipped == 0 && f.Filtered == 0
+}
+
 func (t *tally) add(e Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

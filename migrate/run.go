@@ -55,6 +55,7 @@ type engine struct {
 	acct     *dedupSet // with DedupeAcrossFolders: what the whole destination held
 
 	versions *versions // folders unchanged since a run finished them (unchanged.go)
+	contacts *contacts // first contacts of source folders with a lost state (contact.go)
 	tally    *tally    // what the run did, for its Report (report.go)
 	batchCap batchCap  // messages per batch for a BatchSink (append.go)
 }
@@ -94,6 +95,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		err = e.recoverPending(ctx)
 	}
 	if err == nil {
+		e.contacts, err = newContacts(e)
+	}
+	if err == nil {
 		err = e.pipeline(ctx)
 	}
 	if err == nil && !o.DryRun {
@@ -104,6 +108,9 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	if err == nil && ctx.Err() == nil && !e.stopped() {
 		err = e.recordVersions(ctx)
+	}
+	if err == nil && ctx.Err() == nil && !e.stopped() {
+		err = e.contacts.record(t)
 	}
 	r := t.report()
 	r.Elapsed = time.Since(start)

@@ -397,7 +397,7 @@ func (e *engine) reconcile(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("read recorded copy: %w", err)
 			}
-			if !ok || ref == DedupeRef {
+			if !ok || IsFound(ref) {
 				continue // not copied by this run
 			}
 			it.ours = ref

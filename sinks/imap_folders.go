@@ -27,6 +27,11 @@ type folderInfo struct {
 	// raised past every UID an APPEND of this process returned. A copy
 	// appended later gets a UID at least this high (Mark).
 	uidNext imap.UID
+	// empty: the folder held no message when this process first selected
+	// it (migrate.FreshFolders); firstNext: the UIDNEXT it said then (0 if
+	// none), never raised (IndexRefs).
+	empty     bool
+	firstNext imap.UID
 }
 
 func (s *IMAP) refreshList(ctx context.Context, c *imapconn.Conn, m *serverMeta) error {
@@ -517,7 +522,7 @@ func selectError(dest string, err error) error {
 // remember keeps what SELECT said of dest (once: the first answer wins)
 // and returns it.
 func (s *IMAP) remember(dest string, data *imap.SelectData) *folderInfo {
-	fi := &folderInfo{uidValidity: data.UIDValidity, uidNext: data.UIDNext}
+	fi := &folderInfo{uidValidity: data.UIDValidity, uidNext: data.UIDNext, empty: data.NumMessages == 0, firstNext: data.UIDNext}
 	flags := make([]string, 0, len(data.PermanentFlags))
 	for _, f := range data.PermanentFlags {
 		if f == imap.FlagWildcard {
@@ -541,6 +546,17 @@ func (s *IMAP) remember(dest string, data *imap.SelectData) *folderInfo {
 	}
 	s.folders[dest] = fi
 	return fi
+}
+
+// Fresh implements migrate.FreshFolders: dest held no message when this
+// process first selected it. Prepare selects every folder that has mail
+// to copy, before the engine hands on any message for it, and a folder is
+// remembered once per process.
+func (s *IMAP) Fresh(dest string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fi := s.folders[dest]
+	return fi != nil && fi.empty
 }
 
 // flagsFor filters msg's flags by what the folder keeps (PERMANENTFLAGS)

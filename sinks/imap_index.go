@@ -17,16 +17,44 @@ import (
 // examined (read-only) folder. Called from the lister goroutine.
 func (s *IMAP) Index(ctx context.Context, folder string, fn func(string, int64) error) error {
 	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}
-	return s.scanHeaders(ctx, folder, section, func(hdr []byte, size int64) error {
+	return s.scanHeaders(ctx, folder, section, func(hdr []byte, size int64, _ uint32, _ imap.UID) error {
 		return fn(migrate.MessageIDFromHeader(hdr), size)
 	})
 }
 
+// IndexRefs implements migrate.RefIndexer: Index with the ref of each
+// message ("uidvalidity:uid:folder", as Append returns it), from the same
+// FETCH, leaving out the messages stored since this process first
+// selected the folder (UID at or above the UIDNEXT it said then): this
+// run's copies, even those whose APPEND has not returned yet. Called from
+// the lister goroutine.
+func (s *IMAP) IndexRefs(ctx context.Context, folder string, fn func(string, int64, string) error) error {
+	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}
+	s.mu.Lock()
+	var validity uint32
+	var next imap.UID
+	if fi := s.folders[folder]; fi != nil {
+		validity, next = fi.uidValidity, fi.firstNext
+	}
+	s.mu.Unlock()
+	return s.scanHeaders(ctx, folder, section, func(hdr []byte, size int64, uidValidity uint32, uid imap.UID) error {
+		if next > 0 && uidValidity == validity && uid >= next {
+			return nil
+		}
+		ref := ""
+		if uid != 0 {
+			ref = makeRef(uidValidity, uid, folder)
+		}
+		return fn(migrate.MessageIDFromHeader(hdr), size, ref)
+	})
+}
+
 // scanHeaders examines folder and calls fn with section (a header
-// section) and RFC822.SIZE of every message, from one FETCH 1:*, on a
-// connection of the pool. fn's first error stops the calls and is
-// returned once the FETCH is over. Called from the lister goroutine.
-func (s *IMAP) scanHeaders(ctx context.Context, folder string, section *imap.FetchItemBodySection, fn func(hdr []byte, size int64) error) error {
+// section), RFC822.SIZE, the folder's UIDVALIDITY and the UID of every
+// message, from one FETCH 1:*, on a connection of the pool. fn's first
+// error stops the calls and is returned once the FETCH is over. Called
+// from the lister goroutine.
+func (s *IMAP) scanHeaders(ctx context.Context, folder string, section *imap.FetchItemBodySection, fn func(hdr []byte, size int64, uidValidity uint32, uid imap.UID) error) error {
 	c, err := s.pool.Get(ctx)
 	if err != nil {
 		return err
@@ -38,10 +66,10 @@ func (s *IMAP) scanHeaders(ctx context.Context, folder string, section *imap.Fet
 			return err
 		}
 		return c.Do(ctx, func() error {
-			cmd := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{RFC822Size: true, BodySection: []*imap.FetchItemBodySection{section}})
+			cmd := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{section}})
 			return imapconn.CollectEach(c, cmd, nil, func(buf *imapclient.FetchMessageBuffer) {
 				if fnErr == nil {
-					fnErr = fn(buf.FindBodySection(section), buf.RFC822Size)
+					fnErr = fn(buf.FindBodySection(section), buf.RFC822Size, data.UIDValidity, buf.UID)
 				}
 			})
 		})

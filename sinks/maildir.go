@@ -349,6 +349,12 @@ func (s *Maildir) Remove(ctx context.Context, folder, ref string) error {
 // Index implements migrate.Indexer: the Message-ID and size of every
 // message in folder (cur/ and new/). Only the header of each file is read.
 func (s *Maildir) Index(ctx context.Context, folder string, fn func(string, int64) error) error {
+	return s.IndexRefs(ctx, folder, func(mid string, size int64, _ string) error { return fn(mid, size) })
+}
+
+// IndexRefs implements migrate.RefIndexer: Index with the ref of each
+// message (the unique part of its file name, as Append returns it).
+func (s *Maildir) IndexRefs(ctx context.Context, folder string, fn func(string, int64, string) error) error {
 	buf := make([]byte, 64<<10)
 	return s.eachMessage(ctx, folder, func(p string) error {
 		f, err := os.Open(p)
@@ -361,7 +367,8 @@ func (s *Maildir) Index(ctx context.Context, folder string, fn func(string, int6
 		if serr != nil {
 			return nil
 		}
-		return fn(migrate.MessageIDFromHeader(buf[:n]), fi.Size())
+		base, _, _ := strings.Cut(filepath.Base(p), ":")
+		return fn(migrate.MessageIDFromHeader(buf[:n]), fi.Size(), base)
 	})
 }
 

@@ -71,7 +71,7 @@ func (s *Maildir) Resolve(ctx context.Context, src migrate.Mailbox, name string)
 // copy's file name, which is the ID the Maildir source lists it under
 // (whatever flags a mail client gave it since, in cur/ or new/).
 func (s *Maildir) RefCopy(folder, ref string) (epoch, id string, ok bool) {
-	if ref == "" || ref == migrate.DedupeRef || ref == "existing" {
+	if ref == "" || migrate.IsFound(ref) || ref == "existing" {
 		return "", "", false
 	}
 	return "", ref, true

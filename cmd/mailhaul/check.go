@@ -549,7 +549,7 @@ func printCheck(w io.Writer, r migrate.CheckReport, src, dst, cp string, limit, 
 	sel := t.Source - t.Filtered
 	by := fmt.Sprintf("%d by the checkpoint, %d by Message-ID and size, %d by content", t.ByCheckpoint, t.Found-t.ByCheckpoint-t.ByContent-t.ByDedupe, t.ByContent)
 	if t.ByDedupe > 0 {
-		by += fmt.Sprintf(", %d found already there by --dedupe (a message with its Message-ID)", t.ByDedupe)
+		by += fmt.Sprintf(", %d found already there when copied (a message with its Message-ID)", t.ByDedupe)
 	}
 	fmt.Fprintln(w)
 	switch code {

@@ -35,6 +35,7 @@ type copyFlags struct {
 	skipDeleted    bool
 	dedupe         bool
 	dedupeAcross   bool
+	noAutoDedupe   bool
 	maildirLayout  string
 	tempDir        string
 	toFolder       string
@@ -103,6 +104,7 @@ func addCopyFlags(fl *pflag.FlagSet, f *copyFlags) {
 	fl.IntVar(&f.transfers, "transfers", 8, "parallel transfers per side: connections to an IMAP server (each pipelining several commands), files written at once for Maildir")
 	fl.BoolVar(&f.dedupe, "dedupe", false, "skip messages the destination folder already holds (same Message-ID, and same size or same body length): for merging a second source, e.g. a POP3 server and the mail a client downloaded from it, or after losing the state dir")
 	fl.BoolVar(&f.dedupeAcross, "dedupe-across-folders", false, "with --dedupe (implied), look for the message in every destination folder, not only the one it goes to: for a POP3 server whose downloaded mail was filed into folders")
+	fl.BoolVar(&f.noAutoDedupe, "no-auto-dedupe", false, "copy every message the checkpoint does not record, even when the destination folder holds mail this state dir did not copy (by default a source folder the checkpoint records nothing of is then compared with that mail by Message-ID and size, so that a lost state dir does not duplicate it)")
 	fl.BoolVar(&f.skipDeleted, "skip-deleted", false, `leave out messages flagged \Deleted (Maildir "T", mbox Status "D"); by default they are copied with the flag`)
 	fl.BoolVar(&f.includeDeleted, "include-deleted", false, `also copy messages that are already gone for the user: Thunderbird's deleted-but-not-compacted (X-Mozilla-Status 0x0008), with \Deleted`)
 	fl.StringVar(&f.maildirLayout, "maildir-layout", "maildir++", "layout of a Maildir destination: maildir++ (Dovecot, Courier) or fs (nested directories)")
@@ -256,6 +258,7 @@ func prepareCopy(f *copyFlags, srcArg, dstArg string) (*copyJob, error) {
 	}
 	o.DryRun, o.Dedupe, o.TempDir = f.dryRun, f.dedupe || f.dedupeAcross, f.tempDir
 	o.DedupeAcrossFolders, o.SettleDelay, o.ThrottleWait, o.Relist = f.dedupeAcross, f.settleDelay, f.throttleWait, f.relist
+	o.NoAutoDedupe = f.noAutoDedupe
 	if f.maxConns == 1 || f.maxConns < 0 {
 		return nil, usageErr("--max-connections must be at least 2 (one connection lists folders while others move messages)")
 	}
@@ -421,7 +424,7 @@ func printSummary(w, plan io.Writer, r migrate.Report) {
 		rate = fmt.Sprintf(", %.0f msg/s, %s/s", float64(r.Copied)/secs, humanBytes(int64(float64(r.Bytes)/secs)))
 	}
 	if r.Duplicates > 0 {
-		fmt.Fprintf(w, "--dedupe: %d messages were already in the destination and were not copied again\n", r.Duplicates)
+		fmt.Fprintf(w, "%d messages were already in the destination (found by Message-ID) and were not copied again\n", r.Duplicates)
 	}
 	fmt.Fprintf(w, "%s %s (%s), %d already there, %d skipped, %d filtered, %s; %.1fs%s\n",
 		verb, plural(r.Copied, "message"), humanBytes(r.Bytes), r.Already, len(r.Skipped), r.Filtered, plural(len(r.Folders), "folder"), secs, rate)

@@ -1,0 +1,531 @@
+package migrate_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mailhaul/mailhaul/migrate"
+)
+
+// indexSink is fakeSink with an IndexRefs (Message-ID, size and ref of
+// what each folder holds), counting the folders indexed. With seen set
+// (one process) it leaves out what it stored since it first prepared the
+// folder, as the IMAP sink does by UIDNEXT.
+type indexSink struct {
+	*fakeSink
+	indexed atomic.Int64
+	seen    map[string]int // folder -> messages held when first prepared
+}
+
+func (k *indexSink) Prepare(ctx context.Context, mb migrate.Mailbox, name string) (string, error) {
+	k.mu.Lock()
+	if _, ok := k.seen[name]; !ok && k.seen != nil {
+		k.seen[name] = len(k.folders[name])
+	}
+	k.mu.Unlock()
+	return k.fakeSink.Prepare(ctx, mb, name)
+}
+
+func (k *indexSink) IndexRefs(ctx context.Context, folder string, fn func(string, int64, string) error) error {
+	k.indexed.Add(1)
+	k.mu.Lock()
+	bodies := append([]string(nil), k.folders[folder]...)
+	if n, ok := k.seen[folder]; ok {
+		bodies = bodies[:n]
+	}
+	k.mu.Unlock()
+	for i, b := range bodies {
+		if err := fn(migrate.MessageIDFromHeader([]byte(b)), int64(len(b)), fmt.Sprintf("%s:%d", folder, i+1)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// warnings collects the Warning events of runs.
+type warnings struct {
+	mu sync.Mutex
+	w  []string
+}
+
+func (w *warnings) Event(e migrate.Event) {
+	if e.Kind == migrate.Warning {
+		w.mu.Lock()
+		w.w = append(w.w, e.Err.Error())
+		w.mu.Unlock()
+	}
+}
+
+func (w *warnings) take() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.w
+	w.w = nil
+	return out
+}
+
+// addMessages adds n messages to folder of s, after those it has.
+func addMessages(s *fakeSource, folder string, n int) {
+	have := len(s.msgs[folder])
+	for i := have; i < have+n; i++ {
+		id := fmt.Sprintf("%s-%d", folder, i)
+		body := fmt.Sprintf("Message-ID: <%s@x>\r\nSubject: %d\r\n\r\nbody %s\r\n", id, i, strings.Repeat("z", i))
+		s.bodies[id] = body
+		s.msgs[folder] = append(s.msgs[folder], migrate.Message{Mailbox: folder, ID: id, Size: int64(len(body)), Date: time.Unix(int64(1e9+i), 0)})
+	}
+}
+
+// onlyOnce fails the test for any body sink holds more or less than once.
+func onlyOnce(t *testing.T, src *fakeSource, sink *fakeSink) {
+	t.Helper()
+	for f, ms := range src.msgs {
+		for _, m := range ms {
+			if n := sink.copiesOf(f, src.bodies[m.ID]); n != 1 {
+				t.Errorf("%s: %d copies in the destination", m.ID, n)
+			}
+		}
+	}
+}
+
+// TestLostStateNoDuplicates: a copy with a new checkpoint (the state dir
+// lost) into a destination that holds an earlier run's copies copies
+// nothing twice, says so once per folder, and records the folders as
+// known: the run after it reads no destination folder, and copies what is
+// new.
+func TestLostStateNoDuplicates(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 50, "Sent": 20})
+	sink := &indexSink{fakeSink: newFakeSink()}
+	var w warnings
+	run := func(cp migrate.Checkpoint) migrate.Report {
+		t.Helper()
+		r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp, Transfers: 3, Reporter: &w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := run(openCP(t)); r.Copied != 70 {
+		t.Fatalf("first copy: %d copied", r.Copied)
+	}
+	if ws := w.take(); len(ws) != 0 || sink.indexed.Load() != 2 {
+		t.Fatalf("first copy into empty folders: %d indexed, warnings %q", sink.indexed.Load(), ws)
+	}
+	lost := openCP(t)
+	r := run(lost)
+	if r.Copied != 0 || r.Duplicates != 70 || sink.count() != 70 {
+		t.Fatalf("with a new checkpoint: %d copied, %d found, destination holds %d; want 0, 70, 70", r.Copied, r.Duplicates, sink.count())
+	}
+	if ws := w.take(); len(ws) != 2 || !strings.Contains(ws[0], "already holds") {
+		t.Errorf("warnings %q, want one per folder", ws)
+	}
+	addMessages(src, "INBOX", 5)
+	sink.indexed.Store(0)
+	if r := run(lost); r.Copied != 5 || r.Duplicates != 0 || r.Already != 70 {
+		t.Fatalf("next run: %d copied, %d found, %d already; want 5, 0, 70", r.Copied, r.Duplicates, r.Already)
+	}
+	if sink.indexed.Load() != 0 {
+		t.Errorf("the run after the lost-state run read %d destination folders", sink.indexed.Load())
+	}
+	onlyOnce(t, src, sink.fakeSink)
+	if ws := w.take(); len(ws) != 0 {
+		t.Errorf("warnings %q", ws)
+	}
+
+	// NoAutoDedupe copies everything the checkpoint does not record.
+	r2, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t), NoAutoDedupe: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.Copied != 75 || sink.count() != 150 {
+		t.Errorf("NoAutoDedupe: %d copied, destination holds %d; want 75 and 150", r2.Copied, sink.count())
+	}
+}
+
+// TestLostStateInterrupted: a lost-state run that is interrupted while
+// it is finding what the first copy wrote leaves its decision in the
+// checkpoint, and the run that resumes it compares too: what the first
+// copy wrote is there once, and the new messages once; the resumed run
+// ends the decision.
+func TestLostStateInterrupted(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 60})
+	sink := &indexSink{fakeSink: newFakeSink()}
+	if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t)}); err != nil {
+		t.Fatal(err)
+	}
+	addMessages(src, "INBOX", 40)
+	path := filepath.Join(t.TempDir(), "lost.db")
+	cp := openCPAt(t, path)
+	ctx, cancel := context.WithCancel(context.Background())
+	var dones atomic.Int64
+	hook := func(step string) {
+		if step == "done" && dones.Add(1) == 3 {
+			cancel()
+		}
+	}
+	r, err := migrate.Run(ctx, migrate.Options{Source: src, Sink: sink, Checkpoint: cp, BatchSize: 4, Transfers: 1, StepHook: hook})
+	if !errors.Is(err, migrate.ErrInterrupted) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	if r.Duplicates == 0 || r.Duplicates >= 60 || sink.count() != 60 {
+		t.Fatalf("the interrupted run found %d of the 60 copies, the destination holds %d: the test needs it stopped among them", r.Duplicates, sink.count())
+	}
+	cp.Close()
+	cp = openCPAt(t, path)
+	defer cp.Close()
+	var w warnings
+	if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp, Reporter: &w}); err != nil {
+		t.Fatal(err)
+	}
+	onlyOnce(t, src, sink.fakeSink)
+	if sink.count() != 100 {
+		t.Fatalf("destination holds %d, want 100", sink.count())
+	}
+	if ws := w.take(); len(ws) != 1 || !strings.Contains(ws[0], "comparing its messages with that mail again") {
+		t.Errorf("warnings of the resumed run %q", ws)
+	}
+	if p, err := cp.ContactsPending(); err != nil || len(p) != 0 {
+		t.Errorf("after the resumed run: pending %v, %v", p, err)
+	}
+}
+
+// TestLostStateFiltered: a lost-state run with --since compares only what
+// it selects; the folder stays compared with until a run without filter
+// finishes it, so that the messages left out then are not copied twice
+// either.
+func TestLostStateFiltered(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 20})
+	sink := &indexSink{fakeSink: newFakeSink()}
+	if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t)}); err != nil {
+		t.Fatal(err)
+	}
+	lost := openCP(t)
+	r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: lost, Since: time.Unix(1e9+15, 0)})
+	if err != nil || r.Duplicates != 5 || r.Filtered != 15 {
+		t.Fatalf("with --since: %d found, %d filtered, %v", r.Duplicates, r.Filtered, err)
+	}
+	if p, _ := lost.ContactsPending(); len(p) != 1 {
+		t.Errorf("pending after a filtered run: %v", p)
+	}
+	r, err = migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: lost})
+	if err != nil || r.Copied != 0 || r.Duplicates != 15 || sink.count() != 20 {
+		t.Fatalf("without --since: %d copied, %d found, destination holds %d, %v", r.Copied, r.Duplicates, sink.count(), err)
+	}
+	if p, _ := lost.ContactsPending(); len(p) != 0 {
+		t.Errorf("pending after the run that finished the folder: %v", p)
+	}
+}
+
+// TestFirstContactCosts: a source with nothing to copy reads no
+// destination folder, however many runs; a destination folder that was
+// empty at the first contact is never compared with, even once it holds
+// mail from elsewhere; a destination folder the sink saw empty needs no
+// index at all.
+func TestFirstContactCosts(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 0})
+	sink := &indexSink{fakeSink: newFakeSink()}
+	cp := openCP(t)
+	for i := 0; i < 3; i++ {
+		if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := sink.indexed.Load(); n != 0 {
+		t.Fatalf("an empty source read %d destination folders", n)
+	}
+	addMessages(src, "INBOX", 3)
+	if r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp}); err != nil || r.Copied != 3 {
+		t.Fatalf("copied %d, %v", r.Copied, err)
+	}
+	// The next source message delivered to the destination by someone
+	// else: it is copied all the same (the checkpoint records copies of
+	// the folder, so nothing is compared).
+	addMessages(src, "INBOX", 1)
+	sink.mu.Lock()
+	sink.folders["INBOX"] = append(sink.folders["INBOX"], src.bodies["INBOX-3"])
+	sink.mu.Unlock()
+	sink.indexed.Store(0)
+	if r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp}); err != nil || r.Copied != 1 {
+		t.Fatalf("copied %d, %v", r.Copied, err)
+	}
+	if n := sink.indexed.Load(); n != 0 {
+		t.Errorf("a known folder was read %d times", n)
+	}
+
+	fresh := freshSink{indexSink: &indexSink{fakeSink: newFakeSink()}}
+	if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: fresh, Checkpoint: openCP(t)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := fresh.indexed.Load(); n != 0 {
+		t.Errorf("a folder the sink saw empty was read %d times", n)
+	}
+}
+
+// TestMergedFoldersCompareWithWhatWasThere: two source folders going to
+// one destination folder compare with what it held, not with each other's
+// copies — in one run, and when the second folder comes in a later run: a
+// message in both is copied twice, as it is without a lost state
+// (--dedupe is for merging); a destination folder the sink saw empty is
+// not read.
+func TestMergedFoldersCompareWithWhatWasThere(t *testing.T) {
+	for _, later := range []bool{false, true} {
+		src := newFakeSource(map[string]int{"A": 3, "B": 0})
+		for _, m := range src.msgs["A"] {
+			m.Mailbox = "B"
+			src.msgs["B"] = append(src.msgs["B"], m)
+		}
+		sink := &indexSink{fakeSink: newFakeSink()}
+		sink.folders["INBOX"] = []string{"Message-ID: <there@x>\r\n\r\nthere\r\n"}
+		cp := openCP(t)
+		o := migrate.Options{Source: src, Sink: sink, Checkpoint: cp, Transfers: 1, Map: map[string]string{"A": "INBOX", "B": "INBOX"}}
+		copied, found := 0, 0
+		if later {
+			first := o
+			first.Include = []string{"A"}
+			r, err := migrate.Run(context.Background(), first)
+			if err != nil {
+				t.Fatal(err)
+			}
+			copied, found = r.Copied, r.Duplicates
+		}
+		r, err := migrate.Run(context.Background(), o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copied, found = copied+r.Copied, found+r.Duplicates
+		if copied != 6 || found != 0 || sink.count() != 7 {
+			t.Errorf("B in a later run %v: copied %d, found %d, destination holds %d; want 6, 0, 7", later, copied, found, sink.count())
+		}
+	}
+}
+
+// TestTwinsAfterInterruption: byte-identical messages of one folder, one
+// copied before an interruption, are both copied: the resumed run does
+// not take the first one's copy for the second's.
+func TestTwinsAfterInterruption(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 6})
+	twin := src.msgs["INBOX"][0]
+	twin.ID = "INBOX-twin"
+	src.bodies[twin.ID] = src.bodies["INBOX-0"]
+	src.msgs["INBOX"] = append(src.msgs["INBOX"], twin)
+	sink := &indexSink{fakeSink: newFakeSink()}
+	sink.folders["INBOX"] = []string{"Message-ID: <there@x>\r\n\r\nthere\r\n"}
+	path := filepath.Join(t.TempDir(), "cp.db")
+	cp := openCPAt(t, path)
+	ctx, cancel := context.WithCancel(context.Background())
+	sink.mu.Lock()
+	sink.onStore = func(n int) {
+		if n == 2 {
+			cancel()
+		}
+	}
+	sink.mu.Unlock()
+	if _, err := migrate.Run(ctx, migrate.Options{Source: src, Sink: sink, Checkpoint: cp, BatchSize: 1, Transfers: 1}); !errors.Is(err, migrate.ErrInterrupted) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	cp.Close()
+	sink.mu.Lock()
+	sink.onStore = nil
+	sink.mu.Unlock()
+	cp = openCPAt(t, path)
+	defer cp.Close()
+	if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp}); err != nil {
+		t.Fatal(err)
+	}
+	if n := sink.copiesOf("INBOX", src.bodies["INBOX-0"]); n != 2 || sink.count() != 8 {
+		t.Errorf("twins: %d copies, destination holds %d; want 2 and 8", n, sink.count())
+	}
+}
+
+type freshSink struct{ *indexSink }
+
+func (freshSink) Fresh(string) bool { return true }
+
+// TestFoundNotFoundAgain: a destination copy found for one source message
+// is not found again for another in a later run: source folders merged
+// into one destination folder, the second one coming later, and twins
+// after an interruption.
+func TestFoundNotFoundAgain(t *testing.T) {
+	t.Run("merged", func(t *testing.T) {
+		src := newFakeSource(map[string]int{"A": 3, "B": 0})
+		for _, m := range src.msgs["A"] {
+			m.Mailbox = "B"
+			src.msgs["B"] = append(src.msgs["B"], m)
+		}
+		sink := &indexSink{fakeSink: newFakeSink()}
+		mp := map[string]string{"A": "INBOX", "B": "INBOX"}
+		// The lost state copied A only.
+		if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t), Map: mp, Include: []string{"A"}}); err != nil {
+			t.Fatal(err)
+		}
+		cp := openCP(t)
+		if r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp, Map: mp, Include: []string{"A"}}); err != nil || r.Duplicates != 3 {
+			t.Fatalf("A with a new state: %d found, %v", r.Duplicates, err)
+		}
+		if r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp, Map: mp}); err != nil || r.Copied != 3 || sink.count() != 6 {
+			t.Fatalf("then B: %d copied, destination holds %d (want 3 and 6), %v", r.Copied, sink.count(), err)
+		}
+	})
+	t.Run("twins", func(t *testing.T) {
+		src := newFakeSource(map[string]int{"INBOX": 1})
+		sink := &indexSink{fakeSink: newFakeSink()}
+		if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t)}); err != nil {
+			t.Fatal(err)
+		}
+		twin := src.msgs["INBOX"][0]
+		twin.ID = "INBOX-twin"
+		src.bodies[twin.ID] = src.bodies["INBOX-0"]
+		src.msgs["INBOX"] = append(src.msgs["INBOX"], twin)
+		addMessages(src, "INBOX", 4)
+		path := filepath.Join(t.TempDir(), "cp.db")
+		cp := openCPAt(t, path)
+		ctx, cancel := context.WithCancel(context.Background())
+		var dones atomic.Int64
+		hook := func(step string) {
+			if step == "done" && dones.Add(1) == 1 {
+				cancel()
+			}
+		}
+		if r, err := migrate.Run(ctx, migrate.Options{Source: src, Sink: sink, Checkpoint: cp, BatchSize: 1, Transfers: 1, StepHook: hook}); !errors.Is(err, migrate.ErrInterrupted) || r.Duplicates != 1 {
+			t.Fatalf("interrupted run: %d found, %v; the test needs it stopped after the first", r.Duplicates, err)
+		}
+		cp.Close()
+		cp = openCPAt(t, path)
+		defer cp.Close()
+		if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp}); err != nil {
+			t.Fatal(err)
+		}
+		if n := sink.copiesOf("INBOX", src.bodies["INBOX-0"]); n != 2 {
+			t.Errorf("twins: %d copies, want 2", n)
+		}
+	})
+}
+
+// slowSink is indexSink whose Append of one message returns late.
+type slowSink struct {
+	*indexSink
+	slow string
+}
+
+func (s slowSink) Append(ctx context.Context, folder string, m migrate.Message, b *migrate.Body) (string, error) {
+	ref, err := s.indexSink.Append(ctx, folder, m, b)
+	if m.ID == s.slow {
+		time.Sleep(300 * time.Millisecond)
+	}
+	return ref, err
+}
+
+// slowListSource is fakeSource whose listing of one folder starts late.
+type slowListSource struct {
+	*fakeSource
+	folder string
+}
+
+func (s slowListSource) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Message) error) error {
+	if mb.Name == s.folder {
+		time.Sleep(100 * time.Millisecond)
+	}
+	return s.fakeSource.List(ctx, mb, fn)
+}
+
+// TestInFlightCopyIsNotForeign: a folder's first contact while another
+// source folder's append into the same destination folder has not
+// returned yet does not take that copy for foreign mail.
+func TestInFlightCopyIsNotForeign(t *testing.T) {
+	src := newFakeSource(map[string]int{"A": 3, "B": 0})
+	sink := &indexSink{fakeSink: newFakeSink()}
+	sink.folders["INBOX"] = []string{"Message-ID: <there@x>\r\n\r\nthere\r\n"}
+	mp := map[string]string{"A": "INBOX", "B": "INBOX"}
+	cp := openCP(t)
+	if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp, Map: mp, Include: []string{"A"}}); err != nil {
+		t.Fatal(err)
+	}
+	sink.seen = map[string]int{} // a new process
+	addMessages(src, "A", 1)
+	m := src.msgs["A"][3]
+	m.Mailbox, m.ID = "B", "B-copy"
+	src.bodies[m.ID] = src.bodies["A-3"]
+	src.msgs["B"] = append(src.msgs["B"], m)
+	if _, err := migrate.Run(context.Background(), migrate.Options{Source: slowListSource{src, "B"}, Sink: slowSink{sink, "A-3"}, Checkpoint: cp, Map: mp}); err != nil {
+		t.Fatal(err)
+	}
+	if n := sink.copiesOf("INBOX", src.bodies["A-3"]); n != 2 {
+		t.Errorf("A-3 and its twin in B: %d copies, want 2", n)
+	}
+}
+
+// TestEpochChangeIsNoFirstContact: a source folder whose UIDVALIDITY
+// changed, with copies under the old one, is re-matched, not compared
+// with the destination as a first contact.
+func TestEpochChangeIsNoFirstContact(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 3})
+	src.boxes[0].Epoch = "1"
+	sink := &indexSink{fakeSink: newFakeSink()}
+	sink.folders["INBOX"] = []string{"Message-ID: <there@x>\r\n\r\nthere\r\n"}
+	cp := openCP(t)
+	if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp}); err != nil {
+		t.Fatal(err)
+	}
+	addMessages(src, "INBOX", 1)
+	for i := range src.msgs["INBOX"] {
+		src.msgs["INBOX"][i].MessageID = migrate.MessageIDFromHeader([]byte(src.bodies[src.msgs["INBOX"][i].ID]))
+	}
+	src.boxes[0].Epoch = "2"
+	sink.indexed.Store(0)
+	var w warnings
+	r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp, Reporter: &w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Copied != 1 || sink.indexed.Load() != 0 {
+		t.Errorf("after the UIDVALIDITY change: %d copied, %d destination folders read; want 1 and 0", r.Copied, sink.indexed.Load())
+	}
+	for _, s := range w.take() {
+		if strings.Contains(s, "already holds") {
+			t.Errorf("warning %q", s)
+		}
+	}
+}
+
+// TestFoundAtListingNotFetched: a source that gives the Message-ID while
+// listing (IMAP) has its messages found in the destination without
+// fetching them; one whose size differs from the destination's copy is
+// fetched and copied.
+func TestFoundAtListingNotFetched(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 40})
+	for i := range src.msgs["INBOX"] {
+		m := &src.msgs["INBOX"][i]
+		m.MessageID = migrate.MessageIDFromHeader([]byte(src.bodies[m.ID]))
+	}
+	sink := &indexSink{fakeSink: newFakeSink()}
+	if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t)}); err != nil {
+		t.Fatal(err)
+	}
+	// One message changed on the source since (same Message-ID, another
+	// size): not the copy the destination holds.
+	changed := src.msgs["INBOX"][7].ID
+	src.bodies[changed] += "more\r\n"
+	src.msgs["INBOX"][7].Size = int64(len(src.bodies[changed]))
+	src.fetches.Store(0)
+	lost := openCP(t)
+	r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: lost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Duplicates != 39 || r.Copied != 1 || src.fetches.Load() != 1 || sink.count() != 41 {
+		t.Errorf("found %d, copied %d, fetched %d, destination holds %d; want 39, 1, 1, 41", r.Duplicates, r.Copied, src.fetches.Load(), sink.count())
+	}
+	if p, _ := lost.ContactsPending(); len(p) != 0 {
+		t.Errorf("pending after the run: %v", p)
+	}
+	addMessages(src, "INBOX", 2)
+	if r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: lost}); err != nil || r.Copied != 2 || r.Already != 40 {
+		t.Errorf("next run: copied %d, already %d, %v; want 2 and 40", r.Copied, r.Already, err)
+	}
+}
