@@ -305,7 +305,7 @@ func (e *engine) appendBatch(ctx context.Context, stop <-chan struct{}, slot int
 			}
 			finished = append(finished, in)
 			refs = append(refs, ref)
-			e.rep(Event{Kind: Duplicate, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID})
+			e.rep(Event{Kind: Duplicate, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Bytes: j.msg.Size})
 			continue
 		}
 		if maxN < 2 || j.resent {

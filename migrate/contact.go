@@ -168,7 +168,7 @@ func (c *contacts) recordFound() error {
 		return fmt.Errorf("record messages found in the destination: %w", err)
 	}
 	for _, in := range c.found {
-		c.e.rep(Event{Kind: Duplicate, Folder: in.Folder, Dest: in.Dest, ID: in.ID})
+		c.e.rep(Event{Kind: Duplicate, Folder: in.Folder, Dest: in.Dest, ID: in.ID, Bytes: in.Size})
 	}
 	c.found, c.foundRefs = c.found[:0], c.foundRefs[:0]
 	return nil
@@ -180,10 +180,13 @@ func (c *contacts) recordFound() error {
 // re-matches; that is no first contact. Called by the lister goroutine
 // once per listing of mb, before it hands on mb's first message.
 func (c *contacts) decide(ctx context.Context, mb Mailbox, dest string, rematching bool) (*dedupSet, error) {
-	if c == nil || !c.compare {
+	if c == nil {
 		return nil, nil
 	}
 	if _, ok := c.pending[mb.Name]; ok {
+		if !c.compare {
+			return nil, nil // --dedupe compares with its own index
+		}
 		d, err := c.held(ctx, dest)
 		if err != nil {
 			return nil, err
@@ -210,10 +213,16 @@ func (c *contacts) decide(ctx context.Context, mb Mailbox, dest string, rematchi
 	if n == 0 {
 		return nil, nil
 	}
+	// Recorded under --dedupe too, which compares with its own index: a
+	// run after it without the flag (an interrupted one resumed) must go
+	// on comparing.
 	if err := c.cp.SetContactPending(mb.Name, dest); err != nil {
 		return nil, fmt.Errorf("record first contact of folder %q with destination folder %q: %w", mb.Name, dest, err)
 	}
 	c.pending[mb.Name] = dest
+	if !c.compare {
+		return nil, nil
+	}
 	c.e.rep(Event{Kind: Warning, Folder: mb.Name, Dest: dest, Err: fmt.Errorf(
 		"destination folder %q already holds %s this state dir did not copy (a new or lost state dir?): each message of %q is compared with them by Message-ID and size, and one found there is not copied again (--no-auto-dedupe copies all)", dest, countOf(n, "message with a Message-ID", "messages with a Message-ID"), mb.Name)})
 	return d, nil
@@ -222,9 +231,14 @@ func (c *contacts) decide(ctx context.Context, mb Mailbox, dest string, rematchi
 // held returns what destination folder dest holds that is not a copy the
 // checkpoint records (or records as found for a message: FoundPrefix),
 // nor one this run made (claims; a sink's IndexRefs leaves out what it
-// stored since this run first saw the folder where it can), read once per
-// run (with retries). A server without UIDPLUS gives its copies no ref
-// the checkpoint can recognise: they are compared with like foreign mail.
+// stored since this run first saw the folder where it can), with
+// retries. The index of the last destination folder read is kept for the
+// next source folder going there (merged folders share one, so that an
+// entry taken for one is taken for all); an earlier one is let go (the
+// jobs that compare with it hold it), so that an account of many large
+// folders holds one index at a time. A server without UIDPLUS gives its
+// copies no ref the checkpoint can recognise: they are compared with like
+// foreign mail.
 func (c *contacts) held(ctx context.Context, dest string) (*dedupSet, error) {
 	if d, ok := c.index[dest]; ok {
 		return d, nil
@@ -251,6 +265,7 @@ func (c *contacts) held(ctx context.Context, dest string) (*dedupSet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read destination folder %q (to compare with at the first copy into it): %w", dest, err)
 	}
+	clear(c.index)
 	c.index[dest] = d
 	return d, nil
 }

@@ -529,3 +529,43 @@ func TestFoundAtListingNotFetched(t *testing.T) {
 		t.Errorf("next run: copied %d, already %d, %v; want 2 and 40", r.Copied, r.Already, err)
 	}
 }
+
+// Index makes indexSink an Indexer, for Dedupe.
+func (k *indexSink) Index(ctx context.Context, folder string, fn func(string, int64) error) error {
+	return k.IndexRefs(ctx, folder, func(mid string, size int64, _ string) error { return fn(mid, size) })
+}
+
+// TestDedupeRunRecordsFirstContact: a lost-state run with Dedupe that is
+// interrupted records the first contact all the same, so that the run
+// resuming it without Dedupe goes on comparing.
+func TestDedupeRunRecordsFirstContact(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 60})
+	sink := &indexSink{fakeSink: newFakeSink()}
+	if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t)}); err != nil {
+		t.Fatal(err)
+	}
+	addMessages(src, "INBOX", 10)
+	path := filepath.Join(t.TempDir(), "lost.db")
+	cp := openCPAt(t, path)
+	ctx, cancel := context.WithCancel(context.Background())
+	var dones atomic.Int64
+	hook := func(step string) {
+		if step == "done" && dones.Add(1) == 3 {
+			cancel()
+		}
+	}
+	r, err := migrate.Run(ctx, migrate.Options{Source: src, Sink: sink, Checkpoint: cp, Dedupe: true, BatchSize: 4, Transfers: 1, StepHook: hook})
+	if !errors.Is(err, migrate.ErrInterrupted) || r.Duplicates == 0 || r.Duplicates >= 60 {
+		t.Fatalf("interrupted --dedupe run: %d found, %v; the test needs it stopped among them", r.Duplicates, err)
+	}
+	cp.Close()
+	cp = openCPAt(t, path)
+	defer cp.Close()
+	if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp}); err != nil {
+		t.Fatal(err)
+	}
+	onlyOnce(t, src, sink.fakeSink)
+	if sink.count() != 70 {
+		t.Errorf("destination holds %d, want 70", sink.count())
+	}
+}

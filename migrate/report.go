@@ -19,7 +19,8 @@ const (
 	Copied
 	// Already: a message was copied by an earlier run.
 	Already
-	// Duplicate: with Dedupe, the destination already held this message.
+	// Duplicate: the destination already held this queued message (Dedupe,
+	// or a first contact: contact.go); Bytes is its Queued size.
 	Duplicate
 	// Skipped: a message could not be copied (Err says why).
 	Skipped

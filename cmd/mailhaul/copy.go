@@ -102,7 +102,7 @@ func addCopyFlags(fl *pflag.FlagSet, f *copyFlags) {
 	fl.StringVar(&f.maxSize, "max-size", "", "skip messages larger than this (e.g. 25M, 1G)")
 	fl.StringVar(&f.stateDir, "state-dir", defaultStateDir(), "where checkpoints are kept")
 	fl.IntVar(&f.transfers, "transfers", 8, "parallel transfers per side: connections to an IMAP server (each pipelining several commands), files written at once for Maildir")
-	fl.BoolVar(&f.dedupe, "dedupe", false, "skip messages the destination folder already holds (same Message-ID, and same size or same body length): for merging a second source, e.g. a POP3 server and the mail a client downloaded from it, or after losing the state dir")
+	fl.BoolVar(&f.dedupe, "dedupe", false, "skip messages the destination folder already holds (same Message-ID, and same size or same body length): for merging a second source, e.g. a POP3 server and the mail a client downloaded from it (a lost state dir needs no flag: see --no-auto-dedupe)")
 	fl.BoolVar(&f.dedupeAcross, "dedupe-across-folders", false, "with --dedupe (implied), look for the message in every destination folder, not only the one it goes to: for a POP3 server whose downloaded mail was filed into folders")
 	fl.BoolVar(&f.noAutoDedupe, "no-auto-dedupe", false, "copy every message the checkpoint does not record, even when the destination folder holds mail this state dir did not copy (by default a source folder the checkpoint records nothing of is then compared with that mail by Message-ID and size, so that a lost state dir does not duplicate it)")
 	fl.BoolVar(&f.skipDeleted, "skip-deleted", false, `leave out messages flagged \Deleted (Maildir "T", mbox Status "D"); by default they are copied with the flag`)

@@ -31,6 +31,7 @@ type renderer struct {
 	copied   int64
 	copiedB  int64
 	already  int64
+	found    int64 // found already in the destination (not to copy)
 	skipped  int64
 	folder   string          // the folder being copied from: of the last copy, else the one being listed
 	dropped  map[string]bool // dest \x00 flag already logged
@@ -80,7 +81,7 @@ func (r *renderer) logProgress() {
 	defer r.mu.Unlock()
 	el := time.Since(r.started).Seconds()
 	r.g.log.Info("progress", "folder", r.folder, "copied", r.copied, "queued", r.queued,
-		"bytes", humanBytes(r.copiedB), "already", r.already, "skipped", r.skipped,
+		"bytes", humanBytes(r.copiedB), "already", r.already, "found", r.found, "skipped", r.skipped,
 		"rate", fmt.Sprintf("%.0f msg/s", float64(r.copied)/el))
 }
 
@@ -119,6 +120,15 @@ func (r *renderer) Event(e migrate.Event) {
 		}
 	case migrate.Already:
 		r.already++
+	case migrate.Duplicate:
+		// Queued, then found in the destination: no longer to copy.
+		r.found++
+		r.queued--
+		r.queuedB -= e.Bytes
+		if r.bar != nil {
+			r.bar.ChangeMax64(r.queuedB)
+			r.bar.Describe(fmt.Sprintf("%s  %d/%d msgs", r.folder, r.copied, r.queued))
+		}
 	case migrate.Skipped:
 		r.skipped++
 	}
