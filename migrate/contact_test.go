@@ -569,3 +569,41 @@ func TestDedupeRunRecordsFirstContact(t *testing.T) {
 		t.Errorf("destination holds %d, want 70", sink.count())
 	}
 }
+
+// delSource is fakeSource with a Deleter.
+type delSource struct {
+	*fakeSource
+	deleted []string
+}
+
+func (s *delSource) Delete(ctx context.Context, folder string, ids []string) error {
+	s.deleted = append(s.deleted, ids...)
+	return nil
+}
+
+// TestFoundStayOnTheSource: with DeleteAfterCopy, a message found in the
+// destination at a first contact stays on the source, and the run that
+// found it says so; a message it copied is deleted.
+func TestFoundStayOnTheSource(t *testing.T) {
+	src := &delSource{fakeSource: newFakeSource(map[string]int{"INBOX": 10})}
+	sink := &indexSink{fakeSink: newFakeSink()}
+	if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t)}); err != nil {
+		t.Fatal(err)
+	}
+	addMessages(src.fakeSource, "INBOX", 1)
+	var w warnings
+	r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t), DeleteAfterCopy: true, Reporter: &w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Duplicates != 10 || r.Copied != 1 || len(src.deleted) != 1 || src.deleted[0] != "INBOX-10" {
+		t.Errorf("found %d, copied %d, deleted %v; want 10, 1, [INBOX-10]", r.Duplicates, r.Copied, src.deleted)
+	}
+	said := false
+	for _, s := range w.take() {
+		said = said || strings.Contains(s, "10 messages of \"INBOX\" stay in the source")
+	}
+	if !said {
+		t.Error("no warning that the found messages stay on the source")
+	}
+}

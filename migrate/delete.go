@@ -26,7 +26,8 @@ type Deleter interface {
 }
 
 // deletions collects, per source folder, the messages recorded done during
-// a run (copied now or already there), for Deleter. Safe for concurrent
+// a run (copied now, copied before, or found in the destination: those
+// stay, and are counted in the warning that says so), for Deleter. Safe for concurrent
 // use.
 type deletions struct {
 	mu     sync.Mutex
@@ -46,7 +47,7 @@ func (d *deletions) epoch(folder, epoch string) {
 }
 
 func (d *deletions) add(ev Event) {
-	if d == nil || (ev.Kind != Copied && ev.Kind != Already) {
+	if d == nil || (ev.Kind != Copied && ev.Kind != Already && ev.Kind != Duplicate) {
 		return
 	}
 	d.mu.Lock()
