@@ -29,3 +29,13 @@ func TestRendererCountsFound(t *testing.T) {
 		t.Errorf("progress line: %s", logged.String())
 	}
 }
+
+// TestCheckFailedSaysErrorOnce: the summary of a check that stopped on an
+// error does not repeat the error, which main prints on standard error.
+func TestCheckFailedSaysErrorOnce(t *testing.T) {
+	var out bytes.Buffer
+	printCheck(&out, migrate.CheckReport{Error: "IMAP destination x: connection reset"}, "src", "dst", "", 10, exitFatal)
+	if s := out.String(); !strings.Contains(s, "FAILED") || strings.Contains(s, "connection reset") {
+		t.Errorf("summary:\n%s", s)
+	}
+}
