@@ -297,7 +297,7 @@ func (e *engine) appendBatch(ctx context.Context, stop <-chan struct{}, slot int
 			notAttempted(i)
 			continue
 		}
-		if ok, as := j.dup.take(in.MessageID, in.StoredSize(), j.body.BodyLen()); ok {
+		if ok, as := j.dup.take(in.MessageID, in.StoredSize(), j.body.BodyLen(), unixDate(in.Date)); ok {
 			// Already in the destination: record it as found there.
 			ref := DedupeRef
 			if as != "" {
@@ -501,6 +501,14 @@ const FoundPrefix = "found:"
 // destination (DedupeRef, FoundPrefix) rather than copied: it has no copy
 // of its own.
 func IsFound(ref string) bool { return ref == DedupeRef || strings.HasPrefix(ref, FoundPrefix) }
+
+// unixDate is t in unix seconds, 0 for none (what dedupSet compares).
+func unixDate(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
 
 // closed reports whether ch is closed (a nil ch never is).
 func closed(ch <-chan struct{}) bool {

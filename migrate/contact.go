@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // First contact: a state dir that was lost must not duplicate the mail.
@@ -16,8 +17,9 @@ import (
 // message of a source folder that the checkpoint records nothing of (no
 // copy, no message found), and its destination folder holds mail that is
 // not the checkpoint's own copies, the run compares each message of that
-// source folder with what the destination folder held, as --dedupe does
-// (same Message-ID and same stored size; dedupe.go), and records a
+// source folder with what the destination folder held: same Message-ID,
+// same stored size and same internal date (to the second), the date
+// mailhaul gives every copy (dedupe.go), and records a
 // message it finds as found there (FoundPrefix and the ref of the copy
 // it found) instead of copying it.
 // Options.NoAutoDedupe turns this off.
@@ -73,15 +75,15 @@ type Contacts interface {
 	HasCopies(folder, epoch string) (bool, error)
 }
 
-// RefIndexer is implemented by sinks that can give the Message-ID, size
-// and ref (as Append returns it) of every message in a folder, for the
-// first-contact comparison. Where it can, it leaves out the messages
+// RefIndexer is implemented by sinks that can give the Message-ID, size,
+// internal date (zero if unknown) and ref (as Append returns it) of every
+// message in a folder, for the first-contact comparison. Where it can, it leaves out the messages
 // stored since this process first saw the folder (IMAP: UID at or above
 // the UIDNEXT of its first SELECT), which covers this run's appends that
 // have not returned yet (those that have are the engine's claims). Called
 // from the lister goroutine after Prepare.
 type RefIndexer interface {
-	IndexRefs(ctx context.Context, folder string, fn func(messageID string, size int64, ref string) error) error
+	IndexRefs(ctx context.Context, folder string, fn func(messageID string, size int64, date time.Time, ref string) error) error
 }
 
 // FreshFolders is implemented by sinks that know, without asking the
@@ -140,7 +142,7 @@ func (c *contacts) foundListed(d *dedupSet, mb Mailbox, dest string, m Message) 
 	if m.MessageID == "" || m.Size <= 0 {
 		return false, nil
 	}
-	ok, as := d.take(m.MessageID, m.Size, -1)
+	ok, as := d.take(m.MessageID, m.Size, -1, unixDate(m.Date))
 	if !ok {
 		return false, nil
 	}
@@ -246,7 +248,7 @@ func (c *contacts) held(ctx context.Context, dest string) (*dedupSet, error) {
 	var d *dedupSet
 	err := c.e.retry(ctx, &job{dest: dest}, "read destination folder", func() error {
 		d = newDedupSet()
-		return c.ix.IndexRefs(ctx, dest, func(mid string, size int64, ref string) error {
+		return c.ix.IndexRefs(ctx, dest, func(mid string, size int64, date time.Time, ref string) error {
 			if mid == "" {
 				return nil
 			}
@@ -258,7 +260,7 @@ func (c *contacts) held(ctx context.Context, dest string) (*dedupSet, error) {
 					return err
 				}
 			}
-			d.add(mid, size, -1, ref)
+			d.add(mid, size, -1, unixDate(date), ref)
 			return nil
 		})
 	})

@@ -21,7 +21,21 @@ import (
 type indexSink struct {
 	*fakeSink
 	indexed atomic.Int64
-	seen    map[string]int // folder -> messages held when first prepared
+	seen    map[string]int       // folder -> messages held when first prepared
+	dates   map[string]time.Time // ref -> internal date given to Append
+}
+
+func (k *indexSink) Append(ctx context.Context, folder string, m migrate.Message, b *migrate.Body) (string, error) {
+	ref, err := k.fakeSink.Append(ctx, folder, m, b)
+	if ref != "" {
+		k.mu.Lock()
+		if k.dates == nil {
+			k.dates = map[string]time.Time{}
+		}
+		k.dates[ref] = m.Date
+		k.mu.Unlock()
+	}
+	return ref, err
 }
 
 func (k *indexSink) Prepare(ctx context.Context, mb migrate.Mailbox, name string) (string, error) {
@@ -33,16 +47,20 @@ func (k *indexSink) Prepare(ctx context.Context, mb migrate.Mailbox, name string
 	return k.fakeSink.Prepare(ctx, mb, name)
 }
 
-func (k *indexSink) IndexRefs(ctx context.Context, folder string, fn func(string, int64, string) error) error {
+func (k *indexSink) IndexRefs(ctx context.Context, folder string, fn func(string, int64, time.Time, string) error) error {
 	k.indexed.Add(1)
 	k.mu.Lock()
 	bodies := append([]string(nil), k.folders[folder]...)
 	if n, ok := k.seen[folder]; ok {
 		bodies = bodies[:n]
 	}
+	dates := make([]time.Time, len(bodies))
+	for i := range bodies {
+		dates[i] = k.dates[fmt.Sprintf("%s:%d", folder, i+1)]
+	}
 	k.mu.Unlock()
 	for i, b := range bodies {
-		if err := fn(migrate.MessageIDFromHeader([]byte(b)), int64(len(b)), fmt.Sprintf("%s:%d", folder, i+1)); err != nil {
+		if err := fn(migrate.MessageIDFromHeader([]byte(b)), int64(len(b)), dates[i], fmt.Sprintf("%s:%d", folder, i+1)); err != nil {
 			return err
 		}
 	}
@@ -532,7 +550,7 @@ func TestFoundAtListingNotFetched(t *testing.T) {
 
 // Index makes indexSink an Indexer, for Dedupe.
 func (k *indexSink) Index(ctx context.Context, folder string, fn func(string, int64) error) error {
-	return k.IndexRefs(ctx, folder, func(mid string, size int64, _ string) error { return fn(mid, size) })
+	return k.IndexRefs(ctx, folder, func(mid string, size int64, _ time.Time, _ string) error { return fn(mid, size) })
 }
 
 // TestDedupeRunRecordsFirstContact: a lost-state run with Dedupe that is
@@ -605,5 +623,30 @@ func TestFoundStayOnTheSource(t *testing.T) {
 	}
 	if !said {
 		t.Error("no warning that the found messages stay on the source")
+	}
+}
+
+// TestSameMessageIDOtherDate: messages that share a Message-ID and a size
+// (a cron job's reports) but not the internal date are different
+// messages: a first copy into a folder that holds another of them copies
+// every one.
+func TestSameMessageIDOtherDate(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 0})
+	for i := 0; i < 5; i++ {
+		id := fmt.Sprintf("report-%d", i)
+		body := fmt.Sprintf("Message-ID: <report@host>\r\n\r\nday %d\r\n", i)
+		src.bodies[id] = body
+		src.msgs["INBOX"] = append(src.msgs["INBOX"], migrate.Message{Mailbox: "INBOX", ID: id, Size: int64(len(body)),
+			Date: time.Unix(1.7e9+int64(i)*86400, 0), MessageID: "<report@host>"})
+	}
+	sink := &indexSink{fakeSink: newFakeSink()}
+	sink.folders["INBOX"] = []string{"Message-ID: <report@host>\r\n\r\nday 9\r\n"}
+	sink.dates = map[string]time.Time{"INBOX:1": time.Unix(1.7e9+9*86400, 0)}
+	r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Copied != 5 || r.Duplicates != 0 || sink.count() != 6 {
+		t.Errorf("copied %d, found %d, destination holds %d; want 5, 0, 6", r.Copied, r.Duplicates, sink.count())
 	}
 }

@@ -48,18 +48,19 @@ type dedupSet struct {
 
 type dedupEntry struct {
 	size, body int64
+	date       int64  // unix seconds of the internal date; 0: not compared (--dedupe)
 	ref        string // "" unless known (first-contact index)
 	taken      bool
 }
 
 func newDedupSet() *dedupSet { return &dedupSet{m: map[string][]dedupEntry{}} }
 
-func (d *dedupSet) add(mid string, size, body int64, ref string) {
+func (d *dedupSet) add(mid string, size, body, date int64, ref string) {
 	if mid == "" {
 		return
 	}
 	d.mu.Lock()
-	d.m[mid] = append(d.m[mid], dedupEntry{size: size, body: body, ref: ref})
+	d.m[mid] = append(d.m[mid], dedupEntry{size: size, body: body, date: date, ref: ref})
 	d.mu.Unlock()
 }
 
@@ -75,10 +76,12 @@ func (d *dedupSet) len() int {
 }
 
 // take reports whether the destination holds a copy of the message (mid,
-// size, body length) not yet claimed by another source message, and
-// claims it: one with the same size first, else one with the same body
-// length. ref is the copy's ref when the index knew it.
-func (d *dedupSet) take(mid string, size, body int64) (ok bool, ref string) {
+// size, body length, internal date in unix seconds, 0 for none) not yet
+// claimed by another source message, and claims it: one with the same
+// size first, else one with the same body length — and the same date,
+// for an entry that has one (the first-contact index). ref is the copy's
+// ref when the index knew it.
+func (d *dedupSet) take(mid string, size, body, date int64) (ok bool, ref string) {
 	if d == nil || mid == "" {
 		return false, ""
 	}
@@ -86,7 +89,7 @@ func (d *dedupSet) take(mid string, size, body int64) (ok bool, ref string) {
 	defer d.mu.Unlock()
 	es := d.m[mid]
 	for i := range es {
-		if !es[i].taken && es[i].size == size {
+		if !es[i].taken && es[i].size == size && (es[i].date == 0 || es[i].date == date) {
 			es[i].taken = true
 			return true, es[i].ref
 		}
@@ -95,7 +98,7 @@ func (d *dedupSet) take(mid string, size, body int64) (ok bool, ref string) {
 		return false, ""
 	}
 	for i := range es {
-		if !es[i].taken && es[i].body == body {
+		if !es[i].taken && es[i].body == body && (es[i].date == 0 || es[i].date == date) {
 			es[i].taken = true
 			return true, es[i].ref
 		}
@@ -137,12 +140,12 @@ func (e *engine) indexInto(ctx context.Context, d *dedupSet, dest string) error 
 	var err error
 	if bi, ok := e.o.Sink.(BodyIndexer); ok {
 		err = bi.IndexBodies(ctx, dest, func(mid string, size, body int64) error {
-			d.add(mid, size, body, "")
+			d.add(mid, size, body, 0, "")
 			return nil
 		})
 	} else if ix, ok := e.o.Sink.(Indexer); ok {
 		err = ix.Index(ctx, dest, func(mid string, size int64) error {
-			d.add(mid, size, -1, "")
+			d.add(mid, size, -1, 0, "")
 			return nil
 		})
 	} else {

@@ -54,17 +54,27 @@ func TestBodyLen(t *testing.T) {
 
 func TestDedupSet(t *testing.T) {
 	d := newDedupSet()
-	d.add("<a@x>", 100, 40, "")
-	d.add("<a@x>", 120, 40, "r120")
-	d.add("", 5, 5, "")
+	d.add("<a@x>", 100, 40, 0, "")
+	d.add("<a@x>", 120, 40, 0, "r120")
+	d.add("", 5, 5, 0, "")
+	d.add("<d@x>", 100, -1, 1700000000, "")
 	take := func(mid string, size, body int64) bool {
-		ok, _ := d.take(mid, size, body)
+		ok, _ := d.take(mid, size, body, 0)
 		return ok
+	}
+	if ok, _ := d.take("<d@x>", 100, -1, 1700000001); ok {
+		t.Error("an entry with another date matched")
+	}
+	if ok, _ := d.take("<d@x>", 100, -1, 0); ok {
+		t.Error("an entry with a date matched a message without one")
+	}
+	if ok, _ := d.take("<d@x>", 100, -1, 1700000000); !ok {
+		t.Error("an entry with the same date did not match")
 	}
 	if take("", 5, 5) {
 		t.Error("a message without Message-ID matched")
 	}
-	if ok, ref := d.take("<a@x>", 120, 99); !ok || ref != "r120" || !take("<a@x>", 130, 40) {
+	if ok, ref := d.take("<a@x>", 120, 99, 5); !ok || ref != "r120" || !take("<a@x>", 130, 40) {
 		t.Errorf("exact size (with its ref %q), then body length, should match", ref)
 	}
 	if take("<a@x>", 100, 40) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -20,7 +21,7 @@ import (
 // goroutine.
 func (s *IMAP) IndexBodies(ctx context.Context, folder string, fn func(string, int64, int64) error) error {
 	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, Peek: true}
-	return s.scanHeaders(ctx, folder, section, func(hdr []byte, size int64, _ uint32, _ imap.UID) error {
+	return s.scanHeaders(ctx, folder, section, false, func(hdr []byte, size int64, _ time.Time, _ uint32, _ imap.UID) error {
 		return fn(migrate.MessageIDFromHeader(hdr), size, migrate.BodyLenOf(hdr, size))
 	})
 }

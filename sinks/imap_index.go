@@ -3,6 +3,7 @@ package sinks
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -17,7 +18,7 @@ import (
 // examined (read-only) folder. Called from the lister goroutine.
 func (s *IMAP) Index(ctx context.Context, folder string, fn func(string, int64) error) error {
 	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}
-	return s.scanHeaders(ctx, folder, section, func(hdr []byte, size int64, _ uint32, _ imap.UID) error {
+	return s.scanHeaders(ctx, folder, section, false, func(hdr []byte, size int64, _ time.Time, _ uint32, _ imap.UID) error {
 		return fn(migrate.MessageIDFromHeader(hdr), size)
 	})
 }
@@ -28,7 +29,7 @@ func (s *IMAP) Index(ctx context.Context, folder string, fn func(string, int64) 
 // selected the folder (UID at or above the UIDNEXT it said then): this
 // run's copies, even those whose APPEND has not returned yet. Called from
 // the lister goroutine.
-func (s *IMAP) IndexRefs(ctx context.Context, folder string, fn func(string, int64, string) error) error {
+func (s *IMAP) IndexRefs(ctx context.Context, folder string, fn func(string, int64, time.Time, string) error) error {
 	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-ID"}, Peek: true}
 	s.mu.Lock()
 	var validity uint32
@@ -37,7 +38,7 @@ func (s *IMAP) IndexRefs(ctx context.Context, folder string, fn func(string, int
 		validity, next = fi.uidValidity, fi.firstNext
 	}
 	s.mu.Unlock()
-	return s.scanHeaders(ctx, folder, section, func(hdr []byte, size int64, uidValidity uint32, uid imap.UID) error {
+	return s.scanHeaders(ctx, folder, section, true, func(hdr []byte, size int64, date time.Time, uidValidity uint32, uid imap.UID) error {
 		if next > 0 && uidValidity == validity && uid >= next {
 			return nil
 		}
@@ -45,16 +46,16 @@ func (s *IMAP) IndexRefs(ctx context.Context, folder string, fn func(string, int
 		if uid != 0 {
 			ref = makeRef(uidValidity, uid, folder)
 		}
-		return fn(migrate.MessageIDFromHeader(hdr), size, ref)
+		return fn(migrate.MessageIDFromHeader(hdr), size, date, ref)
 	})
 }
 
 // scanHeaders examines folder and calls fn with section (a header
-// section), RFC822.SIZE, the folder's UIDVALIDITY and the UID of every
-// message, from one FETCH 1:*, on a connection of the pool. fn's first
-// error stops the calls and is returned once the FETCH is over. Called
-// from the lister goroutine.
-func (s *IMAP) scanHeaders(ctx context.Context, folder string, section *imap.FetchItemBodySection, fn func(hdr []byte, size int64, uidValidity uint32, uid imap.UID) error) error {
+// section), RFC822.SIZE, the INTERNALDATE (with dated; else zero), the
+// folder's UIDVALIDITY and the UID of every message, from one FETCH 1:*,
+// on a connection of the pool. fn's first error stops the calls and is
+// returned once the FETCH is over. Called from the lister goroutine.
+func (s *IMAP) scanHeaders(ctx context.Context, folder string, section *imap.FetchItemBodySection, dated bool, fn func(hdr []byte, size int64, date time.Time, uidValidity uint32, uid imap.UID) error) error {
 	c, err := s.pool.Get(ctx)
 	if err != nil {
 		return err
@@ -66,10 +67,10 @@ func (s *IMAP) scanHeaders(ctx context.Context, folder string, section *imap.Fet
 			return err
 		}
 		return c.Do(ctx, func() error {
-			cmd := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{section}})
+			cmd := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, RFC822Size: true, InternalDate: dated, BodySection: []*imap.FetchItemBodySection{section}})
 			return imapconn.CollectEach(c, cmd, nil, func(buf *imapclient.FetchMessageBuffer) {
 				if fnErr == nil {
-					fnErr = fn(buf.FindBodySection(section), buf.RFC822Size, data.UIDValidity, buf.UID)
+					fnErr = fn(buf.FindBodySection(section), buf.RFC822Size, buf.InternalDate, data.UIDValidity, buf.UID)
 				}
 			})
 		})

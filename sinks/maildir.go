@@ -349,12 +349,14 @@ func (s *Maildir) Remove(ctx context.Context, folder, ref string) error {
 // Index implements migrate.Indexer: the Message-ID and size of every
 // message in folder (cur/ and new/). Only the header of each file is read.
 func (s *Maildir) Index(ctx context.Context, folder string, fn func(string, int64) error) error {
-	return s.IndexRefs(ctx, folder, func(mid string, size int64, _ string) error { return fn(mid, size) })
+	return s.IndexRefs(ctx, folder, func(mid string, size int64, _ time.Time, _ string) error { return fn(mid, size) })
 }
 
-// IndexRefs implements migrate.RefIndexer: Index with the ref of each
-// message (the unique part of its file name, as Append returns it).
-func (s *Maildir) IndexRefs(ctx context.Context, folder string, fn func(string, int64, string) error) error {
+// IndexRefs implements migrate.RefIndexer: Index with the date (the
+// file's modification time, which Append sets to the internal date) and
+// ref of each message (the unique part of its file name, as Append
+// returns it).
+func (s *Maildir) IndexRefs(ctx context.Context, folder string, fn func(string, int64, time.Time, string) error) error {
 	buf := make([]byte, 64<<10)
 	return s.eachMessage(ctx, folder, func(p string) error {
 		f, err := os.Open(p)
@@ -368,7 +370,7 @@ func (s *Maildir) IndexRefs(ctx context.Context, folder string, fn func(string, 
 			return nil
 		}
 		base, _, _ := strings.Cut(filepath.Base(p), ":")
-		return fn(migrate.MessageIDFromHeader(buf[:n]), fi.Size(), base)
+		return fn(migrate.MessageIDFromHeader(buf[:n]), fi.Size(), fi.ModTime(), base)
 	})
 }
 

@@ -424,7 +424,11 @@ func printSummary(w, plan io.Writer, r migrate.Report) {
 		rate = fmt.Sprintf(", %.0f msg/s, %s/s", float64(r.Copied)/secs, humanBytes(int64(float64(r.Bytes)/secs)))
 	}
 	if r.Duplicates > 0 {
-		fmt.Fprintf(w, "%d messages were already in the destination (found by Message-ID) and were not copied again\n", r.Duplicates)
+		were := fmt.Sprintf("%d messages were", r.Duplicates)
+		if r.Duplicates == 1 {
+			were = "1 message was"
+		}
+		fmt.Fprintf(w, "%s already in the destination (found by Message-ID) and not copied again\n", were)
 	}
 	fmt.Fprintf(w, "%s %s (%s), %d already there, %d skipped, %d filtered, %s; %.1fs%s\n",
 		verb, plural(r.Copied, "message"), humanBytes(r.Bytes), r.Already, len(r.Skipped), r.Filtered, plural(len(r.Folders), "folder"), secs, rate)

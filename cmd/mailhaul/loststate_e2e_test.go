@@ -113,3 +113,43 @@ func destinationIndexes(stderr string) []string {
 	}
 	return out
 }
+
+// TestPOP3LostStateNoDuplicates: POP3 -> IMAP (Dovecot) with a new state
+// dir copies only the new mail: the messages are compared once fetched,
+// by Message-ID, size and the date their Date: field gave the copy.
+func TestPOP3LostStateNoDuplicates(t *testing.T) {
+	d := testserver.StartDovecot(t, testserver.WithUser("pat", "Pat-Pw-7"), testserver.WithUser("dan", "Dan-Pw-8"))
+	c := imapLogin(t, d, "pat")
+	n := 0
+	deliver := func() {
+		n++
+		body := fmt.Sprintf("From: x@example.org\r\nDate: Mon, %d Jan 2024 10:00:00 +0100\r\nSubject: pop %d\r\nMessage-ID: <pop-%d@example.org>\r\n\r\nbody %d\r\n", n, n, n, n)
+		cmd := c.Append("INBOX", int64(len(body)), nil)
+		cmd.Write([]byte(body))
+		cmd.Close()
+		if _, err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 6; i++ {
+		deliver()
+	}
+	env := []string{"MAILHAUL_SRC_PASSWORD=Pat-Pw-7", "MAILHAUL_DST_PASSWORD=Dan-Pw-8"}
+	copyWith := func(state string) result {
+		t.Helper()
+		r := runMailhaul(t, env, "copy", "--insecure-plaintext", "--state-dir", state, "pop3://pat@"+d.POP3Addr, "imap://dan@"+d.IMAPAddr)
+		if r.code != 0 {
+			t.Fatalf("exit %d\n%s", r.code, r.stderr)
+		}
+		return r
+	}
+	copyWith(t.TempDir())
+	deliver()
+	r := copyWith(t.TempDir())
+	if !strings.Contains(r.stderr, "copied 1 message (") || !strings.Contains(r.stderr, "6 messages were already in the destination") {
+		t.Errorf("new state dir: %s", lastLines(r.stderr, 6))
+	}
+	if got := imapCount(t, d, "dan")["INBOX"]; got != 7 {
+		t.Errorf("INBOX holds %d, want 7", got)
+	}
+}
