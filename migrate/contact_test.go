@@ -172,30 +172,14 @@ func TestLostStateNoDuplicates(t *testing.T) {
 // copy wrote is there once, and the new messages once; the resumed run
 // ends the decision.
 func TestLostStateInterrupted(t *testing.T) {
-	src := newFakeSource(map[string]int{"INBOX": 60})
-	sink := &indexSink{fakeSink: newFakeSink()}
-	if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t)}); err != nil {
-		t.Fatal(err)
-	}
-	addMessages(src, "INBOX", 40)
-	path := filepath.Join(t.TempDir(), "lost.db")
-	cp := openCPAt(t, path)
-	ctx, cancel := context.WithCancel(context.Background())
-	var dones atomic.Int64
-	hook := func(step string) {
-		if step == "done" && dones.Add(1) == 3 {
-			cancel()
-		}
-	}
-	r, err := migrate.Run(ctx, migrate.Options{Source: src, Sink: sink, Checkpoint: cp, BatchSize: 4, Transfers: 1, StepHook: hook})
+	src, sink, path, r, err := interruptLostState(t, 40, migrate.Options{})
 	if !errors.Is(err, migrate.ErrInterrupted) {
 		t.Fatalf("interrupted run: %v", err)
 	}
 	if r.Duplicates == 0 || r.Duplicates >= 60 || sink.count() != 60 {
 		t.Fatalf("the interrupted run found %d of the 60 copies, the destination holds %d: the test needs it stopped among them", r.Duplicates, sink.count())
 	}
-	cp.Close()
-	cp = openCPAt(t, path)
+	cp := openCPAt(t, path)
 	defer cp.Close()
 	var w warnings
 	if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp, Reporter: &w}); err != nil {
@@ -557,27 +541,11 @@ func (k *indexSink) Index(ctx context.Context, folder string, fn func(string, in
 // interrupted records the first contact all the same, so that the run
 // resuming it without Dedupe goes on comparing.
 func TestDedupeRunRecordsFirstContact(t *testing.T) {
-	src := newFakeSource(map[string]int{"INBOX": 60})
-	sink := &indexSink{fakeSink: newFakeSink()}
-	if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t)}); err != nil {
-		t.Fatal(err)
-	}
-	addMessages(src, "INBOX", 10)
-	path := filepath.Join(t.TempDir(), "lost.db")
-	cp := openCPAt(t, path)
-	ctx, cancel := context.WithCancel(context.Background())
-	var dones atomic.Int64
-	hook := func(step string) {
-		if step == "done" && dones.Add(1) == 3 {
-			cancel()
-		}
-	}
-	r, err := migrate.Run(ctx, migrate.Options{Source: src, Sink: sink, Checkpoint: cp, Dedupe: true, BatchSize: 4, Transfers: 1, StepHook: hook})
+	src, sink, path, r, err := interruptLostState(t, 10, migrate.Options{Dedupe: true})
 	if !errors.Is(err, migrate.ErrInterrupted) || r.Duplicates == 0 || r.Duplicates >= 60 {
 		t.Fatalf("interrupted --dedupe run: %d found, %v; the test needs it stopped among them", r.Duplicates, err)
 	}
-	cp.Close()
-	cp = openCPAt(t, path)
+	cp := openCPAt(t, path)
 	defer cp.Close()
 	if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp}); err != nil {
 		t.Fatal(err)
@@ -649,4 +617,33 @@ func TestSameMessageIDOtherDate(t *testing.T) {
 	if r.Copied != 5 || r.Duplicates != 0 || sink.count() != 6 {
 		t.Errorf("copied %d, found %d, destination holds %d; want 5, 0, 6", r.Copied, r.Duplicates, sink.count())
 	}
+}
+
+// interruptLostState copies a folder of 60 messages with one checkpoint,
+// adds extra messages, and runs o (BatchSize 4, one transfer) with a new
+// checkpoint at the returned path, cancelled at its third commit of
+// copies: the lost-state run interrupted while it finds what the first
+// copy wrote. The checkpoint is closed when it returns.
+func interruptLostState(t *testing.T, extra int, o migrate.Options) (*fakeSource, *indexSink, string, migrate.Report, error) {
+	t.Helper()
+	src := newFakeSource(map[string]int{"INBOX": 60})
+	sink := &indexSink{fakeSink: newFakeSink()}
+	if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t)}); err != nil {
+		t.Fatal(err)
+	}
+	addMessages(src, "INBOX", extra)
+	path := filepath.Join(t.TempDir(), "lost.db")
+	cp := openCPAt(t, path)
+	defer cp.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var dones atomic.Int64
+	o.Source, o.Sink, o.Checkpoint, o.BatchSize, o.Transfers = src, sink, cp, 4, 1
+	o.StepHook = func(step string) {
+		if step == "done" && dones.Add(1) == 3 {
+			cancel()
+		}
+	}
+	r, err := migrate.Run(ctx, o)
+	return src, sink, path, r, err
 }
