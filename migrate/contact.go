@@ -17,11 +17,11 @@ import (
 // message of a source folder that the checkpoint records nothing of (no
 // copy, no message found), and its destination folder holds mail that is
 // not the checkpoint's own copies, the run compares each message of that
-// source folder with what the destination folder held: same Message-ID,
+// source folder with what the destination folder held — same Message-ID,
 // same stored size and same internal date (to the second), the date
-// mailhaul gives every copy (dedupe.go), and records a
-// message it finds as found there (FoundPrefix and the ref of the copy
-// it found) instead of copying it.
+// mailhaul gives every copy (dedupe.go) — and records a message it finds
+// as found there (FoundPrefix and the ref of the copy it found) instead
+// of copying it.
 // Options.NoAutoDedupe turns this off.
 //
 // The decision is per source folder, and the checkpoint keeps it
@@ -32,27 +32,30 @@ import (
 // the filter must compare it). Until then every run compares the folder's
 // new messages again — a run interrupted halfway resumes comparing.
 //
-// What is compared with is an index of the destination folder taken once
-// per run, when the first source folder going there needs it, without the
-// copies the checkpoint records there (RefIndexer refs that the
-// checkpoint names an Owner for): source folders merged into one
-// destination folder, or twins of one folder, never match this
-// checkpoint's own copies, in this run or after an interruption.
+// What is compared with is an index of the destination folder, read when
+// the first source folder going there needs it (and kept for the next
+// ones, merged into the same folder), without the copies the checkpoint
+// records there or records as found (RefIndexer refs that the checkpoint
+// names an Owner for) and without this run's own: source folders merged
+// into one destination folder, or twins of one folder, never match this
+// checkpoint's copies, in this run or after an interruption.
 //
 // Costs: nothing for a source folder that has nothing new (a POP3
 // maildrop that stays empty, a re-run), or whose folder the checkpoint
 // already records copies of; no index of a destination folder the sink
 // saw empty (FreshFolders: the folders a first copy creates); else one
-// read of the destination folder's Message-IDs and sizes (the cheap
-// index: a lost state's copies were written by mailhaul from the same
-// source, size for size; --dedupe's body length, for a mail client's copy
-// of a POP3 message, is --dedupe's own). The source's messages are still
+// read of the destination folder's Message-IDs, sizes and dates (the
+// cheap index: a lost state's copies were written by mailhaul from the
+// same source, size for size and date for date; --dedupe's body length,
+// for a mail client's copy of a POP3 message, is --dedupe's own). The source's messages are still
 // fetched, except where the source gives the Message-ID while listing
-// (IMAP) and the size matches (foundListed).
+// (IMAP) and the size and date match (foundListed).
 //
 // Limits: a checkpoint that is stale rather than new (a state dir
-// restored from an old backup) is not noticed, since it records copies of
-// the folder; a dry run does not compare (it fetches nothing).
+// restored from an old backup, two state dirs used in turn or at once) is
+// not noticed, since it records copies of the folder; a message without
+// a date is always copied; a dry run does not compare (it fetches
+// nothing).
 // --delete-after-copy leaves a message found this way on the source: its
 // copy in the destination is not one this checkpoint made (delete.go).
 
