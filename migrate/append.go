@@ -299,12 +299,8 @@ func (e *engine) appendBatch(ctx context.Context, stop <-chan struct{}, slot int
 		}
 		if ok, as := j.dup.take(in.MessageID, in.StoredSize(), j.body.BodyLen(), unixDate(in.Date)); ok {
 			// Already in the destination: record it as found there.
-			ref := DedupeRef
-			if as != "" {
-				ref = FoundPrefix + as
-			}
 			finished = append(finished, in)
-			refs = append(refs, ref)
+			refs = append(refs, foundRef(as))
 			e.rep(Event{Kind: Duplicate, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Bytes: j.msg.Size})
 			continue
 		}
@@ -501,6 +497,15 @@ const FoundPrefix = "found:"
 // destination (DedupeRef, FoundPrefix) rather than copied: it has no copy
 // of its own.
 func IsFound(ref string) bool { return ref == DedupeRef || strings.HasPrefix(ref, FoundPrefix) }
+
+// foundRef is the ref recorded for a message found as the copy as (""
+// when the index did not know its ref: DedupeRef).
+func foundRef(as string) string {
+	if as == "" {
+		return DedupeRef
+	}
+	return FoundPrefix + as
+}
 
 // unixDate is t in unix seconds, 0 for none (what dedupSet compares).
 func unixDate(t time.Time) int64 {

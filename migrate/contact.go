@@ -106,10 +106,12 @@ type contacts struct {
 	e       *engine
 	cp      Contacts
 	ix      RefIndexer
-	compare bool                 // false with Dedupe: record only
-	pending map[string]string    // source folder -> destination folder, as recorded
-	index   map[string]*dedupSet // destination folder -> what it held, this run
-	listed  map[string]bool      // pending source folders listed to the end
+	compare bool              // false with Dedupe: record only
+	pending map[string]string // source folder -> destination folder, as recorded
+	// The last destination folder read (held) and what it held.
+	indexDest string
+	index     *dedupSet
+	listed    map[string]bool // pending source folders listed to the end
 
 	// Taken by foundListed, not recorded yet (recordFound).
 	found     []Intent
@@ -130,8 +132,7 @@ func newContacts(e *engine) (*contacts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read checkpoint: %w", err)
 	}
-	return &contacts{e: e, cp: cp, ix: ix, compare: !e.o.Dedupe, pending: pending,
-		index: map[string]*dedupSet{}, listed: map[string]bool{}}, nil
+	return &contacts{e: e, cp: cp, ix: ix, compare: !e.o.Dedupe, pending: pending, listed: map[string]bool{}}, nil
 }
 
 // foundListed matches m, before it is fetched, with what d holds, when the
@@ -149,13 +150,9 @@ func (c *contacts) foundListed(d *dedupSet, mb Mailbox, dest string, m Message) 
 	if !ok {
 		return false, nil
 	}
-	ref := DedupeRef
-	if as != "" {
-		ref = FoundPrefix + as
-	}
 	c.found = append(c.found, Intent{Folder: mb.Name, Epoch: mb.Epoch, ID: m.ID, Dest: dest, MessageID: m.MessageID,
 		Size: m.Size, Date: m.Date, Flags: m.Flags})
-	c.foundRefs = append(c.foundRefs, ref)
+	c.foundRefs = append(c.foundRefs, foundRef(as))
 	if len(c.found) >= listChunk {
 		return true, c.recordFound()
 	}
@@ -229,7 +226,7 @@ func (c *contacts) decide(ctx context.Context, mb Mailbox, dest string, rematchi
 		return nil, nil
 	}
 	c.e.rep(Event{Kind: Warning, Folder: mb.Name, Dest: dest, Err: fmt.Errorf(
-		"destination folder %q already holds %s this state dir did not copy (a new or lost state dir?): each message of %q is compared with them by Message-ID and size, and one found there is not copied again (--no-auto-dedupe copies all)", dest, countOf(n, "message with a Message-ID", "messages with a Message-ID"), mb.Name)})
+		"destination folder %q already holds %s this state dir did not copy (a new or lost state dir?): each message of %q is compared with them by Message-ID, size and date, and one found there is not copied again (--no-auto-dedupe copies all)", dest, countOf(n, "message with a Message-ID", "messages with a Message-ID"), mb.Name)})
 	return d, nil
 }
 
@@ -245,8 +242,8 @@ func (c *contacts) decide(ctx context.Context, mb Mailbox, dest string, rematchi
 // copies no ref the checkpoint can recognise: they are compared with like
 // foreign mail.
 func (c *contacts) held(ctx context.Context, dest string) (*dedupSet, error) {
-	if d, ok := c.index[dest]; ok {
-		return d, nil
+	if c.index != nil && c.indexDest == dest {
+		return c.index, nil
 	}
 	var d *dedupSet
 	err := c.e.retry(ctx, &job{dest: dest}, "read destination folder", func() error {
@@ -270,8 +267,7 @@ func (c *contacts) held(ctx context.Context, dest string) (*dedupSet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read destination folder %q (to compare with at the first copy into it): %w", dest, err)
 	}
-	clear(c.index)
-	c.index[dest] = d
+	c.indexDest, c.index = dest, d
 	return d, nil
 }
 
