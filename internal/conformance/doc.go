@@ -24,6 +24,9 @@
 //   - The Finder: Locate finds a copy written, distinct copies for twins,
 //     distinct refs in folders that share a UIDVALIDITY.
 //   - --dedupe against what the destination already holds.
+//   - A lost state dir: a run with a new checkpoint into a destination an
+//     earlier run filled, interrupted at each of its first appends and
+//     resumed, copies only what is not there yet.
 //   - Storage order: each folder's messages in the source's order.
 //   - Crash points: the binary is killed right after each step of the
 //     append protocol and resumed; each message ends up exactly once.

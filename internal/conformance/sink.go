@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,6 +34,7 @@ func SinkCases() []SinkCase {
 		{"twins", TwinsCase},
 		{"locate", LocateCase},
 		{"dedupe", DedupeCase},
+		{"lost-state", LostStateCase},
 		{"order", OrderCase},
 		{"crash-points", CrashCase},
 		{"resets", ResetCase},
@@ -56,6 +58,17 @@ func RunSinks(t *testing.T, targets []TargetFunc) {
 // checkpoint at cp ("" : a fresh one).
 func copyWith(t *testing.T, tgt Target, src migrate.Source, cp string, mod func(*migrate.Options)) migrate.Report {
 	t.Helper()
+	r, err := runEngine(context.Background(), t, tgt, src, cp, mod)
+	if err != nil {
+		t.Fatalf("%s: copy: %v", tgt.Name, err)
+	}
+	return r
+}
+
+// runEngine is copyWith for a run that may end in an error (one the case
+// interrupts).
+func runEngine(ctx context.Context, t *testing.T, tgt Target, src migrate.Source, cp string, mod func(*migrate.Options)) (migrate.Report, error) {
+	t.Helper()
 	if cp == "" {
 		cp = filepath.Join(t.TempDir(), "cp.db")
 	}
@@ -70,11 +83,7 @@ func copyWith(t *testing.T, tgt Target, src migrate.Source, cp string, mod func(
 	if mod != nil {
 		mod(&o)
 	}
-	r, err := migrate.Run(context.Background(), o)
-	if err != nil {
-		t.Fatalf("%s: copy: %v", tgt.Name, err)
-	}
-	return r
+	return migrate.Run(ctx, o)
 }
 
 // want is the body a target holds for a source body.
@@ -445,6 +454,76 @@ func DedupeCase(t *testing.T, tf TargetFunc) {
 		}
 	}
 	checkExactlyOnce(t, tgt, union)
+}
+
+// LostStateCase: a copy whose checkpoint is gone (a new state dir) into a
+// destination an earlier run filled copies only what is not there yet,
+// also when it is interrupted at its cut-th append and resumed
+// with its own checkpoint; a run after copies nothing. The messages the
+// earlier run copied are found by Message-ID, size and date, whatever the
+// server's refs look like (one UIDVALIDITY for every folder, none at all
+// without UIDPLUS); those without a Message-ID are copied again, as
+// documented. Among the new messages are twins, which a resumed run must
+// not take for each other's copies: the cuts at the first six appends
+// fall before, between and after them.
+func LostStateCase(t *testing.T, tf TargetFunc) {
+	all := CrashCorpus(45, 0)
+	// What the earlier run copied: the first two thirds of each folder
+	// (so the source's ids, positions in a folder, stay the same as new
+	// mail arrives after them).
+	n := map[string]int{}
+	for _, m := range all {
+		n[m.Folder]++
+	}
+	var first []Msg
+	seen := map[string]int{}
+	for _, m := range all {
+		if seen[m.Folder]++; seen[m.Folder] <= n[m.Folder]*2/3 {
+			first = append(first, m)
+		}
+	}
+	for cut := int64(1); cut <= 6; cut++ {
+		tgt := tf.New(t)
+		// What the destination should hold in the end: every message of
+		// the source once, and those without a Message-ID the first run
+		// copied once more — except where a copy's name derives from its
+		// source id and content (Maildir): written again, it lands on the
+		// first copy.
+		union := append([]Msg{}, all...)
+		for _, m := range first {
+			if !bytes.Contains(m.Body, []byte("Message-ID:")) && !tgt.Q.SameName {
+				union = append(union, m)
+			}
+		}
+		copyWith(t, tgt, NewMemSource(first, nil), "", nil)
+		cp := filepath.Join(t.TempDir(), "lost.db")
+		ctx, cancel := context.WithCancel(context.Background())
+		var appends atomic.Int64
+		_, err := runEngine(ctx, t, tgt, NewMemSource(all, nil), cp, func(o *migrate.Options) {
+			o.BatchSize, o.Transfers = 1, 1
+			o.StepHook = func(step string) {
+				if step == "append" && appends.Add(1) == cut {
+					cancel()
+				}
+			}
+		})
+		cancel()
+		if appends.Load() < cut {
+			t.Fatalf("%s: the lost-state run ended (%v) after %d appends, before the cut at %d", tgt.Name, err, appends.Load(), cut)
+		}
+		r := copyWith(t, tgt, NewMemSource(all, nil), cp, nil)
+		t.Logf("cut at append %d (%d made): the resumed run copied %d, found %d, had %d already", cut, appends.Load(), r.Copied, r.Duplicates, r.Already)
+		if r.Duplicates == 0 && cut == 1 {
+			t.Errorf("%s, cut at %d: the resumed run found nothing in the destination", tgt.Name, cut)
+		}
+		checkExactlyOnce(t, tgt, union)
+		if r := copyWith(t, tgt, NewMemSource(all, nil), cp, nil); r.Copied != 0 {
+			t.Errorf("%s, cut at %d: the run after copied %d", tgt.Name, cut, r.Copied)
+		}
+		if t.Failed() {
+			t.Fatalf("%s: failed with the cut at append %d", tgt.Name, cut)
+		}
+	}
 }
 
 // writeMaildirSource writes msgs as a Maildir++ tree (for cases that run

@@ -55,6 +55,10 @@ type Quirks struct {
 	NoRemove  bool // cannot remove one message (no UIDPLUS)
 	Immediate bool // nothing can appear after the writer died (Maildir)
 	NoOrder   bool // keeps no storage order (Maildir: file names)
+	// SameName: a copy's name derives from its source id and content
+	// (Maildir), so the same message written again by a run without the
+	// checkpoint lands on the first copy instead of beside it.
+	SameName bool
 }
 
 // Stored is one message read back from a destination.
@@ -121,7 +125,7 @@ func MaildirTarget(t *testing.T, layout maildir.Layout) Target {
 			return s
 		},
 		Read: func(t *testing.T) []Stored { return readMaildir(t, root) },
-		Q:    Quirks{Immediate: true, NoOrder: true},
+		Q:    Quirks{Immediate: true, NoOrder: true, SameName: true},
 	}
 }
 
