@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -567,31 +568,82 @@ func (s *delSource) Delete(ctx context.Context, folder string, ids []string) err
 	return nil
 }
 
-// TestFoundStayOnTheSource: with DeleteAfterCopy, a message found in the
-// destination at a first contact stays on the source, and the run that
-// found it says so; a message it copied is deleted.
-func TestFoundStayOnTheSource(t *testing.T) {
-	src := &delSource{fakeSource: newFakeSource(map[string]int{"INBOX": 10})}
-	sink := &indexSink{fakeSink: newFakeSink()}
-	if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t)}); err != nil {
-		t.Fatal(err)
+// failLocate is an indexSink whose Locate fails: the copies of found
+// messages cannot be compared.
+type failLocate struct{ *indexSink }
+
+func (k failLocate) Locate(context.Context, string, []migrate.Intent) ([][]string, error) {
+	return nil, migrate.FatalError(errors.New("locate refused"))
+}
+
+// TestFoundDeletedOnceCompared: with DeleteAfterCopy, a message found in
+// the destination at a first contact is deleted from the source only once
+// the copy it was found as is shown to hold exactly its bytes. A copy that
+// differs (same Message-ID, size and date, one byte changed), and every
+// found message when the sink cannot compare, stay on the source, and the
+// run says so; a message it copied is deleted in every case.
+func TestFoundDeletedOnceCompared(t *testing.T) {
+	setup := func(t *testing.T) (*delSource, *indexSink) {
+		src := &delSource{fakeSource: newFakeSource(map[string]int{"INBOX": 10})}
+		sink := &indexSink{fakeSink: newFakeSink()}
+		if _, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t)}); err != nil {
+			t.Fatal(err)
+		}
+		addMessages(src.fakeSource, "INBOX", 1)
+		return src, sink
 	}
-	addMessages(src.fakeSource, "INBOX", 1)
-	var w warnings
-	r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t), DeleteAfterCopy: true, Reporter: &w})
-	if err != nil {
-		t.Fatal(err)
+	run := func(t *testing.T, src *delSource, sink migrate.Sink) (migrate.Report, []string) {
+		var w warnings
+		r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t), DeleteAfterCopy: true, Reporter: &w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Duplicates != 10 || r.Copied != 1 {
+			t.Errorf("found %d, copied %d; want 10, 1", r.Duplicates, r.Copied)
+		}
+		return r, w.take()
 	}
-	if r.Duplicates != 10 || r.Copied != 1 || len(src.deleted) != 1 || src.deleted[0] != "INBOX-10" {
-		t.Errorf("found %d, copied %d, deleted %v; want 10, 1, [INBOX-10]", r.Duplicates, r.Copied, src.deleted)
+	said := func(ws []string, s string) bool {
+		for _, w := range ws {
+			if strings.Contains(w, s) {
+				return true
+			}
+		}
+		return false
 	}
-	said := false
-	for _, s := range w.take() {
-		said = said || strings.Contains(s, "10 messages of \"INBOX\" stay in the source")
-	}
-	if !said {
-		t.Error("no warning that the found messages stay on the source")
-	}
+	t.Run("compared", func(t *testing.T) {
+		src, sink := setup(t)
+		_, ws := run(t, src, sink)
+		if len(src.deleted) != 11 {
+			t.Errorf("deleted %v, want all 11", src.deleted)
+		}
+		if said(ws, "stay in the source") {
+			t.Errorf("warned that messages stay: %q", ws)
+		}
+	})
+	t.Run("copy-differs", func(t *testing.T) {
+		src, sink := setup(t)
+		sink.mu.Lock()
+		sink.folders["INBOX"][3] = strings.Replace(sink.folders["INBOX"][3], "body", "bodY", 1)
+		sink.mu.Unlock()
+		_, ws := run(t, src, sink)
+		if len(src.deleted) != 10 || slices.Contains(src.deleted, "INBOX-3") {
+			t.Errorf("deleted %v, want all but INBOX-3", src.deleted)
+		}
+		if !said(ws, `1 messages of "INBOX" stay in the source`) {
+			t.Errorf("no warning that INBOX-3 stays: %q", ws)
+		}
+	})
+	t.Run("cannot-compare", func(t *testing.T) {
+		src, sink := setup(t)
+		_, ws := run(t, src, failLocate{sink})
+		if len(src.deleted) != 1 || src.deleted[0] != "INBOX-10" {
+			t.Errorf("deleted %v, want [INBOX-10]", src.deleted)
+		}
+		if !said(ws, "locate refused") || !said(ws, `10 messages of "INBOX" stay in the source`) {
+			t.Errorf("no warning that the found messages stay on the source: %q", ws)
+		}
+	})
 }
 
 // TestSameMessageIDOtherDate: messages that share a Message-ID and a size

@@ -3,6 +3,8 @@ package migrate
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 )
 
@@ -17,8 +19,10 @@ import (
 // folder whose copy is recorded done in the checkpoint — copied by this run
 // or by an earlier one — and confirmed by the destination: never a copy
 // recorded with an unverified ref (UnverifiedPrefix: a server without
-// UIDPLUS that did not say where it stored it), never one Dedupe merely
-// recognised. The source applies its own policy on top (POP3
+// UIDPLUS that did not say where it stored it). A message found in the
+// destination rather than copied (Dedupe, a lost state dir) is handed over
+// only once the sink's Finder has shown that the copy it was found as holds
+// exactly its bytes (confirmFound). The source applies its own policy on top (POP3
 // --delete-older-than) and must delete nothing if it cannot finish (POP3
 // deletes at QUIT only). An error is reported; it does not undo copies.
 type Deleter interface {
@@ -65,13 +69,13 @@ func (e *engine) deleteCopied(ctx context.Context) error {
 		return FatalError(fmt.Errorf("--delete-after-copy: this source cannot delete messages"))
 	}
 	for _, f := range e.del.ord {
-		ids, kept, err := e.verified(f, e.del.ids[f])
+		ids, kept, err := e.verified(ctx, f, e.del.ids[f])
 		if err != nil {
 			return err
 		}
 		if kept > 0 {
 			e.rep(Event{Kind: Warning, Folder: f, Err: fmt.Errorf(
-				"--delete-after-copy: %d messages of %q stay in the source: their copy in the destination was not confirmed (found there by Message-ID, not copied by this checkpoint; or a server without UIDPLUS did not say where it stored it)", kept, f)})
+				"--delete-after-copy: %d messages of %q stay in the source: their copy in the destination was not confirmed (found there by Message-ID, not copied by this checkpoint, and the copy's content could not be compared or differs; or a server without UIDPLUS did not say where it stored it)", kept, f)})
 		}
 		if len(ids) == 0 {
 			continue
@@ -83,25 +87,84 @@ func (e *engine) deleteCopied(ctx context.Context) error {
 	return nil
 }
 
-// verified keeps the ids whose recorded copy is confirmed.
-func (e *engine) verified(folder string, ids []string) ([]string, int, error) {
-	refs := map[string]string{}
+// verified keeps the ids whose recorded copy is confirmed, and counts
+// the others.
+func (e *engine) verified(ctx context.Context, folder string, ids []string) ([]string, int, error) {
+	copies := map[string]Copy{}
 	err := e.o.Checkpoint.Copies(folder, e.del.epochs[folder], func(c Copy) error {
-		refs[c.ID] = c.Ref
+		copies[c.ID] = c
 		return nil
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("read the copies of %q before deleting from the source: %w", folder, err)
 	}
 	var out []string
+	var found []Copy
 	kept := 0
 	for _, id := range ids {
-		ref, ok := refs[id]
-		if !ok || ref == "" || IsFound(ref) || ref == "existing" || Unverified(ref) {
+		c, ok := copies[id]
+		switch {
+		case !ok || c.Ref == "" || c.Ref == "existing" || Unverified(c.Ref):
 			kept++
+		case IsFound(c.Ref):
+			found = append(found, c)
+		default:
+			out = append(out, id)
+		}
+	}
+	confirmed := e.confirmFound(ctx, folder, found)
+	return append(out, confirmed...), kept + len(found) - len(confirmed), nil
+}
+
+// confirmFound returns the ids of the found messages whose copy in the
+// destination holds exactly their bytes: the sink's Finder, asked for the
+// copies of each message's recorded size and SHA-256 (its CRLF form on an
+// IMAP destination), names the very copy the message was found as. A
+// match by Message-ID, size and date, which is what finding is, is not
+// enough to delete a source message; this is. Messages recorded without
+// a hash (found at listing, never fetched) or without the copy's ref
+// (DedupeRef) are not confirmed. An error of the sink confirms nothing
+// and is reported as a warning: the messages stay in the source.
+func (e *engine) confirmFound(ctx context.Context, folder string, found []Copy) []string {
+	finder, ok := e.o.Sink.(Finder)
+	if !ok || len(found) == 0 {
+		return nil
+	}
+	byDest := map[string][]Copy{}
+	var dests []string
+	for _, c := range found {
+		if c.SHA256 == "" || !strings.HasPrefix(c.Ref, FoundPrefix) {
 			continue
 		}
-		out = append(out, id)
+		if _, ok := byDest[c.Dest]; !ok {
+			dests = append(dests, c.Dest)
+		}
+		byDest[c.Dest] = append(byDest[c.Dest], c)
 	}
-	return out, kept, nil
+	var out []string
+	for _, dest := range dests {
+		cs := byDest[dest]
+		ins := make([]Intent, len(cs))
+		for i, c := range cs {
+			ins[i] = Intent{Folder: folder, Epoch: e.del.epochs[folder], ID: c.ID, Dest: dest, MessageID: c.MessageID,
+				Size: c.Size, SHA256: c.SHA256, Date: c.Date}
+		}
+		var cands [][]string
+		err := e.retry(ctx, &job{dest: dest}, "compare found copies", func() error {
+			var err error
+			cands, err = finder.Locate(ctx, dest, ins)
+			return err
+		})
+		if err != nil {
+			e.rep(Event{Kind: Warning, Folder: folder, Dest: dest, Err: fmt.Errorf(
+				"--delete-after-copy: cannot compare the %d messages of %q found in %q with their copies there, so they stay in the source: %w", len(cs), folder, dest, err)})
+			continue
+		}
+		for i, c := range cs {
+			if i < len(cands) && slices.Contains(cands[i], strings.TrimPrefix(c.Ref, FoundPrefix)) {
+				out = append(out, c.ID)
+			}
+		}
+	}
+	return out
 }

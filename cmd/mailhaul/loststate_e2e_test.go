@@ -152,4 +152,18 @@ func TestPOP3LostStateNoDuplicates(t *testing.T) {
 	if got := imapCount(t, d, "dan")["INBOX"]; got != 7 {
 		t.Errorf("INBOX holds %d, want 7", got)
 	}
+	// Once more with a new state dir, and the user now wants the POP3
+	// server emptied: the 7 found messages are deleted too, once their
+	// copies are shown to hold their bytes, and the new one is copied.
+	deliver()
+	r = runMailhaul(t, env, "copy", "--insecure-plaintext", "--delete-after-copy", "--state-dir", t.TempDir(), "pop3://pat@"+d.POP3Addr, "imap://dan@"+d.IMAPAddr)
+	if r.code != 0 || !strings.Contains(r.stderr, "copied 1 message (") || strings.Contains(r.stderr, "stay in the source") {
+		t.Errorf("--delete-after-copy with a new state dir: exit %d\n%s", r.code, lastLines(r.stderr, 8))
+	}
+	if got := imapCount(t, d, "pat")["INBOX"]; got != 0 {
+		t.Errorf("the POP3 maildrop holds %d messages, want 0", got)
+	}
+	if got := imapCount(t, d, "dan")["INBOX"]; got != 8 {
+		t.Errorf("INBOX holds %d, want 8", got)
+	}
 }
