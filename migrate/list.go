@@ -35,6 +35,9 @@ func (e *engine) list(ctx context.Context, out chan<- []*job) error {
 	if err != nil {
 		return fmt.Errorf("list source folders: %w", err)
 	}
+	if d := duplicateMailbox(mbs); d != "" {
+		return FatalError(fmt.Errorf("list source folders: the source lists folder %q twice, so one of the two would never be read (a bug of the source: please report it)", d))
+	}
 	warns, err := e.o.checkSelection(mbs)
 	for _, w := range warns {
 		e.rep(Event{Kind: Warning, Err: w})

@@ -676,3 +676,16 @@ func sha(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])
 }
+
+// TestSourceListsFolderTwice: a source that lists one folder name twice
+// ends the run before anything is copied, naming the folder: one of the
+// two folders it stands for would never be read.
+func TestSourceListsFolderTwice(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 2})
+	src.boxes = append(src.boxes, migrate.Mailbox{Name: "INBOX"})
+	sink := newFakeSink()
+	_, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t)})
+	if err == nil || !strings.Contains(err.Error(), `lists folder "INBOX" twice`) || migrate.Classify(err) != migrate.Fatal || sink.count() != 0 {
+		t.Errorf("err %v, %d copied", err, sink.count())
+	}
+}

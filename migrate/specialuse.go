@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 )
@@ -52,6 +53,41 @@ func SpecialUseByName(name string) string {
 // before their children ("A", "A/B", "A B"), the order Sources return.
 func SortMailboxes(mbs []Mailbox) {
 	sort.SliceStable(mbs, func(i, j int) bool { return MailboxLess(mbs[i].Name, mbs[j].Name) })
+}
+
+// UniqueName is name if taken says it is free, else the first free one of
+// alt, alt " (2)", alt " (3)"…: the name a source gives a folder whose
+// name is already another folder's — two files or directories that both
+// read as INBOX ("Inbox" of Thunderbird beside "INBOX" of Pine, a nested
+// Maildir's "inbox/" beside its root) — so that each is listed, and read,
+// once. A destination that folds the case of INBOX merges them there.
+func UniqueName(name, alt string, taken func(string) bool) string {
+	if !taken(name) {
+		return name
+	}
+	for i := 1; ; i++ {
+		n := alt
+		if i > 1 {
+			n = fmt.Sprintf("%s (%d)", alt, i)
+		}
+		if !taken(n) {
+			return n
+		}
+	}
+}
+
+// duplicateMailbox returns the first name mbs holds twice ("" if none):
+// a source that lists one folder twice would have it read twice and the
+// other folder it stands for never.
+func duplicateMailbox(mbs []Mailbox) string {
+	seen := make(map[string]bool, len(mbs))
+	for _, mb := range mbs {
+		if seen[mb.Name] {
+			return mb.Name
+		}
+		seen[mb.Name] = true
+	}
+	return ""
 }
 
 // MailboxLess is the order of SortMailboxes on names.

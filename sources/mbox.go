@@ -203,7 +203,20 @@ func dirIDOf(fi os.FileInfo) (dirID, bool) {
 // the run's summary and exit code say that something was not copied.
 func (s *Mbox) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 	var out []migrate.Mailbox
+	names := map[string]bool{}
 	add := func(name, path string, noSelect bool, bad error) {
+		if names[name] && noSelect {
+			return // "Inbox.sbd" beside "INBOX": its parent is listed
+		}
+		if names[name] {
+			// Thunderbird's "Inbox" beside Pine's "INBOX": each is read,
+			// the second under its own name (a destination merges the
+			// two into its INBOX).
+			was := name
+			name = migrate.UniqueName(name, filepath.Base(path), func(x string) bool { return names[x] })
+			s.opts.Warn(fmt.Errorf("mbox source: %s is read as folder %q, since another file is folder %q (a destination merges an Inbox into its INBOX)", path, name, was))
+		}
+		names[name] = true
 		out = append(out, migrate.Mailbox{Name: name, NoSelect: noSelect})
 		migrate.GuessSpecialUse(&out[len(out)-1])
 		if !noSelect {

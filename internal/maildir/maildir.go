@@ -258,8 +258,28 @@ func Walk(ctx context.Context, root string, layout Layout, warn func(error)) (fo
 		folders = append(folders, w.folders...)
 		noSelect = w.noSelect
 	}
+	folders = uniqueFolders(folders, warn)
 	sort.Slice(folders, func(i, j int) bool { return migrate.MailboxLess(folders[i].Name, folders[j].Name) })
 	return folders, noSelect, nil
+}
+
+// uniqueFolders gives each folder a name of its own, in the order they
+// were found (the root first): a later directory whose name is taken —
+// a nested "inbox/" or "Inbox/" beside a root that is INBOX, a Maildir++
+// ".INBOX" — is named after its directory as it is on disk, and warn
+// says so. Each is then read once; without it one would be read twice
+// and the other never.
+func uniqueFolders(folders []Folder, warn func(error)) []Folder {
+	taken := make(map[string]bool, len(folders))
+	for i, f := range folders {
+		if taken[f.Name] {
+			n := migrate.UniqueName(f.Name, filepath.Base(f.Dir), func(x string) bool { return taken[x] })
+			warn(fmt.Errorf("maildir %s: read as folder %q, since folder %q is another directory", f.Dir, n, f.Name))
+			folders[i].Name = n
+		}
+		taken[folders[i].Name] = true
+	}
+	return folders
 }
 
 type nestedWalk struct {
