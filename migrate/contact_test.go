@@ -568,12 +568,24 @@ func (s *delSource) Delete(ctx context.Context, folder string, ids []string) err
 	return nil
 }
 
-// failLocate is an indexSink whose Locate fails: the copies of found
-// messages cannot be compared.
-type failLocate struct{ *indexSink }
+// failVerify is an indexSink whose Verify fails: the copies of found
+// messages cannot be read back.
+type failVerify struct{ *indexSink }
 
-func (k failLocate) Locate(context.Context, string, []migrate.Intent) ([][]string, error) {
-	return nil, migrate.FatalError(errors.New("locate refused"))
+func (k failVerify) Verify(context.Context, string, []string, []int64, []string) ([]bool, error) {
+	return nil, migrate.FatalError(errors.New("verify refused"))
+}
+
+// stopVerify is an indexSink that is asked to stop (the first Ctrl-C)
+// while it reads back the found copies.
+type stopVerify struct {
+	*indexSink
+	stop chan struct{}
+}
+
+func (k stopVerify) Verify(ctx context.Context, folder string, refs []string, sizes []int64, sums []string) ([]bool, error) {
+	close(k.stop)
+	return k.indexSink.Verify(ctx, folder, refs, sizes, sums)
 }
 
 // TestFoundDeletedOnceCompared: with DeleteAfterCopy, a message found in
@@ -594,8 +606,12 @@ func TestFoundDeletedOnceCompared(t *testing.T) {
 	}
 	run := func(t *testing.T, src *delSource, sink migrate.Sink) (migrate.Report, []string) {
 		var w warnings
-		r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t), DeleteAfterCopy: true, Reporter: &w})
-		if err != nil {
+		o := migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t), DeleteAfterCopy: true, Reporter: &w}
+		if sv, ok := sink.(stopVerify); ok {
+			o.Stop = sv.stop
+		}
+		r, err := migrate.Run(context.Background(), o)
+		if err != nil && o.Stop == nil {
 			t.Fatal(err)
 		}
 		if r.Duplicates != 10 || r.Copied != 1 {
@@ -636,12 +652,19 @@ func TestFoundDeletedOnceCompared(t *testing.T) {
 	})
 	t.Run("cannot-compare", func(t *testing.T) {
 		src, sink := setup(t)
-		_, ws := run(t, src, failLocate{sink})
+		_, ws := run(t, src, failVerify{sink})
 		if len(src.deleted) != 1 || src.deleted[0] != "INBOX-10" {
 			t.Errorf("deleted %v, want [INBOX-10]", src.deleted)
 		}
-		if !said(ws, "locate refused") || !said(ws, `10 messages of "INBOX" stay in the source`) {
+		if !said(ws, "verify refused") || !said(ws, `10 messages of "INBOX" stay in the source`) {
 			t.Errorf("no warning that the found messages stay on the source: %q", ws)
+		}
+	})
+	t.Run("stopped-while-comparing", func(t *testing.T) {
+		src, sink := setup(t)
+		run(t, src, stopVerify{sink, make(chan struct{})})
+		if len(src.deleted) != 0 {
+			t.Errorf("deleted %v after a request to stop", src.deleted)
 		}
 	})
 }

@@ -3,7 +3,6 @@ package migrate
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 )
@@ -14,15 +13,16 @@ import (
 // store it reads", and only on the user's explicit request.
 //
 // The engine calls Delete once, from the goroutine that called Run, after
-// the pipeline ended without a fatal error or interruption and the
+// the pipeline ended without a fatal error, interruption or request to
+// stop (Options.Stop, the first Ctrl-C) and the
 // checkpoint was flushed, with the IDs (Message.ID) of the messages of
 // folder whose copy is recorded done in the checkpoint — copied by this run
 // or by an earlier one — and confirmed by the destination: never a copy
 // recorded with an unverified ref (UnverifiedPrefix: a server without
 // UIDPLUS that did not say where it stored it). A message found in the
 // destination rather than copied (Dedupe, a lost state dir) is handed over
-// only once the sink's Finder has shown that the copy it was found as holds
-// exactly its bytes (confirmFound). The source applies its own policy on top (POP3
+// only once the sink's Verifier has read back the copy it was found as and
+// shown that it holds exactly its bytes (confirmFound). The source applies its own policy on top (POP3
 // --delete-older-than) and must delete nothing if it cannot finish (POP3
 // deletes at QUIT only). An error is reported; it does not undo copies.
 type Deleter interface {
@@ -80,6 +80,9 @@ func (e *engine) deleteCopied(ctx context.Context) error {
 		if len(ids) == 0 {
 			continue
 		}
+		if ctx.Err() != nil || e.stopped() {
+			return nil // asked to stop while comparing: delete nothing more
+		}
 		if err := del.Delete(ctx, f, ids); err != nil {
 			return fmt.Errorf("delete copied messages of %q from the source: %w", f, err)
 		}
@@ -117,16 +120,16 @@ func (e *engine) verified(ctx context.Context, folder string, ids []string) ([]s
 }
 
 // confirmFound returns the ids of the found messages whose copy in the
-// destination holds exactly their bytes: the sink's Finder, asked for the
-// copies of each message's recorded size and SHA-256 (its CRLF form on an
-// IMAP destination), names the very copy the message was found as. A
-// match by Message-ID, size and date, which is what finding is, is not
-// enough to delete a source message; this is. Messages recorded without
-// a hash (found at listing, never fetched) or without the copy's ref
-// (DedupeRef) are not confirmed. An error of the sink confirms nothing
-// and is reported as a warning: the messages stay in the source.
+// destination holds exactly their bytes: the sink's Verifier reads back
+// the very copy each message was found as and compares it with the
+// message's recorded size and SHA-256. A match by Message-ID, size and
+// date, which is what finding is, is not enough to delete a source
+// message; this is. Messages recorded without a hash (found at listing,
+// never fetched) or without the copy's ref (DedupeRef) are not confirmed,
+// nor is any once the run is asked to stop. An error of the sink confirms
+// nothing and is reported as a warning: the messages stay in the source.
 func (e *engine) confirmFound(ctx context.Context, folder string, found []Copy) []string {
-	finder, ok := e.o.Sink.(Finder)
+	v, ok := e.o.Sink.(Verifier)
 	if !ok || len(found) == 0 {
 		return nil
 	}
@@ -144,27 +147,36 @@ func (e *engine) confirmFound(ctx context.Context, folder string, found []Copy) 
 	var out []string
 	for _, dest := range dests {
 		cs := byDest[dest]
-		ins := make([]Intent, len(cs))
-		for i, c := range cs {
-			ins[i] = Intent{Folder: folder, Epoch: e.del.epochs[folder], ID: c.ID, Dest: dest, MessageID: c.MessageID,
-				Size: c.Size, SHA256: c.SHA256, Date: c.Date}
-		}
-		var cands [][]string
-		err := e.retry(ctx, &job{dest: dest}, "compare found copies", func() error {
-			var err error
-			cands, err = finder.Locate(ctx, dest, ins)
-			return err
-		})
-		if err != nil {
-			e.rep(Event{Kind: Warning, Folder: folder, Dest: dest, Err: fmt.Errorf(
-				"--delete-after-copy: cannot compare the %d messages of %q found in %q with their copies there, so they stay in the source: %w", len(cs), folder, dest, err)})
-			continue
-		}
-		for i, c := range cs {
-			if i < len(cands) && slices.Contains(cands[i], strings.TrimPrefix(c.Ref, FoundPrefix)) {
-				out = append(out, c.ID)
+		for len(cs) > 0 {
+			if ctx.Err() != nil || e.stopped() {
+				return nil
+			}
+			chunk := cs[:min(len(cs), verifyChunk)]
+			cs = cs[len(chunk):]
+			refs, sizes, sums := make([]string, len(chunk)), make([]int64, len(chunk)), make([]string, len(chunk))
+			for i, c := range chunk {
+				refs[i], sizes[i], sums[i] = strings.TrimPrefix(c.Ref, FoundPrefix), c.Size, c.SHA256
+			}
+			var same []bool
+			err := e.retry(ctx, &job{dest: dest}, "read back found copies", func() error {
+				var err error
+				same, err = v.Verify(ctx, dest, refs, sizes, sums)
+				return err
+			})
+			if err != nil {
+				e.rep(Event{Kind: Warning, Folder: folder, Dest: dest, Err: fmt.Errorf(
+					"--delete-after-copy: cannot read back the copies in %q of %d messages of %q found there, so they stay in the source: %w", dest, len(chunk)+len(cs), folder, err)})
+				break
+			}
+			for i, c := range chunk {
+				if i < len(same) && same[i] {
+					out = append(out, c.ID)
+				}
 			}
 		}
 	}
 	return out
 }
+
+// verifyChunk is how many found copies one Verify call reads back.
+const verifyChunk = 200

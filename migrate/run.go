@@ -103,7 +103,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if err == nil && !o.DryRun {
 		err = e.reconcile(ctx)
 	}
-	if err == nil && e.del != nil && ctx.Err() == nil {
+	if err == nil && e.del != nil && ctx.Err() == nil && !e.stopped() {
 		err = e.deleteCopied(ctx)
 	}
 	if err == nil && ctx.Err() == nil && !e.stopped() {

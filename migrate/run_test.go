@@ -188,6 +188,24 @@ func (k *fakeSink) Locate(ctx context.Context, folder string, ins []migrate.Inte
 	return out, nil
 }
 
+// Verify reads back copies by ref, as the real sinks do: true for a copy
+// still held whose bytes hash to sums[i].
+func (k *fakeSink) Verify(ctx context.Context, folder string, refs []string, sizes []int64, sums []string) ([]bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := make([]bool, len(refs))
+	for i, ref := range refs {
+		var n int
+		if _, err := fmt.Sscanf(strings.TrimPrefix(ref, folder+":"), "%d", &n); err != nil || k.removed[ref] || n < 1 || n > len(k.folders[folder]) {
+			continue
+		}
+		b := k.folders[folder][n-1]
+		sum := sha256.Sum256([]byte(b))
+		out[i] = int64(len(b)) == sizes[i] && hex.EncodeToString(sum[:]) == sums[i]
+	}
+	return out, nil
+}
+
 func (k *fakeSink) Remove(ctx context.Context, folder, ref string) error {
 	if k.noRemove {
 		return migrate.ErrCannotRemove

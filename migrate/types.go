@@ -299,6 +299,22 @@ type Finder interface {
 	Locate(ctx context.Context, folder string, ins []Intent) ([][]string, error)
 }
 
+// Verifier is implemented by sinks that can read back a copy by its ref,
+// for Options.DeleteAfterCopy of a message found in the destination
+// (Dedupe, a lost state dir) rather than copied: such a message is deleted
+// from the source only when the copy it was found as holds exactly its
+// bytes. Verify reports, for each refs[i] (as IndexRefs gave it, in
+// folder), whether that copy exists and its bytes are those whose size
+// and hex SHA-256 are sizes[i] and sums[i] — not their CRLF form: a
+// converted copy is not the same bytes. It reads each named copy once and
+// nothing else, and never changes the folder (unlike Locate, which may
+// clear a torn copy of its own). A copy that is gone, or a ref of another
+// UIDVALIDITY, is false, not an error. Called from the goroutine that
+// called Run, after the pipeline; errors are classified.
+type Verifier interface {
+	Verify(ctx context.Context, folder string, refs []string, sizes []int64, sums []string) ([]bool, error)
+}
+
 // Immediate is implemented by Finders whose Append has no effect once it
 // returned or its process died (files written by this process: Maildir).
 // Their uncertain appends are settled at once; a server (IMAP) may still

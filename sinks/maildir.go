@@ -329,6 +329,38 @@ func (s *Maildir) Locate(ctx context.Context, folder string, ins []migrate.Inten
 	return out, nil
 }
 
+// Verify implements migrate.Verifier: each ref is the unique part of a
+// file name in cur/ or new/ (as IndexRefs gives it), found with one read
+// of those directories and hashed. Nothing is removed: a copy that
+// differs is only reported as such.
+func (s *Maildir) Verify(ctx context.Context, folder string, refs []string, sizes []int64, sums []string) ([]bool, error) {
+	byBase := map[string]string{}
+	err := s.eachMessage(ctx, folder, func(p string) error {
+		base, _, _ := strings.Cut(filepath.Base(p), ":")
+		byBase[base] = p
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(refs))
+	for i, ref := range refs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		p, ok := byBase[ref]
+		if !ok {
+			continue
+		}
+		same, err := sameContent(p, sizes[i], sums[i])
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("read back %s: %w", p, err)
+		}
+		out[i] = same
+	}
+	return out, nil
+}
+
 // Immediate implements migrate.Immediate: an Append of this sink has no
 // effect once it returned or its process died.
 func (s *Maildir) Immediate() {}
