@@ -21,6 +21,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -306,16 +307,28 @@ func (w *nestedWalk) walk(dir, prefix string, depth int) (bool, error) {
 			return false, err
 		}
 		n := e.Name()
+		nameOf := func(n string) string {
+			if depth > 0 {
+				return prefix + "/" + DecodeNested(n)
+			}
+			if strings.EqualFold(n, "INBOX") && IsMaildir(filepath.Join(dir, n)) {
+				return "INBOX"
+			}
+			return DecodeNested(n)
+		}
+		if parent, ok := kmailSubfolders(n); ok && isDirEntry(dir, e) {
+			below, err := w.kmail(filepath.Join(dir, n), nameOf(parent), IsMaildir(filepath.Join(dir, parent)), depth)
+			if err != nil {
+				return false, err
+			}
+			found = found || below
+			continue
+		}
 		if strings.HasPrefix(n, ".") || !isDirEntry(dir, e) || isOwnSubdir(dir, n) {
 			continue
 		}
 		sub := filepath.Join(dir, n)
-		name := DecodeNested(n)
-		if depth > 0 {
-			name = prefix + "/" + name
-		} else if strings.EqualFold(n, "INBOX") && IsMaildir(sub) {
-			name = "INBOX"
-		}
+		name := nameOf(n)
 		if first, ok := w.seen.enter(sub, name); !ok {
 			w.warn(fmt.Errorf("maildir %s: skipped: the same directory as folder %q (a symbolic link loop or a second link)", sub, first))
 			continue
@@ -333,13 +346,47 @@ func (w *nestedWalk) walk(dir, prefix string, depth int) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if !isMail && below {
+		if !isMail && below && !slices.Contains(w.noSelect, name) {
 			// Structure only: listed before its children.
 			w.noSelect = append(w.noSelect[:at], append([]string{name}, w.noSelect[at:]...)...)
 		}
 		found = found || isMail || below
 	}
 	return found, nil
+}
+
+// kmailSubfolders reports whether directory name n is where KMail keeps
+// the subfolders of folder parent (".parent.directory", beside the
+// maildir "parent").
+func kmailSubfolders(n string) (parent string, ok bool) {
+	if !strings.HasPrefix(n, ".") || !strings.HasSuffix(n, ".directory") || len(n) <= len("..directory") {
+		return "", false
+	}
+	return n[1 : len(n)-len(".directory")], true
+}
+
+// kmail walks dir, KMail's ".X.directory" of folder name (isMail: X is a
+// maildir of its own), and reports whether it found any: its maildirs
+// are name's subfolders. A name that is no maildir is structure only
+// (noSelect), once.
+func (w *nestedWalk) kmail(dir, name string, isMail bool, depth int) (bool, error) {
+	if first, ok := w.seen.enter(dir, name+" (subfolders)"); !ok {
+		w.warn(fmt.Errorf("maildir %s: skipped: the same directory as %q (a symbolic link loop or a second link)", dir, first))
+		return false, nil
+	}
+	if depth+1 > MaxDepth {
+		w.warn(fmt.Errorf("maildir %s: skipped: deeper than %d levels", dir, MaxDepth))
+		return false, nil
+	}
+	at := len(w.noSelect)
+	below, err := w.walk(dir, name, depth+1)
+	if err != nil {
+		return false, err
+	}
+	if below && !isMail && !slices.Contains(w.noSelect, name) {
+		w.noSelect = append(w.noSelect[:at], append([]string{name}, w.noSelect[at:]...)...)
+	}
+	return below, nil
 }
 
 // # Folder names on disk
