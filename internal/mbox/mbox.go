@@ -331,6 +331,43 @@ func mozillaFlags(v string, add func(string)) (expunged, ok bool) {
 	return expunged, true
 }
 
+// Evolution's message flags (Camel's CamelMessageFlags), the low 16 bits
+// of which X-Evolution carries after the message's UID.
+const (
+	evoAnswered  = 1 << 0
+	evoDeleted   = 1 << 1
+	evoDraft     = 1 << 2
+	evoFlagged   = 1 << 3
+	evoSeen      = 1 << 4
+	evoJunk      = 1 << 7
+	evoForwarded = 1 << 10
+)
+
+// evolutionFlags parses X-Evolution ("00000002-0011": the UID, then the
+// flags, both hex) as Evolution writes it into its mbox files. A deleted
+// message is only marked \Deleted: Evolution expunges by rewriting the
+// file.
+func evolutionFlags(v string, add func(string)) bool {
+	_, f, ok := strings.Cut(strings.TrimSpace(v), "-")
+	if !ok {
+		return false
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(f), 16, 32)
+	if err != nil {
+		return false
+	}
+	for _, b := range []struct {
+		bit  uint64
+		flag string
+	}{{evoAnswered, `\Answered`}, {evoDeleted, `\Deleted`}, {evoDraft, `\Draft`}, {evoFlagged, `\Flagged`}, {evoSeen, `\Seen`},
+		{evoJunk, "$Junk"}, {evoForwarded, `$Forwarded`}} {
+		if n&b.bit != 0 {
+			add(b.flag)
+		}
+	}
+	return true
+}
+
 // validKeyword reports whether k is an IMAP atom usable as a keyword.
 func validKeyword(k string) bool {
 	if k == "" || k[0] == '\\' {

@@ -608,7 +608,7 @@ func (h *headerState) line(b []byte, stillHeader bool) {
 		return
 	}
 	switch n := strings.ToLower(strings.TrimRight(string(b[:i]), " \t")); n {
-	case "status", "x-status", "x-mozilla-status", "x-mozilla-keys", "date", "content-length":
+	case "status", "x-status", "x-mozilla-status", "x-mozilla-keys", "x-evolution", "date", "content-length":
 		h.name = n
 		h.val = append(h.val[:0], b[i+1:min(len(b), i+1+maxField)]...)
 	}
@@ -633,6 +633,8 @@ func (h *headerState) flush() {
 		if exp, ok := mozillaFlags(v, h.add); ok {
 			h.expunged = h.expunged || exp
 		}
+	case "x-evolution":
+		evolutionFlags(v, h.add)
 	case "x-mozilla-keys":
 		for _, k := range strings.Fields(v) {
 			if validKeyword(k) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -652,4 +653,24 @@ func TestDialectPerMessage(t *testing.T) {
 	if !strings.HasSuffix(gs[n-2].body, "\n>>From the start, quoted by the writer.\n") || !strings.HasSuffix(gs[n-1].body, "\n>From a line that was >From before.\n") {
 		t.Errorf("past 9 MiB: %q / %q", gs[n-2].body, gs[n-1].body)
 	}
+}
+
+// TestEvolutionFlags: Evolution keeps each message's flags in
+// X-Evolution ("UID-FLAGS", hex, Camel's bits); they are read like
+// Thunderbird's X-Mozilla-Status. A malformed value gives no flags.
+func TestEvolutionFlags(t *testing.T) {
+	var b strings.Builder
+	for i, v := range []string{"00000001-0011", "00000002-0008", "00000003-0000", "0000001a-0416", "garbage", "00000004-0002"} {
+		fmt.Fprintf(&b, "From - Mon Jan  1 00:00:0%d 2007\nX-Evolution: %s\nSubject: %d\n\nbody\n\n", i, v, i)
+	}
+	gs, _ := readAll(t, "evolution.mbox", []byte(b.String()), Options{})
+	if len(gs) != 6 {
+		t.Fatalf("%d messages", len(gs))
+	}
+	wantFlags(t, gs[0].m, `\Answered`, `\Seen`)
+	wantFlags(t, gs[1].m, `\Flagged`)
+	wantFlags(t, gs[2].m)
+	wantFlags(t, gs[3].m, `\Deleted`, `\Draft`, `\Seen`, `$Forwarded`)
+	wantFlags(t, gs[4].m)
+	wantFlags(t, gs[5].m, `\Deleted`)
 }
