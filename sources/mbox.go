@@ -122,6 +122,22 @@ func folderName(parent, file string) string {
 	return parent + "/" + file
 }
 
+// appleBundle reports whether directory name n is a mailbox as Apple Mail
+// exports it ("Inbox.mbox": the mail in a file "mbox", beside Info.plist
+// and table_of_contents, and the mailbox's children as bundles inside),
+// and the mailbox's name.
+func appleBundle(n string) (string, bool) {
+	if len(n) > len(".mbox") && strings.EqualFold(filepath.Ext(n), ".mbox") {
+		return n[:len(n)-len(".mbox")], true
+	}
+	return "", false
+}
+
+func isFile(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
+}
+
 // notMbox lists files found beside mbox files in a Thunderbird profile.
 var notMbox = map[string]bool{
 	"filterlog.html": true, "msgfilterrules.dat": true, "popstate.dat": true,
@@ -231,6 +247,9 @@ func (s *Mbox) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 		name := s.opts.ToFolder
 		if name == "" {
 			name = folderName("", filepath.Base(s.root))
+			if b, ok := appleBundle(filepath.Base(filepath.Dir(s.root))); ok && filepath.Base(s.root) == "mbox" {
+				name = folderName("", b) // ".../Inbox.mbox/mbox"
+			}
 		}
 		name = strings.Trim(name, "/")
 		if strings.EqualFold(name, "inbox") {
@@ -245,7 +264,16 @@ func (s *Mbox) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 			seen[id] = true
 		}
 	}
-	if err := s.walk(ctx, s.root, "", 0, seen, add); err != nil {
+	prefix, bundle := "", false
+	if b, ok := appleBundle(filepath.Base(s.root)); ok {
+		// One mailbox exported by Apple Mail ("Inbox.mbox"), given
+		// itself: its folder is named after it.
+		prefix, bundle = folderName("", b), true
+		if !isFile(filepath.Join(s.root, "mbox")) {
+			add(prefix, "", true, nil)
+		}
+	}
+	if err := s.walk(ctx, s.root, prefix, 0, bundle, seen, add); err != nil {
 		return nil, err
 	}
 	if len(out) == 0 {
@@ -255,7 +283,7 @@ func (s *Mbox) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 	return out, nil
 }
 
-func (s *Mbox) walk(ctx context.Context, dir, prefix string, depth int, seen map[dirID]bool, add func(name, path string, noSelect bool, bad error)) error {
+func (s *Mbox) walk(ctx context.Context, dir, prefix string, depth int, bundle bool, seen map[dirID]bool, add func(name, path string, noSelect bool, bad error)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -276,6 +304,9 @@ func (s *Mbox) walk(ctx context.Context, dir, prefix string, depth int, seen map
 		if notMbox[strings.ToLower(n)] || notMboxExt[strings.ToLower(filepath.Ext(n))] {
 			continue
 		}
+		if bundle && (n == "Info.plist" || n == "table_of_contents") {
+			continue // Apple Mail's index of the bundle's mbox
+		}
 		fi, err := os.Stat(p)
 		if err != nil {
 			s.opts.Warn(fmt.Errorf("mbox source: %s skipped: %w", p, err))
@@ -289,6 +320,10 @@ func (s *Mbox) walk(ctx context.Context, dir, prefix string, depth int, seen map
 			continue
 		}
 		files[n] = true
+		if bundle && n == "mbox" {
+			add(prefix, p, false, looksLikeMbox(p)) // the bundle's own mail
+			continue
+		}
 		add(folderName(prefix, n), p, false, looksLikeMbox(p))
 	}
 	for _, e := range entries {
@@ -312,12 +347,15 @@ func (s *Mbox) walk(ctx context.Context, dir, prefix string, depth int, seen map
 			s.opts.Warn(fmt.Errorf("mbox source: %s skipped: deeper than %d levels", sub, maxTreeDepth))
 			continue
 		}
-		base := strings.TrimSuffix(n, ".sbd")
+		base, isBundle := appleBundle(n)
+		if !isBundle {
+			base = strings.TrimSuffix(n, ".sbd")
+		}
 		name := folderName(prefix, base)
-		if !files[base] {
+		if isBundle && !isFile(filepath.Join(sub, "mbox")) || !isBundle && !files[base] {
 			add(name, "", true, nil)
 		}
-		if err := s.walk(ctx, sub, name, depth+1, seen, add); err != nil {
+		if err := s.walk(ctx, sub, name, depth+1, isBundle, seen, add); err != nil {
 			return err
 		}
 	}
