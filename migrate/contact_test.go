@@ -660,6 +660,25 @@ func TestFoundDeletedOnceCompared(t *testing.T) {
 			t.Errorf("no warning that the found messages stay on the source: %q", ws)
 		}
 	})
+	t.Run("dedupe-stays", func(t *testing.T) {
+		// --dedupe matches by Message-ID and size: nothing ties such a
+		// match to one copy, so those messages stay, and the run says so.
+		src, sink := setup(t)
+		var w warnings
+		r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t), DeleteAfterCopy: true, Dedupe: true, Reporter: &w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Duplicates != 10 || r.Copied != 1 {
+			t.Errorf("found %d, copied %d; want 10, 1", r.Duplicates, r.Copied)
+		}
+		if len(src.deleted) != 1 || src.deleted[0] != "INBOX-10" {
+			t.Errorf("deleted %v, want [INBOX-10]", src.deleted)
+		}
+		if ws := w.take(); !said(ws, `10 messages of "INBOX" stay in the source`) {
+			t.Errorf("no warning that the dedupe matches stay in the source: %q", ws)
+		}
+	})
 	t.Run("stopped-while-comparing", func(t *testing.T) {
 		src, sink := setup(t)
 		run(t, src, stopVerify{sink, make(chan struct{})})

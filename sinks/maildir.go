@@ -331,8 +331,8 @@ func (s *Maildir) Locate(ctx context.Context, folder string, ins []migrate.Inten
 
 // Verify implements migrate.Verifier: each ref is the unique part of a
 // file name in cur/ or new/ (as IndexRefs gives it), found with one read
-// of those directories and hashed. Nothing is removed: a copy that
-// differs is only reported as such.
+// of those directories and hashed; a copy flagged T (trashed) is false.
+// Nothing is removed: a copy that differs is only reported as such.
 func (s *Maildir) Verify(ctx context.Context, folder string, refs []string, sizes []int64, sums []string) ([]bool, error) {
 	byBase := map[string]string{}
 	err := s.eachMessage(ctx, folder, func(p string) error {
@@ -349,8 +349,8 @@ func (s *Maildir) Verify(ctx context.Context, folder string, refs []string, size
 			return nil, err
 		}
 		p, ok := byBase[ref]
-		if !ok {
-			continue
+		if !ok || trashed(p) {
+			continue // a trashed copy (flag T, \Deleted) is about to go
 		}
 		same, err := sameContent(p, sizes[i], sums[i])
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -359,6 +359,13 @@ func (s *Maildir) Verify(ctx context.Context, folder string, refs []string, size
 		out[i] = same
 	}
 	return out, nil
+}
+
+// trashed reports whether the Maildir file p carries the T flag (trashed:
+// IMAP's \Deleted, removed at the next expunge).
+func trashed(p string) bool {
+	_, info, ok := strings.Cut(filepath.Base(p), ":2,")
+	return ok && strings.ContainsRune(info, 'T')
 }
 
 // Immediate implements migrate.Immediate: an Append of this sink has no

@@ -138,3 +138,55 @@ func TestIMAPVerify(t *testing.T) {
 			return int(*st.NumMessages)
 		})
 }
+
+// A copy flagged \Deleted, not yet expunged, is not confirmed: the source
+// message must not be deleted on the strength of a copy about to go.
+func TestIMAPVerifyDeleted(t *testing.T) {
+	dst := testserver.StartDovecot(t)
+	e, err := imapconn.ParseURL("imaps://alice@" + dst.IMAPSAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sink, err := sinks.OpenIMAP(ctx, &imapconn.Config{Endpoint: e, CAFile: dst.CAFile, Password: dst.Password("alice")}, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	refs, sizes, sums := appendForVerify(t, sink)
+	var uid uint32
+	fmt.Sscanf(strings.SplitN(refs[1], ":", 3)[1], "%d", &uid)
+	c := client(t, dst, "alice")
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store(imap.UIDSetNum(imap.UID(uid)), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := sink.Verify(ctx, "INBOX", refs, sizes, sums)
+	if err != nil || fmt.Sprint(got) != "[true false true]" {
+		t.Errorf("Verify with the second copy flagged \\Deleted: %v, %v; want [true false true]", got, err)
+	}
+}
+
+// A Maildir copy flagged T (trashed, IMAP's \Deleted) is not confirmed.
+func TestMaildirVerifyTrashed(t *testing.T) {
+	root := t.TempDir()
+	sink, err := sinks.OpenMaildir(root, maildir.PlusPlus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs, sizes, sums := appendForVerify(t, sink)
+	m, _ := filepath.Glob(filepath.Join(root, "*", refs[1]+"*"))
+	if len(m) != 1 {
+		t.Fatalf("copy %s: found %v", refs[1], m)
+	}
+	base, _, _ := strings.Cut(filepath.Base(m[0]), ":")
+	if err := os.Rename(m[0], filepath.Join(root, "cur", base+":2,ST")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := sink.Verify(context.Background(), "INBOX", refs, sizes, sums)
+	if err != nil || fmt.Sprint(got) != "[true false true]" {
+		t.Errorf("Verify with the second copy flagged T: %v, %v; want [true false true]", got, err)
+	}
+}
