@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -35,5 +36,68 @@ func TestWalkKMail(t *testing.T) {
 	}
 	if fmt.Sprint(noSelect) != "[Projects]" {
 		t.Errorf("structure-only folders %v, want [Projects]", noSelect)
+	}
+}
+
+// TestWalkRenamedKeepsChildren: a maildir that cannot have its name (a
+// nested "Inbox/" and "inbox/" beside a root that is INBOX) is named as on
+// disk, and its children — directories inside it, KMail's ".X.directory"
+// beside it — go with it; a structure-only directory of a name that
+// another folder's child once fell back to stays structure only, once.
+func TestWalkRenamedKeepsChildren(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"", "Inbox", "Inbox/Work", "inbox", "inbox/Work", ".inbox.directory/Kids", "Work/X"} {
+		if err := os.MkdirAll(filepath.Join(root, d, "cur"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var warned []string
+	folders, noSelect, err := Walk(context.Background(), root, Nested, func(err error) { warned = append(warned, err.Error()) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	var names []string
+	for _, f := range folders {
+		rel, _ := filepath.Rel(root, f.Dir)
+		got[f.Name] = rel
+		names = append(names, f.Name)
+	}
+	want := map[string]string{"INBOX": ".", "Inbox": "Inbox", "Inbox/Work": "Inbox/Work", "inbox": "inbox",
+		"inbox/Work": "inbox/Work", "inbox/Kids": ".inbox.directory/Kids", "Work/X": "Work/X"}
+	if fmt.Sprint(got) != fmt.Sprint(want) || len(names) != len(want) {
+		t.Errorf("folders %v (%v), want %v", got, names, want)
+	}
+	if fmt.Sprint(noSelect) != "[Work]" {
+		t.Errorf("structure-only folders %v, want [Work]", noSelect)
+	}
+	if len(warned) != 2 {
+		t.Errorf("warnings %q, want one for each renamed inbox", warned)
+	}
+}
+
+// TestWalkStructureThenMaildir: two directories whose names decode alike
+// are one folder: a structure-only one found first becomes the maildir
+// found later, listed once, with the children of both; the other way
+// round, the children go under the maildir.
+func TestWalkStructureThenMaildir(t *testing.T) {
+	root := t.TempDir()
+	// "~C3~A9" decodes to "é" and sorts before it; "~41" decodes to
+	// "A" and sorts after it.
+	for _, d := range []string{"~C3~A9/Sub", "é", "A", "~41/Sub"} {
+		if err := os.MkdirAll(filepath.Join(root, d, "cur"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	folders, noSelect, err := Folders(root, Nested)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range folders {
+		names = append(names, f.Name)
+	}
+	if fmt.Sprint(names) != "[A A/Sub é é/Sub]" || len(noSelect) != 0 {
+		t.Errorf("folders %v, structure only %v; want [A A/Sub é é/Sub] and none", names, noSelect)
 	}
 }

@@ -252,24 +252,28 @@ func Walk(ctx context.Context, root string, layout Layout, warn func(error)) (fo
 			folders = append(folders, Folder{Name: name, Dir: dir})
 		}
 	case Nested:
-		w := &nestedWalk{ctx: ctx, seen: seen, warn: warn}
+		w := &nestedWalk{ctx: ctx, seen: seen, warn: warn, taken: map[string]int{}}
+		for _, f := range folders {
+			w.taken[f.Name] = selectable
+		}
 		if _, err := w.walk(root, "", 0); err != nil {
 			return nil, nil, err
 		}
 		folders = append(folders, w.folders...)
 		noSelect = w.noSelect
 	}
-	folders = uniqueFolders(folders, warn)
+	folders = uniqueFolders(folders, warn) // Maildir++ (nested names are unique already)
 	sort.Slice(folders, func(i, j int) bool { return migrate.MailboxLess(folders[i].Name, folders[j].Name) })
 	return folders, noSelect, nil
 }
 
-// uniqueFolders gives each folder a name of its own, in the order they
-// were found (the root first): a later directory whose name is taken —
-// a nested "inbox/" or "Inbox/" beside a root that is INBOX, a Maildir++
-// ".INBOX" — is named after its directory as it is on disk, and warn
-// says so. Each is then read once; without it one would be read twice
-// and the other never.
+// uniqueFolders gives each Maildir++ folder a name of its own, in the
+// order they were found (the root first): a later directory whose name is
+// taken — ".INBOX" beside the root, two names that decode alike — is
+// named after its directory as it is on disk, and warn says so. Each is
+// then read once; without it one would be read twice and the other never.
+// (Maildir++ names are flat: a child's name does not hang on its
+// parent's. The nested walk names folders as it goes: see claim.)
 func uniqueFolders(folders []Folder, warn func(error)) []Folder {
 	taken := make(map[string]bool, len(folders))
 	for i, f := range folders {
@@ -289,6 +293,46 @@ type nestedWalk struct {
 	warn     func(error)
 	folders  []Folder
 	noSelect []string
+	taken    map[string]int // names given: selectable or structureOnly
+}
+
+// What a name given by the nested walk stands for.
+const (
+	selectable    = 1 // a maildir
+	structureOnly = 2 // a directory that only holds maildirs below it
+)
+
+// claim gives the maildir at dir the name want, and returns the name it
+// gets: want, unless another maildir has it (a nested "inbox/" or
+// "Inbox/" beside a root that is INBOX; "X/Y" and KMail's
+// ".X.directory/Y"; two names that decode alike), in which case it is
+// named alt — its name on disk under its parent — or alt " (2)"..., and
+// warn says so. A structure-only name of the same name becomes this
+// maildir. The walk goes on below dir under the name returned, so a
+// renamed folder keeps its children.
+func (w *nestedWalk) claim(want, alt, dir string) string {
+	name := want
+	switch w.taken[want] {
+	case selectable:
+		name = migrate.UniqueName(want, alt, func(x string) bool { return w.taken[x] != 0 })
+		w.warn(fmt.Errorf("maildir %s: read as folder %q, since folder %q is another directory", dir, name, want))
+	case structureOnly:
+		w.noSelect = slices.DeleteFunc(w.noSelect, func(n string) bool { return n == want })
+	}
+	w.taken[name] = selectable
+	w.folders = append(w.folders, Folder{Name: name, Dir: dir})
+	return name
+}
+
+// structure records name as structure only, listed before its children
+// (at: where w.noSelect ended before they were walked), unless the name
+// is given already (a maildir of that name: the children are its).
+func (w *nestedWalk) structure(name string, at int) {
+	if w.taken[name] != 0 {
+		return
+	}
+	w.taken[name] = structureOnly
+	w.noSelect = append(w.noSelect[:at], append([]string{name}, w.noSelect[at:]...)...)
 }
 
 // walk lists the folders below dir (folder name prefix) and reports
@@ -301,27 +345,30 @@ func (w *nestedWalk) walk(dir, prefix string, depth int) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("read maildir folder %s: %w", dir, err)
 	}
+	under := func(n string) string { // the name of n, as written on disk, under prefix
+		if depth > 0 {
+			return prefix + "/" + n
+		}
+		return n
+	}
+	nameOf := func(n string) string {
+		if depth == 0 && strings.EqualFold(n, "INBOX") && IsMaildir(filepath.Join(dir, n)) {
+			return "INBOX"
+		}
+		return under(DecodeNested(n))
+	}
 	found := false
+	// KMail's ".X.directory" holds the children of X under the name X
+	// was given; "." sorts first, so those are walked after the rest.
+	given := map[string]string{} // maildir X (name on disk) -> its name
+	var kmail []string
 	for _, e := range ents {
 		if err := w.ctx.Err(); err != nil {
 			return false, err
 		}
 		n := e.Name()
-		nameOf := func(n string) string {
-			if depth > 0 {
-				return prefix + "/" + DecodeNested(n)
-			}
-			if strings.EqualFold(n, "INBOX") && IsMaildir(filepath.Join(dir, n)) {
-				return "INBOX"
-			}
-			return DecodeNested(n)
-		}
-		if parent, ok := kmailSubfolders(n); ok && isDirEntry(dir, e) {
-			below, err := w.kmail(filepath.Join(dir, n), nameOf(parent), IsMaildir(filepath.Join(dir, parent)), depth)
-			if err != nil {
-				return false, err
-			}
-			found = found || below
+		if _, ok := kmailSubfolders(n); ok && isDirEntry(dir, e) {
+			kmail = append(kmail, n)
 			continue
 		}
 		if strings.HasPrefix(n, ".") || !isDirEntry(dir, e) || isOwnSubdir(dir, n) {
@@ -339,18 +386,30 @@ func (w *nestedWalk) walk(dir, prefix string, depth int) (bool, error) {
 		}
 		isMail := IsMaildir(sub)
 		if isMail {
-			w.folders = append(w.folders, Folder{Name: name, Dir: sub})
+			name = w.claim(name, under(n), sub)
+			given[n] = name
 		}
 		at := len(w.noSelect)
 		below, err := w.walk(sub, name, depth+1)
 		if err != nil {
 			return false, err
 		}
-		if !isMail && below && !slices.Contains(w.noSelect, name) {
-			// Structure only: listed before its children.
-			w.noSelect = append(w.noSelect[:at], append([]string{name}, w.noSelect[at:]...)...)
+		if !isMail && below {
+			w.structure(name, at)
 		}
 		found = found || isMail || below
+	}
+	for _, n := range kmail {
+		parent, _ := kmailSubfolders(n)
+		name, isMail := given[parent]
+		if !isMail {
+			name = nameOf(parent)
+		}
+		below, err := w.kmail(filepath.Join(dir, n), name, depth)
+		if err != nil {
+			return false, err
+		}
+		found = found || below
 	}
 	return found, nil
 }
@@ -365,11 +424,10 @@ func kmailSubfolders(n string) (parent string, ok bool) {
 	return n[1 : len(n)-len(".directory")], true
 }
 
-// kmail walks dir, KMail's ".X.directory" of folder name (isMail: X is a
-// maildir of its own), and reports whether it found any: its maildirs
-// are name's subfolders. A name that is no maildir is structure only
-// (noSelect), once.
-func (w *nestedWalk) kmail(dir, name string, isMail bool, depth int) (bool, error) {
+// kmail walks dir, KMail's ".X.directory" of folder name, and reports
+// whether it found any: its maildirs are name's subfolders. A name that
+// is no maildir is structure only (noSelect), once.
+func (w *nestedWalk) kmail(dir, name string, depth int) (bool, error) {
 	if first, ok := w.seen.enter(dir, name+" (subfolders)"); !ok {
 		w.warn(fmt.Errorf("maildir %s: skipped: the same directory as %q (a symbolic link loop or a second link)", dir, first))
 		return false, nil
@@ -383,8 +441,8 @@ func (w *nestedWalk) kmail(dir, name string, isMail bool, depth int) (bool, erro
 	if err != nil {
 		return false, err
 	}
-	if below && !isMail && !slices.Contains(w.noSelect, name) {
-		w.noSelect = append(w.noSelect[:at], append([]string{name}, w.noSelect[at:]...)...)
+	if below {
+		w.structure(name, at)
 	}
 	return below, nil
 }
