@@ -72,3 +72,59 @@ func TestMboxAppleMailExport(t *testing.T) {
 		}
 	}
 }
+
+// TestMboxAppleInboxTwice: two bundles that both read as INBOX, each with
+// a child Sub. The second is named after its bundle ("Inbox", which the
+// destination merges into INBOX), the children are INBOX's, the second
+// Sub is "INBOX/Sub (2)"; a bundle without
+// mail that takes the name first yields it to the one with mail. Every
+// message is copied, into the destination INBOX and INBOX/Sub.
+func TestMboxAppleInboxTwice(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		mail  map[string]int
+		want  string
+		inbox int
+	}{
+		{"both with mail", map[string]int{"INBOX.mbox": 1, "Inbox.mbox": 2, "INBOX.mbox/Sub.mbox": 3, "Inbox.mbox/Sub.mbox": 4},
+			"[INBOX:false INBOX/Sub:false INBOX/Sub (2):false Inbox:false]", 3},
+		{"placeholder first", map[string]int{"INBOX.mbox": 0, "Inbox.mbox": 2, "INBOX.mbox/Sub.mbox": 3},
+			"[INBOX:false INBOX/Sub:false]", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			total := 0
+			for dir, n := range tc.mail {
+				d := filepath.Join(root, dir)
+				os.MkdirAll(d, 0o700)
+				os.WriteFile(filepath.Join(d, "Info.plist"), []byte("<plist/>\n"), 0o600)
+				if n > 0 {
+					inboxMbox(t, filepath.Join(d, "mbox"), fmt.Sprintf("b%d", n), n)
+				}
+				total += n
+			}
+			s, err := OpenMbox(root, MboxOptions{Warn: func(error) {}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mbs, err := s.Mailboxes(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, mb := range mbs {
+				got = append(got, fmt.Sprintf("%s:%v", mb.Name, mb.NoSelect))
+			}
+			if fmt.Sprint(got) != tc.want {
+				t.Errorf("folders %v, want %s", got, tc.want)
+			}
+			dst, state := t.TempDir(), t.TempDir()
+			if rep := runCopy(t, s, dst, state, migrate.Options{}); rep.Copied != total || len(rep.Skipped) != 0 {
+				t.Errorf("copied %d, skipped %v; want %d", rep.Copied, rep.Skipped, total)
+			}
+			if m := readMaildir(t, dst); len(m["INBOX"]) != tc.inbox {
+				t.Errorf("destination INBOX holds %d, want %d (folders %v)", len(m["INBOX"]), tc.inbox, len(m))
+			}
+		})
+	}
+}

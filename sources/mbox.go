@@ -219,27 +219,36 @@ func dirIDOf(fi os.FileInfo) (dirID, bool) {
 // the run's summary and exit code say that something was not copied.
 func (s *Mbox) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 	var out []migrate.Mailbox
-	names := map[string]bool{}
-	add := func(name, path string, noSelect bool, bad error) {
-		if names[name] && noSelect {
-			return // "Inbox.sbd" beside "INBOX": its parent is listed
+	listed := map[string]int{} // folder name -> its index in out
+	// add lists folder name (path "" and noSelect: structure only). A
+	// folder whose name another file already has (Thunderbird's "Inbox"
+	// beside Pine's "INBOX"; then their children "INBOX/Sub") is named
+	// alt — its name as on disk, under its parent — or alt " (2)"...,
+	// with a warning; a structure-only name is shared, and becomes the
+	// file's that has it. The walk goes on under the name asked for:
+	// the children of every inbox are INBOX's, where a destination
+	// merges the inboxes themselves.
+	add := func(name, alt, path string, noSelect bool, bad error) {
+		if i, ok := listed[name]; ok {
+			if noSelect {
+				return // "Inbox.sbd" beside "INBOX": its parent is listed
+			}
+			if out[i].NoSelect {
+				out[i].NoSelect = false // a bundle "INBOX.mbox" without mail beside "Inbox.mbox" with
+			} else {
+				was := name
+				name = migrate.UniqueName(name, alt, func(x string) bool { _, ok := listed[x]; return ok })
+				s.opts.Warn(fmt.Errorf("mbox source: %s is read as folder %q, since another file is folder %q (a destination merges an Inbox into its INBOX)", path, name, was))
+			}
 		}
-		if names[name] {
-			// Thunderbird's "Inbox" beside Pine's "INBOX": each is read,
-			// the second under its own name (a destination merges the
-			// two into its INBOX).
-			was := name
-			name = migrate.UniqueName(name, filepath.Base(path), func(x string) bool { return names[x] })
-			s.opts.Warn(fmt.Errorf("mbox source: %s is read as folder %q, since another file is folder %q (a destination merges an Inbox into its INBOX)", path, name, was))
+		if _, ok := listed[name]; !ok {
+			listed[name] = len(out)
+			out = append(out, migrate.Mailbox{Name: name, NoSelect: noSelect})
+			migrate.GuessSpecialUse(&out[len(out)-1])
 		}
-		names[name] = true
-		out = append(out, migrate.Mailbox{Name: name, NoSelect: noSelect})
-		migrate.GuessSpecialUse(&out[len(out)-1])
 		if !noSelect {
 			s.mu.Lock()
-			if _, ok := s.folders[name]; !ok {
-				s.folders[name] = &mboxFolder{path: path, notMbox: bad}
-			}
+			s.folders[name] = &mboxFolder{path: path, notMbox: bad}
 			s.mu.Unlock()
 		}
 	}
@@ -255,7 +264,7 @@ func (s *Mbox) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 		if strings.EqualFold(name, "inbox") {
 			name = "INBOX"
 		}
-		add(name, s.root, false, looksLikeMbox(s.root))
+		add(name, name, s.root, false, looksLikeMbox(s.root))
 		return out, nil
 	}
 	seen := map[dirID]bool{}
@@ -270,7 +279,7 @@ func (s *Mbox) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 		// itself: its folder is named after it.
 		prefix, bundle = folderName("", b), true
 		if !isFile(filepath.Join(s.root, "mbox")) {
-			add(prefix, "", true, nil)
+			add(prefix, prefix, "", true, nil)
 		}
 	}
 	if err := s.walk(ctx, s.root, prefix, 0, bundle, seen, add); err != nil {
@@ -283,13 +292,31 @@ func (s *Mbox) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 	return out, nil
 }
 
-func (s *Mbox) walk(ctx context.Context, dir, prefix string, depth int, bundle bool, seen map[dirID]bool, add func(name, path string, noSelect bool, bad error)) error {
+// walk lists the folders in dir, whose folder name is prefix; bundle: dir
+// is an Apple Mail bundle, whose own mail (the file "mbox") is folder
+// prefix.
+func (s *Mbox) walk(ctx context.Context, dir, prefix string, depth int, bundle bool, seen map[dirID]bool, add func(name, alt, path string, noSelect bool, bad error)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("mbox source: read directory %s: %w", dir, err)
+	}
+	onDisk := func(n string) string { // n under prefix, as it is on disk
+		if prefix == "" {
+			return n
+		}
+		return prefix + "/" + n
+	}
+	if bundle {
+		if p := filepath.Join(dir, "mbox"); isFile(p) {
+			alt, _ := appleBundle(filepath.Base(dir)) // "Inbox" of "Inbox.mbox", not folded to INBOX
+			if i := strings.LastIndex(prefix, "/"); i >= 0 {
+				alt = prefix[:i+1] + alt
+			}
+			add(prefix, alt, p, false, looksLikeMbox(p)) // the bundle's own mail
+		}
 	}
 	files := map[string]bool{}
 	for _, e := range entries {
@@ -319,12 +346,11 @@ func (s *Mbox) walk(ctx context.Context, dir, prefix string, depth int, bundle b
 		if !fi.Mode().IsRegular() {
 			continue
 		}
-		files[n] = true
 		if bundle && n == "mbox" {
-			add(prefix, p, false, looksLikeMbox(p)) // the bundle's own mail
-			continue
+			continue // listed above
 		}
-		add(folderName(prefix, n), p, false, looksLikeMbox(p))
+		files[n] = true
+		add(folderName(prefix, n), onDisk(n), p, false, looksLikeMbox(p))
 	}
 	for _, e := range entries {
 		n := e.Name()
@@ -353,7 +379,7 @@ func (s *Mbox) walk(ctx context.Context, dir, prefix string, depth int, bundle b
 		}
 		name := folderName(prefix, base)
 		if isBundle && !isFile(filepath.Join(sub, "mbox")) || !isBundle && !files[base] {
-			add(name, "", true, nil)
+			add(name, name, "", true, nil) // else the file X of "X.sbd", or the bundle's mbox, is listed
 		}
 		if err := s.walk(ctx, sub, name, depth+1, isBundle, seen, add); err != nil {
 			return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -41,9 +42,11 @@ func TestWalkKMail(t *testing.T) {
 
 // TestWalkRenamedKeepsChildren: a maildir that cannot have its name (a
 // nested "Inbox/" and "inbox/" beside a root that is INBOX) is named as on
-// disk, and its children — directories inside it, KMail's ".X.directory"
-// beside it — go with it; a structure-only directory of a name that
-// another folder's child once fell back to stays structure only, once.
+// disk; the children of every inbox — directories inside it, KMail's
+// ".X.directory" beside it — are INBOX's (where a destination merges the
+// inboxes), a child whose name is taken by another's named as on disk
+// under INBOX; a structure-only directory named like the child that
+// would once have fallen back to the top stays structure only, once.
 func TestWalkRenamedKeepsChildren(t *testing.T) {
 	root := t.TempDir()
 	for _, d := range []string{"", "Inbox", "Inbox/Work", "inbox", "inbox/Work", ".inbox.directory/Kids", "Work/X"} {
@@ -63,16 +66,16 @@ func TestWalkRenamedKeepsChildren(t *testing.T) {
 		got[f.Name] = rel
 		names = append(names, f.Name)
 	}
-	want := map[string]string{"INBOX": ".", "Inbox": "Inbox", "Inbox/Work": "Inbox/Work", "inbox": "inbox",
-		"inbox/Work": "inbox/Work", "inbox/Kids": ".inbox.directory/Kids", "Work/X": "Work/X"}
+	want := map[string]string{"INBOX": ".", "Inbox": "Inbox", "INBOX/Work": "Inbox/Work", "inbox": "inbox",
+		"INBOX/Work (2)": "inbox/Work", "INBOX/Kids": ".inbox.directory/Kids", "Work/X": "Work/X"}
 	if fmt.Sprint(got) != fmt.Sprint(want) || len(names) != len(want) {
 		t.Errorf("folders %v (%v), want %v", got, names, want)
 	}
 	if fmt.Sprint(noSelect) != "[Work]" {
 		t.Errorf("structure-only folders %v, want [Work]", noSelect)
 	}
-	if len(warned) != 2 {
-		t.Errorf("warnings %q, want one for each renamed inbox", warned)
+	if len(warned) != 3 || !strings.Contains(warned[2], `inbox/Work: read as folder "INBOX/Work (2)", since folder "INBOX/Work" is another directory`) {
+		t.Errorf("warnings %q, want one for each renamed folder", warned)
 	}
 }
 

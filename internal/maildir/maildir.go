@@ -302,15 +302,15 @@ const (
 	structureOnly = 2 // a directory that only holds maildirs below it
 )
 
-// claim gives the maildir at dir the name want, and returns the name it
-// gets: want, unless another maildir has it (a nested "inbox/" or
-// "Inbox/" beside a root that is INBOX; "X/Y" and KMail's
-// ".X.directory/Y"; two names that decode alike), in which case it is
-// named alt — its name on disk under its parent — or alt " (2)"..., and
-// warn says so. A structure-only name of the same name becomes this
-// maildir. The walk goes on below dir under the name returned, so a
-// renamed folder keeps its children.
-func (w *nestedWalk) claim(want, alt, dir string) string {
+// claim lists the maildir at dir as folder want, unless another maildir
+// has that name (a nested "inbox/" or "Inbox/" beside a root that is
+// INBOX, then their children "INBOX/Work"; "X/Y" and KMail's
+// ".X.directory/Y"; two names that decode alike): it is then named alt —
+// its name on disk under its parent — or alt " (2)"..., and warn says so.
+// A structure-only name of the same name becomes this maildir. The walk
+// goes on below dir under want: the children of every inbox are INBOX's,
+// where a destination merges the inboxes themselves.
+func (w *nestedWalk) claim(want, alt, dir string) {
 	name := want
 	switch w.taken[want] {
 	case selectable:
@@ -321,7 +321,6 @@ func (w *nestedWalk) claim(want, alt, dir string) string {
 	}
 	w.taken[name] = selectable
 	w.folders = append(w.folders, Folder{Name: name, Dir: dir})
-	return name
 }
 
 // structure records name as structure only, listed before its children
@@ -358,17 +357,17 @@ func (w *nestedWalk) walk(dir, prefix string, depth int) (bool, error) {
 		return under(DecodeNested(n))
 	}
 	found := false
-	// KMail's ".X.directory" holds the children of X under the name X
-	// was given; "." sorts first, so those are walked after the rest.
-	given := map[string]string{} // maildir X (name on disk) -> its name
-	var kmail []string
 	for _, e := range ents {
 		if err := w.ctx.Err(); err != nil {
 			return false, err
 		}
 		n := e.Name()
-		if _, ok := kmailSubfolders(n); ok && isDirEntry(dir, e) {
-			kmail = append(kmail, n)
+		if parent, ok := kmailSubfolders(n); ok && isDirEntry(dir, e) {
+			below, err := w.kmail(filepath.Join(dir, n), nameOf(parent), depth)
+			if err != nil {
+				return false, err
+			}
+			found = found || below
 			continue
 		}
 		if strings.HasPrefix(n, ".") || !isDirEntry(dir, e) || isOwnSubdir(dir, n) {
@@ -386,8 +385,7 @@ func (w *nestedWalk) walk(dir, prefix string, depth int) (bool, error) {
 		}
 		isMail := IsMaildir(sub)
 		if isMail {
-			name = w.claim(name, under(n), sub)
-			given[n] = name
+			w.claim(name, under(n), sub)
 		}
 		at := len(w.noSelect)
 		below, err := w.walk(sub, name, depth+1)
@@ -398,18 +396,6 @@ func (w *nestedWalk) walk(dir, prefix string, depth int) (bool, error) {
 			w.structure(name, at)
 		}
 		found = found || isMail || below
-	}
-	for _, n := range kmail {
-		parent, _ := kmailSubfolders(n)
-		name, isMail := given[parent]
-		if !isMail {
-			name = nameOf(parent)
-		}
-		below, err := w.kmail(filepath.Join(dir, n), name, depth)
-		if err != nil {
-			return false, err
-		}
-		found = found || below
 	}
 	return found, nil
 }
