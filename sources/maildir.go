@@ -126,7 +126,7 @@ func (s *Maildir) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.
 			m := migrate.Message{Mailbox: mb.Name, ID: base, Loc: p, Size: -1}
 			if fi, err := os.Lstat(p); err == nil {
 				m.Size = fi.Size()
-				m.Date = fi.ModTime()
+				m.Date = maildir.ReceivedDate(base, fi.ModTime())
 			}
 			if sub == "cur" {
 				m.Flags = maildir.FlagsFromInfo(info, kw)

@@ -3,11 +3,13 @@ package sources
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailhaul/mailhaul/migrate"
 )
@@ -126,5 +128,30 @@ func TestMaildirSymlinkLoops(t *testing.T) {
 	s2, _ := OpenMaildir(root)
 	if _, err := s2.Mailboxes(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled walk: %v", err)
+	}
+}
+
+// TestMaildirCopiedWithoutMtimes: a maildir copied without its mtimes
+// (every file dated the day of the copy) keeps each message's delivery
+// day, which its file name holds, as the copy's date.
+func TestMaildirCopiedWithoutMtimes(t *testing.T) {
+	root := t.TempDir()
+	delivered := time.Date(2011, 6, 5, 4, 3, 2, 0, time.UTC)
+	os.MkdirAll(filepath.Join(root, "cur"), 0o700)
+	p := filepath.Join(root, "cur", fmt.Sprintf("%d.M1P2.oldlaptop:2,S", delivered.Unix()))
+	if err := os.WriteFile(p, []byte("Message-ID: <old@x>\nSubject: old\n\nbody\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenMaildir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, state := t.TempDir(), t.TempDir()
+	if rep := runCopy(t, s, dst, state, migrate.Options{}); rep.Copied != 1 {
+		t.Fatalf("copied %d, want 1", rep.Copied)
+	}
+	got := readMaildir(t, dst)["INBOX"]["old@x"]
+	if !got.mtime.Equal(delivered) {
+		t.Errorf("copy dated %v, want the delivery's %v", got.mtime, delivered)
 	}
 }

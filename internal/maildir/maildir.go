@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 	"unicode/utf8"
 
 	"github.com/emersion/go-imap/utf7"
@@ -626,6 +627,35 @@ func SplitName(file string) (base, info string) {
 	}
 	return file, ""
 }
+
+// ReceivedDate is the date a message in file base (the name without its
+// info part) was received: its mtime, as Dovecot and mutt keep it —
+// unless the time the name starts with (the delivery's, Unix seconds:
+// "1700000000.M1P2.host") is more than a day earlier. A maildir copied
+// without keeping mtimes (cp, a USB stick, a backup restored) has every
+// mtime set to the day of the copy, while its names still hold the days
+// of delivery; no delivery takes a day, so a message whose mtime is the
+// delivery's keeps it to the nanosecond (an earlier run's copy of it has
+// that date). A name that does not start with a plausible time (after
+// 1995, when Maildir was made, and not in the future) leaves the mtime.
+func ReceivedDate(base string, mtime time.Time) time.Time {
+	digits, _, ok := strings.Cut(base, ".")
+	if !ok || len(digits) < 9 || len(digits) > 10 {
+		return mtime
+	}
+	sec, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil {
+		return mtime
+	}
+	t := time.Unix(sec, 0)
+	if t.Before(maildirEpoch) || t.After(time.Now().Add(24*time.Hour)) || mtime.Sub(t) <= 24*time.Hour {
+		return mtime
+	}
+	return t
+}
+
+// maildirEpoch: no maildir file was delivered before Maildir existed.
+var maildirEpoch = time.Date(1995, 1, 1, 0, 0, 0, 0, time.UTC)
 
 var letterFlags = map[byte]string{
 	'P': Forwarded, 'R': `\Answered`, 'S': `\Seen`, 'T': `\Deleted`, 'D': `\Draft`, 'F': `\Flagged`,

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPlusPlusNames(t *testing.T) {
@@ -290,5 +291,32 @@ func TestForwardedBothForms(t *testing.T) {
 	}
 	if info, dropped := InfoFromFlags([]string{"$Forwarded"}, full); info != "P" || len(dropped) != 0 {
 		t.Errorf("full table: %q %v", info, dropped)
+	}
+}
+
+// TestReceivedDate: the mtime, unless the name's delivery time is more
+// than a day earlier (a maildir copied without its mtimes); names that
+// hold no plausible time leave the mtime.
+func TestReceivedDate(t *testing.T) {
+	delivered := time.Date(2009, 3, 1, 10, 0, 0, 0, time.UTC)
+	copied := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	name := fmt.Sprintf("%d.M1P2.host", delivered.Unix())
+	for _, tc := range []struct {
+		base  string
+		mtime time.Time
+		want  time.Time
+	}{
+		{name, copied, delivered}, // copied: the name's day
+		{name, delivered.Add(1500 * time.Millisecond), delivered.Add(1500 * time.Millisecond)}, // delivered: the mtime, exactly
+		{name, delivered.Add(-48 * time.Hour), delivered.Add(-48 * time.Hour)},                 // appended with an older date
+		{"123.M1.host", copied, copied},        // no plausible time
+		{"700000000.M1.host", copied, copied},  // 1992: before Maildir
+		{"9999999999.M1.host", copied, copied}, // the future
+		{"abcdefghij.M1.host", copied, copied},
+		{"1235901600", copied, copied}, // no dot: not a delivery name
+	} {
+		if got := ReceivedDate(tc.base, tc.mtime); !got.Equal(tc.want) {
+			t.Errorf("ReceivedDate(%q, %v) = %v, want %v", tc.base, tc.mtime, got, tc.want)
+		}
 	}
 }
