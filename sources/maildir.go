@@ -114,7 +114,7 @@ func (s *Maildir) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if strings.HasPrefix(n, ".") {
+			if strings.HasPrefix(n, ".") || notMessage[strings.ToLower(n)] {
 				continue
 			}
 			base, info := maildir.SplitName(n)
@@ -138,6 +138,12 @@ func (s *Maildir) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.
 	}
 	return nil
 }
+
+// notMessage lists files that file managers leave in any directory they
+// showed (Windows' thumbnail cache and folder settings): in cur/ or new/
+// of a maildir copied from such a machine they are no mail, and are not
+// listed. (Dot files, macOS's .DS_Store among them, never are.)
+var notMessage = map[string]bool{"thumbs.db": true, "desktop.ini": true, "ehthumbs.db": true}
 
 // Fetch implements migrate.Source. If the file was moved or renamed by a
 // mail client since List (flags changed, new -> cur), it is found again by

@@ -155,3 +155,21 @@ func TestMaildirCopiedWithoutMtimes(t *testing.T) {
 		t.Errorf("copy dated %v, want the delivery's %v", got.mtime, delivered)
 	}
 }
+
+// TestMaildirFileManagerLeftovers: Thumbs.db and desktop.ini, which
+// Windows leaves in a directory it showed, are no messages.
+func TestMaildirFileManagerLeftovers(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "cur"), 0o700)
+	os.WriteFile(filepath.Join(root, "cur", "1300000000.M1P2.host:2,S"), []byte("Message-ID: <m@x>\n\nbody\n"), 0o600)
+	os.WriteFile(filepath.Join(root, "cur", "Thumbs.db"), []byte{0xd0, 0xcf, 0x11, 0xe0}, 0o600)
+	os.WriteFile(filepath.Join(root, "cur", "desktop.ini"), []byte("[.ShellClassInfo]\r\n"), 0o600)
+	s, err := OpenMaildir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, state := t.TempDir(), t.TempDir()
+	if rep := runCopy(t, s, dst, state, migrate.Options{}); rep.Copied != 1 || len(rep.Skipped) != 0 {
+		t.Errorf("copied %d, skipped %v; want 1, none", rep.Copied, rep.Skipped)
+	}
+}
