@@ -449,6 +449,10 @@ func (s *Mbox) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 			f.bad = bad
 			s.mu.Unlock()
 		}
+		if m.FolderData && m.Err() == nil {
+			s.opts.Info(fmt.Sprintf("mbox %s: the first message is Pine's folder internal data (%q), not mail: not copied", f.path, "DON'T DELETE THIS MESSAGE -- FOLDER INTERNAL DATA"))
+			continue
+		}
 		msg := migrate.Message{
 			Mailbox: mb.Name, Size: m.Size, Flags: m.Flags, Date: m.Date, Expunged: m.Expunged,
 			Loc: strconv.FormatInt(m.Start, 10) + ":" + strconv.FormatInt(m.Len, 10) + ":" + locFormats[m.Layout.Format],

@@ -218,6 +218,11 @@ type Message struct {
 	// Junk is set for bytes that are not a message (before the first From_
 	// line); Problems then holds a Bad problem.
 	Junk bool
+	// FolderData is set for the first message of a file written by UW
+	// IMAP's c-client (Pine, Alpine, UW imapd): "DON'T DELETE THIS MESSAGE
+	// -- FOLDER INTERNAL DATA", with an X-IMAP field holding the folder's
+	// UIDVALIDITY and keywords. It is no mail; those programs hide it.
+	FolderData bool
 	// Problems found in this message, in file order.
 	Problems []*Problem
 }

@@ -90,14 +90,15 @@ type Reader struct {
 	name string
 	opts Options
 
-	br      *bufio.Reader
-	pos     int64 // file offset of the next byte br returns
-	midLine bool  // the last fragment did not end its line
-	layout  Layout
-	started bool
-	err     error // sticky: io.EOF or a read error
-	filePbs []*Problem
-	stats   Stats
+	br       *bufio.Reader
+	pos      int64 // file offset of the next byte br returns
+	midLine  bool  // the last fragment did not end its line
+	layout   Layout
+	started  bool
+	err      error // sticky: io.EOF or a read error
+	filePbs  []*Problem
+	stats    Stats
+	messages int // messages returned (Junk aside)
 }
 
 // NewReader returns a Reader over the first size bytes of r; name (the
@@ -511,6 +512,8 @@ func (r *Reader) message() (*Message, error) {
 	m.HeaderDate = h.date
 	m.Flags = h.flags
 	m.Expunged = h.expunged
+	m.FolderData = r.messages == 0 && h.xIMAP && strings.Contains(h.subject, "FOLDER INTERNAL DATA")
+	r.messages++
 	return m, nil
 }
 
@@ -579,6 +582,8 @@ type headerState struct {
 	flags     []string
 	expunged  bool
 	seenMoz   bool
+	xIMAP     bool // an X-IMAP or X-IMAPbase field
+	subject   string
 	done      bool
 }
 
@@ -608,7 +613,7 @@ func (h *headerState) line(b []byte, stillHeader bool) {
 		return
 	}
 	switch n := strings.ToLower(strings.TrimRight(string(b[:i]), " \t")); n {
-	case "status", "x-status", "x-mozilla-status", "x-mozilla-keys", "x-evolution", "date", "content-length":
+	case "status", "x-status", "x-mozilla-status", "x-mozilla-keys", "x-evolution", "date", "content-length", "subject", "x-imap", "x-imapbase":
 		h.name = n
 		h.val = append(h.val[:0], b[i+1:min(len(b), i+1+maxField)]...)
 	}
@@ -647,6 +652,10 @@ func (h *headerState) flush() {
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
 			h.cl = n
 		}
+	case "subject":
+		h.subject = v
+	case "x-imap", "x-imapbase":
+		h.xIMAP = true
 	}
 	h.name = ""
 	h.val = h.val[:0]
