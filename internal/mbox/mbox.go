@@ -253,6 +253,38 @@ var dateLayouts = []string{
 	"Mon Jan 2 15:04:05.000000 2006",
 }
 
+// zoneByName corrects a date parsed with a zone name only ("Tue Mar 1
+// 10:00:00 EST 2005", as some mailers write From_ lines): Go gives a zone
+// name that loc does not define the offset 0. A name of RFC 822 (EST,
+// PDT, ...) or of the few unambiguous others in zoneOffsets gets its
+// offset; an unknown name is read like no zone at all, in loc.
+func zoneByName(t time.Time, loc *time.Location) time.Time {
+	name, off := t.Zone()
+	if off != 0 || utcNames[name] {
+		return t
+	}
+	z := loc
+	if o, ok := zoneOffsets[strings.ToUpper(name)]; ok {
+		z = time.FixedZone(name, o)
+	}
+	y, mo, d := t.Date()
+	h, mi, sec := t.Clock()
+	return time.Date(y, mo, d, h, mi, sec, t.Nanosecond(), z)
+}
+
+var utcNames = map[string]bool{"UTC": true, "UT": true, "GMT": true, "Z": true}
+
+// zoneOffsets: RFC 822's zone names (CST is its Central, not China's),
+// and European, Russian, Japanese and Australasian ones that name one
+// offset only (IST and BST, which name several, are read as unknown).
+var zoneOffsets = map[string]int{
+	"EST": -5 * 3600, "EDT": -4 * 3600, "CST": -6 * 3600, "CDT": -5 * 3600,
+	"MST": -7 * 3600, "MDT": -6 * 3600, "PST": -8 * 3600, "PDT": -7 * 3600,
+	"WET": 0, "WEST": 3600, "CET": 3600, "CEST": 2 * 3600, "MET": 3600, "MEST": 2 * 3600,
+	"EET": 2 * 3600, "EEST": 3 * 3600, "MSK": 3 * 3600, "JST": 9 * 3600,
+	"AEST": 10 * 3600, "AEDT": 11 * 3600, "NZST": 12 * 3600, "NZDT": 13 * 3600,
+}
+
 var weekdays = map[string]bool{"mon": true, "tue": true, "wed": true, "thu": true, "fri": true, "sat": true, "sun": true}
 
 // ParseFromLine splits the part of a From_ line after "From " into the
@@ -273,6 +305,9 @@ func ParseFromLine(rest string, loc *time.Location) (sender string, date time.Ti
 		s := strings.Join(fields[i:], " ")
 		for _, l := range dateLayouts {
 			if t, err := time.ParseInLocation(l, s, loc); err == nil {
+				if strings.Contains(l, "MST") && !strings.Contains(l, "-0700") {
+					t = zoneByName(t, loc) // a zone name, no offset
+				}
 				return strings.Join(fields[:i], " "), t, true
 			}
 		}

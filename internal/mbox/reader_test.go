@@ -674,3 +674,30 @@ func TestEvolutionFlags(t *testing.T) {
 	wantFlags(t, gs[4].m)
 	wantFlags(t, gs[5].m, `\Deleted`)
 }
+
+// TestFromLineZoneNames: a From_ date with a zone name only gets that
+// zone's offset when the name has one (RFC 822's, CET...); an unknown or
+// ambiguous name is read like no zone, in the location given.
+func TestFromLineZoneNames(t *testing.T) {
+	ny := time.FixedZone("EST", -5*3600) // as --mbox-timezone America/New_York in winter
+	for _, tc := range []struct {
+		line string
+		loc  *time.Location
+		want string
+	}{
+		{"a@b Tue Mar  1 10:00:00 EST 2005", nil, "2005-03-01T15:00:00Z"},
+		{"a@b Tue Mar  1 10:00:00 2005 PDT", nil, "2005-03-01T17:00:00Z"},
+		{"a@b Tue Mar  1 10:00:00 CEST 2005", nil, "2005-03-01T08:00:00Z"},
+		{"a@b Tue Mar  1 10:00:00 GMT 2005", nil, "2005-03-01T10:00:00Z"},
+		{"a@b Tue Mar  1 10:00:00 EST 2005", ny, "2005-03-01T15:00:00Z"}, // loc's own name
+		{"a@b Tue Mar  1 10:00:00 IST 2005", nil, "2005-03-01T10:00:00Z"}, // ambiguous: as no zone
+		{"a@b Tue Mar  1 10:00:00 IST 2005", ny, "2005-03-01T15:00:00Z"},
+		{"a@b Tue Mar  1 10:00:00 2005", ny, "2005-03-01T15:00:00Z"},
+		{"a@b Tue Mar  1 10:00:00 EST -0500 2005", nil, "2005-03-01T15:00:00Z"},
+	} {
+		_, d, ok := ParseFromLine(tc.line, tc.loc)
+		if !ok || d.UTC().Format(time.RFC3339) != tc.want {
+			t.Errorf("ParseFromLine(%q) = %v, %v; want %s", tc.line, d.UTC(), ok, tc.want)
+		}
+	}
+}
