@@ -689,7 +689,7 @@ func TestFromLineZoneNames(t *testing.T) {
 		{"a@b Tue Mar  1 10:00:00 2005 PDT", nil, "2005-03-01T17:00:00Z"},
 		{"a@b Tue Mar  1 10:00:00 CEST 2005", nil, "2005-03-01T08:00:00Z"},
 		{"a@b Tue Mar  1 10:00:00 GMT 2005", nil, "2005-03-01T10:00:00Z"},
-		{"a@b Tue Mar  1 10:00:00 EST 2005", ny, "2005-03-01T15:00:00Z"}, // loc's own name
+		{"a@b Tue Mar  1 10:00:00 EST 2005", ny, "2005-03-01T15:00:00Z"},  // loc's own name
 		{"a@b Tue Mar  1 10:00:00 IST 2005", nil, "2005-03-01T10:00:00Z"}, // ambiguous: as no zone
 		{"a@b Tue Mar  1 10:00:00 IST 2005", ny, "2005-03-01T15:00:00Z"},
 		{"a@b Tue Mar  1 10:00:00 2005", ny, "2005-03-01T15:00:00Z"},
