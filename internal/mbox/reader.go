@@ -350,7 +350,9 @@ func (r *Reader) message() (*Message, error) {
 	if err := r.skipLine(); err != nil && err != io.EOF {
 		return nil, err
 	}
-	if _, d, ok := ParseFromLine(m.FromLine, r.opts.Location); ok {
+	if m.FromLine == kdeDummyFrom {
+		// No date: the source takes the Date: header's.
+	} else if _, d, ok := ParseFromLine(m.FromLine, r.opts.Location); ok {
 		m.Date = d
 	} else {
 		m.Problems = append(m.Problems, r.problem(m.Offset, false, "cannot parse the date of the From_ line %q; internal date taken from the Date: header", m.FromLine))
@@ -516,6 +518,10 @@ func (r *Reader) message() (*Message, error) {
 	r.messages++
 	return m, nil
 }
+
+// kdeDummyFrom is the From_ line KMail and KNode write before every
+// message, whatever its date: its date says nothing.
+const kdeDummyFrom = "aaa@aaa Mon Jan 01 00:00:00 1997"
 
 // verifyCL checks a Content-Length of cl body bytes starting at bodyStart.
 // It returns the message end when the body ends at a line break and is

@@ -701,3 +701,25 @@ func TestFromLineZoneNames(t *testing.T) {
 		}
 	}
 }
+
+// TestKDEDummyFromLine: the From_ line KMail and KNode write before every
+// message ("From aaa@aaa Mon Jan 01 00:00:00 1997") gives no date; the
+// Date: header's is there instead.
+func TestKDEDummyFromLine(t *testing.T) {
+	const file = "From aaa@aaa Mon Jan 01 00:00:00 1997\nDate: Sat, 5 Mar 2011 08:09:10 +0100\nSubject: k\n\nbody\n\nFrom aaa@aaa Mon Jan 01 00:00:00 1998\nSubject: not the dummy\n\nbody\n"
+	r := NewReader(strings.NewReader(file), int64(len(file)), "kmail", Options{})
+	m, err := r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.Date.IsZero() || m.HeaderDate.UTC().Format(time.RFC3339) != "2011-03-05T07:09:10Z" {
+		t.Errorf("dummy From_ line: date %v, header date %v; want none and 2011-03-05T07:09:10Z", m.Date, m.HeaderDate)
+	}
+	if len(m.Problems) != 0 {
+		t.Errorf("problems %v for a known dummy line", m.Problems)
+	}
+	m, err = r.Next()
+	if err != nil || m.Date.Year() != 1998 {
+		t.Errorf("another From_ line of that sender: %v, %v; want its 1998 date", m.Date, err)
+	}
+}
