@@ -161,10 +161,10 @@ func gracefulSignals(log *slog.Logger, graceful bool) (context.Context, <-chan s
 		select {
 		case s := <-ch:
 			if graceful {
-				log.Warn("stopping after the appends on the wire; press Ctrl-C again to quit at once (the next run resumes either way)", "signal", s.String())
+				log.Warn("stopping after the appends on the wire; a second Ctrl-C (or signal) quits at once (the next run resumes either way)", "signal", s.String())
 				close(stopCh)
 			} else {
-				log.Warn("stopping; press Ctrl-C again to quit at once", "signal", s.String())
+				log.Warn("stopping; a second Ctrl-C (or signal) quits at once", "signal", s.String())
 				cancel(fmt.Errorf("received %s", s))
 			}
 		case <-done:

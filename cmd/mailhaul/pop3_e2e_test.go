@@ -618,3 +618,47 @@ func TestBatchPOP3Passwords(t *testing.T) {
 		t.Errorf("carol's row logged in with the batch's password: %d messages copied", len(got))
 	}
 }
+
+// TestPOP3GracefulStopKeepsUnseen: a first Ctrl-C during a POP3 copy
+// stops the RETRs in flight without breaking the session, which then
+// ends with RSET and QUIT: Dovecot, which marks what a session RETRieved
+// \Seen when the session ends, marks nothing. The resumed run copies the
+// rest, and the maildrop is still unread.
+func TestPOP3GracefulStopKeepsUnseen(t *testing.T) {
+	const pw = "Stop-Pw-8080"
+	d := testserver.StartDovecot(t, testserver.WithUser("alice", pw))
+	const n = 300
+	var corpus [][]byte
+	for i := 0; i < n; i++ {
+		corpus = append(corpus, []byte(fmt.Sprintf("Message-ID: <stop-%d@pop3.test>\nSubject: stop %d\n\n%s", i, i, strings.Repeat("body line\n", 10000))))
+	}
+	d.SeedMaildir(t, "alice", "", corpus, nil)
+	unread := func(when string) {
+		t.Helper()
+		for _, m := range imapFolder(t, d, "alice", "INBOX") {
+			if len(m.flags) != 0 {
+				t.Fatalf("%s: %s is %v on the server, want unread", when, midOf(m.body), m.flags)
+			}
+		}
+	}
+	env := []string{"MAILHAUL_SRC_PASSWORD=" + pw}
+	dst, state := t.TempDir(), t.TempDir()
+	args := []string{"copy", "--insecure-plaintext", "--state-dir", state, "pop3://alice@" + d.POP3Addr, "maildir:" + dst}
+	r := runMailhaul(t, append(env, "MAILHAUL_TEST_KILL_AT=append:3:INT"), args...)
+	if r.code != exitInterrupted {
+		t.Fatalf("exit %d, want 130\n%s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr, "RSET before QUIT") {
+		t.Errorf("the stop broke the session:\n%s", r.stderr)
+	}
+	unread("after the stop")
+	if r = runMailhaul(t, env, args...); r.code != 0 {
+		t.Fatalf("resume: exit %d\n%s", r.code, r.stderr)
+	}
+	unread("after the resumed run")
+	files, _ := filepath.Glob(filepath.Join(dst, "cur", "*"))
+	newFiles, _ := filepath.Glob(filepath.Join(dst, "new", "*"))
+	if len(files)+len(newFiles) != n {
+		t.Errorf("destination holds %d messages, want %d", len(files)+len(newFiles), n)
+	}
+}

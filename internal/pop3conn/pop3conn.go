@@ -241,17 +241,40 @@ type timedConn struct {
 	net.Conn
 	idle  time.Duration
 	fixed time.Time
-	got   atomic.Bool // something was received
+	got   atomic.Bool  // something was received
+	until atomic.Int64 // UnixNano: no read or write beyond (0: none); see drainBudget
 }
+
+// capAt bounds every read and write to end by at, those under way too
+// (the earliest of the bounds asked for stays). Safe from any goroutine.
+func (t *timedConn) capAt(at time.Time) {
+	for {
+		old := t.until.Load()
+		if old != 0 && old <= at.UnixNano() {
+			return
+		}
+		if t.until.CompareAndSwap(old, at.UnixNano()) {
+			t.Conn.SetDeadline(at)
+			return
+		}
+	}
+}
+
+// uncap lifts the bound of capAt.
+func (t *timedConn) uncap() { t.until.Store(0) }
 
 // heard reports whether the server has sent anything yet.
 func (t *timedConn) heard() bool { return t.got.Load() }
 
 func (t *timedConn) deadline() time.Time {
-	if !t.fixed.IsZero() {
-		return t.fixed
+	d := t.fixed
+	if d.IsZero() {
+		d = time.Now().Add(t.idle)
 	}
-	return time.Now().Add(t.idle)
+	if u := t.until.Load(); u != 0 && u < d.UnixNano() {
+		d = time.Unix(0, u)
+	}
+	return d
 }
 
 func (t *timedConn) Read(p []byte) (int, error) {
@@ -561,20 +584,64 @@ type pending struct {
 
 func (p *pending) finish() { p.once.Do(func() { close(p.next) }) }
 
-// wait blocks until it is p's turn to read (or ctx ends, which breaks the
-// connection: replies would no longer be read in order).
-func (p *pending) wait(ctx context.Context) error {
-	if ctx.Err() != nil {
-		p.c.fail(context.Cause(ctx))
-		return ctx.Err()
-	}
+// drainBudget is how long a command whose context ended may still take
+// to read its reply (waiting for its turn, then the reply, discarded):
+// the session stays in step and usable for RSET. A POP3 server such as
+// Dovecot marks every message RETRieved in a session \Seen when the
+// session ends, even without QUIT, unless RSET came first; breaking the
+// connection at the first Ctrl-C would leave the messages in flight
+// marked read. Beyond the budget the connection is broken, as before.
+const drainBudget = 5 * time.Second
+
+// wait blocks until it is p's turn to read. When ctx ends first, it waits
+// on for at most drainBudget (canceled is then true: the caller is to
+// read and drop its reply, see drop), and breaks the connection if the
+// turn does not come.
+func (p *pending) wait(ctx context.Context) (canceled bool, err error) {
 	select {
 	case <-p.mine:
-		return p.c.broken()
+		if ctx.Err() == nil {
+			return false, p.c.broken()
+		}
 	case <-ctx.Done():
+	}
+	t := time.NewTimer(drainBudget)
+	defer t.Stop()
+	select {
+	case <-p.mine:
+		if err := p.c.broken(); err != nil {
+			return true, err
+		}
+		return true, nil
+	case <-t.C:
 		p.c.fail(context.Cause(ctx))
+		return true, ctx.Err()
+	}
+}
+
+// drop reads and discards the reply of a command whose context ended,
+// within drainBudget, and returns ctx's error (or the lost connection's).
+func (c *Conn) drop(ctx context.Context, verb string, multi bool) error {
+	c.tc.capAt(time.Now().Add(drainBudget))
+	line, err := c.rawLine()
+	if err != nil {
+		c.fail(err)
+		return c.lostOr(ctx)
+	}
+	if err := checkStatus(verb, line); err != nil {
+		if ServerError(err) == nil {
+			c.fail(err)
+			return c.lostOr(ctx)
+		}
 		return ctx.Err()
 	}
+	if multi {
+		if err := NewDotReader(c.br).Drain(); err != nil {
+			c.fail(fmt.Errorf("%s: %w", verb, err))
+			return c.lostOr(ctx)
+		}
+	}
+	return ctx.Err()
 }
 
 // send writes a command. With pipelining it is written at once; without,
@@ -592,11 +659,16 @@ func (c *Conn) send(ctx context.Context, verb string, args ...string) (*pending,
 		c.wmu.Unlock()
 		return nil, err
 	}
+	c.tc.uncap() // a command of a live context: the drained ones are read
 	p := &pending{c: c, verb: verb, mine: c.turn, next: make(chan struct{})}
 	c.turn = p.next
 	if !c.pipe {
 		c.wmu.Unlock()
-		if err := p.wait(ctx); err != nil {
+		canceled, err := p.wait(ctx)
+		if err == nil && canceled {
+			err = ctx.Err() // not sent: no reply to read
+		}
+		if err != nil {
 			p.finish()
 			return nil, err
 		}
@@ -618,10 +690,16 @@ func (c *Conn) send(ctx context.Context, verb string, args ...string) (*pending,
 func (p *pending) read(ctx context.Context, multi bool, body func(io.Reader) error) (string, error) {
 	defer p.finish()
 	c := p.c
-	if err := p.wait(ctx); err != nil {
+	canceled, err := p.wait(ctx)
+	if err != nil {
 		return "", err
 	}
-	stop := context.AfterFunc(ctx, func() { c.fail(context.Cause(ctx)) })
+	if canceled {
+		return "", c.drop(ctx, p.verb, multi)
+	}
+	// Ended while the reply is read: it is read to its end within
+	// drainBudget (body goes on receiving it), then ctx's error returned.
+	stop := context.AfterFunc(ctx, func() { c.tc.capAt(time.Now().Add(drainBudget)) })
 	defer stop()
 	line, err := c.rawLine()
 	if err != nil {
@@ -655,6 +733,9 @@ func (p *pending) read(ctx context.Context, multi bool, body func(io.Reader) err
 	if p.verb == "RETR" || p.verb == "TOP" {
 		c.tr.server(fmt.Sprintf("[%d bytes of message data]", dr.N()))
 		c.tr.server(".")
+	}
+	if err := ctx.Err(); err != nil {
+		return "", err
 	}
 	return rest, nil
 }

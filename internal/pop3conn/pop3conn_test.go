@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -624,5 +625,70 @@ func TestDialWrongPort(t *testing.T) {
 				t.Errorf("fatal %v, want %v (%v)", fatal, c.fatal, err)
 			}
 		})
+	}
+}
+
+// cancelOnWrite cancels its context at the first Write, and takes the
+// rest: a RETR whose caller stops while its body arrives.
+type cancelOnWrite struct{ cancel context.CancelFunc }
+
+func (w cancelOnWrite) Write(p []byte) (int, error) { w.cancel(); return len(p), nil }
+
+// TestCancelKeepsUnseen: Dovecot marks every message RETRieved in a
+// session \Seen when the session ends — with QUIT or without — unless
+// RSET came first. RETRs whose context ends (a first Ctrl-C) while one
+// body arrives and others wait their turn return the context's error,
+// but leave the session in step: RSET and QUIT still go through, and
+// no message is marked read.
+func TestCancelKeepsUnseen(t *testing.T) {
+	d := testserver.StartDovecot(t, testserver.WithUser("alice", "Al1ce-pw-77"), testserver.WithoutAuthDelay())
+	var bodies [][]byte
+	for i := 0; i < 6; i++ {
+		bodies = append(bodies, append([]byte(fmt.Sprintf("Subject: m%d\r\nMessage-ID: <%d@x>\r\n\r\n", i, i)), bytes.Repeat([]byte("b\r\n"), 200000)...))
+	}
+	d.SeedMaildir(t, "alice", "", bodies, nil)
+	c, err := Dial(context.Background(), &Config{Endpoint: endpointOf(t, d.POP3Addr, "alice", false), InsecurePlaintext: true, Password: "Al1ce-pw-77"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Pipelining() {
+		t.Fatal("Dovecot offers PIPELINING")
+	}
+	if _, err := c.Retr(context.Background(), 1, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, 7)
+	for n := 2; n <= 6; n++ {
+		wg.Add(1)
+		go func(n int) {
+			defer wg.Done()
+			var w io.Writer = io.Discard
+			if n == 2 {
+				w = cancelOnWrite{cancel}
+			}
+			_, errs[n] = c.Retr(ctx, n, w)
+		}(n)
+		time.Sleep(20 * time.Millisecond) // sent in this order
+	}
+	wg.Wait()
+	for n := 2; n <= 6; n++ {
+		if errs[n] != nil && !errors.Is(errs[n], context.Canceled) {
+			t.Errorf("RETR %d: %v, want the context's error", n, errs[n])
+		}
+	}
+	if !errors.Is(errs[2], context.Canceled) {
+		t.Errorf("RETR 2, cancelled while its body arrived: %v", errs[2])
+	}
+	if err := c.Forget(context.Background()); err != nil {
+		t.Fatalf("RSET after the cancelled RETRs: %v", err)
+	}
+	c.Close()
+	time.Sleep(200 * time.Millisecond) // the session's end is Dovecot's to finish
+	seen, _ := filepath.Glob(filepath.Join(d.MaildirPath("alice"), "cur", "*:2,*S*"))
+	if len(seen) != 0 {
+		t.Errorf("%d messages marked read after a cancelled session: %v", len(seen), seen)
 	}
 }
