@@ -139,14 +139,20 @@ func isFile(p string) bool {
 }
 
 // notMbox lists files found beside mbox files in a Thunderbird profile.
+// And what Windows leaves in a directory it showed (Thumbs.db,
+// desktop.ini), in a profile copied off a Windows machine.
 var notMbox = map[string]bool{
 	"filterlog.html": true, "msgfilterrules.dat": true, "popstate.dat": true,
 	"folders.json": true, "virtualfolders.dat": true, "junklog.html": true,
+	"thumbs.db": true, "ehthumbs.db": true, "desktop.ini": true,
 }
 
+// notMboxExt: the extensions of a profile's other files (prefs.js,
+// compatibility.ini, cert9.db, ...).
 var notMboxExt = map[string]bool{
 	".msf": true, ".dat": true, ".json": true, ".sqlite": true, ".html": true,
 	".sqlite-wal": true, ".sqlite-shm": true, ".log": true, ".lock": true, ".bak": true,
+	".js": true, ".ini": true, ".db": true,
 }
 
 // sniffLen is how much of a file looksLikeMbox reads.

@@ -486,6 +486,10 @@ func TestMboxTreeOddFiles(t *testing.T) {
 	copyFile(t, filepath.Join("..", "testdata", "mbox", "bom-start.mbox"), dir, "Inbox")
 	copyFile(t, filepath.Join("..", "testdata", "mbox", "blank-start.mbox"), dir, "Sent")
 	os.WriteFile(filepath.Join(dir, "photo.jpg"), []byte("\xff\xd8\xff\xe0\x00\x10JFIF\x00binary"), 0o600)
+	// Copied off Windows, with a profile's files: no folders at all.
+	os.WriteFile(filepath.Join(dir, "Thumbs.db"), []byte("\xd0\xcf\x11\xe0"), 0o600)
+	os.WriteFile(filepath.Join(dir, "desktop.ini"), []byte("[.ShellClassInfo]\r\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "prefs.js"), []byte("user_pref(\"mail.server.server1.type\", \"pop3\");\n"), 0o600)
 	os.Mkdir(filepath.Join(dir, "Sent.sbd"), 0o700)
 	if err := os.Symlink("..", filepath.Join(dir, "Sent.sbd", "Loop")); err != nil {
 		t.Fatal(err)
