@@ -21,6 +21,8 @@ const (
 // servers use for special folders to their special use.
 var wellKnown = map[string]string{
 	"sent": UseSent, "sent items": UseSent, "sent messages": UseSent, "sent mail": UseSent,
+	"sent-mail": UseSent, "postponed-msgs": UseDrafts, "postponed": UseDrafts, // Pine, Alpine, KMail; mutt
+
 	"gesendet": UseSent, "gesendete objekte": UseSent, "gesendete elemente": UseSent,
 	"envoyés": UseSent, "éléments envoyés": UseSent, "enviados": UseSent, "inviata": UseSent,
 	"posta inviata": UseSent, "verzonden": UseSent, "verzonden items": UseSent, "outbox": "",
