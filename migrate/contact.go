@@ -226,7 +226,7 @@ func (c *contacts) decide(ctx context.Context, mb Mailbox, dest string, rematchi
 		return nil, nil
 	}
 	c.e.rep(Event{Kind: Warning, Folder: mb.Name, Dest: dest, Err: fmt.Errorf(
-		"destination folder %q already holds %s this state dir did not copy (a new or lost state dir?): each message of %q is compared with them by Message-ID, size and date, and one found there is not copied again (--no-auto-dedupe copies all)", dest, countOf(n, "message with a Message-ID", "messages with a Message-ID"), mb.Name)})
+		"destination folder %q already holds %s this state dir did not copy (a new or lost state dir, or a second source merged into the account?): each message of %q is compared with them by Message-ID, size and date, and one found there is not copied again; a mail client's copy (other header fields, another size) is not found this way: merge such copies with --dedupe (--no-auto-dedupe copies all)", dest, countOf(n, "message with a Message-ID", "messages with a Message-ID"), mb.Name)})
 	return d, nil
 }
 

@@ -423,15 +423,13 @@ func printSummary(w, plan io.Writer, r migrate.Report) {
 	if secs > 0 && !r.DryRun && r.Copied > 0 {
 		rate = fmt.Sprintf(", %.0f msg/s, %s/s", float64(r.Copied)/secs, humanBytes(int64(float64(r.Bytes)/secs)))
 	}
+	already := fmt.Sprintf("%d already there", r.Already+r.Duplicates)
 	if r.Duplicates > 0 {
-		were := fmt.Sprintf("%d messages were", r.Duplicates)
-		if r.Duplicates == 1 {
-			were = "1 message was"
-		}
-		fmt.Fprintf(w, "%s already in the destination (found by Message-ID) and not copied again\n", were)
+		// Found by Message-ID this run, as a later run counts them.
+		already += fmt.Sprintf(" (%d of them found by Message-ID, copied by something else)", r.Duplicates)
 	}
-	fmt.Fprintf(w, "%s %s (%s), %d already there, %d skipped, %d filtered, %s; %.1fs%s\n",
-		verb, plural(r.Copied, "message"), humanBytes(r.Bytes), r.Already, len(r.Skipped), r.Filtered, plural(len(r.Folders), "folder"), secs, rate)
+	fmt.Fprintf(w, "%s %s (%s), %s, %d skipped, %d filtered, %s; %.1fs%s\n",
+		verb, plural(r.Copied, "message"), humanBytes(r.Bytes), already, len(r.Skipped), r.Filtered, plural(len(r.Folders), "folder"), secs, rate)
 	if r.Unchanged > 0 {
 		fmt.Fprintf(w, "%d folders unchanged since the run that finished them: not listed again (--relist lists them)\n", r.Unchanged)
 	}

@@ -133,7 +133,7 @@ func TestPOP3MergeStory(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("pop3 copy: exit %d\n%s", r.code, r.stderr)
 	}
-	if !strings.Contains(r.stderr, "copied "+plural(len(fresh), "message")) || !strings.Contains(r.stderr, fmt.Sprintf("%d messages were already in the destination", len(left))) {
+	if !strings.Contains(r.stderr, "copied "+plural(len(fresh), "message")) || !strings.Contains(r.stderr, fmt.Sprintf("%d already there (%d of them found by Message-ID", len(left), len(left))) {
 		t.Errorf("summary:\n%s", r.stderr)
 	}
 
