@@ -193,9 +193,14 @@ func (r *Reader) atFrom() bool {
 
 // boundary reports whether the line at the read position starts a new
 // message (call at a line start): it is a From_ line whose date parses
-// (`From <sender> <asctime date>`), or, right after a blank line
-// (afterBlank), a "From " line followed by a header field. Anything else
-// that begins with "From " is a body line a writer failed to quote.
+// (`From <sender> <asctime date>`) — unless it follows a text line
+// (!afterBlank) and is followed by a line no message starts with (see
+// firstLineOK): "From jane@x Thu Mar 10 12:00:00 2005" pasted into a
+// letter, then the letter's text, is body; after a blank line such a
+// From_ line starts a message, which is junk when no header follows — or,
+// right after a blank line, a "From " line followed by a header field.
+// Anything else that begins with "From " is a body line a writer failed
+// to quote.
 func (r *Reader) boundary(afterBlank bool) bool {
 	if !r.atFrom() {
 		return false
@@ -204,7 +209,11 @@ func (r *Reader) boundary(afterBlank bool) bool {
 	eol := r.layout.EOL
 	line, next, hasNext := bytes.Cut(p, []byte{eol})
 	if _, _, ok := ParseFromLine(string(trimEOL(line[len(fromSp):], eol)), r.opts.Location); ok {
-		return true
+		if afterBlank || !hasNext || len(next) == 0 {
+			return true // or the From_ line ends the file (or the peek)
+		}
+		first, _, _ := bytes.Cut(next, []byte{eol})
+		return firstLineOK(first)
 	}
 	if !afterBlank || !hasNext {
 		return false

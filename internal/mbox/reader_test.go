@@ -723,3 +723,27 @@ func TestKDEDummyFromLine(t *testing.T) {
 		t.Errorf("another From_ line of that sender: %v, %v; want its 1998 date", m.Date, err)
 	}
 }
+
+// TestPastedFromLine: a From_ line a writer did not quote, pasted into a
+// letter's text and followed by more text, is body; one after a blank
+// line, or followed by a header field (a file with no blank line before
+// its From_ lines), starts a message.
+func TestPastedFromLine(t *testing.T) {
+	const file = "From a@x Thu Mar 10 11:00:00 2005\nSubject: one\n\nAs she wrote:\nFrom jane@example.net Thu Mar 10 12:00:00 2005\nstill the same message\n\n" +
+		"From b@x Thu Mar 10 13:00:00 2005\nSubject: two\n\ntext\nFrom c@x Thu Mar 10 14:00:00 2005\nSubject: three\n\nlast\n"
+	gs, _ := readAll(t, "pasted", []byte(file), Options{})
+	if len(gs) != 3 {
+		t.Fatalf("%d messages, want 3", len(gs))
+	}
+	if !strings.Contains(gs[0].body, "From jane@example.net Thu Mar 10 12:00:00 2005\nstill the same message\n") {
+		t.Errorf("first message: %q", gs[0].body)
+	}
+	for i, g := range gs {
+		if g.m.Err() != nil {
+			t.Errorf("message %d: %v", i, g.m.Err())
+		}
+	}
+	if !strings.HasPrefix(gs[2].body, "Subject: three") {
+		t.Errorf("third message: %q", gs[2].body)
+	}
+}
