@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"github.com/mailhaul/mailhaul/internal/bwlimit"
 	"github.com/mailhaul/mailhaul/internal/imapconn"
 	"github.com/mailhaul/mailhaul/migrate"
 	"github.com/mailhaul/mailhaul/sinks"
@@ -150,7 +151,7 @@ func imapConfig(ep endpoint, env endpointEnv, side string) (*imapconn.Config, er
 	if env.c != nil {
 		cfg.SpillDir = env.c.tempDir      // large FETCH responses with the UID last
 		bw, _ := parseSize(env.c.bwlimit) // checked by runCopy
-		cfg.Limit = imapconn.NewLimit(bw)
+		cfg.Limit = bwlimit.New(bw)
 	}
 	var pwFile, tokCmd, tokFile string
 	cfg.Auth, cfg.AdminUser, pwFile, tokCmd, tokFile = f.side(side)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mailhaul/mailhaul/internal/testserver"
 	"github.com/mailhaul/mailhaul/internal/testserver/fakeimap"
 )
 
@@ -67,5 +68,27 @@ func TestMaxConnectionsAndBandwidth(t *testing.T) {
 	}
 	if r := runMailhaul(t, nil, "copy", "--preset", "nosuch", "maildir:"+src, "maildir:"+t.TempDir()); r.code != exitUsage {
 		t.Errorf("--preset nosuch: exit %d", r.code)
+	}
+}
+
+// TestPOP3Bandwidth: --bwlimit bounds a POP3 source too.
+func TestPOP3Bandwidth(t *testing.T) {
+	var msgs []testserver.FakeMessage
+	for i := 0; i < 10; i++ {
+		body := fmt.Sprintf("Message-ID: <bw%d@fake>\r\nSubject: %d\r\n\r\n%s", i, i, strings.Repeat("z123456789\r\n", 8500)) // 100 KB
+		msgs = append(msgs, testserver.FakeMessage{UIDL: fmt.Sprintf("bw%d", i), Body: []byte(body)})
+	}
+	f := testserver.StartFakePOP3(t, testserver.FakePOP3Options{}, msgs)
+	start := time.Now()
+	r := runMailhaul(t, []string{"MAILHAUL_SRC_PASSWORD=secret"}, "copy", "--insecure-plaintext", "--bwlimit", "256K",
+		"--state-dir", t.TempDir(), "pop3://alice@"+f.Addr, "maildir:"+t.TempDir())
+	took := time.Since(start)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	// 1,020,000 bytes at 256 KiB/s, less one burst of 256 KiB: 2.9 s at
+	// least.
+	if took < 2500*time.Millisecond {
+		t.Errorf("1 MB from POP3 in %s with --bwlimit 256K", took)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/mailhaul/mailhaul/internal/bwlimit"
 	"github.com/mailhaul/mailhaul/internal/pop3conn"
 	"github.com/mailhaul/mailhaul/migrate"
 	"github.com/mailhaul/mailhaul/sinks"
@@ -93,6 +94,10 @@ func pop3Config(ep endpoint, env endpointEnv) (*pop3conn.Config, error) {
 	}
 	f := imapFlagsOf(env)
 	cfg := &pop3conn.Config{Endpoint: u, InsecurePlaintext: f.insecurePlaintext, CAFile: f.caFile, SkipVerify: f.skipVerify, IdleTimeout: f.ioTimeout}
+	if env.c != nil {
+		bw, _ := parseSize(env.c.bwlimit) // checked by runCopy
+		cfg.Limit = bwlimit.New(bw)
+	}
 	auth, admin, pwFile, tokCmd, tokFile := f.side("src")
 	switch auth {
 	case "login":

@@ -39,6 +39,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-sasl"
 
+	"github.com/mailhaul/mailhaul/internal/bwlimit"
 	"github.com/mailhaul/mailhaul/internal/connauth"
 	"github.com/mailhaul/mailhaul/internal/tlsprobe"
 	"github.com/mailhaul/mailhaul/migrate"
@@ -132,7 +133,7 @@ type Config struct {
 	DialTimeout time.Duration
 	// Limit, if not nil, bounds the bandwidth of every connection made
 	// with this Config together (--bwlimit).
-	Limit *Limit
+	Limit *bwlimit.Limit
 	// NoLiteralPlus keeps go-imap's synchronising APPEND literals even when
 	// the server advertises LITERAL+ (see literalplus.go: by default they
 	// are rewritten to non-synchronising ones on imaps:// and plaintext
@@ -193,9 +194,7 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 		}
 		return nil, migrate.Retryable(fmt.Errorf("connect to %s: %w", where, err))
 	}
-	if cfg.Limit != nil {
-		raw = &limitedConn{Conn: raw, l: cfg.Limit, closed: make(chan struct{})}
-	}
+	raw = bwlimit.Wrap(raw, cfg.Limit)
 	act := &activityConn{Conn: raw}
 	act.touch()
 	in := newReadBuffer(act)

@@ -89,6 +89,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mailhaul/mailhaul/internal/bwlimit"
 	"github.com/mailhaul/mailhaul/internal/connauth"
 	"github.com/mailhaul/mailhaul/internal/tlsprobe"
 	"github.com/mailhaul/mailhaul/migrate"
@@ -174,6 +175,9 @@ type Config struct {
 	Trace io.Writer
 	// IdleTimeout bounds each wait for the server (default 2 minutes).
 	IdleTimeout time.Duration
+	// Limit, if not nil, bounds the bandwidth of the connections made
+	// with this Config together (--bwlimit).
+	Limit *bwlimit.Limit
 	// DialTimeout bounds connect + TLS + greeting + login (default 30 s).
 	DialTimeout time.Duration
 }
@@ -315,6 +319,7 @@ func Dial(ctx context.Context, cfg *Config) (*Conn, error) {
 		}
 		return nil, migrate.Retryable(fmt.Errorf("connect to %s: %w", where, err))
 	}
+	raw = bwlimit.Wrap(raw, cfg.Limit)
 	c := &Conn{cfg: cfg, raw: raw, turn: make(chan struct{})}
 	close(c.turn)
 	if cfg.Trace != nil {

@@ -1,4 +1,10 @@
-package imapconn
+// Package bwlimit is --bwlimit: every connection of one side of a run
+// (IMAP or POP3) shares one limiter per direction, so the limit is the
+// total a run asks of a server, whatever the number of connections. A
+// limiter wait ends early when the connection is closed (cancellation, a
+// watchdog), so a limit never keeps a dead connection's goroutine alive.
+// Built on golang.org/x/time/rate.
+package bwlimit
 
 import (
 	"net"
@@ -8,24 +14,27 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Bandwidth limits (--bwlimit): every connection of one side shares one
-// limiter per direction, so the limit is the total a run asks of a server,
-// whatever the number of connections. A limiter wait ends early when the
-// connection is closed (cancellation, the watchdog), so a limit never
-// keeps a dead connection's goroutine alive.
-
 // Limit is a shared bandwidth limit in bytes per second, each direction.
 type Limit struct {
 	up, down *rate.Limiter
 }
 
-// NewLimit returns a limit of bytesPerSec each way (nil: no limit).
-func NewLimit(bytesPerSec int64) *Limit {
+// New returns a limit of bytesPerSec each way (nil: no limit).
+func New(bytesPerSec int64) *Limit {
 	if bytesPerSec <= 0 {
 		return nil
 	}
 	burst := int(min(bytesPerSec, 256<<10))
 	return &Limit{up: rate.NewLimiter(rate.Limit(bytesPerSec), burst), down: rate.NewLimiter(rate.Limit(bytesPerSec), burst)}
+}
+
+// Wrap returns c with l applied to its reads and writes (c itself when l
+// is nil). Safe for the concurrent use c allows.
+func Wrap(c net.Conn, l *Limit) net.Conn {
+	if l == nil {
+		return c
+	}
+	return &limitedConn{Conn: c, l: l, closed: make(chan struct{})}
 }
 
 // limitedConn applies a Limit to a connection.
