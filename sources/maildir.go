@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -78,9 +79,12 @@ func (s *Maildir) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 	return out, nil
 }
 
-// List implements migrate.Source. Messages of new/ come first, then cur/,
-// each sorted by name; a folder without one of them lists the other. A
-// file present in both (a client moved it while we listed) is listed once.
+// List implements migrate.Source. Messages come in the order they were
+// delivered — by the time their names start with (maildir.DeliveryTime),
+// then by name, new/ and cur/ together — which an IMAP destination keeps
+// as its UID order (a client's "order received"); a folder without one of
+// new/ and cur/ lists the other. A file present in both (a client moved
+// it while we listed) is listed once.
 func (s *Maildir) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Message) error) error {
 	dir, ok := s.folders[mb.Name]
 	if !ok {
@@ -91,7 +95,11 @@ func (s *Maildir) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.
 		// Keywords are lost for this folder, not messages: go on.
 		kw = &maildir.Keywords{}
 	}
-	seen := map[string]bool{}
+	type entry struct {
+		sub, name string
+		at        int64 // delivery time; math.MaxInt64 when the name has none
+	}
+	var ents []entry
 	for _, sub := range []string{"new", "cur"} {
 		subdir := filepath.Join(dir, sub)
 		if maildir.IsMaildir(subdir) {
@@ -109,31 +117,47 @@ func (s *Maildir) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.
 		if err != nil {
 			return migrate.SkipMessage(fmt.Errorf("read maildir folder %s: %w", subdir, err))
 		}
-		sort.Strings(names)
 		for _, n := range names {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
 			if strings.HasPrefix(n, ".") || notMessage[strings.ToLower(n)] {
 				continue
 			}
-			base, info := maildir.SplitName(n)
-			if seen[base] {
-				continue
+			at := int64(math.MaxInt64)
+			if t, ok := maildir.DeliveryTime(n); ok {
+				at = t.Unix()
 			}
-			seen[base] = true
-			p := filepath.Join(subdir, n)
-			m := migrate.Message{Mailbox: mb.Name, ID: base, Loc: p, Size: -1}
-			if fi, err := os.Lstat(p); err == nil {
-				m.Size = fi.Size()
-				m.Date = maildir.ReceivedDate(base, fi.ModTime())
-			}
-			if sub == "cur" {
-				m.Flags = maildir.FlagsFromInfo(info, kw)
-			}
-			if err := fn(m); err != nil {
-				return err
-			}
+			ents = append(ents, entry{sub, n, at})
+		}
+	}
+	sort.Slice(ents, func(i, j int) bool {
+		if ents[i].at != ents[j].at {
+			return ents[i].at < ents[j].at
+		}
+		if ents[i].name != ents[j].name {
+			return ents[i].name < ents[j].name
+		}
+		return ents[i].sub == "new" && ents[j].sub == "cur"
+	})
+	seen := map[string]bool{}
+	for _, en := range ents {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		base, info := maildir.SplitName(en.name)
+		if seen[base] {
+			continue
+		}
+		seen[base] = true
+		p := filepath.Join(dir, en.sub, en.name)
+		m := migrate.Message{Mailbox: mb.Name, ID: base, Loc: p, Size: -1}
+		if fi, err := os.Lstat(p); err == nil {
+			m.Size = fi.Size()
+			m.Date = maildir.ReceivedDate(base, fi.ModTime())
+		}
+		if en.sub == "cur" {
+			m.Flags = maildir.FlagsFromInfo(info, kw)
+		}
+		if err := fn(m); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -173,3 +173,30 @@ func TestMaildirFileManagerLeftovers(t *testing.T) {
 		t.Errorf("copied %d, skipped %v; want 1, none", rep.Copied, rep.Skipped)
 	}
 }
+
+// TestMaildirListsInDeliveryOrder: messages are listed in the order they
+// were delivered (the time their names start with, compared as numbers),
+// new/ and cur/ together, so that an IMAP destination's UIDs follow it.
+func TestMaildirListsInDeliveryOrder(t *testing.T) {
+	root := t.TempDir()
+	for _, p := range []string{"new/1500000000.M3.host", "cur/1400000000.M2.host:2,S", "cur/999000000.M1.host:2,S", "cur/notime:2,S"} {
+		os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o700)
+		if err := os.WriteFile(filepath.Join(root, p), []byte("Subject: x\n\nx\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := OpenMaildir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Mailboxes(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	if err := s.List(t.Context(), migrate.Mailbox{Name: "INBOX"}, func(m migrate.Message) error { ids = append(ids, m.ID); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(ids, " "); got != "999000000.M1.host 1400000000.M2.host 1500000000.M3.host notime" {
+		t.Errorf("listed %s", got)
+	}
+}

@@ -639,19 +639,29 @@ func SplitName(file string) (base, info string) {
 // that date). A name that does not start with a plausible time (after
 // 1995, when Maildir was made, and not in the future) leaves the mtime.
 func ReceivedDate(base string, mtime time.Time) time.Time {
-	digits, _, ok := strings.Cut(base, ".")
+	if t, ok := DeliveryTime(base); ok && mtime.Sub(t) > 24*time.Hour {
+		return t
+	}
+	return mtime
+}
+
+// DeliveryTime is the time a maildir file name starts with — the
+// delivery's, Unix seconds ("1700000000.M1P2.host") — if it is a
+// plausible one: after 1995, when Maildir was made, and not in the future.
+func DeliveryTime(name string) (time.Time, bool) {
+	digits, _, ok := strings.Cut(name, ".")
 	if !ok || len(digits) < 9 || len(digits) > 10 {
-		return mtime
+		return time.Time{}, false
 	}
 	sec, err := strconv.ParseInt(digits, 10, 64)
 	if err != nil {
-		return mtime
+		return time.Time{}, false
 	}
 	t := time.Unix(sec, 0)
-	if t.Before(maildirEpoch) || t.After(time.Now().Add(24*time.Hour)) || mtime.Sub(t) <= 24*time.Hour {
-		return mtime
+	if t.Before(maildirEpoch) || t.After(time.Now().Add(24*time.Hour)) {
+		return time.Time{}, false
 	}
-	return t
+	return t, true
 }
 
 // maildirEpoch: no maildir file was delivered before Maildir existed.
