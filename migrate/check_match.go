@@ -454,10 +454,10 @@ func (c *checker) classifyExtras(ctx context.Context, g *checkGroup, src, dst []
 			} else if s := srcByMID[x.mid]; s != nil {
 				v.Reason = fmt.Sprintf("same Message-ID as source message %s of %q, but another size or content", s.m.ID, s.m.Mailbox)
 			} else {
-				v.Reason = "no source message has this Message-ID"
+				v.Reason = "no message of the source folders copied into this folder has this Message-ID"
 			}
 		default:
-			v.Reason = "no Message-ID, and no source message has its size and content"
+			v.Reason = "no Message-ID, and no message of the source folders copied into this folder has its size and content"
 			for _, d := range noMID[x.m.Size] {
 				if x.sum != "" && d.sum == x.sum {
 					v.Verdict = VerdictDuplicate
