@@ -229,7 +229,8 @@ func runCheck(g *globalFlags, f *checkFlags, srcArg, dstArg string) error {
 
 	var forgotten int
 	var forgetErr error
-	if writable != nil && runErr == nil && !rep.Interrupted {
+	forgetting := writable != nil && runErr == nil && !rep.Interrupted
+	if forgetting {
 		forgotten, forgetErr = forgetMissing(writable, rep)
 	}
 	code := checkExitCode(rep, runErr)
@@ -242,9 +243,9 @@ func runCheck(g *globalFlags, f *checkFlags, srcArg, dstArg string) error {
 		if err := writeJSON(os.Stdout, out, "messages", rend.sortedVerdicts()); err != nil {
 			return &exitError{exitFatal, fmt.Errorf("write report: %w", err)}
 		}
-		printCheck(os.Stderr, rep, srcEP.describe(), dstEP.describe(), cpPath, f.limit, code)
+		printCheck(os.Stderr, rep, srcEP.describe(), dstEP.describe(), cpPath, f.limit, code, forgetting)
 	} else {
-		printCheck(os.Stdout, rep, srcEP.describe(), dstEP.describe(), cpPath, f.limit, code)
+		printCheck(os.Stdout, rep, srcEP.describe(), dstEP.describe(), cpPath, f.limit, code, forgetting)
 	}
 	switch {
 	case forgetErr != nil:
@@ -459,7 +460,7 @@ type checkJSON struct {
 
 // printCheck writes the human report: the per-folder table, the problems
 // (at most limit of each kind, 0: all), notes and the conclusion.
-func printCheck(w io.Writer, r migrate.CheckReport, src, dst, cp string, limit, code int) {
+func printCheck(w io.Writer, r migrate.CheckReport, src, dst, cp string, limit, code int, forgetting bool) {
 	how := "by the checkpoint " + cp + " where it records a copy, else by Message-ID, size and content"
 	if cp == "" {
 		how = "by Message-ID, size and content (no checkpoint)"
@@ -526,7 +527,7 @@ func printCheck(w io.Writer, r migrate.CheckReport, src, dst, cp string, limit, 
 			recorded++
 		}
 	}
-	if recorded > 0 {
+	if recorded > 0 && !forgetting { // else --forget-missing says what it removed
 		notes = append(notes, fmt.Sprintf("%s missing here the checkpoint records as copied (their copies were deleted or changed since): a copy does not copy them again until `mailhaul check --forget-missing` with these arguments has removed those records", plural(recorded, "message")))
 	}
 	for _, f := range r.Folders {

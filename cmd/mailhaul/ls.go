@@ -16,7 +16,11 @@ type lsFolder struct {
 	NoSelect   bool   `json:"noselect,omitempty"`
 	Messages   int    `json:"messages"`
 	Bytes      int64  `json:"bytes"`
-	Error      string `json:"error,omitempty"`
+	// Expunged counts the messages the source already treats as gone
+	// (Thunderbird's deleted but not compacted), which copy leaves out
+	// unless --include-deleted: not in Messages and Bytes.
+	Expunged int    `json:"expunged,omitempty"`
+	Error    string `json:"error,omitempty"`
 }
 
 func lsCommand(g *globalFlags) *cobra.Command {
@@ -54,6 +58,10 @@ func lsCommand(g *globalFlags) *cobra.Command {
 				f := lsFolder{Name: mb.Name, SpecialUse: mb.SpecialUse, NoSelect: mb.NoSelect}
 				if !mb.NoSelect {
 					err := src.List(ctx, mb, func(m migrate.Message) error {
+						if m.Expunged {
+							f.Expunged++
+							return nil
+						}
 						f.Messages++
 						if m.Size > 0 {
 							f.Bytes += m.Size
@@ -86,6 +94,9 @@ func lsCommand(g *globalFlags) *cobra.Command {
 					fmt.Printf("%-50s %-10s %10d %12s\n", f.Name, use, f.Messages, humanBytes(f.Bytes))
 					if f.Error != "" {
 						fmt.Printf("  error: %s\n", f.Error)
+					}
+					if f.Expunged > 0 {
+						fmt.Printf("  and %s deleted but not compacted (not counted; copy --include-deleted copies them)\n", plural(f.Expunged, "message"))
 					}
 					n += f.Messages
 					b += f.Bytes

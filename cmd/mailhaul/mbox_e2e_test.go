@@ -206,3 +206,18 @@ func TestMboxCrashResume(t *testing.T) {
 	sameMessages(t, want, dst)
 	t.Logf("%d kills, every message exactly once", kills)
 }
+
+// TestLsLeavesOutExpunged: ls counts what copy copies — not Thunderbird's
+// deleted-but-not-compacted messages, which it names apart.
+func TestLsLeavesOutExpunged(t *testing.T) {
+	dir := t.TempDir()
+	mbox := "From a@b Sat Jan  1 00:00:00 2000\nX-Mozilla-Status: 0009\nSubject: gone\n\nx\n\n" +
+		"From a@b Sat Jan  1 00:00:01 2000\nX-Mozilla-Status: 0001\nSubject: kept\n\ny\n"
+	if err := os.WriteFile(filepath.Join(dir, "Inbox"), []byte(mbox), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runMailhaul(t, nil, "--json", "ls", "mbox:"+dir)
+	if r.code != 0 || !strings.Contains(r.stdout, `"messages": 1,`) || !strings.Contains(r.stdout, `"expunged": 1`) {
+		t.Errorf("exit %d\n%s", r.code, r.stdout)
+	}
+}

@@ -34,7 +34,7 @@ func TestRendererCountsFound(t *testing.T) {
 // error does not repeat the error, which main prints on standard error.
 func TestCheckFailedSaysErrorOnce(t *testing.T) {
 	var out bytes.Buffer
-	printCheck(&out, migrate.CheckReport{Error: "IMAP destination x: connection reset"}, "src", "dst", "", 10, exitFatal)
+	printCheck(&out, migrate.CheckReport{Error: "IMAP destination x: connection reset"}, "src", "dst", "", 10, exitFatal, false)
 	if s := out.String(); !strings.Contains(s, "FAILED") || strings.Contains(s, "connection reset") {
 		t.Errorf("summary:\n%s", s)
 	}
