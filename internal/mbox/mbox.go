@@ -196,7 +196,9 @@ type Message struct {
 	FromLine string
 	// Date is the From_ line's date; zero if it could not be parsed.
 	Date time.Time
-	// HeaderDate is the Date: header's date; zero if absent or invalid.
+	// HeaderDate is the date the header implies, as migrate.HeaderDate
+	// has it: the newest date of its Received: fields (when it arrived),
+	// else its Date: field's; zero if none is valid.
 	HeaderDate time.Time
 	// Start and Len are the raw (still quoted) message bytes in the file.
 	Start, Len int64

@@ -521,6 +521,9 @@ func (r *Reader) message() (*Message, error) {
 	m.Size = out.n
 	m.Sum = sum(out)
 	m.HeaderDate = h.date
+	if !h.received.IsZero() {
+		m.HeaderDate = h.received // arrival, as migrate.HeaderDate has it
+	}
 	m.Flags = h.flags
 	m.Expunged = h.expunged
 	m.FolderData = r.messages == 0 && h.xIMAP && strings.Contains(h.subject, "FOLDER INTERNAL DATA")
@@ -597,7 +600,8 @@ type headerState struct {
 	flags     []string
 	expunged  bool
 	seenMoz   bool
-	xIMAP     bool // an X-IMAP or X-IMAPbase field
+	received  time.Time // the newest date of the Received: fields
+	xIMAP     bool      // an X-IMAP or X-IMAPbase field
 	subject   string
 	done      bool
 }
@@ -628,7 +632,7 @@ func (h *headerState) line(b []byte, stillHeader bool) {
 		return
 	}
 	switch n := strings.ToLower(strings.TrimRight(string(b[:i]), " \t")); n {
-	case "status", "x-status", "x-mozilla-status", "x-mozilla-keys", "x-evolution", "date", "content-length", "subject", "x-imap", "x-imapbase":
+	case "status", "x-status", "x-mozilla-status", "x-mozilla-keys", "x-evolution", "date", "received", "content-length", "subject", "x-imap", "x-imapbase":
 		h.name = n
 		h.val = append(h.val[:0], b[i+1:min(len(b), i+1+maxField)]...)
 	}
@@ -663,6 +667,12 @@ func (h *headerState) flush() {
 		}
 	case "date":
 		h.date = parseHeaderDate(v)
+	case "received":
+		if i := strings.LastIndexByte(v, ';'); i >= 0 {
+			if t := parseHeaderDate(v[i+1:]); t.After(h.received) {
+				h.received = t
+			}
+		}
 	case "content-length":
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
 			h.cl = n

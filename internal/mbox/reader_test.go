@@ -747,3 +747,21 @@ func TestPastedFromLine(t *testing.T) {
 		t.Errorf("third message: %q", gs[2].body)
 	}
 }
+
+// TestHeaderDateReceived: with no From_ date, a message is dated by when
+// it arrived — its newest Received: field — before its Date: (which may
+// be missing or invalid), as a POP3 source dates it.
+func TestHeaderDateReceived(t *testing.T) {
+	const file = "From aaa@aaa Mon Jan 01 00:00:00 1997\nReceived: from a by b;\n Sat, 5 Mar 2011 08:00:00 +0000\nReceived: from c by a; Sat, 5 Mar 2011 07:59:00 +0000\nDate: Sat, 5 Mar 2011 25:61:00 +0000\nSubject: k\n\nbody\n\n" +
+		"From aaa@aaa Mon Jan 01 00:00:00 1997\nDate: Sun, 6 Mar 2011 09:00:00 +0000\nSubject: sent\n\nbody\n"
+	r := NewReader(strings.NewReader(file), int64(len(file)), "kmail", Options{})
+	for _, want := range []string{"2011-03-05T08:00:00Z", "2011-03-06T09:00:00Z"} {
+		m, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.HeaderDate.UTC().Format(time.RFC3339); got != want {
+			t.Errorf("header date %s, want %s", got, want)
+		}
+	}
+}
