@@ -80,7 +80,7 @@ func (r *renderer) logProgress() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	el := time.Since(r.started).Seconds()
-	r.g.log.Info("progress", "folder", r.folder, "copied", r.copied, "queued", r.queued,
+	r.g.log.Info("progress", "folder", r.folder, "copied", r.copied, "of_listed", r.queued,
 		"bytes", humanBytes(r.copiedB), "already", r.already, "found", r.found, "skipped", r.skipped,
 		"rate", fmt.Sprintf("%.0f msg/s", float64(r.copied)/el))
 }
