@@ -148,11 +148,19 @@ var notMbox = map[string]bool{
 }
 
 // notMboxExt: the extensions of a profile's other files (prefs.js,
-// compatibility.ini, cert9.db, ...).
+// compatibility.ini, cert9.db, ...). A file of these names or extensions
+// that is an mbox file all the same is read (see holdsMail).
 var notMboxExt = map[string]bool{
 	".msf": true, ".dat": true, ".json": true, ".sqlite": true, ".html": true,
 	".sqlite-wal": true, ".sqlite-shm": true, ".log": true, ".lock": true, ".bak": true,
 	".js": true, ".ini": true, ".db": true,
+}
+
+// holdsMail reports whether the file at p is an mbox file with messages
+// in it (not empty: an empty .msf is no folder).
+func holdsMail(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Size() > 0 && looksLikeMbox(p) == nil
 }
 
 // sniffLen is how much of a file looksLikeMbox reads.
@@ -334,8 +342,8 @@ func (s *Mbox) walk(ctx context.Context, dir, prefix string, depth int, bundle b
 			continue
 		}
 		p := filepath.Join(dir, n)
-		if notMbox[strings.ToLower(n)] || notMboxExt[strings.ToLower(filepath.Ext(n))] {
-			continue
+		if (notMbox[strings.ToLower(n)] || notMboxExt[strings.ToLower(filepath.Ext(n))]) && !holdsMail(p) {
+			continue // a folder may be named "node.js" or "Clients.db": read it if it is mail
 		}
 		if bundle && (n == "Info.plist" || n == "table_of_contents") {
 			continue // Apple Mail's index of the bundle's mbox

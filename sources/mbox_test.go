@@ -490,6 +490,9 @@ func TestMboxTreeOddFiles(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "Thumbs.db"), []byte("\xd0\xcf\x11\xe0"), 0o600)
 	os.WriteFile(filepath.Join(dir, "desktop.ini"), []byte("[.ShellClassInfo]\r\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "prefs.js"), []byte("user_pref(\"mail.server.server1.type\", \"pop3\");\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "Empty.msf"), nil, 0o600)
+	// A folder named like a profile file is still a folder.
+	copyFile(t, filepath.Join("..", "testdata", "mbox", "blank-start.mbox"), dir, "node.js")
 	os.Mkdir(filepath.Join(dir, "Sent.sbd"), 0o700)
 	if err := os.Symlink("..", filepath.Join(dir, "Sent.sbd", "Loop")); err != nil {
 		t.Fatal(err)
@@ -501,11 +504,11 @@ func TestMboxTreeOddFiles(t *testing.T) {
 	}
 	dst := t.TempDir()
 	rep := runCopy(t, s, dst, t.TempDir(), migrate.Options{})
-	if rep.Copied != 3 || len(rep.Skipped) != 1 || rep.Skipped[0].Folder != "photo.jpg" || !strings.Contains(rep.Skipped[0].Reason, "not an mbox file") {
+	if rep.Copied != 4 || len(rep.Skipped) != 1 || rep.Skipped[0].Folder != "photo.jpg" || !strings.Contains(rep.Skipped[0].Reason, "not an mbox file") {
 		t.Fatalf("copied %d, skipped %+v", rep.Copied, rep.Skipped)
 	}
 	got := readMaildir(t, dst)
-	if len(got["INBOX"]) != 2 || len(got["Sent"]) != 1 || len(got) != 2 {
+	if len(got["INBOX"]) != 2 || len(got["Sent"]) != 1 || len(got["node.js"]) != 1 || len(got) != 3 {
 		t.Errorf("destination folders: %v", got)
 	}
 	if !strings.Contains(strings.Join(warns, "\n"), "Loop skipped: a symbolic link to a directory") {
