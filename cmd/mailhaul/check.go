@@ -243,9 +243,9 @@ func runCheck(g *globalFlags, f *checkFlags, srcArg, dstArg string) error {
 		if err := writeJSON(os.Stdout, out, "messages", rend.sortedVerdicts()); err != nil {
 			return &exitError{exitFatal, fmt.Errorf("write report: %w", err)}
 		}
-		printCheck(os.Stderr, rep, srcEP.describe(), dstEP.describe(), cpPath, f.limit, code, forgetting)
+		printCheck(os.Stderr, rep, srcEP.describe(), dstEP.describe(), cpPath, f.limit, code, forgetting && forgetErr == nil)
 	} else {
-		printCheck(os.Stdout, rep, srcEP.describe(), dstEP.describe(), cpPath, f.limit, code, forgetting)
+		printCheck(os.Stdout, rep, srcEP.describe(), dstEP.describe(), cpPath, f.limit, code, forgetting && forgetErr == nil)
 	}
 	switch {
 	case forgetErr != nil:

@@ -231,7 +231,7 @@ type Conn struct {
 
 	emu  sync.Mutex
 	err  error // set once the connection broke; never cleared
-	dele int   // DELEs accepted and not yet committed by QUIT
+	dele int   // DELEs sent (accepted or not: a reply dropped after a cancel may be +OK) and not committed by QUIT
 	quit bool
 }
 
@@ -596,7 +596,7 @@ func (p *pending) finish() { p.once.Do(func() { close(p.next) }) }
 // session ends, even without QUIT, unless RSET came first; breaking the
 // connection at the first Ctrl-C would leave the messages in flight
 // marked read. Beyond the budget the connection is broken, as before.
-const drainBudget = 5 * time.Second
+var drainBudget = 5 * time.Second // a variable for tests only
 
 // wait blocks until it is p's turn to read. When ctx ends first, it waits
 // on for at most drainBudget (canceled is then true: the caller is to
@@ -628,6 +628,7 @@ func (p *pending) wait(ctx context.Context) (canceled bool, err error) {
 // within drainBudget, and returns ctx's error (or the lost connection's).
 func (c *Conn) drop(ctx context.Context, verb string, multi bool) error {
 	c.tc.capAt(time.Now().Add(drainBudget))
+	defer c.tc.uncap() // replies are read one at a time: the next is not this one's to bound
 	line, err := c.rawLine()
 	if err != nil {
 		c.fail(err)
@@ -664,7 +665,6 @@ func (c *Conn) send(ctx context.Context, verb string, args ...string) (*pending,
 		c.wmu.Unlock()
 		return nil, err
 	}
-	c.tc.uncap() // a command of a live context: the drained ones are read
 	p := &pending{c: c, verb: verb, mine: c.turn, next: make(chan struct{})}
 	c.turn = p.next
 	if !c.pipe {
@@ -678,6 +678,13 @@ func (c *Conn) send(ctx context.Context, verb string, args ...string) (*pending,
 			return nil, err
 		}
 		c.wmu.Lock()
+	}
+	if verb == "DELE" {
+		// Counted once written: its reply may be read by nobody (a
+		// cancelled caller's is dropped), and Close must not then QUIT.
+		c.emu.Lock()
+		c.dele++
+		c.emu.Unlock()
 	}
 	err := c.rawSend(line, line)
 	c.wmu.Unlock()
@@ -704,8 +711,22 @@ func (p *pending) read(ctx context.Context, multi bool, body func(io.Reader) err
 	}
 	// Ended while the reply is read: it is read to its end within
 	// drainBudget (body goes on receiving it), then ctx's error returned.
-	stop := context.AfterFunc(ctx, func() { c.tc.capAt(time.Now().Add(drainBudget)) })
-	defer stop()
+	var capMu sync.Mutex
+	done := false
+	stop := context.AfterFunc(ctx, func() {
+		capMu.Lock()
+		defer capMu.Unlock()
+		if !done {
+			c.tc.capAt(time.Now().Add(drainBudget))
+		}
+	})
+	defer func() {
+		stop()
+		capMu.Lock()
+		done = true
+		capMu.Unlock()
+		c.tc.uncap() // the next reply, a live command's, is not bound by this one's cancel
+	}()
 	line, err := c.rawLine()
 	if err != nil {
 		c.fail(err)
@@ -862,12 +883,7 @@ func (c *Conn) Top(ctx context.Context, n, lines int, w io.Writer) (int64, error
 // succeeds. Close on a session with marked messages does not send QUIT.
 func (c *Conn) Dele(ctx context.Context, n int) error {
 	_, err := c.cmd(ctx, false, nil, "DELE", strconv.Itoa(n))
-	if err == nil {
-		c.emu.Lock()
-		c.dele++
-		c.emu.Unlock()
-	}
-	return err
+	return err // counted by send
 }
 
 // Forget asks the server, before a session that deleted nothing ends, to

@@ -439,7 +439,8 @@ func TestDropMidRetr(t *testing.T) {
 
 // TestStalledServer: a server that stops in the middle of a reply is
 // given up on after IdleTimeout (not waited for), with an error that says
-// so; a cancelled context ends the wait at once.
+// so; a cancelled context ends the wait within drainBudget (the reply is
+// given that long to end, so that the session could go on).
 func TestStalledServer(t *testing.T) {
 	f := testserver.StartFakePOP3(t, testserver.FakePOP3Options{}, fakeMsgs(3))
 	f.StallDuringRetr("uid-002", 2)
@@ -475,9 +476,13 @@ func TestStalledServer(t *testing.T) {
 		}
 		cancel()
 	}()
+	start = time.Now()
 	_, err = c.Retr(ctx, 3, io.Discard)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled RETR: %v", err)
+	}
+	if el := time.Since(start); el > drainBudget+2*time.Second {
+		t.Errorf("a cancelled RETR of a stalled server took %s, want at most drainBudget (%s)", el, drainBudget)
 	}
 	c.Close()
 }
@@ -690,5 +695,84 @@ func TestCancelKeepsUnseen(t *testing.T) {
 	seen, _ := filepath.Glob(filepath.Join(d.MaildirPath("alice"), "cur", "*:2,*S*"))
 	if len(seen) != 0 {
 		t.Errorf("%d messages marked read after a cancelled session: %v", len(seen), seen)
+	}
+}
+
+// slowWriter takes its time over the first write: a caller still busy
+// with one body while later commands wait their turn.
+type slowWriter struct{ d time.Duration }
+
+func (w *slowWriter) Write(p []byte) (int, error) {
+	if w.d > 0 {
+		time.Sleep(w.d)
+		w.d = 0
+	}
+	return len(p), nil
+}
+
+// TestCancelledDeleNoQuit: a DELE whose context ends while it waits its
+// turn has its reply dropped (the session stays in step), but it was
+// sent, and may have been accepted: Close must not QUIT, or the server
+// would delete a message its caller was told was not deleted.
+func TestCancelledDeleNoQuit(t *testing.T) {
+	f := testserver.StartFakePOP3(t, testserver.FakePOP3Options{}, fakeMsgs(3))
+	c, err := Dial(context.Background(), fakeCfg(t, f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := c.Retr(context.Background(), 1, &slowWriter{300 * time.Millisecond}); done <- err }()
+	time.Sleep(50 * time.Millisecond) // the RETR first
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := c.Dele(ctx, 2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("DELE behind a slow RETR: %v, want the context's error", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("RETR: %v", err)
+	}
+	c.Close()
+	if st := f.Stats(); st.Quits != 0 || st.Deleted != 0 {
+		t.Errorf("after a cancelled DELE: %d QUITs, %d deleted; want none", st.Quits, st.Deleted)
+	}
+}
+
+// TestDrainBoundsOnlyTheDrained: the time a cancelled command's reply may
+// take bounds that reply only, not a live command's queued behind it.
+func TestDrainBoundsOnlyTheDrained(t *testing.T) {
+	defer func(d time.Duration) { drainBudget = d }(drainBudget)
+	drainBudget = 300 * time.Millisecond
+	slow := func(w io.Writer) error { // 1 s in all, flowing
+		io.WriteString(w, "Subject: slow\r\n\r\n")
+		for i := 0; i < 10; i++ {
+			time.Sleep(100 * time.Millisecond)
+			if _, err := io.WriteString(w, "line\r\n"); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	big := append([]byte("Subject: big\r\n\r\n"), bytes.Repeat([]byte("0123456789\r\n"), 400000)...) // still arriving when cancelled
+	msgs := []testserver.FakeMessage{{UIDL: "big", Body: big}}
+	msgs = append(msgs, testserver.FakeMessage{UIDL: "slow", Gen: slow, Size: int64(len("Subject: slow\r\n\r\n") + 10*len("line\r\n"))})
+	f := testserver.StartFakePOP3(t, testserver.FakePOP3Options{}, msgs)
+	c, err := Dial(context.Background(), fakeCfg(t, f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !c.Pipelining() {
+		t.Skip("the fake server offers no PIPELINING")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() { _, err := c.Retr(ctx, 1, cancelOnWrite{cancel}); first <- err }()
+	time.Sleep(20 * time.Millisecond)
+	var b bytes.Buffer
+	if _, err := c.Retr(context.Background(), 2, &b); err != nil || !strings.HasSuffix(b.String(), "line\r\n") {
+		t.Errorf("live RETR behind a cancelled one: %v (%d bytes)", err, b.Len())
+	}
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled RETR: %v", err)
 	}
 }
