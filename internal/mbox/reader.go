@@ -212,14 +212,52 @@ func (r *Reader) boundary(afterBlank bool) bool {
 		if afterBlank || !hasNext || len(next) == 0 {
 			return true // or the From_ line ends the file (or the peek)
 		}
-		first, _, _ := bytes.Cut(next, []byte{eol})
-		return firstLineOK(first)
+		return headerFollows(next, eol)
 	}
 	if !afterBlank || !hasNext {
 		return false
 	}
 	next, _, _ = bytes.Cut(next, []byte{eol})
 	return isHeaderField(next)
+}
+
+// headerFollows reports whether the lines after a From_ line (rest, as
+// far as the peek goes) hold a header field before a blank line: a field
+// (its name may hold 8-bit bytes), a folded line, or the blank line at
+// once (an empty header) — and, as firstLineOK has it, a "From " or
+// ">From " line. Only lines of text up to a blank line, or to the end of
+// the peek, are a letter's text.
+func headerFollows(rest []byte, eol byte) bool {
+	for i := 0; len(rest) > 0; i++ {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte{eol})
+		line = trimEOL(line, eol)
+		switch {
+		case isSpaceLine(line):
+			return i == 0
+		case line[0] == ' ' || line[0] == '\t', headerField8(line), firstLineOK(line):
+			return true
+		}
+	}
+	return false
+}
+
+// headerField8 is isHeaderField with 8-bit bytes allowed in the name, as
+// some mailers write them ("X-Spam-Füll:").
+func headerField8(line []byte) bool {
+	i := 0
+	for i < len(line) && line[i] > ' ' && line[i] != 0x7f && line[i] != ':' {
+		i++
+	}
+	for j := i; i > 0 && j < len(line); j++ {
+		if line[j] == ':' {
+			return true
+		}
+		if line[j] != ' ' && line[j] != '\t' {
+			return false
+		}
+	}
+	return false
 }
 
 func trimEOL(b []byte, eol byte) []byte {

@@ -765,3 +765,22 @@ func TestHeaderDateReceived(t *testing.T) {
 		}
 	}
 }
+
+// TestFromLineAfterTextStartsMessage: after a text line (no blank line
+// between messages), a From_ line starts a message whenever a header field
+// comes before the next blank line — one with 8-bit bytes in its name, or
+// a folded first line, included.
+func TestFromLineAfterTextStartsMessage(t *testing.T) {
+	for name, second := range map[string]string{
+		"8-bit field name": "X-Spam-F\xc3\xbcll: y\nSubject: two\n\nbody\n",
+		"folded first":     "\tby mx.example.org; Thu, 10 Mar 2005 12:00:00 +0000\nSubject: two\n\nbody\n",
+		"text then field":  "some text\nSubject: two\n\nbody\n",
+		"empty header":     "\nbody\n",
+	} {
+		file := "From a@x Thu Mar 10 11:00:00 2005\nSubject: one\n\ntext\nFrom b@x Thu Mar 10 12:00:00 2005\n" + second
+		gs, _ := readAll(t, name, []byte(file), Options{})
+		if len(gs) != 2 {
+			t.Errorf("%s: %d messages, want 2", name, len(gs))
+		}
+	}
+}
