@@ -182,6 +182,9 @@ func (s *Maildir) Fetch(ctx context.Context, msg migrate.Message, w io.Writer) e
 		}
 	}
 	if err != nil {
+		if target, lerr := os.Readlink(p); lerr == nil && errors.Is(err, os.ErrNotExist) {
+			return migrate.SkipMessage(fmt.Errorf("read %s: a symbolic link to %s, which does not exist", p, target))
+		}
 		return migrate.SkipMessage(fmt.Errorf("read %s: %w", p, err))
 	}
 	// Checked before opening: opening a FIFO would block forever.

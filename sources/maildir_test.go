@@ -200,3 +200,22 @@ func TestMaildirListsInDeliveryOrder(t *testing.T) {
 		t.Errorf("listed %s", got)
 	}
 }
+
+// TestMaildirDanglingSymlink: a message file that is a symbolic link to
+// nothing is skipped with a reason that says so.
+func TestMaildirDanglingSymlink(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "cur"), 0o700)
+	os.WriteFile(filepath.Join(root, "cur", "1300000000.M1.h:2,S"), []byte("Message-ID: <a@x>\n\nbody\n"), 0o600)
+	if err := os.Symlink("/nonexistent/mail", filepath.Join(root, "cur", "1300000001.M2.h:2,S")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenMaildir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := runCopy(t, s, t.TempDir(), t.TempDir(), migrate.Options{})
+	if rep.Copied != 1 || len(rep.Skipped) != 1 || !strings.Contains(rep.Skipped[0].Reason, "a symbolic link to /nonexistent/mail, which does not exist") {
+		t.Errorf("copied %d, skipped %+v", rep.Copied, rep.Skipped)
+	}
+}
