@@ -562,7 +562,11 @@ func (c *Conn) fail(cause error) {
 		return
 	}
 	if errors.Is(cause, os.ErrDeadlineExceeded) {
-		cause = fmt.Errorf("server did not answer for %s (%w)", c.cfg.idle(), cause)
+		if c.tc != nil && c.tc.until.Load() != 0 {
+			cause = fmt.Errorf("the reply to a cancelled command did not end within %s (%w)", drainBudget, cause)
+		} else {
+			cause = fmt.Errorf("server did not answer for %s (%w)", c.cfg.idle(), cause)
+		}
 	}
 	c.err = &lostError{where: c.cfg.where(), err: cause}
 	c.raw.Close()

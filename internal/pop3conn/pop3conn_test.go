@@ -741,10 +741,10 @@ func TestCancelledDeleNoQuit(t *testing.T) {
 // take bounds that reply only, not a live command's queued behind it.
 func TestDrainBoundsOnlyTheDrained(t *testing.T) {
 	defer func(d time.Duration) { drainBudget = d }(drainBudget)
-	drainBudget = 300 * time.Millisecond
-	slow := func(w io.Writer) error { // 1 s in all, flowing
+	drainBudget = time.Second
+	slow := func(w io.Writer) error { // 2.5 s in all, flowing
 		io.WriteString(w, "Subject: slow\r\n\r\n")
-		for i := 0; i < 10; i++ {
+		for i := 0; i < 25; i++ {
 			time.Sleep(100 * time.Millisecond)
 			if _, err := io.WriteString(w, "line\r\n"); err != nil {
 				return err
@@ -752,9 +752,9 @@ func TestDrainBoundsOnlyTheDrained(t *testing.T) {
 		}
 		return nil
 	}
-	big := append([]byte("Subject: big\r\n\r\n"), bytes.Repeat([]byte("0123456789\r\n"), 400000)...) // still arriving when cancelled
+	big := append([]byte("Subject: big\r\n\r\n"), bytes.Repeat([]byte("0123456789\r\n"), 80000)...) // still arriving when cancelled, read well within drainBudget
 	msgs := []testserver.FakeMessage{{UIDL: "big", Body: big}}
-	msgs = append(msgs, testserver.FakeMessage{UIDL: "slow", Gen: slow, Size: int64(len("Subject: slow\r\n\r\n") + 10*len("line\r\n"))})
+	msgs = append(msgs, testserver.FakeMessage{UIDL: "slow", Gen: slow, Size: int64(len("Subject: slow\r\n\r\n") + 25*len("line\r\n"))})
 	f := testserver.StartFakePOP3(t, testserver.FakePOP3Options{}, msgs)
 	c, err := Dial(context.Background(), fakeCfg(t, f))
 	if err != nil {
