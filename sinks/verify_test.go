@@ -99,18 +99,25 @@ func TestMaildirVerify(t *testing.T) {
 		func() int { return len(files()) })
 }
 
-func TestIMAPVerify(t *testing.T) {
-	dst := testserver.StartDovecot(t)
+// openAliceSink opens an IMAP sink on alice's account at dst (one
+// connection), closed at the test's end.
+func openAliceSink(t *testing.T, dst *testserver.Dovecot) *sinks.IMAP {
+	t.Helper()
 	e, err := imapconn.ParseURL("imaps://alice@" + dst.IMAPSAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	sink, err := sinks.OpenIMAP(ctx, &imapconn.Config{Endpoint: e, CAFile: dst.CAFile, Password: dst.Password("alice")}, 1, nil)
+	sink, err := sinks.OpenIMAP(context.Background(), &imapconn.Config{Endpoint: e, CAFile: dst.CAFile, Password: dst.Password("alice")}, 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sink.Close()
+	t.Cleanup(func() { sink.Close() })
+	return sink
+}
+
+func TestIMAPVerify(t *testing.T) {
+	dst := testserver.StartDovecot(t)
+	sink := openAliceSink(t, dst)
 	c := client(t, dst, "alice")
 	checkVerify(t, sink,
 		func(ref string) {
@@ -143,16 +150,7 @@ func TestIMAPVerify(t *testing.T) {
 // message must not be deleted on the strength of a copy about to go.
 func TestIMAPVerifyDeleted(t *testing.T) {
 	dst := testserver.StartDovecot(t)
-	e, err := imapconn.ParseURL("imaps://alice@" + dst.IMAPSAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	sink, err := sinks.OpenIMAP(ctx, &imapconn.Config{Endpoint: e, CAFile: dst.CAFile, Password: dst.Password("alice")}, 1, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
+	sink := openAliceSink(t, dst)
 	refs, sizes, sums := appendForVerify(t, sink)
 	var uid uint32
 	fmt.Sscanf(strings.SplitN(refs[1], ":", 3)[1], "%d", &uid)
@@ -163,7 +161,7 @@ func TestIMAPVerifyDeleted(t *testing.T) {
 	if err := c.Store(imap.UIDSetNum(imap.UID(uid)), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
 		t.Fatal(err)
 	}
-	got, err := sink.Verify(ctx, "INBOX", refs, sizes, sums)
+	got, err := sink.Verify(context.Background(), "INBOX", refs, sizes, sums)
 	if err != nil || fmt.Sprint(got) != "[true false true]" {
 		t.Errorf("Verify with the second copy flagged \\Deleted: %v, %v; want [true false true]", got, err)
 	}
