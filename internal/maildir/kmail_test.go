@@ -9,6 +9,20 @@ import (
 	"testing"
 )
 
+// nestedNames lists the folders of the nested tree at root: their names,
+// and the structure-only ones.
+func nestedNames(t *testing.T, root string) (names, noSelect []string) {
+	t.Helper()
+	folders, noSelect, err := Folders(root, Nested)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range folders {
+		names = append(names, f.Name)
+	}
+	return names, noSelect
+}
+
 // TestWalkKMail: KMail keeps the subfolders of folder X in ".X.directory"
 // beside the maildir X, nested as deep as the user made them; a
 // ".X.directory" without a maildir X makes X structure only. Every maildir
@@ -24,14 +38,7 @@ func TestWalkKMail(t *testing.T) {
 	if l, err := Detect(root); err != nil || l != Nested {
 		t.Fatalf("layout %v, %v; want nested", l, err)
 	}
-	folders, noSelect, err := Folders(root, Nested)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, f := range folders {
-		names = append(names, f.Name)
-	}
+	names, noSelect := nestedNames(t, root)
 	if got := fmt.Sprint(names); got != "[INBOX INBOX/Family INBOX/Family/Kids Projects/Alpha Trash sent-mail]" {
 		t.Errorf("folders %s", got)
 	}
@@ -92,14 +99,7 @@ func TestWalkStructureThenMaildir(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	folders, noSelect, err := Folders(root, Nested)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, f := range folders {
-		names = append(names, f.Name)
-	}
+	names, noSelect := nestedNames(t, root)
 	if fmt.Sprint(names) != "[A A/Sub é é/Sub]" || len(noSelect) != 0 {
 		t.Errorf("folders %v, structure only %v; want [A A/Sub é é/Sub] and none", names, noSelect)
 	}

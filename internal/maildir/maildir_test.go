@@ -86,14 +86,7 @@ func TestDetectAndFolders(t *testing.T) {
 	if err != nil || l != Nested {
 		t.Fatalf("layout %v %v", l, err)
 	}
-	fs, noSel, err := Folders(root, Nested)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, f := range fs {
-		names = append(names, f.Name)
-	}
+	names, noSel := nestedNames(t, root)
 	if strings.Join(names, ",") != "INBOX,work,work/clients/acme" || strings.Join(noSel, ",") != "work/clients" {
 		t.Errorf("folders %v noselect %v", names, noSel)
 	}
