@@ -16,11 +16,15 @@
 // the server while a reply is awaited and every write has a deadline of
 // Config.IdleTimeout (default 2 min) from the last byte that moved: a
 // server that stops answering is detected after IdleTimeout, while a big
-// message that keeps flowing never trips it. A cancelled context closes the
-// connection at once. A connection that broke (network error, timeout,
-// cancelled context, a reply that makes no sense) is never reused: every
-// later command fails with an error for which Lost reports true, and the
-// caller dials again.
+// message that keeps flowing never trips it. A command whose context is
+// cancelled returns the context's error, but its reply is still read to
+// its end and dropped, within drainBudget (5 s), so that the session
+// stays usable — for RSET above all: Dovecot marks what a session
+// retrieved \Seen when it ends, cut or not, unless RSET came first. A
+// reply that does not end within that time closes the connection. A
+// connection that broke (network error, timeout, a drain cut short, a
+// reply that makes no sense) is never reused: every later command fails
+// with an error for which Lost reports true, and the caller dials again.
 //
 // # Pipelining
 //
