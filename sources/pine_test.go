@@ -64,6 +64,9 @@ func TestMboxPineFolderData(t *testing.T) {
 	if _, ok := got["1104919200@old.example"]; ok {
 		t.Error("the folder internal data was copied")
 	}
+	if !strings.Contains(strings.Join(info, "\n"), "3 messages: 3 read the same in every dialect; the first is Pine's folder internal data, no mail") {
+		t.Errorf("the file's summary does not say its first message is no mail: %q", info)
+	}
 	if !strings.Contains(strings.Join(info, "\n"), "folder internal data") {
 		t.Errorf("no note of the skipped folder data: %q", info)
 	}

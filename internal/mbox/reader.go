@@ -49,6 +49,9 @@ type Stats struct {
 	// offset of the first one.
 	Doubtful      int
 	FirstDoubtful int64
+	// FolderData counts Pine's folder internal data (Message.FolderData),
+	// among Messages.
+	FolderData int
 }
 
 // String describes the dialect chosen for a file, for a log line.
@@ -67,7 +70,11 @@ func (s Stats) String() string {
 	add(s.Doubtful, "read as mboxo in doubt (>>From lines kept as written)")
 	add(s.MboxRD, "read as mboxrd")
 	add(s.MboxCL2, "read as mboxcl2")
-	return fmt.Sprintf("%s: %s", plural(s.Messages, "message"), strings.Join(parts, ", "))
+	out := fmt.Sprintf("%s: %s", plural(s.Messages, "message"), strings.Join(parts, ", "))
+	if s.FolderData > 0 {
+		out += "; the first is Pine's folder internal data, no mail"
+	}
+	return out
 }
 
 // plural returns "1 message", "2 messages".
@@ -565,6 +572,9 @@ func (r *Reader) message() (*Message, error) {
 	m.Flags = h.flags
 	m.Expunged = h.expunged
 	m.FolderData = r.messages == 0 && h.xIMAP && strings.Contains(h.subject, "FOLDER INTERNAL DATA")
+	if m.FolderData {
+		r.stats.FolderData++
+	}
 	r.messages++
 	return m, nil
 }
