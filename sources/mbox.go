@@ -252,7 +252,7 @@ func (s *Mbox) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 			} else {
 				was := name
 				name = migrate.UniqueName(name, alt, func(x string) bool { _, ok := listed[x]; return ok })
-				s.opts.Warn(fmt.Errorf("mbox source: %s is read as folder %q, since another file is folder %q (a destination merges an Inbox into its INBOX)", path, name, was))
+				s.opts.Warn(fmt.Errorf("mbox source: %s is read as folder %q, since another file is folder %q (a destination merges an Inbox into its INBOX; if an earlier run read this file as %[3]q, run with --dedupe once, or its messages are copied again)", path, name, was))
 			}
 		}
 		if _, ok := listed[name]; !ok {

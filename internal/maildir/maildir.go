@@ -280,7 +280,7 @@ func uniqueFolders(folders []Folder, warn func(error)) []Folder {
 	for i, f := range folders {
 		if taken[f.Name] {
 			n := migrate.UniqueName(f.Name, filepath.Base(f.Dir), func(x string) bool { return taken[x] })
-			warn(fmt.Errorf("maildir %s: read as folder %q, since folder %q is another directory", f.Dir, n, f.Name))
+			warn(fmt.Errorf("maildir %s: read as folder %q, since folder %q is another directory (if an earlier run read this one as %[3]q, run with --dedupe once, or its messages are copied again)", f.Dir, n, f.Name))
 			folders[i].Name = n
 		}
 		taken[folders[i].Name] = true
@@ -316,7 +316,7 @@ func (w *nestedWalk) claim(want, alt, dir string) {
 	switch w.taken[want] {
 	case selectable:
 		name = migrate.UniqueName(want, alt, func(x string) bool { return w.taken[x] != 0 })
-		w.warn(fmt.Errorf("maildir %s: read as folder %q, since folder %q is another directory", dir, name, want))
+		w.warn(fmt.Errorf("maildir %s: read as folder %q, since folder %q is another directory (if an earlier run read this one as %[3]q, run with --dedupe once, or its messages are copied again)", dir, name, want))
 	case structureOnly:
 		w.noSelect = slices.DeleteFunc(w.noSelect, func(n string) bool { return n == want })
 	}
