@@ -414,7 +414,9 @@ func (r *Reader) message() (*Message, error) {
 	m.Start = r.pos
 
 	em := newEmitter(nil, r.layout)
-	h := headerState{cl: -1, bodyStart: -1}
+	// Received: dates are only needed without a From_ date, Pine's fields
+	// only in a file's first message: not parsed for every message.
+	h := headerState{cl: -1, bodyStart: -1, wantReceived: m.Date.IsZero(), first: r.messages == 0}
 	var (
 		first       = true
 		nulSeen     = false
@@ -640,18 +642,20 @@ func (r *Reader) verifyCL(bodyStart, cl int64) (int64, bool) {
 
 // headerState collects the header fields a Reader cares about.
 type headerState struct {
-	name      string // lower-case name of the field being read
-	val       []byte
-	cl        int64
-	bodyStart int64
-	date      time.Time
-	flags     []string
-	expunged  bool
-	seenMoz   bool
-	received  time.Time // the newest date of the Received: fields
-	xIMAP     bool      // an X-IMAP or X-IMAPbase field
-	subject   string
-	done      bool
+	name         string // lower-case name of the field being read
+	val          []byte
+	cl           int64
+	bodyStart    int64
+	date         time.Time
+	flags        []string
+	expunged     bool
+	seenMoz      bool
+	wantReceived bool      // no From_ date: the Received: fields date the message
+	first        bool      // the file's first message (Pine's folder data?)
+	received     time.Time // the newest date of the Received: fields
+	xIMAP        bool      // an X-IMAP or X-IMAPbase field
+	subject      string
+	done         bool
 }
 
 func (h *headerState) add(f string) {
@@ -679,11 +683,22 @@ func (h *headerState) line(b []byte, stillHeader bool) {
 	if i <= 0 {
 		return
 	}
-	switch n := strings.ToLower(strings.TrimRight(string(b[:i]), " \t")); n {
-	case "status", "x-status", "x-mozilla-status", "x-mozilla-keys", "x-evolution", "date", "received", "content-length", "subject", "x-imap", "x-imapbase":
-		h.name = n
-		h.val = append(h.val[:0], b[i+1:min(len(b), i+1+maxField)]...)
+	n := strings.ToLower(strings.TrimRight(string(b[:i]), " \t"))
+	switch n {
+	case "received":
+		if !h.wantReceived {
+			return
+		}
+	case "subject", "x-imap", "x-imapbase":
+		if !h.first {
+			return
+		}
+	case "status", "x-status", "x-mozilla-status", "x-mozilla-keys", "x-evolution", "date", "content-length":
+	default:
+		return
 	}
+	h.name = n
+	h.val = append(h.val[:0], b[i+1:min(len(b), i+1+maxField)]...)
 }
 
 func (h *headerState) more(b []byte) {
