@@ -160,8 +160,17 @@ func encodeIntent(in migrate.Intent) []byte {
 	return b
 }
 
-// decodeIntent reads an intent in either form.
-func decodeIntent(v []byte) (migrate.Intent, error) { return decodeValue(v, intentFlags, readIntent) }
+// decodeIntent reads an intent in either form. A date at the zero instant
+// is no date, whatever its zone: the encoder writes IsZero as absent, so a
+// value the fuzzer made (or JSON's "0000-12-31T23:00:00-01:00") must read
+// back as the zero time, not as that instant in a zone.
+func decodeIntent(v []byte) (migrate.Intent, error) {
+	in, err := decodeValue(v, intentFlags, readIntent)
+	if in.Date.IsZero() {
+		in.Date = time.Time{}
+	}
+	return in, err
+}
 
 func readIntent(d *decoder, flags byte, in *migrate.Intent) {
 	for _, p := range []*string{&in.Folder, &in.Epoch, &in.ID, &in.Dest, &in.Mark, &in.MessageID} {

@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -284,5 +285,34 @@ func TestFillByKeyOrder(t *testing.T) {
 				return nil
 			})
 		})
+	}
+}
+
+// A date at the zero instant in another zone (found by FuzzDecode in CI)
+// reads as no date, so that it encodes back to what decodes the same.
+func TestZeroInstantDateIsNoDate(t *testing.T) {
+	b := []byte{valueBinary, 0}
+	for range 6 {
+		b = appendString(b, "")
+	}
+	b = binary.AppendVarint(b, 24)                 // size
+	b = appendString(b, "")                        // sha256
+	b = binary.AppendVarint(b, time.Time{}.Unix()) // seconds
+	b = binary.AppendVarint(b, 0)                  // nanoseconds
+	b = binary.AppendVarint(b, 24)                 // zone offset
+	b = binary.AppendUvarint(b, 0)                 // flags
+	b = binary.AppendVarint(b, 24)                 // crlf_size
+	b = appendString(b, "")                        // crlf_sha256
+	for _, v := range [][]byte{b, []byte(`{"size":24,"date":"0000-12-31T23:00:00-01:00"}`)} {
+		in, err := decodeIntent(v)
+		if err != nil {
+			t.Fatalf("%q: %v", v, err)
+		}
+		if _, off := in.Date.Zone(); !in.Date.IsZero() || off != 0 {
+			t.Errorf("%q: date %v, want the zero time", v, in.Date)
+		}
+		if again, err := decodeIntent(encodeIntent(in)); err != nil || !sameIntent(again, in) {
+			t.Errorf("%q: re-decoded %+v, %v", v, again, err)
+		}
 	}
 }
