@@ -78,9 +78,15 @@ func (d *dedupSet) len() int {
 // take reports whether the destination holds a copy of the message (mid,
 // size, body length, internal date in unix seconds, 0 for none) not yet
 // claimed by another source message, and claims it: one with the same
-// size first, else one with the same body length — and the same date,
-// for an entry that has one (the first-contact index). ref is the copy's
-// ref when the index knew it.
+// size first, else one with the same body length, else one whose body is
+// one line end (2 in the CRLF count) longer or shorter — and the same
+// date, for an entry that has one (the first-contact index). ref is the
+// copy's ref when the index knew it.
+//
+// The last pass is for a message that lost or gained its final line end
+// on the way: a POP3 server ends every message it sends with CRLF, while
+// the last message of an mbox file that ends without a newline, or a
+// Maildir file a program wrote without one, has none.
 func (d *dedupSet) take(mid string, size, body, date int64) (ok bool, ref string) {
 	if d == nil || mid == "" {
 		return false, ""
@@ -97,10 +103,12 @@ func (d *dedupSet) take(mid string, size, body, date int64) (ok bool, ref string
 	if body < 0 {
 		return false, ""
 	}
-	for i := range es {
-		if !es[i].taken && es[i].body == body && (es[i].date == 0 || es[i].date == date) {
-			es[i].taken = true
-			return true, es[i].ref
+	for _, delta := range []int64{0, 2, -2} {
+		for i := range es {
+			if !es[i].taken && es[i].body >= 0 && es[i].body == body+delta && (es[i].date == 0 || es[i].date == date) {
+				es[i].taken = true
+				return true, es[i].ref
+			}
 		}
 	}
 	return false, ""

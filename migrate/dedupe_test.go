@@ -83,4 +83,27 @@ func TestDedupSet(t *testing.T) {
 	if take("<b@x>", 100, 40) {
 		t.Error("another Message-ID matched")
 	}
+
+	// A final line end more or less (a POP3 server adds CRLF to a message
+	// that had none) still matches, after an exact body length; 4 more
+	// does not, nor does an entry of unknown body length.
+	d.add("<e@x>", 200, 100, 0, "plus")
+	d.add("<e@x>", 300, 102, 0, "exact")
+	d.add("<f@x>", 200, -1, 0, "")
+	if ok, ref := d.take("<e@x>", 250, 102, 0); !ok || ref != "exact" {
+		t.Errorf("same body length should match first, got %v %q", ok, ref)
+	}
+	if ok, ref := d.take("<e@x>", 250, 98, 0); !ok || ref != "plus" {
+		t.Errorf("a body one line end shorter should match, got %v %q", ok, ref)
+	}
+	d.add("<e@x>", 200, 100, 0, "")
+	if take("<e@x>", 250, 96) || take("<e@x>", 250, 104) {
+		t.Error("a body two line ends off matched")
+	}
+	if !take("<e@x>", 250, 102) {
+		t.Error("a body one line end longer should match")
+	}
+	if take("<f@x>", 250, 1) || take("<f@x>", 250, -3) {
+		t.Error("an entry of unknown body length matched a body length")
+	}
 }

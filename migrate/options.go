@@ -40,7 +40,8 @@ type Options struct {
 	// message with the same Message-ID and either the same size or, with
 	// a sink that implements BodyIndexer, the same body length (see
 	// Body.BodyLen: headers a mail client added on download and LF versus
-	// CRLF line ends do not count). For merging a second source into an
+	// CRLF line ends do not count; failing an equal one, one line end more
+	// or less: see dedupSet.take). For merging a second source into an
 	// account, or after losing the state dir. Needs a sink that implements
 	// Indexer; messages without a Message-ID are always copied.
 	Dedupe bool

@@ -96,7 +96,15 @@ func TestPOP3MergeStory(t *testing.T) {
 		case 2:
 			status = "0005"
 		}
-		files[f].WriteString(thunderbirdCopy(m, uidls[i], status))
+		c := thunderbirdCopy(m, uidls[i], status)
+		if i == 5 {
+			// The last message of its file, and the file ends without
+			// a newline (written by a program that does not end one):
+			// the copy's body is one line end shorter than the
+			// server's.
+			c = strings.TrimSuffix(c, "\n\n")
+		}
+		files[f].WriteString(c)
 		where[m.mid] = f
 	}
 	for i, m := range gone {
