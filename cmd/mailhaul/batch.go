@@ -834,21 +834,17 @@ func printPlan(w io.Writer, f *batchFlags, p *batchPlan) {
 
 // printBatchTable renders a report as a table.
 func printBatchTable(w io.Writer, rep batch.Report) {
-	width := len("ACCOUNT")
+	nameW := len("ACCOUNT")
 	for _, a := range rep.Accounts {
-		width = max(width, min(len([]rune(a.Account)), 48))
+		nameW = max(nameW, min(width(a.Account), 48))
 	}
-	fmt.Fprintf(w, "%-*s %8s %8s %8s %10s %9s  %s\n", width, "ACCOUNT", "COPIED", "ALREADY", "SKIPPED", "BYTES", "DURATION", "STATUS")
+	fmt.Fprintf(w, "%s %8s %8s %8s %10s %9s  %s\n", pad("ACCOUNT", nameW), "COPIED", "ALREADY", "SKIPPED", "BYTES", "DURATION", "STATUS")
 	for _, a := range rep.Accounts {
-		name := a.Account
-		if r := []rune(name); len(r) > 48 {
-			name = string(r[:47]) + "…"
-		}
 		status := string(a.Status)
 		if a.Status == batch.Failed || a.Status == batch.Partial {
 			status += fmt.Sprintf(" (exit %d)", a.ExitCode)
 		}
-		fmt.Fprintf(w, "%-*s %8d %8d %8d %10s %8.1fs  %s\n", width, name, a.Copied, a.Already, a.Skipped, humanBytes(a.Bytes), a.Seconds, status)
+		fmt.Fprintf(w, "%s %8d %8d %8d %10s %8.1fs  %s\n", pad(a.Account, nameW), a.Copied, a.Already, a.Skipped, humanBytes(a.Bytes), a.Seconds, status)
 	}
 	t := rep.Totals
 	fmt.Fprintf(w, "%s: %d done, %d partial, %d failed, %d not finished; copied %s (%s), %d already there, %d skipped\n",

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -612,21 +611,6 @@ func problemLine(v migrate.Verdict) string {
 		s += "  — " + strings.Join(what, "; ")
 	}
 	return s
-}
-
-func width(s string) int { return utf8.RuneCountInString(s) }
-
-func pad(s string, n int) string {
-	s = clip(s, n)
-	return s + strings.Repeat(" ", max(0, n-width(s)))
-}
-
-func clip(s string, n int) string {
-	if width(s) <= n {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:n-1]) + "…"
 }
 
 func quoteAll(l []string) []string {

@@ -83,7 +83,14 @@ func lsCommand(g *globalFlags) *cobra.Command {
 					return &exitError{exitFatal, fmt.Errorf("write folder list: %w", err)}
 				}
 			} else {
-				fmt.Printf("%-50s %-10s %10s %12s\n", "FOLDER", "USE", "MESSAGES", "SIZE")
+				nameW := len("FOLDER")
+				for _, f := range out {
+					nameW = max(nameW, min(60, width(f.Name)))
+				}
+				row := func(name, use string, n int, size int64) {
+					fmt.Printf("%s %-10s %10d %12s\n", pad(name, nameW), use, n, humanBytes(size))
+				}
+				fmt.Printf("%s %-10s %10s %12s\n", pad("FOLDER", nameW), "USE", "MESSAGES", "SIZE")
 				var n int
 				var b int64
 				for _, f := range out {
@@ -91,7 +98,7 @@ func lsCommand(g *globalFlags) *cobra.Command {
 					if f.NoSelect {
 						use = `\Noselect`
 					}
-					fmt.Printf("%-50s %-10s %10d %12s\n", f.Name, use, f.Messages, humanBytes(f.Bytes))
+					row(f.Name, use, f.Messages, f.Bytes)
 					if f.Error != "" {
 						fmt.Printf("  error: %s\n", f.Error)
 					}
@@ -101,7 +108,7 @@ func lsCommand(g *globalFlags) *cobra.Command {
 					n += f.Messages
 					b += f.Bytes
 				}
-				fmt.Printf("%-50s %-10s %10d %12s\n", "TOTAL", "", n, humanBytes(b))
+				row("TOTAL", "", n, b)
 			}
 			if failed {
 				return &exitError{exitSkipped, nil}
