@@ -36,6 +36,7 @@ fuzz ./internal/maildir FuzzFolderDir
 fuzz ./internal/maildir FuzzSplitName
 fuzz ./migrate FuzzMessageIDFromHeader
 fuzz ./migrate FuzzMessageIDPlain
+fuzz ./migrate FuzzCountBareLF
 fuzz ./sinks FuzzEscapeComponent
 fuzz ./internal/pop3conn FuzzDotReader
 fuzz ./checkpoint FuzzDecode
