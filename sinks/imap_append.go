@@ -98,7 +98,7 @@ func (s *IMAP) appendOn(ctx context.Context, c *imapconn.Conn, folder string, ms
 		switch {
 		case retry:
 			return s.appendOn(ctx, c, folder, msg, body, false)
-		case refused != nil && refused.Code == imap.ResponseCodeTooBig:
+		case imapconn.TooBig(refused):
 			return "", migrate.SkipMessage(fmt.Errorf("message of %d bytes refused as too big: %w", size, err))
 		case refused != nil:
 			return "", migrate.SkipMessage(fmt.Errorf("message refused: %w", err))

@@ -92,3 +92,31 @@ func TestPOP3Bandwidth(t *testing.T) {
 		t.Errorf("1 MB from POP3 in %s with --bwlimit 256K", took)
 	}
 }
+
+// TestDovecotMaxMailSize: a destination that refuses a message for its
+// size with [LIMIT] (Dovecot's quota_max_mail_size says "NO [LIMIT] Mail
+// size is larger than the maximum size allowed by server configuration")
+// skips that message at once and copies the rest: it is not throttling,
+// which would wait and retry it for minutes and then stop the run.
+func TestDovecotMaxMailSize(t *testing.T) {
+	d := testserver.StartDovecot(t, testserver.WithUser("u", "Size-Pw-1"),
+		testserver.WithConfig("mail_plugins = $mail_plugins quota\nplugin {\n  quota = maildir:User quota\n  quota_max_mail_size = 100k\n}"))
+	src := writeMaildir(t, 6, 20_000)
+	big := fmt.Sprintf("Message-ID: <lim-big@x>\r\nSubject: big\r\n\r\n%s", strings.Repeat("y", 300_000))
+	os.WriteFile(filepath.Join(src, "cur", "1600000003.M99.lim:2,S"), []byte(big), 0o644)
+	start := time.Now()
+	r := runMailhaul(t, []string{"MAILHAUL_DST_PASSWORD=Size-Pw-1"}, "copy", "--insecure-plaintext", "--throttle-wait", "20s",
+		"--state-dir", t.TempDir(), "maildir:"+src, "imap://u@"+d.IMAPAddr)
+	if r.code != exitSkipped || !strings.Contains(r.stderr, "too big") || !strings.Contains(r.stderr, "1600000003.M99.lim") {
+		t.Fatalf("exit %d, want %d with the big message skipped as too big\n%s", r.code, exitSkipped, r.stderr)
+	}
+	if strings.Contains(r.stderr, "retrying") {
+		t.Errorf("the refusal was retried:\n%s", r.stderr)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("took %s: the refusal was waited on", took)
+	}
+	if n := len(imapFolder(t, d, "u", "INBOX")); n != 6 {
+		t.Errorf("%d messages in INBOX, want the 6 small ones", n)
+	}
+}

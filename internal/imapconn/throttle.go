@@ -17,7 +17,11 @@ import (
 //   - Microsoft 365: "NO Request is throttled. Suggested Backoff Time:
 //     299609 milliseconds" (on any command, LOGIN included);
 //   - response codes of RFC 5530 that mean "not now": [UNAVAILABLE],
-//     [INUSE], [LIMIT], and the non-standard [THROTTLED];
+//     [INUSE], [LIMIT], and the non-standard [THROTTLED] — but not a
+//     [LIMIT] whose text is about a message's size (TooBig): Dovecot
+//     refuses a message over quota_max_mail_size with "NO [LIMIT] Mail
+//     size is larger than the maximum size allowed by server
+//     configuration", which no wait changes;
 //   - Gmail: "* BYE" with "Too many simultaneous connections", "Account
 //     exceeded command or bandwidth limits" or "[UNAVAILABLE] Temporary
 //     System Problem", then it closes the connection.
@@ -37,8 +41,10 @@ func Throttled(err error) error {
 	}
 	text := err.Error()
 	if ie := rawIMAPError(err); ie != nil {
-		switch ie.Code {
-		case imap.ResponseCodeUnavailable, imap.ResponseCodeInUse, imap.ResponseCodeLimit, "THROTTLED":
+		switch {
+		case TooBig(ie):
+			return nil
+		case ie.Code == imap.ResponseCodeUnavailable, ie.Code == imap.ResponseCodeInUse, ie.Code == imap.ResponseCodeLimit, ie.Code == "THROTTLED":
 			return migrate.Backoff(err, waitIn(text))
 		}
 		if strings.Contains(strings.ToLower(ie.Text), "throttl") {
@@ -55,6 +61,36 @@ func Throttled(err error) error {
 		}
 	}
 	return nil
+}
+
+// TooBig reports whether ie refuses a message for its size: [TOOBIG]
+// (RFC 4469), or [LIMIT] with a text about size (Dovecot's
+// quota_max_mail_size: "Mail size is larger than the maximum size allowed
+// by server configuration"; others say "message too large", "exceeds the
+// maximum message size").
+func TooBig(ie *imap.Error) bool {
+	if ie == nil {
+		return false
+	}
+	if ie.Code == imap.ResponseCodeTooBig {
+		return true
+	}
+	if ie.Code != imap.ResponseCodeLimit {
+		return false
+	}
+	t := strings.ToLower(ie.Text)
+	if strings.Contains(t, "too large") || strings.Contains(t, "too big") {
+		return true
+	}
+	if !strings.Contains(t, "size") {
+		return false
+	}
+	for _, w := range []string{"larger", "exceed", "maximum", "too "} {
+		if strings.Contains(t, w) {
+			return true
+		}
+	}
+	return false
 }
 
 func rawIMAPError(err error) *imap.Error {

@@ -26,6 +26,11 @@ func TestThrottled(t *testing.T) {
 		{no(imap.ResponseCodeLimit, "too many"), -1},
 		{errors.New("unexpected EOF (server said: BYE Too many simultaneous connections. (Failure))"), -1},
 		{errors.New("unexpected EOF (server said: BYE Account exceeded command or bandwidth limits)"), -1},
+		{no(imap.ResponseCodeLimit, "Too many messages in this batch"), -1},
+		// Dovecot's quota_max_mail_size: a refusal of this message.
+		{no(imap.ResponseCodeLimit, "Mail size is larger than the maximum size allowed by server configuration"), 0},
+		{no(imap.ResponseCodeLimit, "Message too large"), 0},
+		{no(imap.ResponseCodeLimit, "Message exceeds the maximum message size"), 0},
 		{no(imap.ResponseCodeOverQuota, "quota"), 0},
 		{no(imap.ResponseCodeTryCreate, "no such folder"), 0},
 		{errors.New("connection reset by peer"), 0},
@@ -41,5 +46,29 @@ func TestThrottled(t *testing.T) {
 		if c.wait != 0 && IMAPError(c.err) != nil {
 			t.Errorf("%v: a throttling reply still reads as a refusal", c.err)
 		}
+	}
+}
+
+func TestTooBig(t *testing.T) {
+	for _, c := range []struct {
+		code imap.ResponseCode
+		text string
+		want bool
+	}{
+		{imap.ResponseCodeTooBig, "anything", true},
+		{imap.ResponseCodeLimit, "Mail size is larger than the maximum size allowed by server configuration", true},
+		{imap.ResponseCodeLimit, "message too big", true},
+		{imap.ResponseCodeLimit, "Too many flags", false},
+		{imap.ResponseCodeLimit, "too many commands, slow down", false},
+		{imap.ResponseCodeLimit, "batch size limit reached", false},
+		{imap.ResponseCodeLimit, "Message size limit exceeded", true},
+		{"", "Mail size is larger than the maximum", false},
+	} {
+		if got := TooBig(&imap.Error{Type: imap.StatusResponseTypeNo, Code: c.code, Text: c.text}); got != c.want {
+			t.Errorf("[%s] %s: %v, want %v", c.code, c.text, got, c.want)
+		}
+	}
+	if TooBig(nil) {
+		t.Error("nil is too big")
 	}
 }
