@@ -49,7 +49,8 @@ import (
 // unverified ("?uidvalidity:0:folder", see migrate.UnverifiedPrefix).
 //
 // Errors: [TOOBIG], APPENDLIMIT exceeded and other NO/BAD replies to an
-// APPEND skip the message; [OVERQUOTA] is fatal; [TRYCREATE] creates the
+// APPEND skip the message; [OVERQUOTA], a reply that says the server's
+// disk is full and a run of [SERVERBUG] refusals are fatal (failing.go); [TRYCREATE] creates the
 // folder and retries once; a connection that broke before the APPEND was
 // sent is retryable, one that broke after is migrate.Uncertain (the engine
 // settles it with Locate before sending again). The pool redials.
@@ -73,6 +74,7 @@ type IMAP struct {
 	// noSubscribe: the server refused a SUBSCRIBE; no other is sent.
 	noSubscribe bool
 	claimed     map[string]bool   // refs identified after APPENDs without APPENDUID
+	failing     int               // APPENDs refused with [SERVERBUG] since the last one stored (failing.go)
 	assigned    map[string]string // destination folder -> the source folder Prepare gave it
 	reserved    map[string]string // destination folder -> the planned source folder named so (Plan)
 	prefixTo    string            // endpoint folder (server syntax) everything goes under

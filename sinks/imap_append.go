@@ -101,10 +101,14 @@ func (s *IMAP) appendOn(ctx context.Context, c *imapconn.Conn, folder string, ms
 		case imapconn.TooBig(refused):
 			return "", migrate.SkipMessage(fmt.Errorf("message of %d bytes refused as too big: %w", size, err))
 		case refused != nil:
+			if f := s.serverFailing(refused); f != nil {
+				return "", f
+			}
 			return "", migrate.SkipMessage(fmt.Errorf("message refused: %w", err))
 		}
 		return "", out
 	}
+	s.stored()
 	if data != nil && data.UID != 0 {
 		s.noteUID(fi, data.UID)
 		return makeRef(data.UIDValidity, data.UID, folder), nil

@@ -3,6 +3,7 @@ package sinks_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -29,6 +30,12 @@ func (s faultySession) Append(mailbox string, r imap.LiteralReader, o *imap.Appe
 	io.Copy(&buf, r)
 	if buf.Len() > 1000 {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig, Text: "message too big"}
+	}
+	if strings.Contains(buf.String(), "SERVERBUG") {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Internal error occurred. Refer to server log for more information."}
+	}
+	if strings.Contains(buf.String(), "DISKFULL") {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Error writing message: No space left on device"}
 	}
 	if strings.Contains(buf.String(), "QUOTA") {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeOverQuota, Text: "quota exceeded"}
@@ -111,5 +118,32 @@ func TestIMAPSinkFaults(t *testing.T) {
 	// The connection survives NO replies.
 	if _, err := sink.Append(ctx, dest, m, body("Message-ID: <c@b>\r\nSubject: after\r\n\r\nhi\r\n")); err != nil {
 		t.Fatalf("append after NO: %v", err)
+	}
+	// A refusal that says the disk is full stops the run.
+	_, err = sink.Append(ctx, dest, m, body("Subject: DISKFULL\r\n\r\nx\r\n"))
+	if err == nil || migrate.Classify(err) != migrate.Fatal || !strings.Contains(err.Error(), "out of disk space") {
+		t.Fatalf("disk full: %v (class %v)", err, migrate.Classify(err))
+	}
+	// [SERVERBUG] skips a message; ten in a row, with nothing stored in
+	// between, stop the run.
+	bug := func(i int) error {
+		_, err := sink.Append(ctx, dest, m, body(fmt.Sprintf("Subject: SERVERBUG %d\r\n\r\nx\r\n", i)))
+		return err
+	}
+	for i := 0; i < 9; i++ {
+		if err := bug(i); migrate.Classify(err) != migrate.Skip {
+			t.Fatalf("SERVERBUG %d: %v (class %v), want a skip", i, err, migrate.Classify(err))
+		}
+	}
+	if _, err := sink.Append(ctx, dest, m, body("Message-ID: <d@b>\r\nSubject: stored\r\n\r\nhi\r\n")); err != nil {
+		t.Fatalf("append between refusals: %v", err)
+	}
+	for i := 0; i < 9; i++ {
+		if err := bug(i); migrate.Classify(err) != migrate.Skip {
+			t.Fatalf("SERVERBUG %d after a stored message: %v (class %v), want a skip", i, err, migrate.Classify(err))
+		}
+	}
+	if err := bug(9); migrate.Classify(err) != migrate.Fatal || !strings.Contains(err.Error(), "refused the last 10 messages with [SERVERBUG]") {
+		t.Fatalf("tenth SERVERBUG in a row: %v (class %v), want fatal", err, migrate.Classify(err))
 	}
 }

@@ -150,6 +150,7 @@ func (s *IMAP) multiAppendOn(ctx context.Context, c *imapconn.Conn, folder strin
 		}
 		return set(out)
 	}
+	s.stored()
 	if len(res.UIDs) != len(send) {
 		// No usable APPENDUID: find each copy as without UIDPLUS.
 		s.mu.Lock()
