@@ -138,6 +138,9 @@ func (e *engine) prepare(ctx context.Context, mb Mailbox) *prepared {
 		return p
 	} else if ok {
 		p.unchanged = &r
+		if r.Dest != "" {
+			p.dest = r.Dest // the name Prepare chose when the folder was finished
+		}
 		return p
 	}
 	if c, ok := e.o.Source.(Checker); ok {

@@ -92,7 +92,8 @@ type fakeSink struct {
 	folders  map[string][]string // folder -> bodies, ref = folder:index+1
 	removed  map[string]bool     // refs removed by Remove
 	prepared []string
-	failOn   map[string]error // body substring -> error
+	rename   map[string]string // Prepare's choice of name (as by special use), if not the name asked for
+	failOn   map[string]error  // body substring -> error
 	appends  int
 	synced   int
 	// uncertain: body substring -> outcomes of the next appends of that
@@ -112,6 +113,9 @@ func (k *fakeSink) Prepare(ctx context.Context, mb migrate.Mailbox, name string)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.prepared = append(k.prepared, name)
+	if r, ok := k.rename[name]; ok {
+		return r, nil
+	}
 	return name, nil
 }
 

@@ -55,36 +55,54 @@ type versionRecord struct {
 	Key      versionKey
 	Already  int
 	Filtered int
+	// Dest is the destination folder the sink's Prepare chose ("Sent" for
+	// a source's "Sent Items" by special use), which the report gives a
+	// skipped folder: without it, the report said the name before
+	// Prepare. Empty in a record of format 2.
+	Dest string
 }
 
-// versionFormat starts an encoded versionRecord. Records of another form
-// (an older mailhaul wrote JSON) match no key: their folders are listed
-// once more and recorded anew.
-const versionFormat = 2
+// versionFormat starts an encoded versionRecord; format 2 is format 3
+// without Dest. Records of another form (an older mailhaul wrote JSON)
+// match no key: their folders are listed once more and recorded anew.
+const versionFormat = 3
 
 func (r versionRecord) encode() string {
 	b := append([]byte{versionFormat}, r.Key[:]...)
 	b = binary.AppendUvarint(b, uint64(r.Already))
 	b = binary.AppendUvarint(b, uint64(r.Filtered))
+	b = binary.AppendUvarint(b, uint64(len(r.Dest)))
+	b = append(b, r.Dest...)
 	return string(b)
 }
 
 func decodeVersion(s string) (r versionRecord, ok bool) {
 	b := []byte(s)
-	if len(b) < 1+len(r.Key) || b[0] != versionFormat {
+	if len(b) < 1+len(r.Key) || (b[0] != versionFormat && b[0] != 2) {
 		return r, false
 	}
+	format := b[0]
 	copy(r.Key[:], b[1:])
 	b = b[1+len(r.Key):]
 	already, n := binary.Uvarint(b)
 	if n <= 0 {
 		return r, false
 	}
-	filtered, m := binary.Uvarint(b[n:])
-	if m <= 0 || n+m != len(b) {
+	b = b[n:]
+	filtered, n := binary.Uvarint(b)
+	if n <= 0 {
 		return r, false
 	}
+	b = b[n:]
 	r.Already, r.Filtered = int(already), int(filtered)
+	if format == 2 {
+		return r, len(b) == 0
+	}
+	l, n := binary.Uvarint(b)
+	if n <= 0 || l != uint64(len(b)-n) {
+		return r, false
+	}
+	r.Dest = string(b[n:])
 	return r, true
 }
 
@@ -203,7 +221,7 @@ func (v *versions) record() error {
 		return nil
 	}
 	return v.t.finished(func(row *FolderReport, f *folderRun) error {
-		out[row.Name] = versionRecord{Key: f.key, Already: row.Messages + row.Already, Filtered: row.Filtered}.encode()
+		out[row.Name] = versionRecord{Key: f.key, Already: row.Messages + row.Already, Filtered: row.Filtered, Dest: row.Dest}.encode()
 		if len(out) < versionChunk {
 			return nil
 		}

@@ -75,6 +75,7 @@ func (s *versionedSource) add(folder, version string) {
 func TestUnchangedFoldersAreNotListed(t *testing.T) {
 	src := newVersionedSource(map[string]int{"INBOX": 5, "Sent": 3, "Archive": 4})
 	sink := newFakeSink()
+	sink.rename = map[string]string{"Sent": "Sent Messages"} // the destination's \Sent folder
 	cp := openCP(t)
 	run := func(o migrate.Options) migrate.Report {
 		t.Helper()
@@ -113,6 +114,11 @@ func TestUnchangedFoldersAreNotListed(t *testing.T) {
 	}
 	if len(sink.prepared) != prepared {
 		t.Errorf("re-run prepared destination folders %v", sink.prepared[prepared:])
+	}
+	for _, f := range r.Folders {
+		if want := map[string]string{"Sent": "Sent Messages"}[f.Name]; want != "" && f.Dest != want {
+			t.Errorf("re-run reports %q -> %q, want the folder Prepare chose, %q", f.Name, f.Dest, want)
+		}
 	}
 
 	src.add("Sent", "v2")
