@@ -599,8 +599,8 @@ func TestCheckAfterDedupe(t *testing.T) {
 	}
 	copyInto(local, filepath.Join(dir, "local.db"), false)
 	cp := filepath.Join(dir, "server.db")
-	if rep := copyInto(server, cp, true); rep.Copied != 1 || rep.Duplicates != 3 {
-		t.Fatalf("server copy: copied %d, duplicates %d, want 1 and 3", rep.Copied, rep.Duplicates)
+	if rep := copyInto(server, cp, true); rep.Copied != 1 || rep.Found != 3 {
+		t.Fatalf("server copy: copied %d, duplicates %d, want 1 and 3", rep.Copied, rep.Found)
 	}
 	r := checkMaildir(t, server, root, cp, nil)
 	wantTotals(t, r, 4, 0, 0, 0, 0, 0)

@@ -138,16 +138,16 @@ func TestLostStateNoDuplicates(t *testing.T) {
 	}
 	lost := openCP(t)
 	r := run(lost)
-	if r.Copied != 0 || r.Duplicates != 70 || sink.count() != 70 {
-		t.Fatalf("with a new checkpoint: %d copied, %d found, destination holds %d; want 0, 70, 70", r.Copied, r.Duplicates, sink.count())
+	if r.Copied != 0 || r.Found != 70 || sink.count() != 70 {
+		t.Fatalf("with a new checkpoint: %d copied, %d found, destination holds %d; want 0, 70, 70", r.Copied, r.Found, sink.count())
 	}
 	if ws := w.take(); len(ws) != 2 || !strings.Contains(ws[0], "already holds") {
 		t.Errorf("warnings %q, want one per folder", ws)
 	}
 	addMessages(src, "INBOX", 5)
 	sink.indexed.Store(0)
-	if r := run(lost); r.Copied != 5 || r.Duplicates != 0 || r.Already != 70 {
-		t.Fatalf("next run: %d copied, %d found, %d already; want 5, 0, 70", r.Copied, r.Duplicates, r.Already)
+	if r := run(lost); r.Copied != 5 || r.Found != 0 || r.Already != 70 {
+		t.Fatalf("next run: %d copied, %d found, %d already; want 5, 0, 70", r.Copied, r.Found, r.Already)
 	}
 	if sink.indexed.Load() != 0 {
 		t.Errorf("the run after the lost-state run read %d destination folders", sink.indexed.Load())
@@ -177,8 +177,8 @@ func TestLostStateInterrupted(t *testing.T) {
 	if !errors.Is(err, migrate.ErrInterrupted) {
 		t.Fatalf("interrupted run: %v", err)
 	}
-	if r.Duplicates == 0 || r.Duplicates >= 60 || sink.count() != 60 {
-		t.Fatalf("the interrupted run found %d of the 60 copies, the destination holds %d: the test needs it stopped among them", r.Duplicates, sink.count())
+	if r.Found == 0 || r.Found >= 60 || sink.count() != 60 {
+		t.Fatalf("the interrupted run found %d of the 60 copies, the destination holds %d: the test needs it stopped among them", r.Found, sink.count())
 	}
 	cp := openCPAt(t, path)
 	defer cp.Close()
@@ -210,15 +210,15 @@ func TestLostStateFiltered(t *testing.T) {
 	}
 	lost := openCP(t)
 	r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: lost, Since: time.Unix(1e9+15, 0)})
-	if err != nil || r.Duplicates != 5 || r.Filtered != 15 {
-		t.Fatalf("with --since: %d found, %d filtered, %v", r.Duplicates, r.Filtered, err)
+	if err != nil || r.Found != 5 || r.Filtered != 15 {
+		t.Fatalf("with --since: %d found, %d filtered, %v", r.Found, r.Filtered, err)
 	}
 	if p, _ := lost.ContactsPending(); len(p) != 1 {
 		t.Errorf("pending after a filtered run: %v", p)
 	}
 	r, err = migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: lost})
-	if err != nil || r.Copied != 0 || r.Duplicates != 15 || sink.count() != 20 {
-		t.Fatalf("without --since: %d copied, %d found, destination holds %d, %v", r.Copied, r.Duplicates, sink.count(), err)
+	if err != nil || r.Copied != 0 || r.Found != 15 || sink.count() != 20 {
+		t.Fatalf("without --since: %d copied, %d found, destination holds %d, %v", r.Copied, r.Found, sink.count(), err)
 	}
 	if p, _ := lost.ContactsPending(); len(p) != 0 {
 		t.Errorf("pending after the run that finished the folder: %v", p)
@@ -295,13 +295,13 @@ func TestMergedFoldersCompareWithWhatWasThere(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			copied, found = r.Copied, r.Duplicates
+			copied, found = r.Copied, r.Found
 		}
 		r, err := migrate.Run(context.Background(), o)
 		if err != nil {
 			t.Fatal(err)
 		}
-		copied, found = copied+r.Copied, found+r.Duplicates
+		copied, found = copied+r.Copied, found+r.Found
 		if copied != 6 || found != 0 || sink.count() != 7 {
 			t.Errorf("B in a later run %v: copied %d, found %d, destination holds %d; want 6, 0, 7", later, copied, found, sink.count())
 		}
@@ -368,8 +368,8 @@ func TestFoundNotFoundAgain(t *testing.T) {
 			t.Fatal(err)
 		}
 		cp := openCP(t)
-		if r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp, Map: mp, Include: []string{"A"}}); err != nil || r.Duplicates != 3 {
-			t.Fatalf("A with a new state: %d found, %v", r.Duplicates, err)
+		if r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp, Map: mp, Include: []string{"A"}}); err != nil || r.Found != 3 {
+			t.Fatalf("A with a new state: %d found, %v", r.Found, err)
 		}
 		if r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp, Map: mp}); err != nil || r.Copied != 3 || sink.count() != 6 {
 			t.Fatalf("then B: %d copied, destination holds %d (want 3 and 6), %v", r.Copied, sink.count(), err)
@@ -395,8 +395,8 @@ func TestFoundNotFoundAgain(t *testing.T) {
 				cancel()
 			}
 		}
-		if r, err := migrate.Run(ctx, migrate.Options{Source: src, Sink: sink, Checkpoint: cp, BatchSize: 1, Transfers: 1, StepHook: hook}); !errors.Is(err, migrate.ErrInterrupted) || r.Duplicates != 1 {
-			t.Fatalf("interrupted run: %d found, %v; the test needs it stopped after the first", r.Duplicates, err)
+		if r, err := migrate.Run(ctx, migrate.Options{Source: src, Sink: sink, Checkpoint: cp, BatchSize: 1, Transfers: 1, StepHook: hook}); !errors.Is(err, migrate.ErrInterrupted) || r.Found != 1 {
+			t.Fatalf("interrupted run: %d found, %v; the test needs it stopped after the first", r.Found, err)
 		}
 		cp.Close()
 		cp = openCPAt(t, path)
@@ -521,8 +521,8 @@ func TestFoundAtListingNotFetched(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Duplicates != 39 || r.Copied != 1 || src.fetches.Load() != 1 || sink.count() != 41 {
-		t.Errorf("found %d, copied %d, fetched %d, destination holds %d; want 39, 1, 1, 41", r.Duplicates, r.Copied, src.fetches.Load(), sink.count())
+	if r.Found != 39 || r.Copied != 1 || src.fetches.Load() != 1 || sink.count() != 41 {
+		t.Errorf("found %d, copied %d, fetched %d, destination holds %d; want 39, 1, 1, 41", r.Found, r.Copied, src.fetches.Load(), sink.count())
 	}
 	if p, _ := lost.ContactsPending(); len(p) != 0 {
 		t.Errorf("pending after the run: %v", p)
@@ -543,8 +543,8 @@ func (k *indexSink) Index(ctx context.Context, folder string, fn func(string, in
 // resuming it without Dedupe goes on comparing.
 func TestDedupeRunRecordsFirstContact(t *testing.T) {
 	src, sink, path, r, err := interruptLostState(t, 10, migrate.Options{Dedupe: true})
-	if !errors.Is(err, migrate.ErrInterrupted) || r.Duplicates == 0 || r.Duplicates >= 60 {
-		t.Fatalf("interrupted --dedupe run: %d found, %v; the test needs it stopped among them", r.Duplicates, err)
+	if !errors.Is(err, migrate.ErrInterrupted) || r.Found == 0 || r.Found >= 60 {
+		t.Fatalf("interrupted --dedupe run: %d found, %v; the test needs it stopped among them", r.Found, err)
 	}
 	cp := openCPAt(t, path)
 	defer cp.Close()
@@ -614,8 +614,8 @@ func TestFoundDeletedOnceCompared(t *testing.T) {
 		if err != nil && o.Stop == nil {
 			t.Fatal(err)
 		}
-		if r.Duplicates != 10 || r.Copied != 1 {
-			t.Errorf("found %d, copied %d; want 10, 1", r.Duplicates, r.Copied)
+		if r.Found != 10 || r.Copied != 1 {
+			t.Errorf("found %d, copied %d; want 10, 1", r.Found, r.Copied)
 		}
 		return r, w.take()
 	}
@@ -669,8 +669,8 @@ func TestFoundDeletedOnceCompared(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Duplicates != 10 || r.Copied != 1 {
-			t.Errorf("found %d, copied %d; want 10, 1", r.Duplicates, r.Copied)
+		if r.Found != 10 || r.Copied != 1 {
+			t.Errorf("found %d, copied %d; want 10, 1", r.Found, r.Copied)
 		}
 		if len(src.deleted) != 1 || src.deleted[0] != "INBOX-10" {
 			t.Errorf("deleted %v, want [INBOX-10]", src.deleted)
@@ -708,8 +708,8 @@ func TestSameMessageIDOtherDate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Copied != 5 || r.Duplicates != 0 || sink.count() != 6 {
-		t.Errorf("copied %d, found %d, destination holds %d; want 5, 0, 6", r.Copied, r.Duplicates, sink.count())
+	if r.Copied != 5 || r.Found != 0 || sink.count() != 6 {
+		t.Errorf("copied %d, found %d, destination holds %d; want 5, 0, 6", r.Copied, r.Found, sink.count())
 	}
 }
 

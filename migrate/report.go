@@ -115,13 +115,18 @@ type FolderReport struct {
 
 // Report is the outcome of a run.
 type Report struct {
-	DryRun     bool  `json:"dry_run"`
-	Copied     int   `json:"copied"` // or planned with DryRun
-	Bytes      int64 `json:"bytes"`
-	Already    int   `json:"already"`
-	Duplicates int   `json:"duplicates"` // with Dedupe: found in the destination, not copied
-	Filtered   int   `json:"filtered"`
-	Recovered  int   `json:"recovered"` // intents of a killed run found on the sink
+	DryRun bool  `json:"dry_run"`
+	Copied int   `json:"copied"` // or planned with DryRun
+	Bytes  int64 `json:"bytes"`
+	// Already counts the messages not copied because the destination has
+	// them: recorded as copied by this checkpoint, or Found.
+	Already int `json:"already"`
+	// Found counts those of Already found this run by Message-ID (Dedupe,
+	// or the first-contact comparison: contact.go), copied by something
+	// else; the next run counts them as recorded.
+	Found     int `json:"found"`
+	Filtered  int `json:"filtered"`
+	Recovered int `json:"recovered"` // intents of a killed run found on the sink
 	// Unchanged counts folders not listed: unchanged since a run finished
 	// them (their messages count as already there).
 	Unchanged int `json:"unchanged_folders"`
@@ -254,7 +259,8 @@ func (t *tally) add(e Event) {
 		t.r.Already++
 	case Duplicate:
 		t.folder(e.Folder, e.Dest).Already++
-		t.r.Duplicates++
+		t.r.Already++
+		t.r.Found++
 	case Filtered:
 		t.folder(e.Folder, e.Dest).Filtered++
 		t.r.Filtered++

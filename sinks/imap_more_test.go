@@ -93,8 +93,8 @@ func TestIMAPDedupe(t *testing.T) {
 	seed(t, client(t, dst, "alice"), msgs[:3])
 	source, sink := openPair(t, src, dst)
 	r := runWith(t, migrate.Options{Source: source, Sink: sink, Dedupe: true}, t.TempDir()+"/cp.db")
-	if r.Copied != 2 || r.Duplicates != 3 {
-		t.Fatalf("copied %d duplicates %d, want 2 and 3", r.Copied, r.Duplicates)
+	if r.Copied != 2 || r.Found != 3 {
+		t.Fatalf("copied %d duplicates %d, want 2 and 3", r.Copied, r.Found)
 	}
 	if n := len(dump(t, client(t, dst, "alice"))["INBOX"]); n != 5 {
 		t.Errorf("destination INBOX holds %d, want 5", n)

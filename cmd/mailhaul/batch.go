@@ -661,7 +661,7 @@ func (b *batchRunner) copyAccount(ctx context.Context, a *batch.Account) batch.R
 	o := oc.opts
 	o.Stop, o.Reporter, o.StepHook, o.MemBudget = b.stop, accountReporter{log}, b.hook, b.memBudget
 	rep, runErr := migrate.Run(ctx, o)
-	res := batch.Result{ExitCode: exitCodeFor(rep, runErr), Copied: rep.Copied, Already: rep.Already + rep.Duplicates,
+	res := batch.Result{ExitCode: exitCodeFor(rep, runErr), Copied: rep.Copied, Already: rep.Already,
 		Skipped: len(rep.Skipped), Bytes: rep.Bytes, Duration: time.Since(start)}
 	switch {
 	case runErr != nil:

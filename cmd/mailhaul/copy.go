@@ -423,10 +423,10 @@ func printSummary(w, plan io.Writer, r migrate.Report) {
 	if secs > 0 && !r.DryRun && r.Copied > 0 {
 		rate = fmt.Sprintf(", %.0f msg/s, %s/s", float64(r.Copied)/secs, humanBytes(int64(float64(r.Bytes)/secs)))
 	}
-	already := fmt.Sprintf("%d already there", r.Already+r.Duplicates)
-	if r.Duplicates > 0 {
+	already := fmt.Sprintf("%d already there", r.Already)
+	if r.Found > 0 {
 		// Found by Message-ID this run, as a later run counts them.
-		already += fmt.Sprintf(" (%d of them found by Message-ID, copied by something else)", r.Duplicates)
+		already += fmt.Sprintf(" (%d of them found by Message-ID, copied by something else)", r.Found)
 	}
 	fmt.Fprintf(w, "%s %s (%s), %s, %d skipped, %d filtered, %s; %.1fs%s\n",
 		verb, plural(r.Copied, "message"), humanBytes(r.Bytes), already, len(r.Skipped), r.Filtered, plural(len(r.Folders), "folder"), secs, rate)

@@ -496,10 +496,10 @@ func TestDedupeAfterLostState(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, r.stderr)
 	}
-	var rep struct{ Copied, Duplicates int }
+	var rep struct{ Copied, Found int }
 	json.Unmarshal([]byte(r.stdout), &rep)
-	if rep.Copied != 1 || rep.Duplicates != len(want)-1 {
-		t.Errorf("copied %d duplicates %d, want 1 and %d", rep.Copied, rep.Duplicates, len(want)-1)
+	if rep.Copied != 1 || rep.Found != len(want)-1 {
+		t.Errorf("copied %d duplicates %d, want 1 and %d", rep.Copied, rep.Found, len(want)-1)
 	}
 	assertExactlyOnce(t, want, dst)
 }

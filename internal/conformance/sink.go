@@ -413,7 +413,7 @@ func DedupeCase(t *testing.T, tf TargetFunc) {
 	s2 := NewMemSource(second, nil)
 	s2.IDPrefix = "second-" // another source: its own message IDs
 	r := copyWith(t, tgt, s2, "", func(o *migrate.Options) { o.Dedupe = true })
-	if r.Duplicates == 0 {
+	if r.Found == 0 {
 		t.Errorf("%s: --dedupe found nothing already there", tgt.Name)
 	}
 	// What the destination should hold: a message with a Message-ID
@@ -512,8 +512,8 @@ func LostStateCase(t *testing.T, tf TargetFunc) {
 			t.Fatalf("%s: the lost-state run ended (%v) after %d appends, before the cut at %d", tgt.Name, err, appends.Load(), cut)
 		}
 		r := copyWith(t, tgt, NewMemSource(all, nil), cp, nil)
-		t.Logf("cut at append %d (%d made): the resumed run copied %d, found %d, had %d already", cut, appends.Load(), r.Copied, r.Duplicates, r.Already)
-		if r.Duplicates == 0 && cut == 1 {
+		t.Logf("cut at append %d (%d made): the resumed run copied %d, found %d, had %d already", cut, appends.Load(), r.Copied, r.Found, r.Already)
+		if r.Found == 0 && cut == 1 {
 			t.Errorf("%s, cut at %d: the resumed run found nothing in the destination", tgt.Name, cut)
 		}
 		checkExactlyOnce(t, tgt, union)
