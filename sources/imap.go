@@ -196,7 +196,15 @@ func (s *IMAP) mailboxes(ctx context.Context, c *imapconn.Conn) ([]migrate.Mailb
 	}
 	if s.cfg.Folder != "" && len(out) == 0 {
 		// A mistyped folder must not pass as a copy (or a check) of nothing.
-		return nil, migrate.FatalError(migrate.SelectionError(fmt.Sprintf("the URL names folder %q, which the account does not have (its folders: %s)", s.cfg.Folder, someNames(names, 8))))
+		msg := fmt.Sprintf("the URL names folder %q, which the account does not have (its folders: %s)", s.cfg.Folder, someNames(names, 8))
+		for i, l := range list {
+			if names[i] != "" && l.Mailbox == s.cfg.Folder && names[i] != l.Mailbox {
+				// The server's own spelling (Courier's "INBOX.Projects").
+				msg += fmt.Sprintf("; mailhaul writes folder names with \"/\" between levels and without the server's namespace prefix: %q is %q", l.Mailbox, names[i])
+				break
+			}
+		}
+		return nil, migrate.FatalError(migrate.SelectionError(msg))
 	}
 	// The numbers of every selectable folder LIST did not give them for,
 	// pipelined.

@@ -99,3 +99,26 @@ func TestIMAPSubscriptions(t *testing.T) {
 		}
 	}
 }
+
+// TestIMAPURLFolderServerSpelling: a URL that names a folder the way a
+// Courier server spells it (imap://me@host/INBOX.Projects) is refused with
+// the name mailhaul gives it ("Projects").
+func TestIMAPURLFolderServerSpelling(t *testing.T) {
+	srv := fakeimap.Start(t, fakeimap.Options{Delim: '.', Prefix: "INBOX."})
+	srv.AddUser("u", "p")
+	for _, f := range []string{"INBOX.Projects", "INBOX.Projects.2019"} {
+		if err := srv.Create("u", f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	host, port, _ := net.SplitHostPort(srv.Addr())
+	src, err := sources.OpenIMAP(context.Background(), &imapconn.Config{Endpoint: imapconn.Endpoint{Host: host, Port: port, User: "u", Folder: "INBOX.Projects.2019"}, InsecurePlaintext: true, Password: "p"}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	_, err = src.Mailboxes(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `"INBOX.Projects.2019" is "Projects/2019"`) {
+		t.Errorf("URL folder in the server's spelling: %v, want the name to write", err)
+	}
+}
