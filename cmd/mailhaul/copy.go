@@ -363,6 +363,8 @@ func (j *copyJob) open(ctx context.Context, env endpointEnv, log *slog.Logger) (
 	if err != nil {
 		if errors.Is(err, checkpoint.ErrLocked) {
 			err = fmt.Errorf("%w: another mailhaul copy from %s to %s is running (checkpoint %s)", err, j.src.describe(), j.dst.describe(), cpPath)
+		} else if hint := stateDirHint(err); hint != "" {
+			err = fmt.Errorf("%w; %s", err, hint)
 		}
 		return nil, &exitError{exitFatal, err}
 	}

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/mailhaul/mailhaul/checkpoint"
@@ -195,7 +197,37 @@ func checkStateDir(dir string) error {
 		return nil // created 0700 by the checkpoint
 	}
 	if fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("state directory %s is writable by other users (mode %v): it holds the record of what was copied and spooled mail; chmod go-w %s, or pass another --state-dir", dir, fi.Mode().Perm(), dir)
+		return fmt.Errorf("state directory %s is writable by other users (mode %s): it holds the record of what was copied and spooled mail; chmod go-w %s, or pass another --state-dir (a directory of your own)", dir, octalMode(fi.Mode()), dir)
 	}
 	return nil
+}
+
+// octalMode is m as chmod spells it ("1777" for a sticky /tmp), which
+// os.FileMode's String does not ("-rwxrwxrwx" for that directory).
+func octalMode(m os.FileMode) string {
+	n := uint32(m.Perm())
+	if m&os.ModeSticky != 0 {
+		n |= 0o1000
+	}
+	if m&os.ModeSetgid != 0 {
+		n |= 0o2000
+	}
+	if m&os.ModeSetuid != 0 {
+		n |= 0o4000
+	}
+	return fmt.Sprintf("%04o", n)
+}
+
+// stateDirHint says what to do about err, a failure to create or open a
+// checkpoint in the state dir, if it is one a user can fix there.
+func stateDirHint(err error) string {
+	switch {
+	case errors.Is(err, syscall.EROFS):
+		return "the state dir must be writable: pass --state-dir a directory on a writable file system"
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return "free space where the state dir is, or pass --state-dir a directory with room"
+	case errors.Is(err, os.ErrPermission):
+		return "the state dir must be writable by you: pass --state-dir a directory of your own"
+	}
+	return ""
 }

@@ -1,7 +1,12 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/mailhaul/mailhaul/internal/batch"
@@ -93,6 +98,30 @@ func TestClipPad(t *testing.T) {
 	} {
 		if got := pad(c.in, c.n); got != c.want || width(got) != c.n {
 			t.Errorf("pad(%q, %d) = %q (%d columns), want %q", c.in, c.n, got, width(got), c.want)
+		}
+	}
+}
+
+// TestStateDirMessages: a state dir refused for its mode shows the mode as
+// chmod spells it, and a checkpoint that cannot be created says what to do.
+func TestStateDirMessages(t *testing.T) {
+	if got := octalMode(os.ModeDir | os.ModeSticky | 0o777); got != "1777" {
+		t.Errorf("sticky /tmp: %q", got)
+	}
+	if got := octalMode(0o755); got != "0755" {
+		t.Errorf("0755: %q", got)
+	}
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{&fs.PathError{Op: "open", Path: "s/x.db", Err: syscall.EROFS}, "writable file system"},
+		{fmt.Errorf("open checkpoint: %w", &fs.PathError{Op: "open", Path: "s/x.db", Err: syscall.ENOSPC}), "free space"},
+		{&fs.PathError{Op: "mkdir", Path: "s", Err: syscall.EACCES}, "writable by you"},
+		{errors.New("corrupt"), ""},
+	} {
+		if got := stateDirHint(c.err); (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("%v: hint %q, want one with %q", c.err, got, c.want)
 		}
 	}
 }
