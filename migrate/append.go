@@ -214,6 +214,7 @@ func (e *engine) appendBatch(ctx context.Context, stop <-chan struct{}, slot int
 			refs = append(refs, "")
 		}
 	}
+	var uncertainErrs []error // uncertainErrs[k] is why uncertain[k]'s outcome is unknown
 	// outcome records what batch[i]'s append did.
 	outcome := func(i int, ref string, err error) {
 		j, in := batch[i], intents[i]
@@ -231,8 +232,7 @@ func (e *engine) appendBatch(ctx context.Context, stop <-chan struct{}, slot int
 		case IsUncertain(err) && finder != nil && ctx.Err() == nil:
 			j.uncertainAt = time.Now()
 			uncertain = append(uncertain, j)
-			e.rep(Event{Kind: Retrying, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID,
-				Err: fmt.Errorf("outcome unknown, looked up before sending again: %w", err)})
+			uncertainErrs = append(uncertainErrs, err)
 		case Classify(err) == Skip && ctx.Err() == nil:
 			e.rep(Event{Kind: Skipped, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Err: err})
 			finished = append(finished, in)
@@ -326,6 +326,7 @@ func (e *engine) appendBatch(ctx context.Context, stop <-chan struct{}, slot int
 			flush(d)
 		}
 	}
+	e.reportUncertain(uncertain, uncertainErrs)
 
 	// Make what was appended durable, even when stopping: a clean stop
 	// leaves nothing for recovery to do.
@@ -463,6 +464,34 @@ func (e *engine) appendMany(ctx context.Context, bs BatchSink, slot int, batch [
 		out[k].ref = refs[k]
 	}
 	return out
+}
+
+// reportUncertain reports the appends of a batch whose outcome is unknown
+// (settled before they are sent again): one Retrying event for each run of
+// them with the same folders and error — a connection that broke under a
+// MULTIAPPEND leaves its whole batch so, and 32 identical lines said it —
+// naming the first message and counting the others.
+func (e *engine) reportUncertain(jobs []*job, errs []error) {
+	cause := func(err error) string { // what is left without the context that names the message
+		for u := errors.Unwrap(err); u != nil; u = errors.Unwrap(err) {
+			err = u
+		}
+		return err.Error()
+	}
+	for k := 0; k < len(jobs); {
+		j, why := jobs[k], cause(errs[k])
+		n := 1
+		for k+n < len(jobs) && jobs[k+n].mb.Name == j.mb.Name && jobs[k+n].dest == j.dest && cause(errs[k+n]) == why {
+			n++
+		}
+		what := "outcome unknown"
+		if n > 1 {
+			what = fmt.Sprintf("outcome unknown for it and %d more messages up to %s", n-1, jobs[k+n-1].msg.ID)
+		}
+		e.rep(Event{Kind: Retrying, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Count: n,
+			Err: fmt.Errorf("%s, looked up before sending again: %w", what, errs[k])})
+		k += n
+	}
 }
 
 // intentFor describes the copy of j about to be written.

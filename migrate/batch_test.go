@@ -3,6 +3,7 @@ package migrate_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -127,9 +128,26 @@ func TestBatchAppends(t *testing.T) {
 			if tc.bad {
 				sink.failOn["<INBOX-4@x>"] = migrate.SkipMessage(errors.New("message refused"))
 			}
-			r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t), Transfers: 1, SettleDelay: 20 * time.Millisecond})
+			var mu sync.Mutex
+			var retrying []migrate.Event
+			r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t), Transfers: 1, SettleDelay: 20 * time.Millisecond,
+				Reporter: migrate.ReporterFunc(func(e migrate.Event) {
+					if e.Kind == migrate.Retrying {
+						mu.Lock()
+						retrying = append(retrying, e)
+						mu.Unlock()
+					}
+				})})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tc.name == "lost" || tc.name == "stored-reply-lost" {
+				// A batch of unknown outcome is one event, not one per
+				// message.
+				first := len(sink.batches[0])
+				if len(retrying) != len(tc.modes) || first < 2 || retrying[0].Count != first || !strings.Contains(retrying[0].Err.Error(), fmt.Sprintf("outcome unknown for it and %d more messages up to", first-1)) {
+					t.Errorf("events of the uncertain batches: %+v", retrying)
+				}
 			}
 			if tc.bad {
 				if len(r.Skipped) != 1 || !strings.Contains(r.Skipped[0].Reason, "message refused") {

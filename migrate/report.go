@@ -28,7 +28,9 @@ const (
 	Filtered
 	// Recovered: a pending intent of a killed run was resolved (Found).
 	Recovered
-	// Retrying: a transient error, the operation is retried (Err).
+	// Retrying: a transient error, the operation is retried (Err). For
+	// appends of unknown outcome, one event stands for Count messages of
+	// the folder from ID on (Err names the last).
 	Retrying
 	// Warning: something the user should know that is not a message error.
 	Warning
@@ -56,7 +58,7 @@ type Event struct {
 	Found  bool
 	How    string   // Settled: SettledFound, SettledResent, SettledRemoved, SettledPossibleDuplicate
 	Flags  []string // FlagsDropped
-	Count  int      // Unchanged
+	Count  int      // Unchanged, Retrying
 	// Filtered counts a folder's filtered messages (Unchanged).
 	Filtered int
 	Err      error
