@@ -108,6 +108,10 @@ type contacts struct {
 	ix      RefIndexer
 	compare bool              // false with Dedupe: record only
 	pending map[string]string // source folder -> destination folder, as recorded
+	// explained: the run's first warning of a first contact said what the
+	// comparison does; the next ones are a line each (an account of 16
+	// folders printed 16 paragraphs).
+	explained bool
 	// The last destination folder read (held) and what it held.
 	indexDest string
 	index     *dedupSet
@@ -225,8 +229,15 @@ func (c *contacts) decide(ctx context.Context, mb Mailbox, dest string, rematchi
 	if !c.compare {
 		return nil, nil
 	}
+	held := countOf(n, "message with a Message-ID", "messages with a Message-ID")
+	if c.explained {
+		c.e.rep(Event{Kind: Warning, Folder: mb.Name, Dest: dest, Err: fmt.Errorf(
+			"destination folder %q also holds %s this state dir did not copy: %q is compared with them, as above", dest, held, mb.Name)})
+		return d, nil
+	}
+	c.explained = true
 	c.e.rep(Event{Kind: Warning, Folder: mb.Name, Dest: dest, Err: fmt.Errorf(
-		"destination folder %q already holds %s this state dir did not copy (a new or lost state dir, or a second source merged into the account?): each message of %q is compared with them by Message-ID, size and date, and one found there is not copied again; a mail client's copy (other header fields, another size) is not found this way: merge such copies with --dedupe (--no-auto-dedupe copies all)", dest, countOf(n, "message with a Message-ID", "messages with a Message-ID"), mb.Name)})
+		"destination folder %q already holds %s this state dir did not copy (a new or lost state dir, or a second source merged into the account?): each message of %q is compared with them by Message-ID, size and date, and one found there is not copied again; a mail client's copy (other header fields, another size) is not found this way: merge such copies with --dedupe (--no-auto-dedupe copies all)", dest, held, mb.Name)})
 	return d, nil
 }
 
