@@ -450,7 +450,7 @@ func (c *checker) classifyExtras(ctx context.Context, g *checkGroup, src, dst []
 			if d := byKey[fmt.Sprintf("%s\x00%d", x.mid, x.m.Size)]; d != nil {
 				v.Verdict = VerdictDuplicate
 				v.SourceFolder, v.SourceID = d.peer.m.Mailbox, d.peer.m.ID
-				v.Reason = fmt.Sprintf("another copy of source message %s (the first is %s): same Message-ID and size", d.peer.m.ID, d.m.ID)
+				v.Reason = fmt.Sprintf("message %s is a second copy of source message %s of %q, whose copy is message %s: same Message-ID and size", x.m.ID, d.peer.m.ID, d.peer.m.Mailbox, d.m.ID)
 			} else if s := srcByMID[x.mid]; s != nil {
 				v.Reason = fmt.Sprintf("same Message-ID as source message %s of %q, but another size or content", s.m.ID, s.m.Mailbox)
 			} else {
@@ -462,7 +462,7 @@ func (c *checker) classifyExtras(ctx context.Context, g *checkGroup, src, dst []
 				if x.sum != "" && d.sum == x.sum {
 					v.Verdict = VerdictDuplicate
 					v.SourceFolder, v.SourceID = d.peer.m.Mailbox, d.peer.m.ID
-					v.Reason = fmt.Sprintf("another copy of source message %s (the first is %s): same content", d.peer.m.ID, d.m.ID)
+					v.Reason = fmt.Sprintf("message %s is a second copy of source message %s of %q, whose copy is message %s: same content", x.m.ID, d.peer.m.ID, d.peer.m.Mailbox, d.m.ID)
 					break
 				}
 			}

@@ -330,7 +330,8 @@ func TestCheckMaildirChanges(t *testing.T) {
 				t.Errorf("missing %v", got)
 			}
 			d := r.by("destination", migrate.VerdictDuplicate)
-			if len(d) != 1 || d[0].SourceID != "INBOX-0" || d[0].Folder != "INBOX" {
+			if len(d) != 1 || d[0].SourceID != "INBOX-0" || d[0].Folder != "INBOX" ||
+				!strings.HasPrefix(d[0].Reason, "message "+d[0].ID+" is a second copy of source message INBOX-0 of \"INBOX\", whose copy is message ") {
 				t.Errorf("duplicates %+v", d)
 			}
 			var diff []migrate.Verdict
