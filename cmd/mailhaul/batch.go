@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -558,7 +559,7 @@ func batchRun(g *globalFlags, f *batchFlags, p *batchPlan) error {
 	st, err := batch.Open(statePath, batch.Header{Batch: p.name, Shard: p.shard.String(), Accounts: abs, Version: ver})
 	if err != nil {
 		if errors.Is(err, batch.ErrLocked) {
-			return &exitError{exitFatal, fmt.Errorf("%w; it resumes where that one stops", err)}
+			return &exitError{exitFatal, fmt.Errorf("%w; run this command again once that batch has ended: it then resumes where that one stopped", err)}
 		}
 		return &exitError{exitFatal, err}
 	}
@@ -632,7 +633,11 @@ func batchExit(rep batch.Report, interrupted, reportOnly bool) error {
 	case interrupted:
 		return &exitError{exitInterrupted, fmt.Errorf("interrupted with %d of %d accounts not finished; run the same command again to resume", t.Accounts-t.Done-t.Partial-t.Failed, t.Accounts)}
 	case t.Failed > 0:
-		return &exitError{exitFatal, fmt.Errorf("%d of %d accounts failed; run the same command again to retry them", t.Failed, t.Accounts)}
+		again := "run the same command again to retry them"
+		if reportOnly {
+			again = "run the batch again (without --report-only) to retry them"
+		}
+		return &exitError{exitFatal, fmt.Errorf("%d of %d accounts failed; %s", t.Failed, t.Accounts, again)}
 	case t.Pending+t.Running > 0:
 		what := "not finished"
 		if reportOnly && t.Running > 0 {
@@ -757,7 +762,11 @@ func (b *batchRunner) event(e batch.Event) {
 		} else if r.Status == batch.Pending {
 			status = "stopped"
 		}
-		fmt.Fprintf(b.out, "[%*d/%d] %-7s %s (line %d): %s\n", w, e.Done, e.Total, status, a.Label, a.Line, what)
+		done := strconv.Itoa(e.Done)
+		if r.Status == batch.Pending {
+			done = "-" // not finished: it does not count
+		}
+		fmt.Fprintf(b.out, "[%*s/%d] %-7s %s (line %d): %s\n", w, done, e.Total, status, a.Label, a.Line, what)
 	}
 }
 

@@ -362,7 +362,7 @@ func (j *copyJob) open(ctx context.Context, env endpointEnv, log *slog.Logger) (
 	}
 	if err != nil {
 		if errors.Is(err, checkpoint.ErrLocked) {
-			err = fmt.Errorf("%w: another mailhaul copy from %s to %s is running (checkpoint %s)", err, j.src.describe(), j.dst.describe(), cpPath)
+			err = fmt.Errorf("%w: another mailhaul copy or batch from %s to %s is running (checkpoint %s); run this again once it has ended", err, j.src.describe(), j.dst.describe(), cpPath)
 		} else if hint := stateDirHint(err); hint != "" {
 			err = fmt.Errorf("%w; %s", err, hint)
 		}
