@@ -297,7 +297,7 @@ func (e *engine) appendBatch(ctx context.Context, stop <-chan struct{}, slot int
 			notAttempted(i)
 			continue
 		}
-		if ok, as := j.dup.take(in.MessageID, in.StoredSize(), j.body.BodyLen(), unixDate(in.Date)); ok {
+		if ok, as := j.dup.take(in.MessageID, in.StoredSize(), j.body.BodyLen(), unixDate(in.Date), j.body.EndsWithLineEnd()); ok {
 			// Already in the destination: record it as found there.
 			finished = append(finished, in)
 			refs = append(refs, foundRef(as))

@@ -86,6 +86,7 @@ type Body struct {
 	nul       bool      // holds a NUL byte
 	crlfSum   string    // SHA-256 of the CRLF form, computed on demand
 	bodyLen   int64
+	endsNL    bool // the last byte is "\n"
 	mem       []byte
 	file      *os.File
 	budget    *MemBudget
@@ -141,6 +142,9 @@ func (b *Body) CRLFReader() io.Reader {
 // the header's end was not found in its first 256 KiB. Dedupe compares it
 // (see dedupe.go).
 func (b *Body) BodyLen() int64 { return b.bodyLen }
+
+// EndsWithLineEnd reports whether the message's last byte is a newline.
+func (b *Body) EndsWithLineEnd() bool { return b.endsNL }
 
 // HeaderDate is the date the message's header implies (see HeaderDate),
 // computed only when the spool was asked for it (WantHeaderDate).
@@ -203,6 +207,7 @@ type Spool struct {
 	expect   int64 // Expect's size, kept across Reset
 	bareLF   int64
 	prevCR   bool
+	lastNL   bool // the last byte written is "\n"
 	nul      bool
 	err      error
 }
@@ -229,6 +234,7 @@ func (s *Spool) Write(p []byte) (int, error) {
 	}
 	if len(p) > 0 {
 		s.prevCR = p[len(p)-1] == '\r'
+		s.lastNL = p[len(p)-1] == '\n'
 	}
 	if s.file == nil && s.expect <= s.memLimit && s.n+int64(len(p)) <= s.memLimit && s.budget.take(int64(len(p))) {
 		s.held += int64(len(p))
@@ -366,7 +372,7 @@ func (s *Spool) Finish() (*Body, error) {
 		s.Abort()
 		return nil, s.err
 	}
-	b := &Body{size: s.n, messageID: MessageIDFromHeader(s.hdr), bareLF: s.bareLF, nul: s.nul, bodyLen: -1}
+	b := &Body{size: s.n, messageID: MessageIDFromHeader(s.hdr), bareLF: s.bareLF, nul: s.nul, bodyLen: -1, endsNL: s.lastNL}
 	if h := HeaderEnd(s.hdr); h >= 0 {
 		b.bodyLen = s.n + s.bareLF - CRLFLen(s.hdr[:h])
 	}

@@ -150,7 +150,7 @@ func (c *contacts) foundListed(d *dedupSet, mb Mailbox, dest string, m Message) 
 	if m.MessageID == "" || m.Size <= 0 {
 		return false, nil
 	}
-	ok, as := d.take(m.MessageID, m.Size, -1, unixDate(m.Date))
+	ok, as := d.take(m.MessageID, m.Size, -1, unixDate(m.Date), false)
 	if !ok {
 		return false, nil
 	}

@@ -17,9 +17,13 @@ import (
 // clients add header fields on download (Thunderbird: X-Mozilla-Status,
 // X-Mozilla-Keys, X-Account-Key, X-UIDL; fetchmail a Received: line; mutt
 // Status:) and store LF line ends, so sizes differ, while the body is the
-// same. Two different messages with the same Message-ID and the same body
-// length are taken for one; messages without a Message-ID are never
-// taken for duplicates.
+// same. Failing both, a copy whose body is one line end longer, where the
+// message has no final line end, or one line end shorter, where it has
+// one, is the message too: a POP3 server ends every message it sends with
+// CRLF, while the last message of an mbox file that ends without a
+// newline has none. Two different messages with the same Message-ID and
+// the same body length are taken for one; messages without a Message-ID
+// are never taken for duplicates.
 
 // BodyIndexer is implemented by sinks that can give, for Options.Dedupe,
 // the body length (see Body.BodyLen; -1 if unknown) of every message in a
@@ -76,18 +80,20 @@ func (d *dedupSet) len() int {
 }
 
 // take reports whether the destination holds a copy of the message (mid,
-// size, body length, internal date in unix seconds, 0 for none) not yet
-// claimed by another source message, and claims it: one with the same
-// size first, else one with the same body length, else one whose body is
-// one line end (2 in the CRLF count) longer or shorter — and the same
-// date, for an entry that has one (the first-contact index). ref is the
-// copy's ref when the index knew it.
+// size, body length, internal date in unix seconds, 0 for none; endsNL:
+// its last byte is a newline) not yet claimed by another source message,
+// and claims it: one with the same size first, else one with the same
+// body length, else one whose body is one line end (2 in the CRLF count)
+// longer if the message has no final line end, or shorter if it has one
+// — and the same date, for an entry that has one (the first-contact
+// index). ref is the copy's ref when the index knew it.
 //
 // The last pass is for a message that lost or gained its final line end
-// on the way: a POP3 server ends every message it sends with CRLF, while
-// the last message of an mbox file that ends without a newline, or a
-// Maildir file a program wrote without one, has none.
-func (d *dedupSet) take(mid string, size, body, date int64) (ok bool, ref string) {
+// on the way (see above). It is directional so that a message that has
+// its line end cannot take the copy of another message of the same
+// Message-ID whose body is 2 bytes longer (a reused Message-ID): that copy
+// is left to the message it belongs to.
+func (d *dedupSet) take(mid string, size, body, date int64, endsNL bool) (ok bool, ref string) {
 	if d == nil || mid == "" {
 		return false, ""
 	}
@@ -103,7 +109,11 @@ func (d *dedupSet) take(mid string, size, body, date int64) (ok bool, ref string
 	if body < 0 {
 		return false, ""
 	}
-	for _, delta := range []int64{0, 2, -2} {
+	deltas := []int64{0, 2} // no final line end: the copy may have gained one
+	if endsNL {
+		deltas = []int64{0, -2} // the copy may have lost it
+	}
+	for _, delta := range deltas {
 		for i := range es {
 			if !es[i].taken && es[i].body >= 0 && es[i].body == body+delta && (es[i].date == 0 || es[i].date == date) {
 				es[i].taken = true

@@ -47,8 +47,11 @@ func TestBodyLen(t *testing.T) {
 		t.Errorf("a different body has the same length %v", lens)
 	}
 	b, _ := NewBody(strings.NewReader("Subject: no body\r\nX: y\r\n"), 1<<20, "")
-	if b.BodyLen() != -1 {
-		t.Errorf("header without end: %d", b.BodyLen())
+	if b.BodyLen() != -1 || !b.EndsWithLineEnd() {
+		t.Errorf("header without end: %d, ends with a line end %v", b.BodyLen(), b.EndsWithLineEnd())
+	}
+	if b, _ := NewBody(strings.NewReader("Subject: x\r\n\r\nno final line end"), 1<<20, ""); b.EndsWithLineEnd() {
+		t.Error("a body without a final line end ends with one")
 	}
 }
 
@@ -59,22 +62,22 @@ func TestDedupSet(t *testing.T) {
 	d.add("", 5, 5, 0, "")
 	d.add("<d@x>", 100, -1, 1700000000, "")
 	take := func(mid string, size, body int64) bool {
-		ok, _ := d.take(mid, size, body, 0)
+		ok, _ := d.take(mid, size, body, 0, true)
 		return ok
 	}
-	if ok, _ := d.take("<d@x>", 100, -1, 1700000001); ok {
+	if ok, _ := d.take("<d@x>", 100, -1, 1700000001, true); ok {
 		t.Error("an entry with another date matched")
 	}
-	if ok, _ := d.take("<d@x>", 100, -1, 0); ok {
+	if ok, _ := d.take("<d@x>", 100, -1, 0, true); ok {
 		t.Error("an entry with a date matched a message without one")
 	}
-	if ok, _ := d.take("<d@x>", 100, -1, 1700000000); !ok {
+	if ok, _ := d.take("<d@x>", 100, -1, 1700000000, true); !ok {
 		t.Error("an entry with the same date did not match")
 	}
 	if take("", 5, 5) {
 		t.Error("a message without Message-ID matched")
 	}
-	if ok, ref := d.take("<a@x>", 120, 99, 5); !ok || ref != "r120" || !take("<a@x>", 130, 40) {
+	if ok, ref := d.take("<a@x>", 120, 99, 5, true); !ok || ref != "r120" || !take("<a@x>", 130, 40) {
 		t.Errorf("exact size (with its ref %q), then body length, should match", ref)
 	}
 	if take("<a@x>", 100, 40) {
@@ -85,25 +88,42 @@ func TestDedupSet(t *testing.T) {
 	}
 
 	// A final line end more or less (a POP3 server adds CRLF to a message
-	// that had none) still matches, after an exact body length; 4 more
-	// does not, nor does an entry of unknown body length.
+	// that had none) still matches, after an exact body length, in the
+	// direction the message's own last byte allows; 4 more does not, nor
+	// does an entry of unknown body length.
 	d.add("<e@x>", 200, 100, 0, "plus")
 	d.add("<e@x>", 300, 102, 0, "exact")
 	d.add("<f@x>", 200, -1, 0, "")
-	if ok, ref := d.take("<e@x>", 250, 102, 0); !ok || ref != "exact" {
+	if ok, ref := d.take("<e@x>", 250, 102, 0, true); !ok || ref != "exact" {
 		t.Errorf("same body length should match first, got %v %q", ok, ref)
 	}
-	if ok, ref := d.take("<e@x>", 250, 98, 0); !ok || ref != "plus" {
-		t.Errorf("a body one line end shorter should match, got %v %q", ok, ref)
+	if ok, _ := d.take("<e@x>", 250, 98, 0, true); ok {
+		t.Error("a copy one line end longer matched a message that has its final line end")
+	}
+	if ok, ref := d.take("<e@x>", 250, 102, 0, true); !ok || ref != "plus" {
+		t.Errorf("a copy one line end shorter should match a message that ends with one, got %v %q", ok, ref)
 	}
 	d.add("<e@x>", 200, 100, 0, "")
-	if take("<e@x>", 250, 96) || take("<e@x>", 250, 104) {
+	if ok, _ := d.take("<e@x>", 250, 102, 0, false); ok {
+		t.Error("a copy one line end shorter matched a message without a final line end")
+	}
+	if ok, _ := d.take("<e@x>", 250, 96, 0, false); ok {
 		t.Error("a body two line ends off matched")
 	}
-	if !take("<e@x>", 250, 102) {
-		t.Error("a body one line end longer should match")
+	if ok, _ := d.take("<e@x>", 250, 98, 0, false); !ok {
+		t.Error("a copy one line end longer should match a message without a final line end")
 	}
-	if take("<f@x>", 250, 1) || take("<f@x>", 250, -3) {
+	if ok, _ := d.take("<f@x>", 250, 1, 0, true); ok {
 		t.Error("an entry of unknown body length matched a body length")
+	}
+
+	// A reused Message-ID: the message that ends with a line end does not
+	// take the copy 2 bytes longer, which belongs to the next message.
+	d.add("<m@x>", 500, 102, 0, "B")
+	if ok, _ := d.take("<m@x>", 400, 100, 0, true); ok {
+		t.Error("A took B's copy")
+	}
+	if ok, ref := d.take("<m@x>", 400, 102, 0, true); !ok || ref != "B" {
+		t.Errorf("B did not find its copy: %v %q", ok, ref)
 	}
 }
