@@ -19,10 +19,15 @@ import (
 //   - a refusal whose text says the disk is full is fatal at once, as
 //     [OVERQUOTA] is;
 //   - [SERVERBUG] (RFC 5530: the server hit a bug of its own) skips the
-//     message — one message can trip a server's bug — until
-//     serverBugLimit APPENDs in a row got it with none stored in between:
-//     then the server is failing, not the messages, and the run stops.
-//     The next run copies them (they were never recorded as copied).
+//     message — one message can trip a server's bug, and one folder's
+//     broken index or permissions make Dovecot refuse every APPEND to it
+//     so — until serverBugLimit APPENDs in a row, to two folders or more,
+//     got it with none stored in between: then the server is failing, not
+//     the messages or a folder, and the run stops. The next run copies
+//     them (they were never recorded as copied). A run that copies into
+//     one folder only (a POP3 maildrop) skips them all, as before: a
+//     streak within one folder could be that folder's fault, and stopping
+//     there would stop every later run at the same place.
 
 // serverBugLimit is how many [SERVERBUG] refusals in a row stop the run.
 const serverBugLimit = 10
@@ -30,10 +35,10 @@ const serverBugLimit = 10
 // diskFull are texts a refusal of a server whose disk is full holds.
 var diskFull = []string{"no space left", "disk full", "disk is full", "out of disk space", "not enough disk space", "file system full", "filesystem full"}
 
-// serverFailing returns the fatal error that refusal ie of an APPEND
-// stands for, or nil when it skips just that message. Any appender's
-// goroutine calls it; s.mu guards the count.
-func (s *IMAP) serverFailing(ie *imap.Error) error {
+// serverFailing returns the fatal error that refusal ie of an APPEND to
+// folder stands for, or nil when it skips just that message. Any
+// appender's goroutine calls it; s.mu guards the streak.
+func (s *IMAP) serverFailing(folder string, ie *imap.Error) error {
 	text := strings.ToLower(ie.Text)
 	for _, d := range diskFull {
 		if strings.Contains(text, d) {
@@ -44,19 +49,32 @@ func (s *IMAP) serverFailing(ie *imap.Error) error {
 		return nil
 	}
 	s.mu.Lock()
-	s.failing++
-	n := s.failing
+	f := &s.failing
+	if f.n == 0 {
+		f.first, f.folders = folder, 1
+	} else if f.folders == 1 && folder != f.first {
+		f.folders = 2
+	}
+	f.n++
+	n, folders := f.n, f.folders
 	s.mu.Unlock()
-	if n < serverBugLimit {
+	if n < serverBugLimit || folders < 2 {
 		return nil
 	}
-	return migrate.FatalError(fmt.Errorf("the destination server %s refused the last %d messages with [SERVERBUG] (%s): the server is failing, not the messages (a full disk? its log says why); stopping, the next run copies them", s.cfg.Host, n, ie.Text))
+	return migrate.FatalError(fmt.Errorf("the destination server %s refused the last %d messages, in more than one folder, with [SERVERBUG] (%s): the server is failing, not the messages (a full disk? its log says why); stopping, the next run copies them once it works again", s.cfg.Host, n, ie.Text))
+}
+
+// serverBugs is a streak of [SERVERBUG] refusals: how many, the first
+// folder, and whether another folder's came since (folders: 1 or 2).
+type serverBugs struct {
+	n, folders int
+	first      string
 }
 
 // stored notes that an APPEND stored its messages: the refusals before it
 // were not in a row.
 func (s *IMAP) stored() {
 	s.mu.Lock()
-	s.failing = 0
+	s.failing = serverBugs{}
 	s.mu.Unlock()
 }

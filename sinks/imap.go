@@ -74,7 +74,7 @@ type IMAP struct {
 	// noSubscribe: the server refused a SUBSCRIBE; no other is sent.
 	noSubscribe bool
 	claimed     map[string]bool   // refs identified after APPENDs without APPENDUID
-	failing     int               // APPENDs refused with [SERVERBUG] since the last one stored (failing.go)
+	failing     serverBugs        // APPENDs refused with [SERVERBUG] since the last one stored (failing.go)
 	assigned    map[string]string // destination folder -> the source folder Prepare gave it
 	reserved    map[string]string // destination folder -> the planned source folder named so (Plan)
 	prefixTo    string            // endpoint folder (server syntax) everything goes under

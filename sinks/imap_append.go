@@ -101,7 +101,7 @@ func (s *IMAP) appendOn(ctx context.Context, c *imapconn.Conn, folder string, ms
 		case imapconn.TooBig(refused):
 			return "", migrate.SkipMessage(fmt.Errorf("message of %d bytes refused as too big: %w", size, err))
 		case refused != nil:
-			if f := s.serverFailing(refused); f != nil {
+			if f := s.serverFailing(folder, refused); f != nil {
 				return "", f
 			}
 			return "", migrate.SkipMessage(fmt.Errorf("message refused: %w", err))

@@ -124,26 +124,34 @@ func TestIMAPSinkFaults(t *testing.T) {
 	if err == nil || migrate.Classify(err) != migrate.Fatal || !strings.Contains(err.Error(), "out of disk space") {
 		t.Fatalf("disk full: %v (class %v)", err, migrate.Classify(err))
 	}
-	// [SERVERBUG] skips a message; ten in a row, with nothing stored in
-	// between, stop the run.
-	bug := func(i int) error {
-		_, err := sink.Append(ctx, dest, m, body(fmt.Sprintf("Subject: SERVERBUG %d\r\n\r\nx\r\n", i)))
+	// [SERVERBUG] skips a message; ten in a row, in two folders, with
+	// nothing stored in between, stop the run. Within one folder (its
+	// index broken) they all skip.
+	other, err := sink.Prepare(ctx, migrate.Mailbox{Name: "Other"}, "Other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bug := func(folder string, i int) error {
+		_, err := sink.Append(ctx, folder, m, body(fmt.Sprintf("Subject: SERVERBUG %d\r\n\r\nx\r\n", i)))
 		return err
 	}
-	for i := 0; i < 9; i++ {
-		if err := bug(i); migrate.Classify(err) != migrate.Skip {
+	for i := 0; i < 8; i++ {
+		if err := bug(dest, i); migrate.Classify(err) != migrate.Skip {
 			t.Fatalf("SERVERBUG %d: %v (class %v), want a skip", i, err, migrate.Classify(err))
 		}
+	}
+	if err := bug(other, 8); migrate.Classify(err) != migrate.Skip {
+		t.Fatalf("ninth SERVERBUG, another folder: %v (class %v), want a skip", err, migrate.Classify(err))
 	}
 	if _, err := sink.Append(ctx, dest, m, body("Message-ID: <d@b>\r\nSubject: stored\r\n\r\nhi\r\n")); err != nil {
 		t.Fatalf("append between refusals: %v", err)
 	}
-	for i := 0; i < 9; i++ {
-		if err := bug(i); migrate.Classify(err) != migrate.Skip {
-			t.Fatalf("SERVERBUG %d after a stored message: %v (class %v), want a skip", i, err, migrate.Classify(err))
+	for i := 0; i < 15; i++ {
+		if err := bug(dest, i); migrate.Classify(err) != migrate.Skip {
+			t.Fatalf("SERVERBUG %d in one folder after a stored message: %v (class %v), want a skip", i, err, migrate.Classify(err))
 		}
 	}
-	if err := bug(9); migrate.Classify(err) != migrate.Fatal || !strings.Contains(err.Error(), "refused the last 10 messages with [SERVERBUG]") {
-		t.Fatalf("tenth SERVERBUG in a row: %v (class %v), want fatal", err, migrate.Classify(err))
+	if err := bug(other, 15); migrate.Classify(err) != migrate.Fatal || !strings.Contains(err.Error(), "refused the last 16 messages, in more than one folder, with [SERVERBUG]") {
+		t.Fatalf("SERVERBUG in a second folder after 15 in a row: %v (class %v), want fatal", err, migrate.Classify(err))
 	}
 }
