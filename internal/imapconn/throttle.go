@@ -79,6 +79,16 @@ func TooBig(ie *imap.Error) bool {
 		return false
 	}
 	t := strings.ToLower(ie.Text)
+	// A limit of the account, not of this message ("Mailbox size limit
+	// exceeded", "Daily upload size limit"): no message would pass it.
+	for _, w := range []string{"mailbox", "account", "storage", "quota", "total", "daily", "folder", "upload"} {
+		if strings.Contains(t, w) {
+			return false
+		}
+	}
+	if !strings.Contains(t, "mail") && !strings.Contains(t, "message") {
+		return false
+	}
 	if strings.Contains(t, "too large") || strings.Contains(t, "too big") {
 		return true
 	}

@@ -62,6 +62,11 @@ func TestTooBig(t *testing.T) {
 		{imap.ResponseCodeLimit, "too many commands, slow down", false},
 		{imap.ResponseCodeLimit, "batch size limit reached", false},
 		{imap.ResponseCodeLimit, "Message size limit exceeded", true},
+		{imap.ResponseCodeLimit, "Mailbox size limit exceeded", false},
+		{imap.ResponseCodeLimit, "Account storage size exceeds the maximum allowed", false},
+		{imap.ResponseCodeLimit, "Daily upload size limit exceeded, try again tomorrow", false},
+		{imap.ResponseCodeLimit, "Total size of messages in the mailbox is too large", false},
+		{imap.ResponseCodeLimit, "size too large", false},
 		{"", "Mail size is larger than the maximum", false},
 	} {
 		if got := TooBig(&imap.Error{Type: imap.StatusResponseTypeNo, Code: c.code, Text: c.text}); got != c.want {
