@@ -486,7 +486,7 @@ func (e *engine) reportUncertain(jobs []*job, errs []error) {
 		}
 		what := "outcome unknown"
 		if n > 1 {
-			what = fmt.Sprintf("outcome unknown for it and %d more messages up to %s", n-1, jobs[k+n-1].msg.ID)
+			what = fmt.Sprintf("outcome unknown for it and %s of its batch (the last %s)", countOf(n-1, "other message", "other messages"), jobs[k+n-1].msg.ID)
 		}
 		e.rep(Event{Kind: Retrying, Folder: j.mb.Name, Dest: j.dest, ID: j.msg.ID, Count: n,
 			Err: fmt.Errorf("%s, looked up before sending again: %w", what, errs[k])})

@@ -234,8 +234,9 @@ func runCopy(g *globalFlags, f *copyFlags, srcArg, dstArg string) error {
 		return &exitError{code, errors.New("interrupted; run the same command again to resume")}
 	}
 	if runErr != nil {
-		if msg := runErr.Error(); code == exitFatal && !j.f.dryRun && !strings.Contains(msg, "run again") && !strings.Contains(msg, "next run") && !strings.Contains(msg, "run the same command") {
-			runErr = fmt.Errorf("%w (what was copied is recorded: the same command, run again, resumes from there)", runErr)
+		if msg := runErr.Error(); code == exitFatal && !j.f.dryRun && !errors.Is(runErr, syscall.ENOSPC) && // main says what to do about a full disk
+			!strings.Contains(msg, "run again") && !strings.Contains(msg, "next run") && !strings.Contains(msg, "run the same command") {
+			runErr = fmt.Errorf("%w (what was copied is recorded: once the cause is fixed, the same command resumes from there)", runErr)
 		}
 		return &exitError{code, runErr}
 	}

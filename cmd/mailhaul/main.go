@@ -103,7 +103,7 @@ file (--src-password-file, --dst-password-file) or a prompt; never argv.`,
 			fmt.Fprintln(os.Stderr, "mailhaul:", ee.err)
 			if errors.Is(ee.err, syscall.ENOSPC) && !strings.Contains(ee.err.Error(), "--state-dir") {
 				// An errno of this machine's, not a server's reply.
-				fmt.Fprintln(os.Stderr, "mailhaul: this machine's disk is full: free space where the state dir and the temporary files are (--state-dir, --temp-dir), then run the same command again: it resumes where this run stopped")
+				fmt.Fprintln(os.Stderr, "mailhaul: a disk of this machine is full (the one the path above is on: a local destination's, the state dir's or the temporary files'): free space there, or choose another place (--state-dir, --temp-dir), then run the same command again: it resumes where this run stopped")
 			}
 		}
 		return ee.code

@@ -8,11 +8,17 @@ import "github.com/mattn/go-runewidth"
 // has combining marks that take no column, and a CJK name's characters
 // take two each. go-runewidth (already under progressbar) knows both.
 
+// columns counts every character of ambiguous East Asian width ("…"
+// among them) as one column, whatever the locale: go-runewidth's default
+// counts them as two under a CJK locale, which would make a table's
+// width depend on $LANG.
+var columns = &runewidth.Condition{EastAsianWidth: false}
+
 // width is the number of terminal columns s takes.
-func width(s string) int { return runewidth.StringWidth(s) }
+func width(s string) int { return columns.StringWidth(s) }
 
 // pad clips s to n columns and fills it with spaces up to n.
-func pad(s string, n int) string { return runewidth.FillRight(clip(s, n), n) }
+func pad(s string, n int) string { return columns.FillRight(clip(s, n), n) }
 
 // clip shortens s to at most n columns, its end replaced by "…".
-func clip(s string, n int) string { return runewidth.Truncate(s, n, "…") }
+func clip(s string, n int) string { return columns.Truncate(s, n, "…") }
