@@ -419,9 +419,9 @@ func printSummary(w, plan io.Writer, r migrate.Report) {
 	verb := "copied"
 	if r.DryRun {
 		verb = "would copy"
-		fmt.Fprintf(plan, "%-40s %-40s %10s %12s %8s\n", "FOLDER", "DESTINATION", "MESSAGES", "BYTES", "ALREADY")
+		fmt.Fprintf(plan, "%s %s %10s %12s %8s\n", pad("FOLDER", 40), pad("DESTINATION", 40), "MESSAGES", "BYTES", "ALREADY")
 		for _, f := range r.Folders {
-			fmt.Fprintf(plan, "%-40s %-40s %10d %12d %8d\n", f.Name, f.Dest, f.Messages, f.Bytes, f.Already)
+			fmt.Fprintf(plan, "%s %s %10d %12d %8d\n", pad(f.Name, 40), pad(f.Dest, 40), f.Messages, f.Bytes, f.Already)
 		}
 	}
 	secs := r.Elapsed.Seconds()
@@ -434,8 +434,12 @@ func printSummary(w, plan io.Writer, r migrate.Report) {
 		// Found by Message-ID this run, as a later run counts them.
 		already += fmt.Sprintf(" (%d of them found by Message-ID, copied by something else)", r.Found)
 	}
+	folders := plural(len(r.Folders), "folder")
+	if len(r.Folders) == 0 && r.Interrupted {
+		folders = "stopped before the first folder" // (settling a killed run's copies, or listing)
+	}
 	fmt.Fprintf(w, "%s %s (%s), %s, %d skipped, %d filtered, %s; %.1fs%s\n",
-		verb, plural(r.Copied, "message"), humanBytes(r.Bytes), already, len(r.Skipped), r.Filtered, plural(len(r.Folders), "folder"), secs, rate)
+		verb, plural(r.Copied, "message"), humanBytes(r.Bytes), already, len(r.Skipped), r.Filtered, folders, secs, rate)
 	if r.Unchanged > 0 {
 		fmt.Fprintf(w, "%d folders unchanged since the run that finished them: not listed again (--relist lists them)\n", r.Unchanged)
 	}

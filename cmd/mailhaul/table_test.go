@@ -125,3 +125,19 @@ func TestStateDirMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestSummaryBeforeAnyFolder: a run stopped before its first folder (a
+// Ctrl-C while it settles a killed run's copies) does not say "0 folders"
+// of an account that has many.
+func TestSummaryBeforeAnyFolder(t *testing.T) {
+	var b strings.Builder
+	printSummary(&b, &b, migrate.Report{Interrupted: true})
+	if !strings.Contains(b.String(), "stopped before the first folder") || strings.Contains(b.String(), "0 folders") {
+		t.Errorf("summary: %s", b.String())
+	}
+	b.Reset()
+	printSummary(&b, &b, migrate.Report{Folders: []migrate.FolderReport{{Name: "INBOX"}}})
+	if !strings.Contains(b.String(), "1 folder;") {
+		t.Errorf("summary: %s", b.String())
+	}
+}
