@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/mailhaul/mailhaul/internal/pop3conn"
 	"github.com/mailhaul/mailhaul/migrate"
 )
@@ -47,6 +49,16 @@ type POP3Options struct {
 
 // POP3Depth is the default number of pipelined RETRs.
 const POP3Depth = 64
+
+// pop3InFlight bounds the bytes of the RETRs pipelined behind the one
+// being received (by their listed sizes; a larger message goes alone).
+// A graceful stop reads the replies under way to their end so that the
+// session can still say RSET (pop3conn: Dovecot marks what a session
+// retrieved \Seen unless RSET came first), within 5 s: 64 RETRs of large
+// messages queued on a slow link took longer, the connection was cut and
+// every retrieved message was marked read. 1 MiB is far above what keeps
+// the link busy (20 ms at 10 MB/s is 200 KB).
+const pop3InFlight = 1 << 20
 
 // POP3 reads a POP3 maildrop: one mailbox, "INBOX", over one session (RFC
 // 1939 allows one per maildrop, so Limits().Connections is 1; the session
@@ -92,6 +104,7 @@ type POP3 struct {
 	fingerprints bool
 	pipelining   bool
 	closed       bool
+	inFlight     *semaphore.Weighted // bytes of the RETRs under way (pop3InFlight)
 }
 
 type pop3Msg struct {
@@ -123,7 +136,7 @@ func OpenPOP3(ctx context.Context, cfg *pop3conn.Config, o POP3Options) (*POP3, 
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &POP3{cfg: cfg, o: o}
+	s := &POP3{cfg: cfg, o: o, inFlight: semaphore.NewWeighted(pop3InFlight)}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, err := s.session(ctx); err != nil {
@@ -332,7 +345,12 @@ func (s *POP3) Fetch(ctx context.Context, msg migrate.Message, w io.Writer) erro
 	if !ok {
 		return migrate.SkipMessage(fmt.Errorf("%s: message %s is no longer on the server", s.where(), msg.ID))
 	}
+	weight := min(max(msg.Size, 1), pop3InFlight)
+	if err := s.inFlight.Acquire(ctx, weight); err != nil {
+		return err // ctx ended: nothing was sent
+	}
 	_, err = sess.c.Retr(ctx, n, w)
+	s.inFlight.Release(weight)
 	switch {
 	case err == nil:
 		return nil

@@ -662,3 +662,34 @@ func TestPOP3GracefulStopKeepsUnseen(t *testing.T) {
 		t.Errorf("destination holds %d messages, want %d", len(files)+len(newFiles), n)
 	}
 }
+
+// TestPOP3GracefulStopSlowLink: on a slow link (--bwlimit 1M) a graceful
+// stop still leaves every message unread. Up to 64 RETRs of 400 KB queued
+// behind the one arriving took 25 s to drain, longer than the drain
+// allows, and the session was cut before RSET; the RETRs in flight are
+// now bounded in bytes, so what is left to drain arrives in time.
+func TestPOP3GracefulStopSlowLink(t *testing.T) {
+	const pw = "Slow-Pw-8081"
+	d := testserver.StartDovecot(t, testserver.WithUser("alice", pw))
+	const n = 40
+	var corpus [][]byte
+	for i := 0; i < n; i++ {
+		corpus = append(corpus, []byte(fmt.Sprintf("Message-ID: <slow-%d@pop3.test>\nSubject: slow %d\n\n%s", i, i, strings.Repeat("body line\n", 40000))))
+	}
+	d.SeedMaildir(t, "alice", "", corpus, nil)
+	env := []string{"MAILHAUL_SRC_PASSWORD=" + pw}
+	dst, state := t.TempDir(), t.TempDir()
+	args := []string{"copy", "--insecure-plaintext", "--bwlimit", "1M", "--state-dir", state, "pop3://alice@" + d.POP3Addr, "maildir:" + dst}
+	r := runMailhaul(t, append(env, "MAILHAUL_TEST_KILL_AT=append:2:INT"), args...)
+	if r.code != exitInterrupted {
+		t.Fatalf("exit %d, want 130\n%s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr, "RSET before QUIT") {
+		t.Errorf("the stop broke the session:\n%s", r.stderr)
+	}
+	for _, m := range imapFolder(t, d, "alice", "INBOX") {
+		if len(m.flags) != 0 {
+			t.Fatalf("after the stop: %s is %v on the server, want unread", midOf(m.body), m.flags)
+		}
+	}
+}
