@@ -528,10 +528,15 @@ func (c *checker) finish(ctx context.Context, g *checkGroup, src, dst []*citem) 
 		case s.peer == nil:
 			fc.Missing++
 			s.v = c.verdict(s, VerdictMissing, g)
-			s.v.RecordGone, s.v.Epoch = s.gone, s.epoch
+			// A message recorded as found (no copy of its own) whose
+			// match is gone can be forgotten as a lost copy can: the next
+			// copy then compares or copies it again.
+			s.v.RecordGone, s.v.Epoch = s.gone || s.dedupe, s.epoch
 			switch {
 			case g.dmb == nil:
 				s.v.Reason = fmt.Sprintf("destination folder %q does not exist", g.dest)
+			case s.dedupe:
+				s.v.Reason = fmt.Sprintf("the checkpoint records it as found in the destination (copied by something else, matched by Message-ID), but no message of destination folder %q with its Message-ID is left", g.dest)
 			case s.note != "":
 				s.v.Reason = s.note + "; no other copy matches"
 			default:

@@ -623,4 +623,19 @@ func TestCheckAfterDedupe(t *testing.T) {
 		t.Errorf("without a checkpoint (nothing records the dedupe): found %d, missing %d, extra %d, complete %v; want 1, 3, 2, false",
 			tt.Found, tt.Missing, tt.Extra, r.rep.Complete())
 	}
+
+	// The copy s2 was matched to is deleted: s2 is missing, and its record
+	// can be forgotten (check --forget-missing) like a lost copy's, so that
+	// the next copy compares or copies it again.
+	files, _ := filepath.Glob(filepath.Join(root, "*", "*"))
+	for _, f := range files {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), "<d2@x>") {
+			os.Remove(f)
+		}
+	}
+	r = checkMaildir(t, server, root, cp, nil)
+	m := r.by("source", migrate.VerdictMissing)
+	if len(m) != 1 || m[0].ID != "s2" || !m[0].RecordGone || !strings.Contains(m[0].Reason, "records it as found in the destination") {
+		t.Errorf("after its match was deleted: missing %+v, want s2, its record forgettable", m)
+	}
 }
