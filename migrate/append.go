@@ -297,7 +297,11 @@ func (e *engine) appendBatch(ctx context.Context, stop <-chan struct{}, slot int
 			notAttempted(i)
 			continue
 		}
-		if ok, as := j.dup.take(in.MessageID, in.StoredSize(), j.body.BodyLen(), unixDate(in.Date), j.body.EndsWithLineEnd()); ok {
+		ok, as := j.dup.take(in.MessageID, in.StoredSize(), j.body.BodyLen(), unixDate(in.Date), j.body.EndsWithLineEnd())
+		if !ok && !j.msg.PriorDate.IsZero() {
+			ok, as = j.dup.take(in.MessageID, in.StoredSize(), j.body.BodyLen(), unixDate(j.msg.PriorDate), j.body.EndsWithLineEnd())
+		}
+		if ok {
 			// Already in the destination: record it as found there.
 			finished = append(finished, in)
 			refs = append(refs, foundRef(as))

@@ -558,7 +558,10 @@ func (c *checker) finish(ctx context.Context, g *checkGroup, src, dst []*citem) 
 			v := c.verdict(s, VerdictFound, g)
 			d := s.peer
 			v.FlagsLost, v.FlagsAdded, v.NotKept = diffFlags(s.m.Flags, d.m.Flags, kept)
-			if !s.m.Date.IsZero() && !d.m.Date.IsZero() && s.m.Date.Unix() != d.m.Date.Unix() {
+			// A copy dated as an earlier mailhaul dated the message
+			// (Message.PriorDate) is not a difference.
+			if !s.m.Date.IsZero() && !d.m.Date.IsZero() && s.m.Date.Unix() != d.m.Date.Unix() &&
+				(s.m.PriorDate.IsZero() || s.m.PriorDate.Unix() != d.m.Date.Unix()) {
 				v.DestDate = d.m.Date
 				fc.DateDiff++
 			}

@@ -26,6 +26,7 @@ type memMsg struct {
 	body  string
 	flags []string
 	date  time.Time
+	prior time.Time // Message.PriorDate
 }
 
 // memStore is an in-memory Source. With imapLike it behaves as the IMAP
@@ -56,7 +57,7 @@ func (s *memStore) Mailboxes(context.Context) ([]migrate.Mailbox, error) {
 
 func (s *memStore) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Message) error) error {
 	for _, m := range s.folders[mb.Name] {
-		msg := migrate.Message{Mailbox: mb.Name, ID: m.id, Size: int64(len(m.body)), Flags: m.flags, Date: m.date}
+		msg := migrate.Message{Mailbox: mb.Name, ID: m.id, Size: int64(len(m.body)), Flags: m.flags, Date: m.date, PriorDate: m.prior}
 		if s.imapLike {
 			msg.MessageID = migrate.MessageIDFromHeader([]byte(m.body))
 		}
@@ -496,6 +497,36 @@ func TestCheckFlagsAndDates(t *testing.T) {
 		default:
 			t.Errorf("unexpected problem %+v", v)
 		}
+	}
+
+	// A copy dated as an earlier mailhaul dated its message (an mbox
+	// message's PriorDate) is no date difference; another date is.
+	prior := &memStore{folders: map[string][]memMsg{}}
+	for f, msgs := range corpus {
+		for _, m := range msgs {
+			if m.id == "INBOX-0" || m.id == "INBOX-1" {
+				m.prior = m.date.Add(time.Hour)
+			}
+			prior.folders[f] = append(prior.folders[f], m)
+		}
+	}
+	dst = mkDst(func(f string, m *memMsg) {
+		if m.id == "dINBOX-0" || m.id == "dINBOX-3" {
+			m.date = m.date.Add(time.Hour)
+		}
+		if m.id == "dINBOX-2" {
+			m.flags = append(m.flags, "important")
+		}
+	})
+	r = runCheck(t, migrate.CheckOptions{Options: migrate.Options{Source: prior}, Dest: dst, Resolver: prefixResolver{}})
+	var dated []string
+	for _, v := range r.rep.Problems {
+		if !v.DestDate.IsZero() {
+			dated = append(dated, v.ID)
+		}
+	}
+	if len(dated) != 1 || !strings.HasPrefix(dated[0], "INBOX-3") { // INBOX-3 or its twin, whichever got that copy
+		t.Errorf("date differences %v, want INBOX-3's only (INBOX-0's copy has its prior date)", dated)
 	}
 }
 

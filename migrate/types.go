@@ -87,6 +87,11 @@ type Message struct {
 	// expunged-but-not-compacted, X-Mozilla-Status 0x0008): it is left out
 	// unless Options.IncludeDeleted. Flags then hold \Deleted.
 	Expunged bool
+	// PriorDate is the date an earlier mailhaul gave the message, where it
+	// differs from Date (an mbox message under Thunderbird's From_ line
+	// was dated by that line): the first-contact comparison, which
+	// compares dates, also takes a copy of that date for it. Zero for most.
+	PriorDate time.Time
 	// MessageID is the Message-ID header, filled by sources that get it
 	// cheaply while listing (IMAP); "" otherwise. It is used to re-match
 	// messages after an epoch (UIDVALIDITY) change.

@@ -471,7 +471,14 @@ func (s *Mbox) List(ctx context.Context, mb migrate.Mailbox, fn func(migrate.Mes
 			Mailbox: mb.Name, Size: m.Size, Flags: m.Flags, Date: m.Date, Expunged: m.Expunged,
 			Loc: strconv.FormatInt(m.Start, 10) + ":" + strconv.FormatInt(m.Len, 10) + ":" + locFormats[m.Layout.Format],
 		}
-		if msg.Date.IsZero() {
+		if msg.Date.IsZero() || (m.WrittenDate && !m.HeaderDate.IsZero()) {
+			// No From_ date, or Thunderbird's: the day it wrote the
+			// message into this file (an archived message's is the day it
+			// was archived). The header's Received:, else Date:, as a
+			// POP3 message is dated.
+			if !msg.Date.IsZero() {
+				msg.PriorDate = msg.Date // what mailhaul before 2026-12 dated it by
+			}
 			msg.Date = m.HeaderDate
 		}
 		if perr := m.Err(); perr != nil {

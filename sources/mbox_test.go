@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -548,5 +549,70 @@ func TestMboxTreeBindMountLoop(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(warns, "\n"), "already read (a loop)") {
 		t.Errorf("warnings %q", warns)
+	}
+}
+
+// TestMboxThunderbirdDate: a message under Mozilla's From_ line ("From -
+// <date>", the day Thunderbird wrote it into the file: an archived
+// message's is the day it was archived) is dated by its header, as a
+// POP3 message is: the newest Received:, else Date:; without either, by
+// the From_ line. Another program's From_ date is kept.
+func TestMboxThunderbirdDate(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "Archive")
+	file := "From - Mon Jan 10 12:00:00 2022\nReceived: from mx by mail; Tue, 5 Mar 2019 08:00:00 +0000\nDate: Tue, 5 Mar 2019 07:00:00 +0000\nMessage-ID: <a@x>\n\none\n\n" +
+		"From - Mon Jan 10 12:00:01 2022\nDate: Wed, 6 Mar 2019 09:00:00 +0100\nMessage-ID: <b@x>\n\ntwo\n\n" +
+		"From - Mon Jan 10 12:00:02 2022\nMessage-ID: <c@x>\n\nthree\n\n" +
+		"From bob@example.org Thu Mar 7 10:00:00 2019\nDate: Mon, 1 Jan 2018 00:00:00 +0000\nMessage-ID: <d@x>\n\nfour\n"
+	os.WriteFile(p, []byte(file), 0o600)
+	s, err := OpenMbox(p, MboxOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mbs, err := s.Mailboxes(context.Background())
+	if err != nil || len(mbs) != 1 {
+		t.Fatalf("%v %v", mbs, err)
+	}
+	var got []string
+	s.List(context.Background(), mbs[0], func(m migrate.Message) error {
+		got = append(got, m.Date.UTC().Format(time.RFC3339))
+		return nil
+	})
+	// From_ dates have no zone: read in UTC (MboxOptions.Location nil).
+	want := "2019-03-05T08:00:00Z 2019-03-06T08:00:00Z 2022-01-10T12:00:02Z 2019-03-07T10:00:00Z"
+	if strings.Join(got, " ") != want {
+		t.Errorf("dates %v, want %s", got, want)
+	}
+
+	// Copies an earlier mailhaul made carry the From_ date. With a new
+	// state dir, the first-contact comparison (Message-ID, size, date)
+	// still finds them, by that prior date: nothing is copied twice.
+	dst := t.TempDir()
+	if rep := runCopy(t, s, dst, t.TempDir(), migrate.Options{}); rep.Copied != 4 {
+		t.Fatalf("first copy: %d copied", rep.Copied)
+	}
+	var files []string
+	filepath.WalkDir(dst, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			files = append(files, p)
+		}
+		return nil
+	})
+	changed := 0
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		for i, mid := range []string{"<a@x>", "<b@x>"} {
+			if strings.Contains(string(b), mid) {
+				old := time.Date(2022, 1, 10, 12, 0, i, 0, time.UTC)
+				if os.Chtimes(f, old, old) == nil {
+					changed++
+				}
+			}
+		}
+	}
+	if changed != 2 {
+		t.Fatalf("dated %d copies by their From_ line, want 2", changed)
+	}
+	if rep := runCopy(t, s, dst, t.TempDir(), migrate.Options{}); rep.Copied != 0 || rep.Found != 4 {
+		t.Errorf("with a new state dir over copies dated by the From_ line: copied %d, found %d; want 0, 4", rep.Copied, rep.Found)
 	}
 }

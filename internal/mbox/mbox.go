@@ -196,6 +196,11 @@ type Message struct {
 	FromLine string
 	// Date is the From_ line's date; zero if it could not be parsed.
 	Date time.Time
+	// WrittenDate: the From_ line is Mozilla's ("From - <date>"), whose
+	// date is when Thunderbird wrote the message into this file — its
+	// download, or the day it was moved or archived there — not when the
+	// message arrived: HeaderDate dates it better (sources/mbox.go).
+	WrittenDate bool
 	// HeaderDate is the date the header implies, as migrate.HeaderDate
 	// has it: the newest date of its Received: fields (when it arrived),
 	// else its Date: field's; zero if none is valid.

@@ -406,17 +406,18 @@ func (r *Reader) message() (*Message, error) {
 	}
 	if m.FromLine == kdeDummyFrom {
 		// No date: the source takes the Date: header's.
-	} else if _, d, ok := ParseFromLine(m.FromLine, r.opts.Location); ok {
-		m.Date = d
+	} else if sender, d, ok := ParseFromLine(m.FromLine, r.opts.Location); ok {
+		m.Date, m.WrittenDate = d, sender == "-"
 	} else {
 		m.Problems = append(m.Problems, r.problem(m.Offset, false, "cannot parse the date of the From_ line %q; internal date taken from the Date: header", m.FromLine))
 	}
 	m.Start = r.pos
 
 	em := newEmitter(nil, r.layout)
-	// Received: dates are only needed without a From_ date, Pine's fields
-	// only in a file's first message: not parsed for every message.
-	h := headerState{cl: -1, bodyStart: -1, wantReceived: m.Date.IsZero(), first: r.messages == 0}
+	// Received: dates are only needed without a From_ date (or with
+	// Mozilla's, see WrittenDate), Pine's fields only in a file's first
+	// message: not parsed for every message.
+	h := headerState{cl: -1, bodyStart: -1, wantReceived: m.Date.IsZero() || m.WrittenDate, first: r.messages == 0}
 	var (
 		first       = true
 		nulSeen     = false
