@@ -223,6 +223,9 @@ func (e *engine) appendBatch(ctx context.Context, stop <-chan struct{}, slot int
 			notAttempted(i) // its failed attempts stored nothing
 		case err == nil:
 			e.hook("append")
+			if in.MessageID == "" && j.dup != nil && j.dup.len() > 0 {
+				e.noMID.Add(1)
+			}
 			finished = append(finished, in)
 			refs = append(refs, ref)
 			copied = append(copied, j)

@@ -198,7 +198,7 @@ func (c *contacts) decide(ctx context.Context, mb Mailbox, dest string, rematchi
 			return nil, err
 		}
 		c.e.rep(Event{Kind: Warning, Folder: mb.Name, Dest: dest, Err: fmt.Errorf(
-			"folder %q: no run has finished it since its destination %q was found holding mail this state dir did not copy; comparing its messages with that mail again, so that nothing is copied twice", mb.Name, dest)})
+			"folder %q: no run has finished it since its destination %q was found holding mail this source's checkpoint did not copy; comparing its messages with that mail again, so that nothing is copied twice", mb.Name, dest)})
 		return d, nil
 	}
 	if rematching {
@@ -232,12 +232,12 @@ func (c *contacts) decide(ctx context.Context, mb Mailbox, dest string, rematchi
 	held := countOf(n, "message with a Message-ID", "messages with a Message-ID")
 	if c.explained {
 		c.e.rep(Event{Kind: Warning, Folder: mb.Name, Dest: dest, Err: fmt.Errorf(
-			"destination folder %q also holds %s this state dir did not copy: %q is compared with them, as above", dest, held, mb.Name)})
+			"destination folder %q also holds %s that this source's checkpoint did not copy: %q is compared with them, as above", dest, held, mb.Name)})
 		return d, nil
 	}
 	c.explained = true
 	c.e.rep(Event{Kind: Warning, Folder: mb.Name, Dest: dest, Err: fmt.Errorf(
-		"destination folder %q already holds %s this state dir did not copy (a new or lost state dir, or a second source merged into the account?): each message of %q is compared with them by Message-ID, size and date, and one found there is not copied again; a mail client's copy (other header fields, another size) is not found this way: merge such copies with --dedupe (--no-auto-dedupe copies all)", dest, held, mb.Name)})
+		"destination folder %q already holds %s that this source's checkpoint did not copy (another source merged into the account, or a new or lost state dir?): each message of %q is compared with them by Message-ID, size and date, and one found there is not copied again; a mail client's copy (other header fields, another size) is not found this way: merge such copies with --dedupe, or --dedupe-across-folders where that mail was filed into other folders (--no-auto-dedupe copies all)", dest, held, mb.Name)})
 	return d, nil
 }
 

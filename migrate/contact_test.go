@@ -741,3 +741,49 @@ func interruptLostState(t *testing.T, extra int, o migrate.Options) (*fakeSource
 	r, err := migrate.Run(ctx, o)
 	return src, sink, path, r, err
 }
+
+// TestNoMessageIDWarned: messages without a Message-ID copied into a
+// folder compared with what it held (here a lost state dir's first
+// contact) are copied again — nothing can recognise them — and the run
+// says so, once; a copy into an empty folder says nothing.
+func TestNoMessageIDWarned(t *testing.T) {
+	src := newFakeSource(map[string]int{"INBOX": 5})
+	for _, id := range []string{"INBOX-1", "INBOX-3"} {
+		src.bodies[id] = strings.Replace(src.bodies[id], "Message-ID: <"+id+"@x>\r\n", "", 1)
+		for i, m := range src.msgs["INBOX"] {
+			if m.ID == id {
+				src.msgs["INBOX"][i].Size = int64(len(src.bodies[id]))
+			}
+		}
+	}
+	sink := &indexSink{fakeSink: newFakeSink()}
+	var w warnings
+	run := func() migrate.Report {
+		t.Helper()
+		r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: openCP(t), Reporter: &w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := run(); r.Copied != 5 {
+		t.Fatalf("first copy: %d copied", r.Copied)
+	}
+	for _, s := range w.take() {
+		if strings.Contains(s, "without a Message-ID") {
+			t.Errorf("a copy into an empty folder warned: %s", s)
+		}
+	}
+	if r := run(); r.Copied != 2 || r.Found != 3 {
+		t.Fatalf("with a new state: copied %d, found %d; want 2, 3", r.Copied, r.Found)
+	}
+	n := 0
+	for _, s := range w.take() {
+		if strings.Contains(s, "2 messages without a Message-ID copied") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d warnings about the messages without a Message-ID, want 1", n)
+	}
+}

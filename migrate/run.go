@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -58,6 +59,10 @@ type engine struct {
 	contacts *contacts // first contacts of source folders with a lost state (contact.go)
 	tally    *tally    // what the run did, for its Report (report.go)
 	batchCap batchCap  // messages per batch for a BatchSink (append.go)
+	// noMID counts the messages without a Message-ID copied into a folder
+	// compared with what it held (Dedupe, a first contact): nothing could
+	// find their copies there (append.go).
+	noMID atomic.Int64
 }
 
 // Run copies every selected message of o.Source that the checkpoint does
@@ -111,6 +116,10 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	if err == nil && ctx.Err() == nil && !e.stopped() {
 		err = e.contacts.record(t)
+	}
+	if n := e.noMID.Load(); n > 0 {
+		e.rep(Event{Kind: Warning, Err: fmt.Errorf("%s without a Message-ID copied into folders that held mail from elsewhere: no comparison can recognise such a message, so one the destination already held (the other source's copy) is there twice now; `mailhaul check` lists such copies as extra",
+			countOf(int(n), "message", "messages"))})
 	}
 	r := t.report()
 	r.Elapsed = time.Since(start)
