@@ -50,7 +50,7 @@ func (e *engine) recoverPending(ctx context.Context) error {
 			since = time.Now()
 		}
 		if wait := time.Until(since.Add(e.settleDelay())); wait > 0 {
-			e.rep(Event{Kind: Waiting, Bytes: int64(len(unsure)), Err: fmt.Errorf("%d messages were on the wire when the last run stopped; looking for them again in %s, in case the destination stores them late (--settle-delay)", len(unsure), wait.Round(time.Millisecond))})
+			e.rep(Event{Kind: Waiting, Bytes: int64(len(unsure)), Err: fmt.Errorf("%s on the wire when the last run stopped; looking for them again in %s, in case the destination stores them late (--settle-delay)", countOf(len(unsure), "message was", "messages were"), wait.Round(time.Millisecond))})
 			select {
 			case <-ctx.Done():
 				return ctx.Err()

@@ -81,7 +81,7 @@ func (r *renderer) logProgress() {
 	defer r.mu.Unlock()
 	el := time.Since(r.started).Seconds()
 	r.g.log.Info("progress", "folder", r.folder, "copied", r.copied, "of_listed", r.queued,
-		"bytes", humanBytes(r.copiedB), "already", r.already, "found", r.found, "skipped", r.skipped,
+		"bytes", humanBytes(r.copiedB), "already", r.already+r.found, "found", r.found, "skipped", r.skipped, // already counts found, as the summary does
 		"rate", fmt.Sprintf("%.0f msg/s", float64(r.copied)/el))
 }
 
