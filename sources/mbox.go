@@ -296,6 +296,10 @@ func (s *Mbox) Mailboxes(ctx context.Context) ([]migrate.Mailbox, error) {
 			add(prefix, prefix, "", true, nil)
 		}
 	}
+	if fi, err := os.Stat(filepath.Join(s.root, "Local Folders")); err == nil && fi.IsDir() {
+		// Thunderbird's Mail/ (or ImapMail/): a directory per account.
+		s.opts.Warn(fmt.Errorf("mbox source: %s looks like a Thunderbird profile's Mail directory, which holds a directory per account (\"Local Folders\", one per POP3 server): each account's folders are copied under a folder named after it, and its Inbox and Sent do not become the destination's; to copy one account's folders to the top, give its directory (%s)", s.root, filepath.Join(s.root, "Local Folders")))
+	}
 	if err := s.walk(ctx, s.root, prefix, 0, bundle, seen, add); err != nil {
 		return nil, err
 	}

@@ -616,3 +616,31 @@ func TestMboxThunderbirdDate(t *testing.T) {
 		t.Errorf("with a new state dir over copies dated by the From_ line: copied %d, found %d; want 0, 4", rep.Copied, rep.Found)
 	}
 }
+
+// TestMboxMailRootWarned: a Thunderbird profile's Mail/ directory given
+// instead of one account's ("Local Folders") is copied as it is, with a
+// warning that names the directory to give.
+func TestMboxMailRootWarned(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"Local Folders", "pop.example.net"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+		os.WriteFile(filepath.Join(root, d, "Inbox"), []byte("From - Mon Jan 10 12:00:00 2022\nSubject: x\n\nx\n"), 0o600)
+	}
+	var warns []string
+	s, err := OpenMbox(root, MboxOptions{Warn: func(err error) { warns = append(warns, err.Error()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Mailboxes(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(warns) != 1 || !strings.Contains(warns[0], "looks like a Thunderbird profile's Mail directory") || !strings.Contains(warns[0], filepath.Join(root, "Local Folders")) {
+		t.Errorf("warnings %q", warns)
+	}
+	warns = nil
+	s, _ = OpenMbox(filepath.Join(root, "Local Folders"), MboxOptions{Warn: func(err error) { warns = append(warns, err.Error()) }})
+	s.Mailboxes(context.Background())
+	if len(warns) != 0 {
+		t.Errorf("an account's directory warned: %q", warns)
+	}
+}
