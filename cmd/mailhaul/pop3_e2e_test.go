@@ -625,14 +625,8 @@ func TestBatchPOP3Passwords(t *testing.T) {
 // \Seen when the session ends, marks nothing. The resumed run copies the
 // rest, and the maildrop is still unread.
 func TestPOP3GracefulStopKeepsUnseen(t *testing.T) {
-	const pw = "Stop-Pw-8080"
-	d := testserver.StartDovecot(t, testserver.WithUser("alice", pw))
-	const n = 300
-	var corpus [][]byte
-	for i := 0; i < n; i++ {
-		corpus = append(corpus, []byte(fmt.Sprintf("Message-ID: <stop-%d@pop3.test>\nSubject: stop %d\n\n%s", i, i, strings.Repeat("body line\n", 10000))))
-	}
-	d.SeedMaildir(t, "alice", "", corpus, nil)
+	const pw, n = "Stop-Pw-8080", 300
+	d := unreadMaildrop(t, pw, "stop", n, 10000)
 	unread := func(when string) {
 		t.Helper()
 		for _, m := range imapFolder(t, d, "alice", "INBOX") {
@@ -670,13 +664,7 @@ func TestPOP3GracefulStopKeepsUnseen(t *testing.T) {
 // now bounded in bytes, so what is left to drain arrives in time.
 func TestPOP3GracefulStopSlowLink(t *testing.T) {
 	const pw = "Slow-Pw-8081"
-	d := testserver.StartDovecot(t, testserver.WithUser("alice", pw))
-	const n = 40
-	var corpus [][]byte
-	for i := 0; i < n; i++ {
-		corpus = append(corpus, []byte(fmt.Sprintf("Message-ID: <slow-%d@pop3.test>\nSubject: slow %d\n\n%s", i, i, strings.Repeat("body line\n", 40000))))
-	}
-	d.SeedMaildir(t, "alice", "", corpus, nil)
+	d := unreadMaildrop(t, pw, "slow", 40, 40000)
 	env := []string{"MAILHAUL_SRC_PASSWORD=" + pw}
 	dst, state := t.TempDir(), t.TempDir()
 	args := []string{"copy", "--insecure-plaintext", "--bwlimit", "1M", "--state-dir", state, "pop3://alice@" + d.POP3Addr, "maildir:" + dst}
@@ -692,4 +680,17 @@ func TestPOP3GracefulStopSlowLink(t *testing.T) {
 			t.Fatalf("after the stop: %s is %v on the server, want unread", midOf(m.body), m.flags)
 		}
 	}
+}
+
+// unreadMaildrop starts a Dovecot whose user alice (password pw) has n
+// unread messages of lines lines each, their Message-IDs tagged tag.
+func unreadMaildrop(t *testing.T, pw, tag string, n, lines int) *testserver.Dovecot {
+	t.Helper()
+	d := testserver.StartDovecot(t, testserver.WithUser("alice", pw))
+	var corpus [][]byte
+	for i := 0; i < n; i++ {
+		corpus = append(corpus, []byte(fmt.Sprintf("Message-ID: <%s-%d@pop3.test>\nSubject: %s %d\n\n%s", tag, i, tag, i, strings.Repeat("body line\n", lines))))
+	}
+	d.SeedMaildir(t, "alice", "", corpus, nil)
+	return d
 }
