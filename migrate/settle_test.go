@@ -295,20 +295,30 @@ func TestRecoveryTwinOnTheWireLandsLate(t *testing.T) {
 		sink.mu.Unlock()
 		cp.Sending(3, in(onWire).Key())
 		cp.Close() // the "killed" run
-		sink.late.Add(1)
-		time.AfterFunc(150*time.Millisecond, func() { // the twin on the wire lands
-			sink.mu.Lock()
-			sink.store("INBOX", body)
-			sink.mu.Unlock()
-			sink.late.Done()
-		})
+		// The twin on the wire lands while the next run waits for it
+		// (its Waiting event): after that run first looked, whatever the
+		// machine's load (a timer of 150 ms once fired before the run
+		// looked, and both copies were there from the start).
+		var landed sync.Once
+		land := func() {
+			landed.Do(func() {
+				sink.mu.Lock()
+				sink.store("INBOX", body)
+				sink.mu.Unlock()
+			})
+		}
 		cp = openCPAt(t, path)
-		r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp, SettleDelay: 400 * time.Millisecond})
+		r, err := migrate.Run(context.Background(), migrate.Options{Source: src, Sink: sink, Checkpoint: cp, SettleDelay: 400 * time.Millisecond,
+			Reporter: migrate.ReporterFunc(func(ev migrate.Event) {
+				if ev.Kind == migrate.Waiting {
+					time.AfterFunc(50*time.Millisecond, land)
+				}
+			})})
 		cp.Close()
 		if err != nil {
 			t.Fatal(err)
 		}
-		sink.late.Wait()
+		land() // (no Waiting event: the assertions below say what went wrong)
 		if n := sink.copiesOf("INBOX", body); n != 2 {
 			t.Errorf("%s answered, %s on the wire: %d copies of the twins, want 2 (settled %v)", answered, onWire, n, settledHow(r))
 		}
